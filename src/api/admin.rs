@@ -1,0 +1,264 @@
+//! The `tallyq.v1.Admin` service: a tenant's topics and subscriptions.
+
+use tonic::{Request, Response, Status};
+
+use super::auth::tenant_key;
+use super::ApiState;
+use crate::broker::admin::{
+    StartAt, SubscriptionSettings, SubscriptionUpdate, SubscriptionView, TopicSettings,
+    TopicUpdate, TopicView,
+};
+use crate::error::Error;
+use crate::proto::v1 as pb;
+use crate::proto::v1::admin_server::Admin as AdminApi;
+
+/// The Admin service.
+pub struct AdminService {
+    state: ApiState,
+}
+
+impl AdminService {
+    /// A service over `state`.
+    pub fn new(state: ApiState) -> Self {
+        AdminService { state }
+    }
+}
+
+fn topic_message(view: TopicView) -> pb::Topic {
+    let r = view.record;
+    let s = view.stats;
+    pb::Topic {
+        name: r.name,
+        config: Some(pb::TopicConfig {
+            message_expiry_seconds: r.expiry_seconds,
+            max_bytes: r.max_bytes,
+            overflow_policy: r.overflow_policy,
+            dedup_window_seconds: r.dedup_window_seconds,
+        }),
+        create_time_unix_ms: r.created_ms,
+        stats: Some(pb::TopicStats {
+            messages: s.messages,
+            bytes: s.bytes,
+            first_offset: s.first_offset,
+            next_offset: s.next_offset,
+            expired_messages: s.expired_messages,
+            reclaimed_messages: s.reclaimed_messages,
+            oldest_message_age_ms: s.oldest_message_age_ms,
+        }),
+    }
+}
+
+fn subscription_message(view: SubscriptionView) -> pb::Subscription {
+    let r = view.record;
+    let s = view.stats;
+    pb::Subscription {
+        topic: view.topic,
+        name: r.name,
+        config: Some(pb::SubscriptionConfig {
+            lock_seconds: r.lock_seconds,
+            max_delivery_attempts: r.max_delivery_attempts,
+            dead_letter_topic: r.dead_letter_topic,
+        }),
+        create_time_unix_ms: r.created_ms,
+        stats: Some(pb::SubscriptionStats {
+            backlog: s.backlog,
+            in_flight: s.in_flight,
+            next_offset: s.next_offset,
+            dead_lettered: s.dead_lettered,
+            oldest_unacked_age_ms: s.oldest_unacked_age_ms,
+        }),
+    }
+}
+
+#[tonic::async_trait]
+impl AdminApi for AdminService {
+    #[tracing::instrument(skip_all, fields(method = "CreateTopic"))]
+    async fn create_topic(
+        &self,
+        request: Request<pb::CreateTopicRequest>,
+    ) -> Result<Response<pb::Topic>, Status> {
+        let key = tenant_key(&request)?;
+        let req = request.into_inner();
+        let config = req.config.unwrap_or_default();
+        let view = self
+            .state
+            .broker
+            .create_topic(
+                &key,
+                &req.name,
+                TopicSettings {
+                    expiry_seconds: config.message_expiry_seconds,
+                    max_bytes: config.max_bytes,
+                    overflow_policy: config.overflow_policy,
+                    dedup_window_seconds: config.dedup_window_seconds,
+                },
+            )
+            .await?;
+        Ok(Response::new(topic_message(view)))
+    }
+
+    async fn get_topic(
+        &self,
+        request: Request<pb::GetTopicRequest>,
+    ) -> Result<Response<pb::Topic>, Status> {
+        let key = tenant_key(&request)?;
+        let view = self
+            .state
+            .broker
+            .get_topic(&key, &request.into_inner().name)
+            .await?;
+        Ok(Response::new(topic_message(view)))
+    }
+
+    async fn list_topics(
+        &self,
+        request: Request<pb::ListTopicsRequest>,
+    ) -> Result<Response<pb::ListTopicsResponse>, Status> {
+        let key = tenant_key(&request)?;
+        let views = self.state.broker.list_topics(&key).await?;
+        Ok(Response::new(pb::ListTopicsResponse {
+            topics: views.into_iter().map(topic_message).collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(method = "UpdateTopic"))]
+    async fn update_topic(
+        &self,
+        request: Request<pb::UpdateTopicRequest>,
+    ) -> Result<Response<pb::Topic>, Status> {
+        let key = tenant_key(&request)?;
+        let req = request.into_inner();
+        let view = self
+            .state
+            .broker
+            .update_topic(
+                &key,
+                &req.name,
+                TopicUpdate {
+                    expiry_seconds: req.message_expiry_seconds,
+                    max_bytes: req.max_bytes,
+                    overflow_policy: req.overflow_policy,
+                    dedup_window_seconds: req.dedup_window_seconds,
+                },
+            )
+            .await?;
+        Ok(Response::new(topic_message(view)))
+    }
+
+    #[tracing::instrument(skip_all, fields(method = "DeleteTopic"))]
+    async fn delete_topic(
+        &self,
+        request: Request<pb::DeleteTopicRequest>,
+    ) -> Result<Response<pb::DeleteTopicResponse>, Status> {
+        let key = tenant_key(&request)?;
+        self.state
+            .broker
+            .delete_topic(&key, &request.into_inner().name)
+            .await?;
+        Ok(Response::new(pb::DeleteTopicResponse {}))
+    }
+
+    #[tracing::instrument(skip_all, fields(method = "CreateSubscription"))]
+    async fn create_subscription(
+        &self,
+        request: Request<pb::CreateSubscriptionRequest>,
+    ) -> Result<Response<pb::Subscription>, Status> {
+        let key = tenant_key(&request)?;
+        let req = request.into_inner();
+        let config = req.config.unwrap_or_default();
+        let start = match pb::StartPosition::try_from(req.start) {
+            Ok(pb::StartPosition::Unspecified | pb::StartPosition::Earliest) => StartAt::Earliest,
+            Ok(pb::StartPosition::Latest) => StartAt::Latest,
+            Err(_) => {
+                return Err(Error::invalid(format!(
+                    "unknown start position {}: use EARLIEST or LATEST",
+                    req.start
+                ))
+                .into())
+            }
+        };
+        let view = self
+            .state
+            .broker
+            .create_subscription(
+                &key,
+                &req.topic,
+                &req.name,
+                SubscriptionSettings {
+                    lock_seconds: config.lock_seconds,
+                    max_delivery_attempts: config.max_delivery_attempts,
+                    dead_letter_topic: config.dead_letter_topic,
+                },
+                start,
+            )
+            .await?;
+        Ok(Response::new(subscription_message(view)))
+    }
+
+    async fn get_subscription(
+        &self,
+        request: Request<pb::GetSubscriptionRequest>,
+    ) -> Result<Response<pb::Subscription>, Status> {
+        let key = tenant_key(&request)?;
+        let req = request.into_inner();
+        let view = self
+            .state
+            .broker
+            .get_subscription(&key, &req.topic, &req.name)
+            .await?;
+        Ok(Response::new(subscription_message(view)))
+    }
+
+    async fn list_subscriptions(
+        &self,
+        request: Request<pb::ListSubscriptionsRequest>,
+    ) -> Result<Response<pb::ListSubscriptionsResponse>, Status> {
+        let key = tenant_key(&request)?;
+        let views = self
+            .state
+            .broker
+            .list_subscriptions(&key, &request.into_inner().topic)
+            .await?;
+        Ok(Response::new(pb::ListSubscriptionsResponse {
+            subscriptions: views.into_iter().map(subscription_message).collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(method = "UpdateSubscription"))]
+    async fn update_subscription(
+        &self,
+        request: Request<pb::UpdateSubscriptionRequest>,
+    ) -> Result<Response<pb::Subscription>, Status> {
+        let key = tenant_key(&request)?;
+        let req = request.into_inner();
+        let view = self
+            .state
+            .broker
+            .update_subscription(
+                &key,
+                &req.topic,
+                &req.name,
+                SubscriptionUpdate {
+                    lock_seconds: req.lock_seconds,
+                    max_delivery_attempts: req.max_delivery_attempts,
+                    dead_letter_topic: req.dead_letter_topic,
+                },
+            )
+            .await?;
+        Ok(Response::new(subscription_message(view)))
+    }
+
+    #[tracing::instrument(skip_all, fields(method = "DeleteSubscription"))]
+    async fn delete_subscription(
+        &self,
+        request: Request<pb::DeleteSubscriptionRequest>,
+    ) -> Result<Response<pb::DeleteSubscriptionResponse>, Status> {
+        let key = tenant_key(&request)?;
+        let req = request.into_inner();
+        self.state
+            .broker
+            .delete_subscription(&key, &req.topic, &req.name)
+            .await?;
+        Ok(Response::new(pb::DeleteSubscriptionResponse {}))
+    }
+}

@@ -1,0 +1,72 @@
+//! Authentication as a tonic interceptor applied once per service: it reads
+//! `authorization: Bearer <token>`, resolves it to a [`Principal`] and puts
+//! that in the request's extensions, where handlers pick it up.
+
+use std::sync::Arc;
+
+use tonic::{Request, Status};
+
+use crate::error::Error;
+use crate::tenancy::{Principal, Tenancy, TenantKey};
+
+/// Which kind of caller a service admits.
+#[derive(Clone, Copy, Debug)]
+pub enum Audience {
+    /// Tenant API keys (Broker, Admin).
+    Tenant,
+    /// The operator credential (Operator).
+    Operator,
+}
+
+/// The interceptor: authenticates and checks the audience.
+#[derive(Clone)]
+pub struct AuthInterceptor {
+    tenancy: Arc<Tenancy>,
+    audience: Audience,
+}
+
+impl AuthInterceptor {
+    /// An interceptor admitting `audience`.
+    pub fn new(tenancy: Arc<Tenancy>, audience: Audience) -> Self {
+        AuthInterceptor { tenancy, audience }
+    }
+}
+
+fn bearer<T>(request: &Request<T>) -> Option<&str> {
+    let value = request.metadata().get("authorization")?.to_str().ok()?;
+    let token = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))?;
+    Some(token.trim())
+}
+
+impl tonic::service::Interceptor for AuthInterceptor {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        let principal = self.tenancy.authenticate(bearer(&request))?;
+        match (&principal, self.audience) {
+            (Principal::Tenant(_), Audience::Tenant) | (Principal::Operator, Audience::Operator) => {}
+            (Principal::Operator, Audience::Tenant) => {
+                return Err(Error::PermissionDenied(
+                    "the operator credential cannot act as a tenant; use a tenant API key".into(),
+                )
+                .into())
+            }
+            (Principal::Tenant(_), Audience::Operator) => {
+                return Err(Error::PermissionDenied(
+                    "this service needs the operator credential".into(),
+                )
+                .into())
+            }
+        }
+        request.extensions_mut().insert(principal);
+        Ok(request)
+    }
+}
+
+/// The tenant key the interceptor attached to a request.
+pub fn tenant_key<T>(request: &Request<T>) -> Result<Arc<TenantKey>, Status> {
+    match request.extensions().get::<Principal>() {
+        Some(Principal::Tenant(key)) => Ok(key.clone()),
+        _ => Err(Status::unauthenticated("missing tenant credentials")),
+    }
+}

@@ -1,0 +1,186 @@
+//! The `tallyq.v1.Operator` service: tenants, API keys, the test clock.
+
+use std::time::Duration;
+
+use tonic::{Request, Response, Status};
+
+use super::ApiState;
+use crate::clock::ClockKind;
+use crate::error::Error;
+use crate::proto::v1 as pb;
+use crate::proto::v1::operator_server::Operator as OperatorApi;
+use crate::storage::records::{ApiKeyRecord, ClockRecord, TenantRecord};
+use crate::storage::{keys, WriteSet};
+use crate::tenancy::{NewTenant, Scope};
+
+/// Longest single AdvanceClock step: about 400 days.
+const MAX_ADVANCE_MS: u64 = 400 * 24 * 3600 * 1000;
+
+/// The Operator service.
+pub struct OperatorService {
+    state: ApiState,
+}
+
+impl OperatorService {
+    /// A service over `state`.
+    pub fn new(state: ApiState) -> Self {
+        OperatorService { state }
+    }
+}
+
+fn tenant_message(t: TenantRecord) -> pb::Tenant {
+    pb::Tenant {
+        id: t.id,
+        display_name: t.display_name,
+        contact_email: t.contact_email,
+        plan: t.plan,
+        status: t.status,
+        create_time_unix_ms: t.created_ms,
+    }
+}
+
+fn key_message(k: ApiKeyRecord) -> pb::ApiKey {
+    pb::ApiKey {
+        id: k.id,
+        tenant: k.tenant,
+        scopes: k.scopes,
+        topics: k.topics,
+        description: k.description,
+        create_time_unix_ms: k.created_ms,
+        revoked: k.revoked,
+    }
+}
+
+#[tonic::async_trait]
+impl OperatorApi for OperatorService {
+    #[tracing::instrument(skip_all, fields(method = "CreateTenant"))]
+    async fn create_tenant(
+        &self,
+        request: Request<pb::CreateTenantRequest>,
+    ) -> Result<Response<pb::Tenant>, Status> {
+        let req = request.into_inner();
+        let tenant = self
+            .state
+            .broker
+            .tenancy()
+            .create_tenant(NewTenant {
+                id: req.id,
+                display_name: req.display_name,
+                contact_email: req.contact_email,
+                plan: req.plan,
+            })
+            .await?;
+        Ok(Response::new(tenant_message(tenant)))
+    }
+
+    async fn get_tenant(
+        &self,
+        request: Request<pb::GetTenantRequest>,
+    ) -> Result<Response<pb::Tenant>, Status> {
+        let tenant = self
+            .state
+            .broker
+            .tenancy()
+            .get_tenant(&request.into_inner().id)?;
+        Ok(Response::new(tenant_message(tenant)))
+    }
+
+    async fn list_tenants(
+        &self,
+        _request: Request<pb::ListTenantsRequest>,
+    ) -> Result<Response<pb::ListTenantsResponse>, Status> {
+        let tenants = self.state.broker.tenancy().list_tenants();
+        Ok(Response::new(pb::ListTenantsResponse {
+            tenants: tenants.into_iter().map(tenant_message).collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(method = "CreateApiKey"))]
+    async fn create_api_key(
+        &self,
+        request: Request<pb::CreateApiKeyRequest>,
+    ) -> Result<Response<pb::CreateApiKeyResponse>, Status> {
+        let req = request.into_inner();
+        let scopes = req
+            .scopes
+            .iter()
+            .map(|s| {
+                Scope::from_i32(*s).ok_or_else(|| {
+                    Error::invalid(format!(
+                        "unknown scope {s}: use PRODUCE (1), CONSUME (2) or MANAGE (3)"
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let created = self
+            .state
+            .broker
+            .tenancy()
+            .create_key(&req.tenant, scopes, req.topics, req.description)
+            .await?;
+        Ok(Response::new(pb::CreateApiKeyResponse {
+            key: Some(key_message(created.record)),
+            secret: created.secret,
+        }))
+    }
+
+    async fn list_api_keys(
+        &self,
+        request: Request<pb::ListApiKeysRequest>,
+    ) -> Result<Response<pb::ListApiKeysResponse>, Status> {
+        let keys = self
+            .state
+            .broker
+            .tenancy()
+            .list_keys(&request.into_inner().tenant)?;
+        Ok(Response::new(pb::ListApiKeysResponse {
+            keys: keys.into_iter().map(key_message).collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(method = "RevokeApiKey"))]
+    async fn revoke_api_key(
+        &self,
+        request: Request<pb::RevokeApiKeyRequest>,
+    ) -> Result<Response<pb::RevokeApiKeyResponse>, Status> {
+        let key = self
+            .state
+            .broker
+            .tenancy()
+            .revoke_key(&request.into_inner().id)
+            .await?;
+        Ok(Response::new(pb::RevokeApiKeyResponse {
+            key: Some(key_message(key)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(method = "AdvanceClock"))]
+    async fn advance_clock(
+        &self,
+        request: Request<pb::AdvanceClockRequest>,
+    ) -> Result<Response<pb::AdvanceClockResponse>, Status> {
+        let advance_ms = request.into_inner().advance_ms;
+        let clock = self.state.broker.clock();
+        if clock.kind() != ClockKind::Manual {
+            return Err(Error::FailedPrecondition(
+                "the clock can only be advanced when the config says clock = \"manual\"".into(),
+            )
+            .into());
+        }
+        if advance_ms == 0 || advance_ms > MAX_ADVANCE_MS {
+            return Err(Error::invalid(format!(
+                "advance_ms must be between 1 and {MAX_ADVANCE_MS} (400 days)"
+            ))
+            .into());
+        }
+        let now = clock
+            .advance(Duration::from_millis(advance_ms))
+            .unwrap_or_else(|| clock.now_ms());
+        let mut writes = WriteSet::new();
+        writes.put(keys::manual_clock(), &ClockRecord { now_ms: now });
+        self.state.store.commit(writes).await.map_err(Error::from)?;
+        // Whatever the new time makes due happens before the reply.
+        self.state.broker.expire_messages().await?;
+        Ok(Response::new(pb::AdvanceClockResponse { now_unix_ms: now }))
+    }
+}

@@ -1,0 +1,170 @@
+//! The broker domain: topics as durable ordered logs, subscriptions with
+//! their cursors and locks, produce, delivery, acks, retention. It knows
+//! nothing of gRPC (the `api` layer adapts it) and nothing of sled (it writes
+//! through [`crate::storage`]).
+//!
+//! Concurrency rule: a topic's log lock and a subscription's state lock are
+//! held while a write is built *and enqueued* (not while it flushes), so the
+//! group committer commits each topic's and each subscription's changes in
+//! the order they were made. Lock order: subscription state, then topic log.
+
+pub mod admin;
+pub mod delivery;
+pub mod produce;
+pub mod retention;
+pub mod subscription;
+pub mod topic;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+use dashmap::DashMap;
+
+use crate::clock::Clock;
+use crate::error::{Error, Result};
+use crate::storage::records::{
+    CursorRecord, PendingRecord, SetHeaderRecord, SubscriptionRecord, TopicRecord,
+    TopicStateRecord,
+};
+use crate::storage::{keys, Store};
+use crate::tenancy::Tenancy;
+
+use subscription::{SubState, Subscription};
+use topic::{SetSummary, Topic, TopicLog};
+
+pub use delivery::{ConsumerSession, Delivered, FlowWindow};
+pub use produce::{ProduceOutcome, ProducedMessage};
+
+/// The broker: every tenant's topics and subscriptions.
+pub struct Broker {
+    store: Store,
+    clock: Clock,
+    tenancy: Arc<Tenancy>,
+    /// Topics by (tenant, name).
+    topics: DashMap<(String, String), Arc<Topic>>,
+    /// Serialises topic and subscription creation and deletion.
+    admin_lock: tokio::sync::Mutex<()>,
+}
+
+impl Broker {
+    /// Loads every topic and subscription from the store.
+    pub fn load(store: Store, clock: Clock, tenancy: Arc<Tenancy>) -> Result<Self> {
+        let broker = Broker {
+            store,
+            clock,
+            tenancy,
+            topics: DashMap::new(),
+            admin_lock: tokio::sync::Mutex::new(()),
+        };
+        let records: Vec<TopicRecord> = broker
+            .store
+            .scan::<TopicRecord>(&[keys::TOPIC])
+            .map(|item| item.map(|(_, r)| r))
+            .collect::<Result<_, _>>()?;
+        for record in records {
+            let topic = broker.load_topic(record)?;
+            broker
+                .topics
+                .insert((topic.tenant.clone(), topic.name.clone()), topic);
+        }
+        Ok(broker)
+    }
+
+    fn load_topic(&self, record: TopicRecord) -> Result<Arc<Topic>> {
+        let state: TopicStateRecord = self
+            .store
+            .get(&keys::topic_state(record.id))?
+            .unwrap_or_default();
+        let mut sets = VecDeque::new();
+        let mut bytes = 0;
+        for item in self
+            .store
+            .scan::<SetHeaderRecord>(&keys::id_prefix(keys::SET_HEADER, record.id))
+        {
+            let (key, header) = item?;
+            let first_offset = keys::u64_at(&key, 9).unwrap_or_default();
+            bytes += header.bytes;
+            sets.push_back(SetSummary {
+                first_offset,
+                count: header.count,
+                bytes: header.bytes,
+                publish_ms: header.publish_ms,
+            });
+        }
+        let topic = Arc::new(Topic::new(record, TopicLog { state, sets, bytes }));
+        let mut subs = BTreeMap::new();
+        for item in self
+            .store
+            .scan::<SubscriptionRecord>(&keys::id_prefix(keys::SUBSCRIPTION, topic.id))
+        {
+            let (_, sub) = item?;
+            let cursor: CursorRecord = self.store.get(&keys::cursor(sub.id))?.unwrap_or_default();
+            let mut pending = BTreeMap::new();
+            for item in self
+                .store
+                .scan::<PendingRecord>(&keys::id_prefix(keys::PENDING, sub.id))
+            {
+                let (key, record) = item?;
+                if let Some(offset) = keys::u64_at(&key, 9) {
+                    pending.insert(offset, record);
+                }
+            }
+            let state = SubState::from_records(cursor, pending);
+            subs.insert(sub.name.clone(), Arc::new(Subscription::new(sub, state)));
+        }
+        *topic
+            .subscriptions
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = subs;
+        Ok(topic)
+    }
+
+    /// The broker's clock.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// Tenants and keys.
+    pub fn tenancy(&self) -> &Arc<Tenancy> {
+        &self.tenancy
+    }
+
+    /// A tenant's topic, or NOT_FOUND.
+    pub fn topic(&self, tenant: &str, name: &str) -> Result<Arc<Topic>> {
+        self.topics
+            .get(&(tenant.to_string(), name.to_string()))
+            .map(|t| t.value().clone())
+            .ok_or_else(|| Error::not_found("topic", name))
+    }
+
+    /// A subscription of a tenant's topic, or NOT_FOUND.
+    pub fn subscription(
+        &self,
+        tenant: &str,
+        topic: &str,
+        name: &str,
+    ) -> Result<(Arc<Topic>, Arc<Subscription>)> {
+        let topic = self.topic(tenant, topic)?;
+        let sub = topic
+            .subscription(name)
+            .ok_or_else(|| Error::not_found("subscription", name))?;
+        Ok((topic, sub))
+    }
+
+    /// Every topic of every tenant (for background work).
+    fn all_topics(&self) -> Vec<Arc<Topic>> {
+        self.topics.iter().map(|t| t.value().clone()).collect()
+    }
+
+    /// A tenant's topics, by name.
+    fn tenant_topics(&self, tenant: &str) -> Vec<Arc<Topic>> {
+        let mut topics: Vec<_> = self
+            .topics
+            .iter()
+            .filter(|t| t.key().0 == tenant)
+            .map(|t| t.value().clone())
+            .collect();
+        topics.sort_by(|a, b| a.name.cmp(&b.name));
+        topics
+    }
+}

@@ -1,0 +1,103 @@
+//! Retention: messages past their topic's expiry are removed (and counted),
+//! and dedup entries past their window are swept. Runs on a timer, and at once
+//! whenever the manual test clock is advanced.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::Broker;
+use crate::error::Result;
+use crate::storage::records::DedupRecord;
+use crate::storage::{keys, WriteSet};
+
+/// How often retention runs on the wall clock.
+const RETENTION_INTERVAL: Duration = Duration::from_secs(1);
+/// Dedup sweeps run on every this-many retention passes.
+const DEDUP_SWEEP_EVERY: u64 = 60;
+
+impl Broker {
+    /// Removes every expired message set of every topic; returns how many
+    /// messages expired.
+    pub async fn expire_messages(&self) -> Result<u64> {
+        let now = self.clock.now_ms();
+        let mut total = 0;
+        for topic in self.all_topics() {
+            let expiry_ms = topic.settings().expiry_seconds as i64 * 1000;
+            let mut log = topic.log.lock().await;
+            let mut writes = WriteSet::new();
+            let mut expired = 0u64;
+            while log
+                .sets
+                .front()
+                .is_some_and(|s| s.publish_ms + expiry_ms <= now)
+            {
+                if let Some(set) = log.drop_oldest(topic.id, &mut writes) {
+                    expired += set.count as u64;
+                }
+            }
+            if expired == 0 {
+                continue;
+            }
+            log.state.expired_messages += expired;
+            writes.put(keys::topic_state(topic.id), &log.state);
+            topic.set_first_offset(log.first_offset());
+            let commit = self.store.enqueue(writes, None).await?;
+            drop(log);
+            commit.wait().await?;
+            total += expired;
+        }
+        Ok(total)
+    }
+
+    /// Deletes dedup entries older than their topic's window.
+    pub async fn sweep_dedup(&self) -> Result<()> {
+        let now = self.clock.now_ms();
+        for topic in self.all_topics() {
+            let window_ms = topic.settings().dedup_window_seconds as i64 * 1000;
+            topic
+                .uncommitted_dedup
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .retain(|_, (_, published)| *published + window_ms > now);
+            let mut writes = WriteSet::new();
+            for item in self
+                .store
+                .scan::<DedupRecord>(&keys::id_prefix(keys::DEDUP, topic.id))
+            {
+                let (key, record) = item?;
+                if record.publish_ms + window_ms <= now {
+                    writes.delete(key);
+                }
+            }
+            if !writes.is_empty() {
+                self.store.commit(writes).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The retention loop; ends when `shutdown` turns true.
+pub async fn run_retention(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+    let mut passes = 0u64;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(RETENTION_INTERVAL) => {}
+            _ = shutdown.changed() => {}
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+        if let Err(e) = broker.expire_messages().await {
+            tracing::error!(error = %e, "retention pass failed");
+        }
+        passes += 1;
+        if passes % DEDUP_SWEEP_EVERY == 0 {
+            if let Err(e) = broker.sweep_dedup().await {
+                tracing::error!(error = %e, "dedup sweep failed");
+            }
+        }
+    }
+}

@@ -1,0 +1,890 @@
+//! The `tallyq` command line: `serve` runs the broker; every other command is
+//! a client of a running broker, through [`crate::client`].
+
+use std::collections::HashMap;
+use std::io::BufRead;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::clock::ClockKind;
+use crate::client::Client;
+use crate::config::{Config, LogFormat};
+use crate::proto::v1 as pb;
+
+/// tallyq: a multi-tenant, metered message-queue broker for IoT platforms.
+#[derive(Debug, Parser)]
+#[command(name = "tallyq", version, about)]
+pub struct Cli {
+    /// Broker address for client commands.
+    #[arg(long, global = true, env = "TALLYQ_SERVER", default_value = "http://127.0.0.1:50051")]
+    pub server: String,
+    /// Credential for client commands: a tenant API key or the operator token.
+    #[arg(long, global = true, env = "TALLYQ_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Read the credential from this file (default: ./data/operator.token when present).
+    #[arg(long, global = true, env = "TALLYQ_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the broker.
+    Serve(ServeArgs),
+    /// Tenants (operator).
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// API keys (operator).
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Topics (tenant key with the manage scope).
+    #[command(subcommand)]
+    Topic(TopicCommand),
+    /// Subscriptions (tenant key with the manage scope).
+    #[command(subcommand, name = "sub", alias = "subscription")]
+    Sub(SubCommand),
+    /// Produce messages given as arguments, or one per line of standard input.
+    Produce(ProduceArgs),
+    /// Consume messages, print them and acknowledge them.
+    Consume(ConsumeArgs),
+    /// Move a subscription's cursor.
+    Seek(SeekArgs),
+    /// The manual test clock (operator; only with clock = "manual").
+    #[command(subcommand)]
+    Clock(ClockCommand),
+}
+
+/// `tallyq serve` options; each overrides the config file.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// TOML config file.
+    #[arg(long, env = "TALLYQ_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Data directory.
+    #[arg(long, env = "TALLYQ_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// gRPC listen address.
+    #[arg(long, env = "TALLYQ_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Prometheus listen address.
+    #[arg(long, env = "TALLYQ_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Node id stamped on ledger entries.
+    #[arg(long, env = "TALLYQ_NODE_ID")]
+    pub node_id: Option<String>,
+    /// Clock: system (default) or manual (test clock).
+    #[arg(long, env = "TALLYQ_CLOCK", value_enum)]
+    pub clock: Option<ClockArg>,
+    /// Operator credential file.
+    #[arg(long, env = "TALLYQ_OPERATOR_TOKEN_FILE")]
+    pub operator_token_file: Option<PathBuf>,
+    /// Log format: text (default) or json.
+    #[arg(long, env = "TALLYQ_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormatArg>,
+}
+
+/// Clock choice on the command line.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ClockArg {
+    /// Wall clock.
+    System,
+    /// Test clock.
+    Manual,
+}
+
+/// Log format on the command line.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormatArg {
+    /// Human-readable.
+    Text,
+    /// JSON lines.
+    Json,
+}
+
+impl ServeArgs {
+    /// Embedded defaults, then the file, then these flags / env variables.
+    pub fn to_config(&self) -> Result<Config> {
+        let mut config = match &self.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        if let Some(v) = &self.data_dir {
+            config.data_dir = v.clone();
+        }
+        if let Some(v) = self.listen {
+            config.listen = v;
+        }
+        if let Some(v) = self.metrics_listen {
+            config.metrics_listen = v;
+        }
+        if let Some(v) = &self.node_id {
+            config.node_id = v.clone();
+        }
+        if let Some(v) = self.clock {
+            config.clock = match v {
+                ClockArg::System => ClockKind::System,
+                ClockArg::Manual => ClockKind::Manual,
+            };
+        }
+        if let Some(v) = &self.operator_token_file {
+            config.operator_token_file = Some(v.clone());
+        }
+        if let Some(v) = self.log_format {
+            config.log_format = match v {
+                LogFormatArg::Text => LogFormat::Text,
+                LogFormatArg::Json => LogFormat::Json,
+            };
+        }
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+/// Tenant commands.
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Create a tenant.
+    Create {
+        /// Tenant id: 3-32 of a-z, 0-9, '-'.
+        id: String,
+        /// Display name.
+        #[arg(long, default_value = "")]
+        name: String,
+        /// Contact e-mail.
+        #[arg(long, default_value = "")]
+        email: String,
+        /// Plan (default: standard).
+        #[arg(long, default_value = "")]
+        plan: String,
+    },
+    /// List tenants.
+    List,
+    /// Show one tenant.
+    Get {
+        /// Tenant id.
+        id: String,
+    },
+}
+
+/// Key scopes on the command line.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ScopeArg {
+    /// Produce messages.
+    Produce,
+    /// Consume messages.
+    Consume,
+    /// Manage topics and subscriptions.
+    Manage,
+}
+
+/// API key commands.
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Issue a key; its secret is printed once.
+    Create {
+        /// Tenant id.
+        tenant: String,
+        /// Scopes (repeat or comma-separate).
+        #[arg(long = "scope", value_enum, value_delimiter = ',', required = true)]
+        scopes: Vec<ScopeArg>,
+        /// Restrict the key to these topics (repeatable).
+        #[arg(long = "topic")]
+        topics: Vec<String>,
+        /// Description.
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// List a tenant's keys.
+    List {
+        /// Tenant id.
+        tenant: String,
+    },
+    /// Revoke a key.
+    Revoke {
+        /// Key id (key_...).
+        id: String,
+    },
+}
+
+/// Overflow policy on the command line.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum OverflowArg {
+    /// Reclaim the oldest messages.
+    Reclaim,
+    /// Refuse new produce.
+    Refuse,
+}
+
+impl OverflowArg {
+    fn value(self) -> i32 {
+        match self {
+            OverflowArg::Reclaim => pb::OverflowPolicy::ReclaimOldest as i32,
+            OverflowArg::Refuse => pb::OverflowPolicy::RefuseProduce as i32,
+        }
+    }
+}
+
+/// Topic settings on the command line.
+#[derive(Debug, Args)]
+pub struct TopicSettingsArgs {
+    /// Message expiry in seconds (30..604800).
+    #[arg(long)]
+    pub expiry_seconds: Option<u64>,
+    /// Size cap in bytes.
+    #[arg(long)]
+    pub max_bytes: Option<u64>,
+    /// What to do when full.
+    #[arg(long, value_enum)]
+    pub overflow: Option<OverflowArg>,
+    /// Dedup window in seconds (1..3600).
+    #[arg(long)]
+    pub dedup_window_seconds: Option<u64>,
+}
+
+/// Topic commands.
+#[derive(Debug, Subcommand)]
+pub enum TopicCommand {
+    /// Create a topic.
+    Create {
+        /// Topic name.
+        name: String,
+        /// Settings.
+        #[command(flatten)]
+        settings: TopicSettingsArgs,
+    },
+    /// List topics.
+    List,
+    /// Show a topic with its figures.
+    Get {
+        /// Topic name.
+        name: String,
+    },
+    /// Change a topic's settings.
+    Update {
+        /// Topic name.
+        name: String,
+        /// Settings to change.
+        #[command(flatten)]
+        settings: TopicSettingsArgs,
+    },
+    /// Delete a topic with its messages and subscriptions.
+    Delete {
+        /// Topic name.
+        name: String,
+    },
+}
+
+/// Subscription settings on the command line.
+#[derive(Debug, Args)]
+pub struct SubSettingsArgs {
+    /// 0 = at-most-once; otherwise at-least-once with this lock (10..60 s).
+    #[arg(long)]
+    pub lock_seconds: Option<u32>,
+    /// Deliveries before a message moves to the dead-letter topic.
+    #[arg(long)]
+    pub max_attempts: Option<u32>,
+    /// Dead-letter topic.
+    #[arg(long)]
+    pub dead_letter_topic: Option<String>,
+}
+
+/// Start position on the command line.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum StartArg {
+    /// Oldest retained message.
+    Earliest,
+    /// Only new messages.
+    Latest,
+}
+
+/// Subscription commands.
+#[derive(Debug, Subcommand)]
+pub enum SubCommand {
+    /// Create a subscription.
+    Create {
+        /// Topic name.
+        topic: String,
+        /// Subscription name.
+        name: String,
+        /// Settings.
+        #[command(flatten)]
+        settings: SubSettingsArgs,
+        /// Where it starts.
+        #[arg(long, value_enum, default_value = "earliest")]
+        start: StartArg,
+    },
+    /// List a topic's subscriptions.
+    List {
+        /// Topic name.
+        topic: String,
+    },
+    /// Show a subscription with its figures.
+    Get {
+        /// Topic name.
+        topic: String,
+        /// Subscription name.
+        name: String,
+    },
+    /// Change a subscription's settings.
+    Update {
+        /// Topic name.
+        topic: String,
+        /// Subscription name.
+        name: String,
+        /// Settings to change.
+        #[command(flatten)]
+        settings: SubSettingsArgs,
+    },
+    /// Delete a subscription.
+    Delete {
+        /// Topic name.
+        topic: String,
+        /// Subscription name.
+        name: String,
+    },
+}
+
+/// `tallyq produce` options.
+#[derive(Debug, Args)]
+pub struct ProduceArgs {
+    /// Topic name.
+    pub topic: String,
+    /// Message payloads; when none, each line of standard input is one message.
+    pub messages: Vec<String>,
+    /// Device id for every message.
+    #[arg(long, default_value = "")]
+    pub device_id: String,
+    /// Dedup id (only with a single message).
+    #[arg(long, default_value = "")]
+    pub dedup_id: String,
+    /// Header key=value (repeatable).
+    #[arg(long = "header", value_parser = parse_header)]
+    pub headers: Vec<(String, String)>,
+    /// Messages per batch when reading standard input.
+    #[arg(long, default_value_t = 100)]
+    pub batch: usize,
+}
+
+fn parse_header(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("header '{text}' is not key=value"))
+}
+
+/// `tallyq consume` options.
+#[derive(Debug, Args)]
+pub struct ConsumeArgs {
+    /// Topic name.
+    pub topic: String,
+    /// Subscription name.
+    pub subscription: String,
+    /// Stop after this many messages (0: no limit).
+    #[arg(long, default_value_t = 0)]
+    pub max: u64,
+    /// Stop after this long without a message, in ms (0: wait forever).
+    #[arg(long, default_value_t = 2000)]
+    pub idle_ms: u64,
+    /// Flow-control window: outstanding messages.
+    #[arg(long, default_value_t = 100)]
+    pub window: u32,
+    /// Do not acknowledge (at-least-once messages come back after their lock).
+    #[arg(long)]
+    pub no_ack: bool,
+}
+
+/// `tallyq seek` options.
+#[derive(Debug, Args)]
+pub struct SeekArgs {
+    /// Topic name.
+    pub topic: String,
+    /// Subscription name.
+    pub subscription: String,
+    /// Seek to the oldest retained message.
+    #[arg(long, group = "target")]
+    pub earliest: bool,
+    /// Seek past the newest message.
+    #[arg(long, group = "target")]
+    pub latest: bool,
+    /// Seek to an offset.
+    #[arg(long, group = "target")]
+    pub offset: Option<u64>,
+    /// Seek to the first message published at or after this Unix time in ms (UTC).
+    #[arg(long, group = "target")]
+    pub timestamp_ms: Option<i64>,
+}
+
+/// Clock commands.
+#[derive(Debug, Subcommand)]
+pub enum ClockCommand {
+    /// Move the manual clock forward.
+    Advance {
+        /// Milliseconds to move.
+        ms: u64,
+    },
+}
+
+impl Cli {
+    fn credential(&self) -> Result<String> {
+        if let Some(token) = &self.token {
+            return Ok(token.clone());
+        }
+        let path = self
+            .token_file
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("./data/operator.token"));
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Ok(text.trim().to_string()),
+            Err(_) if self.token_file.is_none() => Ok(String::new()),
+            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+    }
+
+    /// Runs a client command against the broker.
+    pub async fn run_client(&self) -> Result<()> {
+        let client = Client::connect(&self.server, &self.credential()?).await?;
+        match &self.command {
+            Command::Serve(_) => bail!("serve is not a client command"),
+            Command::Tenant(cmd) => tenant(&client, cmd).await,
+            Command::Key(cmd) => key(&client, cmd).await,
+            Command::Topic(cmd) => topic(&client, cmd).await,
+            Command::Sub(cmd) => sub(&client, cmd).await,
+            Command::Produce(args) => produce(&client, args).await,
+            Command::Consume(args) => consume(&client, args).await,
+            Command::Seek(args) => seek(&client, args).await,
+            Command::Clock(ClockCommand::Advance { ms }) => {
+                let now = client
+                    .operator()
+                    .advance_clock(pb::AdvanceClockRequest { advance_ms: *ms })
+                    .await?
+                    .into_inner()
+                    .now_unix_ms;
+                println!("clock now {now} (Unix ms, UTC)");
+                Ok(())
+            }
+        }
+    }
+}
+
+fn status_name(status: i32) -> &'static str {
+    match pb::TenantStatus::try_from(status) {
+        Ok(pb::TenantStatus::Active) => "active",
+        Ok(pb::TenantStatus::Suspended) => "suspended",
+        Ok(pb::TenantStatus::Terminated) => "terminated",
+        _ => "unknown",
+    }
+}
+
+fn print_tenant(t: &pb::Tenant) {
+    println!(
+        "{}\tplan={}\tstatus={}\tname={:?}\temail={:?}",
+        t.id,
+        t.plan,
+        status_name(t.status),
+        t.display_name,
+        t.contact_email
+    );
+}
+
+fn scope_names(scopes: &[i32]) -> String {
+    scopes
+        .iter()
+        .map(|s| match pb::Scope::try_from(*s) {
+            Ok(pb::Scope::Produce) => "produce",
+            Ok(pb::Scope::Consume) => "consume",
+            Ok(pb::Scope::Manage) => "manage",
+            _ => "?",
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn print_key(k: &pb::ApiKey) {
+    println!(
+        "{}\ttenant={}\tscopes={}\ttopics={}\trevoked={}\t{:?}",
+        k.id,
+        k.tenant,
+        scope_names(&k.scopes),
+        if k.topics.is_empty() {
+            "*".to_string()
+        } else {
+            k.topics.join(",")
+        },
+        k.revoked,
+        k.description
+    );
+}
+
+fn print_topic(t: &pb::Topic) {
+    let c = t.config.clone().unwrap_or_default();
+    let s = t.stats.clone().unwrap_or_default();
+    let overflow = if c.overflow_policy == pb::OverflowPolicy::RefuseProduce as i32 {
+        "refuse"
+    } else {
+        "reclaim"
+    };
+    println!(
+        "{}\tmessages={}\tbytes={}\toffsets={}..{}\texpiry={}s\tmax_bytes={}\toverflow={overflow}\tdedup_window={}s\texpired={}\treclaimed={}",
+        t.name, s.messages, s.bytes, s.first_offset, s.next_offset, c.message_expiry_seconds,
+        c.max_bytes, c.dedup_window_seconds, s.expired_messages, s.reclaimed_messages
+    );
+}
+
+fn print_sub(s: &pb::Subscription) {
+    let c = s.config.clone().unwrap_or_default();
+    let st = s.stats.clone().unwrap_or_default();
+    println!(
+        "{}/{}\tlock={}s\tmax_attempts={}\tdead_letter_topic={:?}\tbacklog={}\tin_flight={}\tnext_offset={}\tdead_lettered={}",
+        s.topic, s.name, c.lock_seconds, c.max_delivery_attempts, c.dead_letter_topic,
+        st.backlog, st.in_flight, st.next_offset, st.dead_lettered
+    );
+}
+
+async fn tenant(client: &Client, cmd: &TenantCommand) -> Result<()> {
+    let mut op = client.operator();
+    match cmd {
+        TenantCommand::Create {
+            id,
+            name,
+            email,
+            plan,
+        } => {
+            let t = op
+                .create_tenant(pb::CreateTenantRequest {
+                    id: id.clone(),
+                    display_name: name.clone(),
+                    contact_email: email.clone(),
+                    plan: plan.clone(),
+                })
+                .await?
+                .into_inner();
+            print_tenant(&t);
+        }
+        TenantCommand::List => {
+            for t in op.list_tenants(pb::ListTenantsRequest {}).await?.into_inner().tenants {
+                print_tenant(&t);
+            }
+        }
+        TenantCommand::Get { id } => {
+            let t = op
+                .get_tenant(pb::GetTenantRequest { id: id.clone() })
+                .await?
+                .into_inner();
+            print_tenant(&t);
+        }
+    }
+    Ok(())
+}
+
+async fn key(client: &Client, cmd: &KeyCommand) -> Result<()> {
+    let mut op = client.operator();
+    match cmd {
+        KeyCommand::Create {
+            tenant,
+            scopes,
+            topics,
+            description,
+        } => {
+            let scopes = scopes
+                .iter()
+                .map(|s| match s {
+                    ScopeArg::Produce => pb::Scope::Produce as i32,
+                    ScopeArg::Consume => pb::Scope::Consume as i32,
+                    ScopeArg::Manage => pb::Scope::Manage as i32,
+                })
+                .collect();
+            let created = op
+                .create_api_key(pb::CreateApiKeyRequest {
+                    tenant: tenant.clone(),
+                    scopes,
+                    topics: topics.clone(),
+                    description: description.clone(),
+                })
+                .await?
+                .into_inner();
+            if let Some(k) = &created.key {
+                eprint!("created ");
+                print_key(k);
+            }
+            eprintln!("the secret below is shown only now; store it safely:");
+            println!("{}", created.secret);
+        }
+        KeyCommand::List { tenant } => {
+            for k in op
+                .list_api_keys(pb::ListApiKeysRequest {
+                    tenant: tenant.clone(),
+                })
+                .await?
+                .into_inner()
+                .keys
+            {
+                print_key(&k);
+            }
+        }
+        KeyCommand::Revoke { id } => {
+            let k = op
+                .revoke_api_key(pb::RevokeApiKeyRequest { id: id.clone() })
+                .await?
+                .into_inner();
+            if let Some(k) = k.key {
+                print_key(&k);
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn topic(client: &Client, cmd: &TopicCommand) -> Result<()> {
+    let mut admin = client.admin();
+    match cmd {
+        TopicCommand::Create { name, settings } => {
+            let t = admin
+                .create_topic(pb::CreateTopicRequest {
+                    name: name.clone(),
+                    config: Some(pb::TopicConfig {
+                        message_expiry_seconds: settings.expiry_seconds.unwrap_or(0),
+                        max_bytes: settings.max_bytes.unwrap_or(0),
+                        overflow_policy: settings.overflow.map(|o| o.value()).unwrap_or(0),
+                        dedup_window_seconds: settings.dedup_window_seconds.unwrap_or(0),
+                    }),
+                })
+                .await?
+                .into_inner();
+            print_topic(&t);
+        }
+        TopicCommand::List => {
+            for t in admin.list_topics(pb::ListTopicsRequest {}).await?.into_inner().topics {
+                print_topic(&t);
+            }
+        }
+        TopicCommand::Get { name } => {
+            let t = admin
+                .get_topic(pb::GetTopicRequest { name: name.clone() })
+                .await?
+                .into_inner();
+            print_topic(&t);
+        }
+        TopicCommand::Update { name, settings } => {
+            let t = admin
+                .update_topic(pb::UpdateTopicRequest {
+                    name: name.clone(),
+                    message_expiry_seconds: settings.expiry_seconds,
+                    max_bytes: settings.max_bytes,
+                    overflow_policy: settings.overflow.map(|o| o.value()),
+                    dedup_window_seconds: settings.dedup_window_seconds,
+                })
+                .await?
+                .into_inner();
+            print_topic(&t);
+        }
+        TopicCommand::Delete { name } => {
+            admin
+                .delete_topic(pb::DeleteTopicRequest { name: name.clone() })
+                .await?;
+            println!("deleted topic {name}");
+        }
+    }
+    Ok(())
+}
+
+async fn sub(client: &Client, cmd: &SubCommand) -> Result<()> {
+    let mut admin = client.admin();
+    match cmd {
+        SubCommand::Create {
+            topic,
+            name,
+            settings,
+            start,
+        } => {
+            let s = admin
+                .create_subscription(pb::CreateSubscriptionRequest {
+                    topic: topic.clone(),
+                    name: name.clone(),
+                    config: Some(pb::SubscriptionConfig {
+                        lock_seconds: settings.lock_seconds.unwrap_or(0),
+                        max_delivery_attempts: settings.max_attempts.unwrap_or(0),
+                        dead_letter_topic: settings.dead_letter_topic.clone().unwrap_or_default(),
+                    }),
+                    start: match start {
+                        StartArg::Earliest => pb::StartPosition::Earliest as i32,
+                        StartArg::Latest => pb::StartPosition::Latest as i32,
+                    },
+                })
+                .await?
+                .into_inner();
+            print_sub(&s);
+        }
+        SubCommand::List { topic } => {
+            for s in admin
+                .list_subscriptions(pb::ListSubscriptionsRequest {
+                    topic: topic.clone(),
+                })
+                .await?
+                .into_inner()
+                .subscriptions
+            {
+                print_sub(&s);
+            }
+        }
+        SubCommand::Get { topic, name } => {
+            let s = admin
+                .get_subscription(pb::GetSubscriptionRequest {
+                    topic: topic.clone(),
+                    name: name.clone(),
+                })
+                .await?
+                .into_inner();
+            print_sub(&s);
+        }
+        SubCommand::Update {
+            topic,
+            name,
+            settings,
+        } => {
+            let s = admin
+                .update_subscription(pb::UpdateSubscriptionRequest {
+                    topic: topic.clone(),
+                    name: name.clone(),
+                    lock_seconds: settings.lock_seconds,
+                    max_delivery_attempts: settings.max_attempts,
+                    dead_letter_topic: settings.dead_letter_topic.clone(),
+                })
+                .await?
+                .into_inner();
+            print_sub(&s);
+        }
+        SubCommand::Delete { topic, name } => {
+            admin
+                .delete_subscription(pb::DeleteSubscriptionRequest {
+                    topic: topic.clone(),
+                    name: name.clone(),
+                })
+                .await?;
+            println!("deleted subscription {topic}/{name}");
+        }
+    }
+    Ok(())
+}
+
+async fn produce(client: &Client, args: &ProduceArgs) -> Result<()> {
+    let headers: HashMap<String, String> = args.headers.iter().cloned().collect();
+    let make = |payload: String| pb::Message {
+        payload: payload.into_bytes().into(),
+        headers: headers.clone(),
+        device_id: args.device_id.clone(),
+        dedup_id: args.dedup_id.clone(),
+    };
+    let mut produced = 0u64;
+    let mut units = 0u64;
+    let send = |batch: Vec<pb::Message>| {
+        let client = client.clone();
+        let topic = args.topic.clone();
+        async move { client.produce(&topic, batch).await }
+    };
+    if !args.messages.is_empty() {
+        let response = send(args.messages.iter().cloned().map(make).collect()).await?;
+        for r in &response.results {
+            println!(
+                "offset={}{}",
+                r.offset,
+                if r.duplicate { " duplicate" } else { "" }
+            );
+        }
+        produced += response.results.len() as u64;
+        units += response.units;
+    } else {
+        let stdin = std::io::stdin();
+        let mut batch = Vec::with_capacity(args.batch);
+        for line in stdin.lock().lines() {
+            batch.push(make(line?));
+            if batch.len() >= args.batch.max(1) {
+                let response = send(std::mem::take(&mut batch)).await?;
+                produced += response.results.len() as u64;
+                units += response.units;
+            }
+        }
+        if !batch.is_empty() {
+            let response = send(batch).await?;
+            produced += response.results.len() as u64;
+            units += response.units;
+        }
+    }
+    eprintln!("produced {produced} messages ({units} units)");
+    Ok(())
+}
+
+async fn consume(client: &Client, args: &ConsumeArgs) -> Result<()> {
+    let mut consumer = client
+        .consume(&args.topic, &args.subscription, args.window, 0)
+        .await?;
+    let mut seen = 0u64;
+    loop {
+        let next = if args.idle_ms == 0 {
+            consumer.next().await?
+        } else {
+            match tokio::time::timeout(Duration::from_millis(args.idle_ms), consumer.next()).await
+            {
+                Ok(next) => next?,
+                Err(_) => break,
+            }
+        };
+        let Some(deliveries) = next else { break };
+        let mut offsets = Vec::with_capacity(deliveries.len());
+        for d in deliveries {
+            let payload = d.message.map(|m| m.payload).unwrap_or_default();
+            println!(
+                "offset={} attempt={} published_ms={} {}",
+                d.offset,
+                d.delivery_attempt,
+                d.publish_time_unix_ms,
+                String::from_utf8_lossy(&payload)
+            );
+            offsets.push(d.offset);
+            seen += 1;
+        }
+        if !args.no_ack {
+            consumer.ack(offsets).await?;
+        }
+        if args.max > 0 && seen >= args.max {
+            break;
+        }
+    }
+    // Let the last acks reach the broker before the stream closes.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    eprintln!("consumed {seen} messages");
+    Ok(())
+}
+
+async fn seek(client: &Client, args: &SeekArgs) -> Result<()> {
+    let (position, offset, timestamp) = if args.earliest {
+        (pb::SeekPosition::Earliest, 0, 0)
+    } else if args.latest {
+        (pb::SeekPosition::Latest, 0, 0)
+    } else if let Some(o) = args.offset {
+        (pb::SeekPosition::Offset, o, 0)
+    } else if let Some(t) = args.timestamp_ms {
+        (pb::SeekPosition::Timestamp, 0, t)
+    } else {
+        bail!("say where to seek: --earliest, --latest, --offset N or --timestamp-ms T");
+    };
+    let next = client
+        .broker()
+        .seek(pb::SeekRequest {
+            topic: args.topic.clone(),
+            subscription: args.subscription.clone(),
+            position: position as i32,
+            offset,
+            timestamp_unix_ms: timestamp,
+        })
+        .await?
+        .into_inner()
+        .next_offset;
+    println!("next_offset={next}");
+    Ok(())
+}

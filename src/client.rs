@@ -1,0 +1,213 @@
+//! The Rust client for tallyq, used by the CLI and the tests, and usable by
+//! any Rust application: typed access to the three services with the
+//! credential attached to every call, plus conveniences for produce and the
+//! Consume stream.
+
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Status, Streaming};
+
+use crate::proto::v1 as pb;
+use crate::proto::v1::admin_client::AdminClient;
+use crate::proto::v1::broker_client::BrokerClient;
+use crate::proto::v1::operator_client::OperatorClient;
+
+/// Client-side decoding limit (matches the server's).
+const MAX_MESSAGE_BYTES: usize = crate::server::MAX_DECODING_BYTES;
+
+/// Why a client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server address is not a valid URI.
+    #[error("invalid server address '{0}'")]
+    Address(String),
+    /// The credential contains characters that cannot travel in metadata.
+    #[error("the credential contains characters that are not allowed in gRPC metadata")]
+    Token,
+    /// The connection failed.
+    #[error("cannot connect to {address}: {source}")]
+    Connect {
+        /// The address.
+        address: String,
+        /// The cause.
+        #[source]
+        source: tonic::transport::Error,
+    },
+}
+
+/// Adds `authorization: Bearer <token>` to every call.
+#[derive(Clone)]
+pub struct BearerAuth {
+    value: Option<MetadataValue<Ascii>>,
+}
+
+impl tonic::service::Interceptor for BearerAuth {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(value) = &self.value {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+type Authed = InterceptedService<Channel, BearerAuth>;
+
+/// A connection to one broker with one credential. Cheap to clone.
+#[derive(Clone)]
+pub struct Client {
+    channel: Channel,
+    auth: BearerAuth,
+}
+
+impl Client {
+    /// Connects to `address` (e.g. `http://127.0.0.1:50051`) with `token`
+    /// (an API key or the operator credential; empty for none).
+    pub async fn connect(address: &str, token: &str) -> Result<Self, ClientError> {
+        let endpoint = Endpoint::from_shared(address.to_string())
+            .map_err(|_| ClientError::Address(address.to_string()))?;
+        let channel = endpoint
+            .connect()
+            .await
+            .map_err(|source| ClientError::Connect {
+                address: address.to_string(),
+                source,
+            })?;
+        Ok(Client {
+            channel,
+            auth: bearer(token)?,
+        })
+    }
+
+    /// The same connection with another credential.
+    pub fn with_token(&self, token: &str) -> Result<Self, ClientError> {
+        Ok(Client {
+            channel: self.channel.clone(),
+            auth: bearer(token)?,
+        })
+    }
+
+    /// The Broker service (data plane).
+    pub fn broker(&self) -> BrokerClient<Authed> {
+        BrokerClient::with_interceptor(self.channel.clone(), self.auth.clone())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
+    }
+
+    /// The Admin service (topics and subscriptions).
+    pub fn admin(&self) -> AdminClient<Authed> {
+        AdminClient::with_interceptor(self.channel.clone(), self.auth.clone())
+    }
+
+    /// The Operator service.
+    pub fn operator(&self) -> OperatorClient<Authed> {
+        OperatorClient::with_interceptor(self.channel.clone(), self.auth.clone())
+    }
+
+    /// Produces a batch and returns the broker's answer (after it is durable).
+    pub async fn produce(
+        &self,
+        topic: &str,
+        messages: Vec<pb::Message>,
+    ) -> Result<pb::ProduceResponse, Status> {
+        let response = self
+            .broker()
+            .produce(pb::ProduceRequest {
+                topic: topic.to_string(),
+                messages,
+            })
+            .await?;
+        Ok(response.into_inner())
+    }
+
+    /// Opens a Consume stream on a subscription with a flow-control window.
+    pub async fn consume(
+        &self,
+        topic: &str,
+        subscription: &str,
+        max_outstanding_messages: u32,
+        max_outstanding_bytes: u64,
+    ) -> Result<Consumer, Status> {
+        let (tx, rx) = mpsc::channel(64);
+        let start = pb::ConsumeRequest {
+            request: Some(pb::consume_request::Request::Start(pb::ConsumeStart {
+                topic: topic.to_string(),
+                subscription: subscription.to_string(),
+                max_outstanding_messages,
+                max_outstanding_bytes,
+            })),
+        };
+        tx.send(start)
+            .await
+            .map_err(|_| Status::internal("consume request channel closed"))?;
+        let inbound = self
+            .broker()
+            .consume(ReceiverStream::new(rx))
+            .await?
+            .into_inner();
+        Ok(Consumer { tx, inbound })
+    }
+}
+
+fn bearer(token: &str) -> Result<BearerAuth, ClientError> {
+    if token.is_empty() {
+        return Ok(BearerAuth { value: None });
+    }
+    let value = format!("Bearer {token}")
+        .parse()
+        .map_err(|_| ClientError::Token)?;
+    Ok(BearerAuth { value: Some(value) })
+}
+
+/// An open Consume stream.
+pub struct Consumer {
+    tx: mpsc::Sender<pb::ConsumeRequest>,
+    inbound: Streaming<pb::ConsumeResponse>,
+}
+
+impl Consumer {
+    /// The next pushed deliveries; `None` when the server ended the stream.
+    pub async fn next(&mut self) -> Result<Option<Vec<pb::Delivery>>, Status> {
+        Ok(self.inbound.message().await?.map(|r| r.deliveries))
+    }
+
+    async fn send(&self, request: pb::consume_request::Request) -> Result<(), Status> {
+        self.tx
+            .send(pb::ConsumeRequest {
+                request: Some(request),
+            })
+            .await
+            .map_err(|_| Status::unavailable("the Consume stream is closed"))
+    }
+
+    /// Acknowledges offsets (and frees their credit).
+    pub async fn ack(&self, offsets: Vec<u64>) -> Result<(), Status> {
+        self.send(pb::consume_request::Request::Ack(pb::AckOffsets { offsets }))
+            .await
+    }
+
+    /// Gives offsets back for redelivery after `delay_ms`.
+    pub async fn nack(&self, offsets: Vec<u64>, delay_ms: u64) -> Result<(), Status> {
+        self.send(pb::consume_request::Request::Nack(pb::NackOffsets {
+            offsets,
+            delay_ms,
+        }))
+        .await
+    }
+
+    /// Changes the flow-control window.
+    pub async fn flow(&self, max_messages: u32, max_bytes: u64) -> Result<(), Status> {
+        self.send(pb::consume_request::Request::Flow(pb::FlowControl {
+            max_outstanding_messages: max_messages,
+            max_outstanding_bytes: max_bytes,
+        }))
+        .await
+    }
+
+    /// Closes the client side of the stream.
+    pub fn close(self) {}
+}

@@ -1,0 +1,188 @@
+//! Layered configuration: embedded defaults, then an optional TOML file, then
+//! command-line flags and `TALLYQ_*` environment variables (applied by the
+//! CLI), followed by [`Config::validate`].
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::clock::ClockKind;
+use crate::quota::Plan;
+
+/// Name of the built-in plan every tenant is on unless told otherwise.
+pub const DEFAULT_PLAN: &str = "standard";
+
+/// Why a configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("invalid config file {path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: toml::de::Error,
+    },
+    /// A value is out of range or inconsistent.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines (the default).
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Everything `tallyq serve` needs. `Config::default()` is the embedded
+/// default: a safe local broker with no config file at all.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where the sled store and the generated operator credential live.
+    pub data_dir: PathBuf,
+    /// gRPC listen address.
+    pub listen: SocketAddr,
+    /// Prometheus listen address (served by the operations work).
+    pub metrics_listen: SocketAddr,
+    /// This broker's node id; it will be stamped on every ledger entry.
+    pub node_id: String,
+    /// `system` (default) or `manual` (test clock, moved by AdvanceClock).
+    pub clock: ClockKind,
+    /// File holding the operator credential. Default: `<data_dir>/operator.token`,
+    /// generated with mode 0600 on first start when missing.
+    pub operator_token_file: Option<PathBuf>,
+    /// How long in-flight RPCs may run after a shutdown signal.
+    pub shutdown_grace_seconds: u64,
+    /// sled page-cache size in bytes.
+    pub cache_capacity_bytes: u64,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Plans by name; `standard` is built in and may be overridden here.
+    pub plans: BTreeMap<String, Plan>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let mut plans = BTreeMap::new();
+        plans.insert(DEFAULT_PLAN.to_string(), Plan::default());
+        Config {
+            data_dir: PathBuf::from("./data"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            metrics_listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
+            node_id: "node-1".to_string(),
+            clock: ClockKind::System,
+            operator_token_file: None,
+            shutdown_grace_seconds: 10,
+            cache_capacity_bytes: 256 * 1024 * 1024,
+            log_format: LogFormat::Text,
+            plans,
+        }
+    }
+}
+
+impl Config {
+    /// Reads a TOML file over the embedded defaults.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+
+    /// Parses TOML text over the embedded defaults. The built-in `standard`
+    /// plan stays available unless the text redefines it.
+    pub fn from_toml(text: &str) -> Result<Self, toml::de::Error> {
+        let mut config: Config = toml::from_str(text)?;
+        config
+            .plans
+            .entry(DEFAULT_PLAN.to_string())
+            .or_insert_with(Plan::default);
+        Ok(config)
+    }
+
+    /// Checks ranges and consistency; run after all layers are applied.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.node_id.is_empty() || self.node_id.len() > 64 {
+            return Err(ConfigError::Invalid(
+                "node_id must be 1 to 64 characters".into(),
+            ));
+        }
+        if self.cache_capacity_bytes < 1024 * 1024 {
+            return Err(ConfigError::Invalid(
+                "cache_capacity_bytes must be at least 1 MiB".into(),
+            ));
+        }
+        for (name, plan) in &self.plans {
+            plan.validate()
+                .map_err(|e| ConfigError::Invalid(format!("plan '{name}': {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// The operator credential file in effect.
+    pub fn operator_token_path(&self) -> PathBuf {
+        self.operator_token_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("operator.token"))
+    }
+
+    /// The shutdown grace period.
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_seconds)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_safe_and_local() {
+        let c = Config::default();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:50051");
+        assert_eq!(c.metrics_listen.to_string(), "127.0.0.1:9464");
+        assert_eq!(c.node_id, "node-1");
+        assert_eq!(c.clock, ClockKind::System);
+        assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn file_overrides_defaults_and_keeps_standard_plan() {
+        let c = Config::from_toml(
+            "clock = \"manual\"\nnode_id = \"node-7\"\n[plans.big]\nmax_topics = 50\n",
+        )
+        .unwrap();
+        assert_eq!(c.clock, ClockKind::Manual);
+        assert_eq!(c.node_id, "node-7");
+        assert_eq!(c.plans["big"].max_topics, 50);
+        assert_eq!(c.plans[DEFAULT_PLAN].max_topics, 5);
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        assert!(Config::from_toml("lisen = \"x\"").is_err());
+    }
+}

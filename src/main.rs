@@ -1,0 +1,64 @@
+//! The `tallyq` binary: parses arguments, sets up logging, and either runs
+//! the broker (`serve`) or a client command. All logic lives in the library.
+
+use anyhow::Context;
+use clap::Parser;
+use tallyq::cli::{Cli, Command};
+use tallyq::config::LogFormat;
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM (a background process ignores SIGINT).
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match &cli.command {
+        Command::Serve(args) => {
+            let config = args.to_config()?;
+            init_logging(config.log_format);
+            let listener = tokio::net::TcpListener::bind(config.listen)
+                .await
+                .with_context(|| format!("cannot listen on {}", config.listen))?;
+            let address = listener.local_addr()?;
+            println!("tallyq listening on {address}");
+            println!(
+                "operator credential: {}",
+                config.operator_token_path().display()
+            );
+            tallyq::run(config, listener, shutdown_signal()).await?;
+            Ok(())
+        }
+        _ => cli.run_client().await,
+    }
+}

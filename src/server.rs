@@ -1,0 +1,185 @@
+//! Server assembly: opens the store, loads the domain, wires the gRPC
+//! services (with auth, health and reflection), runs background work, and
+//! shuts down gracefully. `main` only parses arguments and calls [`run`];
+//! tests call it with their own listener and shutdown future.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::service::interceptor::InterceptedService;
+
+use crate::api::admin::AdminService;
+use crate::api::auth::{Audience, AuthInterceptor};
+use crate::api::broker::BrokerService;
+use crate::api::operator::OperatorService;
+use crate::api::ApiState;
+use crate::broker::retention::run_retention;
+use crate::broker::Broker;
+use crate::clock::{wall_clock_ms, Clock, ClockKind};
+use crate::config::{Config, ConfigError};
+use crate::proto::v1::admin_server::AdminServer;
+use crate::proto::v1::broker_server::BrokerServer;
+use crate::proto::v1::operator_server::OperatorServer;
+use crate::storage::records::ClockRecord;
+use crate::storage::{keys, StorageError, Store};
+use crate::tenancy::{load_or_create_operator_token, Tenancy};
+
+/// The gRPC decoding limit: above the largest batch a plan allows (4 MiB of
+/// message sizes plus protobuf framing), so the batch limit is what refuses an
+/// oversized batch, with its own message.
+pub const MAX_DECODING_BYTES: usize = 16 * 1024 * 1024;
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// Bad configuration.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The operator credential file could not be read or written.
+    #[error("operator credential file {path}: {source}")]
+    OperatorToken {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The store failed to open or load.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// Loading the stored state failed.
+    #[error("cannot load stored state: {0}")]
+    Load(#[from] crate::error::Error),
+    /// Reflection could not be built.
+    #[error("reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    /// The gRPC transport failed.
+    #[error("gRPC transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Runs the broker on `listener` until `shutdown` resolves, then stops
+/// accepting, lets in-flight RPCs finish up to the configured grace period,
+/// flushes and returns.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    config.validate()?;
+    let token_path = config.operator_token_path();
+    let (operator_token, generated) =
+        load_or_create_operator_token(&token_path).map_err(|source| {
+            ServerError::OperatorToken {
+                path: token_path.clone(),
+                source,
+            }
+        })?;
+    if generated {
+        tracing::warn!(path = %token_path.display(),
+            "no operator credential was configured; generated one (mode 0600)");
+    }
+
+    let (store, _committer) = Store::open(&config.data_dir, config.cache_capacity_bytes)?;
+    let clock = match config.clock {
+        ClockKind::System => Clock::system(),
+        ClockKind::Manual => {
+            let saved: Option<ClockRecord> = store.get(&keys::manual_clock())?;
+            Clock::manual(saved.map(|c| c.now_ms).unwrap_or_else(wall_clock_ms))
+        }
+    };
+    let tenancy = Arc::new(Tenancy::load(
+        store.clone(),
+        clock.clone(),
+        config.plans.clone(),
+        &operator_token,
+    )?);
+    let broker = Arc::new(Broker::load(store.clone(), clock, tenancy.clone())?);
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let retention = tokio::spawn(run_retention(broker.clone(), stop_rx.clone()));
+
+    let state = ApiState {
+        broker: broker.clone(),
+        store: store.clone(),
+        shutdown: stop_rx.clone(),
+    };
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<BrokerServer<BrokerService>>()
+        .await;
+    health_reporter.set_serving::<AdminServer<AdminService>>().await;
+    health_reporter
+        .set_serving::<OperatorServer<OperatorService>>()
+        .await;
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+
+    let tenant_auth = AuthInterceptor::new(tenancy.clone(), Audience::Tenant);
+    let operator_auth = AuthInterceptor::new(tenancy.clone(), Audience::Operator);
+    let broker_service = InterceptedService::new(
+        BrokerServer::new(BrokerService::new(state.clone()))
+            .max_decoding_message_size(MAX_DECODING_BYTES),
+        tenant_auth.clone(),
+    );
+    let admin_service = InterceptedService::new(
+        AdminServer::new(AdminService::new(state.clone())),
+        tenant_auth,
+    );
+    let operator_service = InterceptedService::new(
+        OperatorServer::new(OperatorService::new(state.clone())),
+        operator_auth,
+    );
+
+    let local = listener.local_addr().ok();
+    tracing::info!(address = ?local, node_id = %config.node_id, data_dir = %config.data_dir.display(),
+        "tallyq serving");
+
+    let signal = {
+        let stop_tx = stop_tx.clone();
+        let health_reporter = health_reporter.clone();
+        async move {
+            shutdown.await;
+            tracing::info!("shutting down: no new connections, finishing in-flight RPCs");
+            health_reporter
+                .set_not_serving::<BrokerServer<BrokerService>>()
+                .await;
+            let _ = stop_tx.send(true);
+        }
+    };
+    let serve = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(broker_service)
+        .add_service(admin_service)
+        .add_service(operator_service)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
+    let grace = config.shutdown_grace();
+    let mut stopping = stop_rx.clone();
+    let result = tokio::select! {
+        result = serve => result.map_err(ServerError::from),
+        _ = async {
+            let _ = stopping.wait_for(|stop| *stop).await;
+            tokio::time::sleep(grace).await;
+        } => {
+            tracing::warn!(grace_seconds = grace.as_secs(), "in-flight RPCs outlived the grace period");
+            Ok(())
+        }
+    };
+    let _ = stop_tx.send(true);
+    let _ = retention.await;
+    drop(state);
+    store.flush()?;
+    tracing::info!("tallyq stopped");
+    result
+}

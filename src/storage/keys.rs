@@ -1,0 +1,122 @@
+//! The key layout of the one sled tree that holds everything. One tree means
+//! one `sled::Batch` can commit a message, the counters it moves and (later)
+//! the usage it causes atomically. Each keyspace starts with its own byte;
+//! integers are big-endian so key order is numeric order.
+
+/// Tenant record, by tenant id.
+pub const TENANT: u8 = b't';
+/// API key record, by key id.
+pub const API_KEY: u8 = b'k';
+/// Topic record, by tenant id, 0, topic name.
+pub const TOPIC: u8 = b'o';
+/// Topic log counters, by topic id.
+pub const TOPIC_STATE: u8 = b'T';
+/// Message set, by topic id and first offset.
+pub const MESSAGE_SET: u8 = b'M';
+/// Message set summary, by topic id and first offset.
+pub const SET_HEADER: u8 = b'H';
+/// Dedup index, by topic id and dedup_id.
+pub const DEDUP: u8 = b'D';
+/// Subscription record, by topic id and name.
+pub const SUBSCRIPTION: u8 = b's';
+/// Subscription cursor, by subscription id.
+pub const CURSOR: u8 = b'C';
+/// Pending (in-flight) message of a subscription, by subscription id and offset.
+pub const PENDING: u8 = b'P';
+/// Singleton records (the manual clock).
+pub const META: u8 = b'x';
+
+fn with_prefix(prefix: u8, parts: &[&[u8]]) -> Vec<u8> {
+    let len = 1 + parts.iter().map(|p| p.len()).sum::<usize>();
+    let mut key = Vec::with_capacity(len);
+    key.push(prefix);
+    for part in parts {
+        key.extend_from_slice(part);
+    }
+    key
+}
+
+/// Key of a tenant record.
+pub fn tenant(id: &str) -> Vec<u8> {
+    with_prefix(TENANT, &[id.as_bytes()])
+}
+
+/// Key of an API key record.
+pub fn api_key(id: &str) -> Vec<u8> {
+    with_prefix(API_KEY, &[id.as_bytes()])
+}
+
+/// Key of a topic record.
+pub fn topic(tenant: &str, name: &str) -> Vec<u8> {
+    with_prefix(TOPIC, &[tenant.as_bytes(), &[0], name.as_bytes()])
+}
+
+/// Key of a topic's counters.
+pub fn topic_state(topic_id: u64) -> Vec<u8> {
+    with_prefix(TOPIC_STATE, &[&topic_id.to_be_bytes()])
+}
+
+/// Key of a message set.
+pub fn message_set(topic_id: u64, first_offset: u64) -> Vec<u8> {
+    with_prefix(
+        MESSAGE_SET,
+        &[&topic_id.to_be_bytes(), &first_offset.to_be_bytes()],
+    )
+}
+
+/// Key of a message set's summary.
+pub fn set_header(topic_id: u64, first_offset: u64) -> Vec<u8> {
+    with_prefix(
+        SET_HEADER,
+        &[&topic_id.to_be_bytes(), &first_offset.to_be_bytes()],
+    )
+}
+
+/// Key of a dedup entry.
+pub fn dedup(topic_id: u64, dedup_id: &str) -> Vec<u8> {
+    with_prefix(DEDUP, &[&topic_id.to_be_bytes(), dedup_id.as_bytes()])
+}
+
+/// Key of a subscription record.
+pub fn subscription(topic_id: u64, name: &str) -> Vec<u8> {
+    with_prefix(SUBSCRIPTION, &[&topic_id.to_be_bytes(), name.as_bytes()])
+}
+
+/// Key of a subscription cursor.
+pub fn cursor(sub_id: u64) -> Vec<u8> {
+    with_prefix(CURSOR, &[&sub_id.to_be_bytes()])
+}
+
+/// Key of a pending message of a subscription.
+pub fn pending(sub_id: u64, offset: u64) -> Vec<u8> {
+    with_prefix(PENDING, &[&sub_id.to_be_bytes(), &offset.to_be_bytes()])
+}
+
+/// Key of the manual clock's reading.
+pub fn manual_clock() -> Vec<u8> {
+    with_prefix(META, &[b"manual_clock"])
+}
+
+/// Prefix of all keys of `keyspace` that belong to the id `id`.
+pub fn id_prefix(keyspace: u8, id: u64) -> Vec<u8> {
+    with_prefix(keyspace, &[&id.to_be_bytes()])
+}
+
+/// Reads the big-endian u64 at `at` in `key` (offsets inside keys).
+pub fn u64_at(key: &[u8], at: usize) -> Option<u64> {
+    key.get(at..at + 8)
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_be_bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_sort_numerically() {
+        assert!(message_set(1, 255) < message_set(1, 256));
+        assert!(message_set(1, u64::MAX) < message_set(2, 0));
+        assert_eq!(u64_at(&pending(7, 300), 9), Some(300));
+    }
+}

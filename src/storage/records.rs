@@ -1,0 +1,223 @@
+//! On-disk record types, encoded with prost so fields can be added without
+//! breaking stored data. Message payloads and headers live only in
+//! [`MessageSetRecord`]; that is the one place a later data-at-rest encryption
+//! layer has to wrap.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+
+/// A tenant account.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct TenantRecord {
+    /// Tenant id, `[a-z0-9][a-z0-9-]{2,31}`.
+    #[prost(string, tag = "1")]
+    pub id: String,
+    /// Free-form name shown to operators.
+    #[prost(string, tag = "2")]
+    pub display_name: String,
+    /// Contact e-mail (erased on termination).
+    #[prost(string, tag = "3")]
+    pub contact_email: String,
+    /// The plan's name.
+    #[prost(string, tag = "4")]
+    pub plan: String,
+    /// `TenantStatus` of the API (1 active, 2 suspended, 3 terminated).
+    #[prost(int32, tag = "5")]
+    pub status: i32,
+    /// Creation time, Unix ms.
+    #[prost(int64, tag = "6")]
+    pub created_ms: i64,
+    /// Why the tenant is suspended or terminated.
+    #[prost(string, tag = "7")]
+    pub status_reason: String,
+}
+
+/// An API key: never its secret, only the secret's SHA-256.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ApiKeyRecord {
+    /// Public key id, used to list and revoke.
+    #[prost(string, tag = "1")]
+    pub id: String,
+    /// The tenant the key belongs to.
+    #[prost(string, tag = "2")]
+    pub tenant: String,
+    /// SHA-256 of the whole secret string.
+    #[prost(bytes = "vec", tag = "3")]
+    pub secret_hash: Vec<u8>,
+    /// `Scope` values of the API.
+    #[prost(int32, repeated, tag = "4")]
+    pub scopes: Vec<i32>,
+    /// Topic allow-list; empty means every topic of the tenant.
+    #[prost(string, repeated, tag = "5")]
+    pub topics: Vec<String>,
+    /// Free-form description.
+    #[prost(string, tag = "6")]
+    pub description: String,
+    /// Creation time, Unix ms.
+    #[prost(int64, tag = "7")]
+    pub created_ms: i64,
+    /// A revoked key no longer authenticates.
+    #[prost(bool, tag = "8")]
+    pub revoked: bool,
+}
+
+/// A topic's identity and settings.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct TopicRecord {
+    /// Internal id; keys of the topic's data start with it.
+    #[prost(uint64, tag = "1")]
+    pub id: u64,
+    /// Owning tenant.
+    #[prost(string, tag = "2")]
+    pub tenant: String,
+    /// Name within the tenant.
+    #[prost(string, tag = "3")]
+    pub name: String,
+    /// Message expiry in seconds.
+    #[prost(uint64, tag = "4")]
+    pub expiry_seconds: u64,
+    /// Size cap in bytes.
+    #[prost(uint64, tag = "5")]
+    pub max_bytes: u64,
+    /// `OverflowPolicy` of the API (1 reclaim oldest, 2 refuse produce).
+    #[prost(int32, tag = "6")]
+    pub overflow_policy: i32,
+    /// Dedup window in seconds.
+    #[prost(uint64, tag = "7")]
+    pub dedup_window_seconds: u64,
+    /// Creation time, Unix ms.
+    #[prost(int64, tag = "8")]
+    pub created_ms: i64,
+}
+
+/// A topic's log counters, rewritten with every batch that changes them.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct TopicStateRecord {
+    /// The offset the next message will get.
+    #[prost(uint64, tag = "1")]
+    pub next_offset: u64,
+    /// Messages removed by expiry, ever.
+    #[prost(uint64, tag = "2")]
+    pub expired_messages: u64,
+    /// Messages removed by the size cap, ever.
+    #[prost(uint64, tag = "3")]
+    pub reclaimed_messages: u64,
+    /// Publish time of the newest batch, so publish times never go backwards.
+    #[prost(int64, tag = "4")]
+    pub last_publish_ms: i64,
+}
+
+/// One stored message.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct StoredMessage {
+    /// The payload.
+    #[prost(bytes = "bytes", tag = "1")]
+    pub payload: Bytes,
+    /// String headers.
+    #[prost(map = "string, string", tag = "2")]
+    pub headers: HashMap<String, String>,
+    /// Device id or "".
+    #[prost(string, tag = "3")]
+    pub device_id: String,
+    /// Dedup id or "".
+    #[prost(string, tag = "4")]
+    pub dedup_id: String,
+}
+
+/// The messages of one produce batch, stored as one value keyed by the first
+/// offset (as Kafka stores record batches): sled's cost is per key, so this
+/// divides it by the batch size. All share one publish time.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct MessageSetRecord {
+    /// Publish time, Unix ms.
+    #[prost(int64, tag = "1")]
+    pub publish_ms: i64,
+    /// Messages at offsets first, first + 1, ...
+    #[prost(message, repeated, tag = "2")]
+    pub messages: Vec<StoredMessage>,
+}
+
+/// The small summary of a message set read at start-up (instead of the set).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SetHeaderRecord {
+    /// Messages in the set.
+    #[prost(uint32, tag = "1")]
+    pub count: u32,
+    /// Counted bytes of the set's messages.
+    #[prost(uint64, tag = "2")]
+    pub bytes: u64,
+    /// Publish time, Unix ms.
+    #[prost(int64, tag = "3")]
+    pub publish_ms: i64,
+}
+
+/// A dedup_id seen in a topic.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct DedupRecord {
+    /// Offset of the original message.
+    #[prost(uint64, tag = "1")]
+    pub offset: u64,
+    /// When the original was published, Unix ms.
+    #[prost(int64, tag = "2")]
+    pub publish_ms: i64,
+}
+
+/// A subscription's identity and settings.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SubscriptionRecord {
+    /// Internal id; keys of the subscription's state start with it.
+    #[prost(uint64, tag = "1")]
+    pub id: u64,
+    /// The topic's internal id.
+    #[prost(uint64, tag = "2")]
+    pub topic_id: u64,
+    /// Name within the topic.
+    #[prost(string, tag = "3")]
+    pub name: String,
+    /// 0: at-most-once; otherwise the lock time in seconds.
+    #[prost(uint32, tag = "4")]
+    pub lock_seconds: u32,
+    /// 0: unlimited.
+    #[prost(uint32, tag = "5")]
+    pub max_delivery_attempts: u32,
+    /// Dead-letter topic name, or "".
+    #[prost(string, tag = "6")]
+    pub dead_letter_topic: String,
+    /// Creation time, Unix ms.
+    #[prost(int64, tag = "7")]
+    pub created_ms: i64,
+}
+
+/// A subscription's cursor.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct CursorRecord {
+    /// The offset the next new delivery comes from.
+    #[prost(uint64, tag = "1")]
+    pub next_offset: u64,
+    /// Messages moved to the dead-letter topic, ever.
+    #[prost(uint64, tag = "2")]
+    pub dead_lettered: u64,
+}
+
+/// A delivered, not yet acknowledged message of an at-least-once subscription.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct PendingRecord {
+    /// Deliveries so far.
+    #[prost(uint32, tag = "1")]
+    pub attempts: u32,
+    /// When the lock ends (or a nack's delay ends), Unix ms on the broker clock.
+    #[prost(int64, tag = "2")]
+    pub deadline_ms: i64,
+    /// When the message was first delivered, Unix ms.
+    #[prost(int64, tag = "3")]
+    pub first_delivery_ms: i64,
+}
+
+/// The manual clock's reading, kept so a restart does not move time back.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ClockRecord {
+    /// Unix ms.
+    #[prost(int64, tag = "1")]
+    pub now_ms: i64,
+}

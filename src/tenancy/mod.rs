@@ -1,0 +1,500 @@
+//! Tenancy: tenants, API keys, the operator credential, and authentication.
+//!
+//! API keys read `tq_<tenant>_<secret>` (secret in base62, about 190 bits) so
+//! a router can tell the tenant from the key alone. Only the SHA-256 of a key
+//! is stored; the secret is shown once, at creation. Every authenticated
+//! request carries a [`Principal`], and every tenant request is scoped to the
+//! tenant of its key.
+
+mod names;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use rand::distr::{Alphanumeric, SampleString};
+use sha2::{Digest, Sha256};
+
+use crate::clock::Clock;
+use crate::config::DEFAULT_PLAN;
+use crate::error::{Error, Result};
+use crate::quota::Plan;
+use crate::storage::records::{ApiKeyRecord, TenantRecord};
+use crate::storage::{keys, Store, WriteSet};
+
+pub use names::{validate_resource_name, validate_tenant_id};
+
+/// Length of an API key's random part (base62: ~5.95 bits a character).
+const SECRET_CHARS: usize = 32;
+
+/// What an API key may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scope {
+    /// Produce messages.
+    Produce = 1,
+    /// Consume, fetch, ack, nack, seek.
+    Consume = 2,
+    /// Manage topics and subscriptions.
+    Manage = 3,
+}
+
+impl Scope {
+    /// From the stored / wire number.
+    pub fn from_i32(value: i32) -> Option<Scope> {
+        match value {
+            1 => Some(Scope::Produce),
+            2 => Some(Scope::Consume),
+            3 => Some(Scope::Manage),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Scope::Produce => "produce",
+            Scope::Consume => "consume",
+            Scope::Manage => "manage",
+        }
+    }
+}
+
+/// A tenant's lifecycle state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TenantStatus {
+    /// In service.
+    Active = 1,
+    /// Data plane refused; data kept.
+    Suspended = 2,
+    /// Erased; the record stays.
+    Terminated = 3,
+}
+
+impl TenantStatus {
+    /// From the stored / wire number (unknown values read as active).
+    pub fn from_i32(value: i32) -> TenantStatus {
+        match value {
+            2 => TenantStatus::Suspended,
+            3 => TenantStatus::Terminated,
+            _ => TenantStatus::Active,
+        }
+    }
+}
+
+/// The tenant side of an authenticated request: the key's tenant and rights.
+#[derive(Debug, Clone)]
+pub struct TenantKey {
+    /// The tenant every name in the request belongs to.
+    pub tenant: String,
+    /// The key's id (for logs and audit; never the secret).
+    pub key_id: String,
+    scopes: Vec<Scope>,
+    topics: Vec<String>,
+}
+
+impl TenantKey {
+    /// Refuses with PERMISSION_DENIED unless the key has `scope` and, when it
+    /// has an allow-list, `topic` is on it.
+    pub fn require(&self, scope: Scope, topic: Option<&str>) -> Result<()> {
+        if !self.scopes.contains(&scope) {
+            return Err(Error::PermissionDenied(format!(
+                "this API key lacks the '{}' scope",
+                scope.name()
+            )));
+        }
+        if let Some(topic) = topic {
+            if !self.may_touch(topic) {
+                return Err(Error::PermissionDenied(format!(
+                    "this API key may not use topic '{topic}'"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// True when the key's allow-list (if any) names `topic`.
+    pub fn may_touch(&self, topic: &str) -> bool {
+        self.topics.is_empty() || self.topics.iter().any(|t| t == topic)
+    }
+}
+
+/// Who is calling.
+#[derive(Debug, Clone)]
+pub enum Principal {
+    /// The operator credential.
+    Operator,
+    /// A tenant's API key.
+    Tenant(Arc<TenantKey>),
+}
+
+/// A new API key: its record and the secret, which is never shown again.
+pub struct CreatedKey {
+    /// What is stored.
+    pub record: ApiKeyRecord,
+    /// `tq_<tenant>_<secret>`.
+    pub secret: String,
+}
+
+/// Fields of a new tenant.
+pub struct NewTenant {
+    /// The tenant id.
+    pub id: String,
+    /// Free-form name.
+    pub display_name: String,
+    /// Contact e-mail.
+    pub contact_email: String,
+    /// Plan name ("" for the default).
+    pub plan: String,
+}
+
+/// Tenants, keys and the operator credential, cached in memory and written
+/// through the store.
+pub struct Tenancy {
+    store: Store,
+    clock: Clock,
+    plans: BTreeMap<String, Plan>,
+    operator_hash: [u8; 32],
+    tenants: DashMap<String, TenantRecord>,
+    keys: DashMap<String, ApiKeyRecord>,
+    active_keys_by_hash: DashMap<[u8; 32], Arc<TenantKey>>,
+    /// Serialises control-plane writes so checks and writes do not race.
+    write_lock: tokio::sync::Mutex<()>,
+}
+
+fn sha256(text: &str) -> [u8; 32] {
+    Sha256::digest(text.as_bytes()).into()
+}
+
+impl Tenancy {
+    /// Loads tenants and keys from the store.
+    pub fn load(
+        store: Store,
+        clock: Clock,
+        plans: BTreeMap<String, Plan>,
+        operator_token: &str,
+    ) -> Result<Self> {
+        let tenancy = Tenancy {
+            store,
+            clock,
+            plans,
+            operator_hash: sha256(operator_token),
+            tenants: DashMap::new(),
+            keys: DashMap::new(),
+            active_keys_by_hash: DashMap::new(),
+            write_lock: tokio::sync::Mutex::new(()),
+        };
+        for item in tenancy.store.scan::<TenantRecord>(&[keys::TENANT]) {
+            let (_, tenant) = item?;
+            tenancy.tenants.insert(tenant.id.clone(), tenant);
+        }
+        for item in tenancy.store.scan::<ApiKeyRecord>(&[keys::API_KEY]) {
+            let (_, key) = item?;
+            tenancy.index_key(&key);
+            tenancy.keys.insert(key.id.clone(), key);
+        }
+        Ok(tenancy)
+    }
+
+    fn index_key(&self, key: &ApiKeyRecord) {
+        let Ok(hash) = <[u8; 32]>::try_from(key.secret_hash.as_slice()) else {
+            return;
+        };
+        if key.revoked {
+            self.active_keys_by_hash.remove(&hash);
+        } else {
+            self.active_keys_by_hash.insert(
+                hash,
+                Arc::new(TenantKey {
+                    tenant: key.tenant.clone(),
+                    key_id: key.id.clone(),
+                    scopes: key.scopes.iter().filter_map(|s| Scope::from_i32(*s)).collect(),
+                    topics: key.topics.clone(),
+                }),
+            );
+        }
+    }
+
+    /// Resolves a bearer token to a principal; UNAUTHENTICATED when missing,
+    /// unknown, revoked, or its tenant is terminated.
+    pub fn authenticate(&self, token: Option<&str>) -> Result<Principal> {
+        let token = token.ok_or_else(|| {
+            Error::Unauthenticated(
+                "missing credentials: send 'authorization: Bearer <API key>' metadata".into(),
+            )
+        })?;
+        let hash = sha256(token);
+        if hash == self.operator_hash {
+            return Ok(Principal::Operator);
+        }
+        let key = self
+            .active_keys_by_hash
+            .get(&hash)
+            .map(|k| k.value().clone())
+            .ok_or_else(|| Error::Unauthenticated("invalid or revoked API key".into()))?;
+        match self.tenants.get(&key.tenant).map(|t| t.status) {
+            Some(status) if TenantStatus::from_i32(status) != TenantStatus::Terminated => {
+                Ok(Principal::Tenant(key))
+            }
+            _ => Err(Error::Unauthenticated("invalid or revoked API key".into())),
+        }
+    }
+
+    /// Refuses data-plane work for a tenant that is not active.
+    pub fn check_data_plane(&self, tenant: &str) -> Result<()> {
+        let tenant = self
+            .tenants
+            .get(tenant)
+            .ok_or_else(|| Error::Unauthenticated("invalid or revoked API key".into()))?;
+        match TenantStatus::from_i32(tenant.status) {
+            TenantStatus::Active => Ok(()),
+            TenantStatus::Suspended => Err(Error::FailedPrecondition(format!(
+                "tenant is suspended ({}): data-plane requests are refused",
+                tenant.status_reason
+            ))),
+            TenantStatus::Terminated => Err(Error::FailedPrecondition(
+                "tenant is terminated".to_string(),
+            )),
+        }
+    }
+
+    /// The plan the tenant is on.
+    pub fn plan_of(&self, tenant: &str) -> Plan {
+        let name = self
+            .tenants
+            .get(tenant)
+            .map(|t| t.plan.clone())
+            .unwrap_or_else(|| DEFAULT_PLAN.to_string());
+        self.plans
+            .get(&name)
+            .or_else(|| self.plans.get(DEFAULT_PLAN))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Creates a tenant (operator).
+    pub async fn create_tenant(&self, new: NewTenant) -> Result<TenantRecord> {
+        validate_tenant_id(&new.id)?;
+        let plan = if new.plan.is_empty() {
+            DEFAULT_PLAN.to_string()
+        } else {
+            new.plan
+        };
+        if !self.plans.contains_key(&plan) {
+            return Err(Error::invalid(format!(
+                "unknown plan '{plan}'; configured plans: {}",
+                self.plans.keys().cloned().collect::<Vec<_>>().join(", ")
+            )));
+        }
+        if new.display_name.len() > 200 || new.contact_email.len() > 200 {
+            return Err(Error::invalid(
+                "display_name and contact_email may be at most 200 bytes",
+            ));
+        }
+        let _guard = self.write_lock.lock().await;
+        if self.tenants.contains_key(&new.id) {
+            return Err(Error::already_exists("tenant", new.id));
+        }
+        let record = TenantRecord {
+            id: new.id,
+            display_name: new.display_name,
+            contact_email: new.contact_email,
+            plan,
+            status: TenantStatus::Active as i32,
+            created_ms: self.clock.now_ms(),
+            status_reason: String::new(),
+        };
+        let mut writes = WriteSet::new();
+        writes.put(keys::tenant(&record.id), &record);
+        self.store.commit(writes).await?;
+        self.tenants.insert(record.id.clone(), record.clone());
+        Ok(record)
+    }
+
+    /// One tenant (operator).
+    pub fn get_tenant(&self, id: &str) -> Result<TenantRecord> {
+        self.tenants
+            .get(id)
+            .map(|t| t.clone())
+            .ok_or_else(|| Error::not_found("tenant", id))
+    }
+
+    /// Every tenant, by id.
+    pub fn list_tenants(&self) -> Vec<TenantRecord> {
+        let mut all: Vec<_> = self.tenants.iter().map(|t| t.value().clone()).collect();
+        all.sort_by(|a, b| a.id.cmp(&b.id));
+        all
+    }
+
+    /// Issues an API key for a tenant (operator). The secret is returned once.
+    pub async fn create_key(
+        &self,
+        tenant: &str,
+        scopes: Vec<Scope>,
+        topics: Vec<String>,
+        description: String,
+    ) -> Result<CreatedKey> {
+        if scopes.is_empty() {
+            return Err(Error::invalid(
+                "an API key needs at least one scope: produce, consume or manage",
+            ));
+        }
+        for topic in &topics {
+            validate_resource_name("topic", topic)?;
+        }
+        if description.len() > 200 {
+            return Err(Error::invalid("description may be at most 200 bytes"));
+        }
+        let _guard = self.write_lock.lock().await;
+        let status = self
+            .tenants
+            .get(tenant)
+            .map(|t| t.status)
+            .ok_or_else(|| Error::not_found("tenant", tenant))?;
+        if TenantStatus::from_i32(status) == TenantStatus::Terminated {
+            return Err(Error::FailedPrecondition(format!(
+                "tenant '{tenant}' is terminated"
+            )));
+        }
+        let (secret, id) = {
+            let mut rng = rand::rng();
+            (
+                format!(
+                    "tq_{tenant}_{}",
+                    Alphanumeric.sample_string(&mut rng, SECRET_CHARS)
+                ),
+                format!("key_{}", Alphanumeric.sample_string(&mut rng, 16)),
+            )
+        };
+        let mut scope_values: Vec<i32> = scopes.iter().map(|s| *s as i32).collect();
+        scope_values.sort_unstable();
+        scope_values.dedup();
+        let record = ApiKeyRecord {
+            id,
+            tenant: tenant.to_string(),
+            secret_hash: sha256(&secret).to_vec(),
+            scopes: scope_values,
+            topics,
+            description,
+            created_ms: self.clock.now_ms(),
+            revoked: false,
+        };
+        let mut writes = WriteSet::new();
+        writes.put(keys::api_key(&record.id), &record);
+        self.store.commit(writes).await?;
+        self.index_key(&record);
+        self.keys.insert(record.id.clone(), record.clone());
+        Ok(CreatedKey { record, secret })
+    }
+
+    /// A tenant's keys (operator), never their secrets.
+    pub fn list_keys(&self, tenant: &str) -> Result<Vec<ApiKeyRecord>> {
+        if !self.tenants.contains_key(tenant) {
+            return Err(Error::not_found("tenant", tenant));
+        }
+        let mut keys: Vec<_> = self
+            .keys
+            .iter()
+            .filter(|k| k.tenant == tenant)
+            .map(|k| k.value().clone())
+            .collect();
+        keys.sort_by_key(|k| k.created_ms);
+        Ok(keys)
+    }
+
+    /// Revokes a key (operator); it stops authenticating at once.
+    pub async fn revoke_key(&self, id: &str) -> Result<ApiKeyRecord> {
+        let _guard = self.write_lock.lock().await;
+        let mut record = self
+            .keys
+            .get(id)
+            .map(|k| k.clone())
+            .ok_or_else(|| Error::not_found("API key", id))?;
+        record.revoked = true;
+        let mut writes = WriteSet::new();
+        writes.put(keys::api_key(id), &record);
+        self.store.commit(writes).await?;
+        self.index_key(&record);
+        self.keys.insert(record.id.clone(), record.clone());
+        Ok(record)
+    }
+}
+
+/// Reads the operator credential from `path`, or generates one there (mode
+/// 0600) when the file does not exist. Returns the token and whether it was
+/// generated now. There is no fixed default credential.
+pub fn load_or_create_operator_token(path: &Path) -> std::io::Result<(String, bool)> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let token = text.trim().to_string();
+            if token.len() < 16 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!(
+                        "operator credential in {} is shorter than 16 characters",
+                        path.display()
+                    ),
+                ));
+            }
+            Ok((token, false))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            let token = format!(
+                "tqop_{}",
+                Alphanumeric.sample_string(&mut rand::rng(), 43)
+            );
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                options.mode(0o600);
+            }
+            let mut file = options.open(path)?;
+            file.write_all(token.as_bytes())?;
+            file.write_all(b"\n")?;
+            file.sync_all()?;
+            Ok((token, true))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operator_token_is_generated_once_with_mode_0600() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("operator.token");
+        let (first, created) = load_or_create_operator_token(&path).unwrap();
+        assert!(created);
+        assert!(first.len() > 40);
+        let (second, created) = load_or_create_operator_token(&path).unwrap();
+        assert!(!created);
+        assert_eq!(first, second);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+
+    #[test]
+    fn key_scope_and_allow_list_are_enforced() {
+        let key = TenantKey {
+            tenant: "acme".into(),
+            key_id: "k".into(),
+            scopes: vec![Scope::Produce],
+            topics: vec!["t1".into()],
+        };
+        assert!(key.require(Scope::Produce, Some("t1")).is_ok());
+        assert!(key.require(Scope::Produce, Some("t2")).is_err());
+        assert!(key.require(Scope::Consume, Some("t1")).is_err());
+    }
+}
