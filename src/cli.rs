@@ -10,8 +10,8 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::clock::ClockKind;
 use crate::client::Client;
+use crate::clock::ClockKind;
 use crate::config::{Config, LogFormat};
 use crate::proto::v1 as pb;
 
@@ -20,7 +20,12 @@ use crate::proto::v1 as pb;
 #[command(name = "tallyq", version, about)]
 pub struct Cli {
     /// Broker address for client commands.
-    #[arg(long, global = true, env = "TALLYQ_SERVER", default_value = "http://127.0.0.1:50051")]
+    #[arg(
+        long,
+        global = true,
+        env = "TALLYQ_SERVER",
+        default_value = "http://127.0.0.1:50051"
+    )]
     pub server: String,
     /// Credential for client commands: a tenant API key or the operator token.
     #[arg(long, global = true, env = "TALLYQ_TOKEN", hide_env_values = true)]
@@ -506,7 +511,11 @@ fn scope_names(scopes: &[i32]) -> String {
 }
 
 fn print_key(k: &pb::ApiKey) {
-    println!(
+    println!("{}", key_line(k));
+}
+
+fn key_line(k: &pb::ApiKey) -> String {
+    format!(
         "{}\ttenant={}\tscopes={}\ttopics={}\trevoked={}\t{:?}",
         k.id,
         k.tenant,
@@ -518,12 +527,12 @@ fn print_key(k: &pb::ApiKey) {
         },
         k.revoked,
         k.description
-    );
+    )
 }
 
 fn print_topic(t: &pb::Topic) {
-    let c = t.config.clone().unwrap_or_default();
-    let s = t.stats.clone().unwrap_or_default();
+    let c = t.config.unwrap_or_default();
+    let s = t.stats.unwrap_or_default();
     let overflow = if c.overflow_policy == pb::OverflowPolicy::RefuseProduce as i32 {
         "refuse"
     } else {
@@ -538,7 +547,7 @@ fn print_topic(t: &pb::Topic) {
 
 fn print_sub(s: &pb::Subscription) {
     let c = s.config.clone().unwrap_or_default();
-    let st = s.stats.clone().unwrap_or_default();
+    let st = s.stats.unwrap_or_default();
     println!(
         "{}/{}\tlock={}s\tmax_attempts={}\tdead_letter_topic={:?}\tbacklog={}\tin_flight={}\tnext_offset={}\tdead_lettered={}",
         s.topic, s.name, c.lock_seconds, c.max_delivery_attempts, c.dead_letter_topic,
@@ -567,7 +576,12 @@ async fn tenant(client: &Client, cmd: &TenantCommand) -> Result<()> {
             print_tenant(&t);
         }
         TenantCommand::List => {
-            for t in op.list_tenants(pb::ListTenantsRequest {}).await?.into_inner().tenants {
+            for t in op
+                .list_tenants(pb::ListTenantsRequest {})
+                .await?
+                .into_inner()
+                .tenants
+            {
                 print_tenant(&t);
             }
         }
@@ -609,8 +623,7 @@ async fn key(client: &Client, cmd: &KeyCommand) -> Result<()> {
                 .await?
                 .into_inner();
             if let Some(k) = &created.key {
-                eprint!("created ");
-                print_key(k);
+                eprintln!("created {}", key_line(k));
             }
             eprintln!("the secret below is shown only now; store it safely:");
             println!("{}", created.secret);
@@ -659,7 +672,12 @@ async fn topic(client: &Client, cmd: &TopicCommand) -> Result<()> {
             print_topic(&t);
         }
         TopicCommand::List => {
-            for t in admin.list_topics(pb::ListTopicsRequest {}).await?.into_inner().topics {
+            for t in admin
+                .list_topics(pb::ListTopicsRequest {})
+                .await?
+                .into_inner()
+                .topics
+            {
                 print_topic(&t);
             }
         }
@@ -828,8 +846,7 @@ async fn consume(client: &Client, args: &ConsumeArgs) -> Result<()> {
         let next = if args.idle_ms == 0 {
             consumer.next().await?
         } else {
-            match tokio::time::timeout(Duration::from_millis(args.idle_ms), consumer.next()).await
-            {
+            match tokio::time::timeout(Duration::from_millis(args.idle_ms), consumer.next()).await {
                 Ok(next) => next?,
                 Err(_) => break,
             }

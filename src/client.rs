@@ -164,6 +164,7 @@ fn bearer(token: &str) -> Result<BearerAuth, ClientError> {
 }
 
 /// An open Consume stream.
+#[derive(Debug)]
 pub struct Consumer {
     tx: mpsc::Sender<pb::ConsumeRequest>,
     inbound: Streaming<pb::ConsumeResponse>,
@@ -186,8 +187,10 @@ impl Consumer {
 
     /// Acknowledges offsets (and frees their credit).
     pub async fn ack(&self, offsets: Vec<u64>) -> Result<(), Status> {
-        self.send(pb::consume_request::Request::Ack(pb::AckOffsets { offsets }))
-            .await
+        self.send(pb::consume_request::Request::Ack(pb::AckOffsets {
+            offsets,
+        }))
+        .await
     }
 
     /// Gives offsets back for redelivery after `delay_ms`.

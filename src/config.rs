@@ -116,10 +116,7 @@ impl Config {
     /// plan stays available unless the text redefines it.
     pub fn from_toml(text: &str) -> Result<Self, toml::de::Error> {
         let mut config: Config = toml::from_str(text)?;
-        config
-            .plans
-            .entry(DEFAULT_PLAN.to_string())
-            .or_insert_with(Plan::default);
+        config.plans.entry(DEFAULT_PLAN.to_string()).or_default();
         Ok(config)
     }
 

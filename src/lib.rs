@@ -49,6 +49,5 @@ pub mod proto {
     }
 
     /// Encoded `FileDescriptorSet` of `proto/`, for gRPC reflection.
-    pub const FILE_DESCRIPTOR_SET: &[u8] =
-        tonic::include_file_descriptor_set!("tallyq_descriptor");
+    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("tallyq_descriptor");
 }

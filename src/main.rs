@@ -50,12 +50,21 @@ async fn main() -> anyhow::Result<()> {
             let listener = tokio::net::TcpListener::bind(config.listen)
                 .await
                 .with_context(|| format!("cannot listen on {}", config.listen))?;
-            let address = listener.local_addr()?;
-            println!("tallyq listening on {address}");
+            // Make sure the operator credential exists before anyone is told
+            // where it is; `run` reads the same file.
+            let token_path = config.operator_token_path();
+            let (_, generated) = tallyq::tenancy::load_or_create_operator_token(&token_path)
+                .with_context(|| format!("operator credential file {}", token_path.display()))?;
             println!(
-                "operator credential: {}",
-                config.operator_token_path().display()
+                "operator credential: {}{}",
+                token_path.display(),
+                if generated {
+                    " (generated now, mode 0600)"
+                } else {
+                    ""
+                }
             );
+            println!("tallyq listening on {}", listener.local_addr()?);
             tallyq::run(config, listener, shutdown_signal()).await?;
             Ok(())
         }

@@ -111,7 +111,9 @@ pub async fn run(
     health_reporter
         .set_serving::<BrokerServer<BrokerService>>()
         .await;
-    health_reporter.set_serving::<AdminServer<AdminService>>().await;
+    health_reporter
+        .set_serving::<AdminServer<AdminService>>()
+        .await;
     health_reporter
         .set_serving::<OperatorServer<OperatorService>>()
         .await;

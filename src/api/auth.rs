@@ -44,7 +44,8 @@ impl tonic::service::Interceptor for AuthInterceptor {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
         let principal = self.tenancy.authenticate(bearer(&request))?;
         match (&principal, self.audience) {
-            (Principal::Tenant(_), Audience::Tenant) | (Principal::Operator, Audience::Operator) => {}
+            (Principal::Tenant(_), Audience::Tenant)
+            | (Principal::Operator, Audience::Operator) => {}
             (Principal::Operator, Audience::Tenant) => {
                 return Err(Error::PermissionDenied(
                     "the operator credential cannot act as a tenant; use a tenant API key".into(),

@@ -62,7 +62,11 @@ impl BrokerApi for BrokerService {
         let key = tenant_key(&request)?;
         let req = request.into_inner();
         let messages = req.messages.into_iter().map(stored_message).collect();
-        let outcome = self.state.broker.produce(&key, &req.topic, messages).await?;
+        let outcome = self
+            .state
+            .broker
+            .produce(&key, &req.topic, messages)
+            .await?;
         Ok(Response::new(produce_response(outcome)))
     }
 
@@ -121,10 +125,9 @@ impl BrokerApi for BrokerService {
             })) => start,
             Some(Err(status)) => return Err(status),
             _ => {
-                return Err(Error::invalid(
-                    "the first message of a Consume stream must be 'start'",
+                return Err(
+                    Error::invalid("the first message of a Consume stream must be 'start'").into(),
                 )
-                .into())
             }
         };
         let session = ConsumerSession::open(
@@ -135,7 +138,12 @@ impl BrokerApi for BrokerService {
             FlowWindow::new(start.max_outstanding_messages, start.max_outstanding_bytes),
         )?;
         let (tx, rx) = mpsc::channel(4);
-        tokio::spawn(run_consume(session, inbound, tx, self.state.shutdown.clone()));
+        tokio::spawn(run_consume(
+            session,
+            inbound,
+            tx,
+            self.state.shutdown.clone(),
+        ));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 

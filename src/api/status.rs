@@ -33,7 +33,10 @@ impl From<Error> for Status {
             Error::Unavailable(_) => Status::unavailable(message),
             Error::Storage(e) => {
                 tracing::error!(error = %e, "storage failure");
-                Status::new(Code::Internal, "internal storage failure; the request was not applied")
+                Status::new(
+                    Code::Internal,
+                    "internal storage failure; the request was not applied",
+                )
             }
         }
     }

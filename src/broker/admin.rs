@@ -261,8 +261,7 @@ impl Broker {
         }
         self.store.commit(writes).await?;
         drop(log);
-        self.topics
-            .remove(&(key.tenant.clone(), name.to_string()));
+        self.topics.remove(&(key.tenant.clone(), name.to_string()));
         topic.mark_deleted();
         Ok(())
     }
@@ -273,7 +272,10 @@ impl Broker {
         sub: &Subscription,
         writes: &mut WriteSet,
     ) -> Result<()> {
-        for key in self.store.scan_keys(&keys::id_prefix(keys::PENDING, sub.id)) {
+        for key in self
+            .store
+            .scan_keys(&keys::id_prefix(keys::PENDING, sub.id))
+        {
             writes.delete(key?);
         }
         writes.delete(keys::cursor(sub.id));

@@ -83,12 +83,12 @@ impl Broker {
             if *id == topic.id && *first <= offset && offset < *first + set.messages.len() as u64);
         if !cached {
             let prefix = keys::id_prefix(keys::MESSAGE_SET, topic.id);
-            let found = self
-                .store
-                .last_at_or_before::<MessageSetRecord>(&prefix, &keys::message_set(topic.id, offset))?;
-            cache.entry = found.and_then(|(key, set)| {
-                keys::u64_at(&key, 9).map(|first| (topic.id, first, set))
-            });
+            let found = self.store.last_at_or_before::<MessageSetRecord>(
+                &prefix,
+                &keys::message_set(topic.id, offset),
+            )?;
+            cache.entry = found
+                .and_then(|(key, set)| keys::u64_at(&key, 9).map(|first| (topic.id, first, set)));
         }
         Ok(cache.entry.as_ref().and_then(|(_, first, set)| {
             offset
@@ -111,13 +111,12 @@ impl Broker {
         cache: &mut SetCache,
     ) -> Result<DeliverPass> {
         let settings = sub.settings();
-        let dead_letter_topic = if settings.max_delivery_attempts > 0
-            && !settings.dead_letter_topic.is_empty()
-        {
-            self.topic(&topic.tenant, &settings.dead_letter_topic).ok()
-        } else {
-            None
-        };
+        let dead_letter_topic =
+            if settings.max_delivery_attempts > 0 && !settings.dead_letter_topic.is_empty() {
+                self.topic(&topic.tenant, &settings.dead_letter_topic).ok()
+            } else {
+                None
+            };
         let lock_ms = settings.lock_seconds as i64 * 1000;
 
         let mut state = sub.state.lock().await;
@@ -420,7 +419,11 @@ impl FlowWindow {
     /// The window a client asked for, with defaults for zeros and caps.
     pub fn new(max_messages: u32, max_bytes: u64) -> Self {
         FlowWindow {
-            max_messages: if max_messages == 0 { 100 } else { max_messages.min(10_000) },
+            max_messages: if max_messages == 0 {
+                100
+            } else {
+                max_messages.min(10_000)
+            },
             max_bytes: if max_bytes == 0 {
                 10 * 1024 * 1024
             } else {

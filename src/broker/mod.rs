@@ -23,8 +23,7 @@ use dashmap::DashMap;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::storage::records::{
-    CursorRecord, PendingRecord, SetHeaderRecord, SubscriptionRecord, TopicRecord,
-    TopicStateRecord,
+    CursorRecord, PendingRecord, SetHeaderRecord, SubscriptionRecord, TopicRecord, TopicStateRecord,
 };
 use crate::storage::{keys, Store};
 use crate::tenancy::Tenancy;

@@ -73,7 +73,10 @@ impl Broker {
         topic: &str,
         messages: Vec<StoredMessage>,
     ) -> Result<ProduceOutcome> {
-        self.submit_produce(key, topic, messages).await?.wait().await
+        self.submit_produce(key, topic, messages)
+            .await?
+            .wait()
+            .await
     }
 
     /// Checks and queues a batch; the returned handle resolves when durable.
@@ -122,8 +125,10 @@ impl Broker {
         let first_offset = log.state.next_offset;
         for (message, size) in messages.into_iter().zip(sizes) {
             if !message.dedup_id.is_empty() {
-                let original = batch_dedup.get(&message.dedup_id).copied().or(self
-                    .original_of(&topic, &message.dedup_id, now, window_ms)?);
+                let original = batch_dedup
+                    .get(&message.dedup_id)
+                    .copied()
+                    .or(self.original_of(&topic, &message.dedup_id, now, window_ms)?);
                 if let Some(offset) = original {
                     results.push(ProducedMessage {
                         offset,

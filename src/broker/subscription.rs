@@ -281,8 +281,20 @@ mod tests {
     fn at_most_once_never_redelivers() {
         let mut s = SubState::default();
         let r = rules(0, 2);
-        assert_eq!(s.claim(0, &r), Some(Claim::Deliver { offset: 0, attempt: 1 }));
-        assert_eq!(s.claim(0, &r), Some(Claim::Deliver { offset: 1, attempt: 1 }));
+        assert_eq!(
+            s.claim(0, &r),
+            Some(Claim::Deliver {
+                offset: 0,
+                attempt: 1
+            })
+        );
+        assert_eq!(
+            s.claim(0, &r),
+            Some(Claim::Deliver {
+                offset: 1,
+                attempt: 1
+            })
+        );
         assert_eq!(s.claim(1_000_000, &r), None);
         assert!(s.pending.is_empty());
     }
@@ -291,11 +303,29 @@ mod tests {
     fn redelivery_after_lock_comes_before_new_messages() {
         let mut s = SubState::default();
         let r = rules(10_000, 1);
-        assert_eq!(s.claim(0, &r), Some(Claim::Deliver { offset: 0, attempt: 1 }));
+        assert_eq!(
+            s.claim(0, &r),
+            Some(Claim::Deliver {
+                offset: 0,
+                attempt: 1
+            })
+        );
         assert_eq!(s.claim(9_999, &r), None);
         let r = rules(10_000, 2);
-        assert_eq!(s.claim(10_000, &r), Some(Claim::Deliver { offset: 0, attempt: 2 }));
-        assert_eq!(s.claim(10_000, &r), Some(Claim::Deliver { offset: 1, attempt: 1 }));
+        assert_eq!(
+            s.claim(10_000, &r),
+            Some(Claim::Deliver {
+                offset: 0,
+                attempt: 2
+            })
+        );
+        assert_eq!(
+            s.claim(10_000, &r),
+            Some(Claim::Deliver {
+                offset: 1,
+                attempt: 1
+            })
+        );
         assert!(s.ack(0));
         assert!(!s.ack(0));
         assert_eq!(s.pending.len(), 1);
@@ -311,9 +341,21 @@ mod tests {
             first_offset: 0,
             visible_end: 1,
         };
-        assert_eq!(s.claim(0, &r), Some(Claim::Deliver { offset: 0, attempt: 1 }));
+        assert_eq!(
+            s.claim(0, &r),
+            Some(Claim::Deliver {
+                offset: 0,
+                attempt: 1
+            })
+        );
         assert!(s.nack(0, 0));
-        assert_eq!(s.claim(0, &r), Some(Claim::Deliver { offset: 0, attempt: 2 }));
+        assert_eq!(
+            s.claim(0, &r),
+            Some(Claim::Deliver {
+                offset: 0,
+                attempt: 2
+            })
+        );
         assert!(s.nack(0, 5));
         assert_eq!(s.claim(4, &r), None);
         assert_eq!(s.claim(5, &r), Some(Claim::DeadLetter { offset: 0 }));
@@ -325,9 +367,21 @@ mod tests {
         let mut s = SubState::default();
         let mut r = rules(10_000, 10);
         r.first_offset = 5;
-        assert_eq!(s.claim(0, &r), Some(Claim::Deliver { offset: 5, attempt: 1 }));
+        assert_eq!(
+            s.claim(0, &r),
+            Some(Claim::Deliver {
+                offset: 5,
+                attempt: 1
+            })
+        );
         assert_eq!(s.seek(2), vec![5]);
         assert_eq!(s.next_deadline(), None);
-        assert_eq!(s.claim(0, &r), Some(Claim::Deliver { offset: 5, attempt: 1 }));
+        assert_eq!(
+            s.claim(0, &r),
+            Some(Claim::Deliver {
+                offset: 5,
+                attempt: 1
+            })
+        );
     }
 }

@@ -247,8 +247,7 @@ impl Plan {
 
     /// Checks a message expiry against the plan's range.
     pub fn check_expiry(&self, seconds: u64) -> Result<()> {
-        if !(self.min_message_expiry_seconds..=self.max_message_expiry_seconds).contains(&seconds)
-        {
+        if !(self.min_message_expiry_seconds..=self.max_message_expiry_seconds).contains(&seconds) {
             return Err(Error::invalid(format!(
                 "message_expiry_seconds {seconds} is out of range: it must be between {} and {} seconds",
                 self.min_message_expiry_seconds, self.max_message_expiry_seconds
@@ -328,9 +327,17 @@ mod tests {
         let plan = Plan::default();
         assert!(plan.check_batch(&[]).is_err());
         let many: Vec<_> = (0..1001).map(|_| shape(1)).collect();
-        assert!(plan.check_batch(&many).unwrap_err().to_string().contains("1000"));
+        assert!(plan
+            .check_batch(&many)
+            .unwrap_err()
+            .to_string()
+            .contains("1000"));
         let big: Vec<_> = (0..17).map(|_| shape(256 * 1024)).collect();
-        assert!(plan.check_batch(&big).unwrap_err().to_string().contains("4 MiB"));
+        assert!(plan
+            .check_batch(&big)
+            .unwrap_err()
+            .to_string()
+            .contains("4 MiB"));
     }
 
     #[test]

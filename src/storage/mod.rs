@@ -137,7 +137,10 @@ impl CommitterHandle {
 
 impl Store {
     /// Opens (or creates) the store under `data_dir`.
-    pub fn open(data_dir: &Path, cache_capacity_bytes: u64) -> StorageResult<(Store, CommitterHandle)> {
+    pub fn open(
+        data_dir: &Path,
+        cache_capacity_bytes: u64,
+    ) -> StorageResult<(Store, CommitterHandle)> {
         let path = data_dir.join("db");
         let open_error = |reason: String| StorageError::Open {
             path: data_dir.to_path_buf(),
@@ -151,9 +154,13 @@ impl Store {
         // sled 0.34 can panic on a store damaged by an abrupt stop; report it
         // as an error that names the directory instead of a bare panic.
         let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || config.open()))
-            .map_err(|_| open_error("sled panicked while opening the store (it may be damaged)".into()))?;
+            .map_err(|_| {
+                open_error("sled panicked while opening the store (it may be damaged)".into())
+            })?;
         let db = opened.map_err(|e| open_error(e.to_string()))?;
-        let tree = db.open_tree("tallyq").map_err(|e| open_error(e.to_string()))?;
+        let tree = db
+            .open_tree("tallyq")
+            .map_err(|e| open_error(e.to_string()))?;
 
         let (commits, rx) = mpsc::channel(MAX_GROUP_WRITES);
         let thread = {
@@ -344,7 +351,13 @@ mod tests {
         let mut pending = Vec::new();
         for i in 0..200u64 {
             let mut ws = WriteSet::new();
-            ws.put(keys::cursor(i), &CursorRecord { next_offset: i, dead_lettered: 0 });
+            ws.put(
+                keys::cursor(i),
+                &CursorRecord {
+                    next_offset: i,
+                    dead_lettered: 0,
+                },
+            );
             let order = order.clone();
             pending.push(
                 store

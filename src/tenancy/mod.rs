@@ -208,7 +208,11 @@ impl Tenancy {
                 Arc::new(TenantKey {
                     tenant: key.tenant.clone(),
                     key_id: key.id.clone(),
-                    scopes: key.scopes.iter().filter_map(|s| Scope::from_i32(*s)).collect(),
+                    scopes: key
+                        .scopes
+                        .iter()
+                        .filter_map(|s| Scope::from_i32(*s))
+                        .collect(),
                     topics: key.topics.clone(),
                 }),
             );
@@ -442,10 +446,7 @@ pub fn load_or_create_operator_token(path: &Path) -> std::io::Result<(String, bo
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent)?;
             }
-            let token = format!(
-                "tqop_{}",
-                Alphanumeric.sample_string(&mut rand::rng(), 43)
-            );
+            let token = format!("tqop_{}", Alphanumeric.sample_string(&mut rand::rng(), 43));
             let mut options = std::fs::OpenOptions::new();
             options.write(true).create_new(true);
             #[cfg(unix)]

@@ -49,7 +49,14 @@ mod tests {
         for ok in ["abc", "a-1", "0ab", "abcdefghijabcdefghijabcdefghijab"] {
             assert!(validate_tenant_id(ok).is_ok(), "{ok}");
         }
-        for bad in ["ab", "-ab", "Abc", "a_b", "abcdefghijabcdefghijabcdefghijabc", ""] {
+        for bad in [
+            "ab",
+            "-ab",
+            "Abc",
+            "a_b",
+            "abcdefghijabcdefghijabcdefghijabc",
+            "",
+        ] {
             assert!(validate_tenant_id(bad).is_err(), "{bad}");
         }
     }

@@ -1,0 +1,353 @@
+//! Starts real brokers for the tests: in-process on an ephemeral loopback
+//! port with a temp data dir (fast), or as the built `tallyq` binary (for
+//! restarts and SIGKILL crashes). Both are driven through the real client.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use tallyq::client::Client;
+use tallyq::clock::ClockKind;
+use tallyq::config::Config;
+use tallyq::proto::v1 as pb;
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// The operator credential every test server uses.
+pub const OPERATOR_TOKEN: &str = "tqop_test_operator_credential_0123456789";
+
+/// A broker running inside the test process.
+pub struct TestServer {
+    /// `http://127.0.0.1:PORT`
+    pub address: String,
+    /// Keeps the data dir alive.
+    _dir: TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<Result<(), tallyq::server::ServerError>>>,
+}
+
+/// A test config: manual clock, temp data dir, known operator credential.
+pub fn test_config(dir: &Path) -> Config {
+    let token_file = dir.join("operator.token");
+    std::fs::write(&token_file, OPERATOR_TOKEN).unwrap();
+    Config {
+        data_dir: dir.join("data"),
+        clock: ClockKind::Manual,
+        operator_token_file: Some(token_file),
+        shutdown_grace_seconds: 5,
+        cache_capacity_bytes: 16 * 1024 * 1024,
+        ..Config::default()
+    }
+}
+
+impl TestServer {
+    /// Starts a broker with the test config.
+    pub async fn start() -> TestServer {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts a broker after letting the test adjust the config.
+    pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = test_config(dir.path());
+        adjust(&mut config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let handle = tokio::spawn(tallyq::run(config, listener, async {
+            let _ = stopped.await;
+        }));
+        TestServer {
+            address,
+            _dir: dir,
+            stop: Some(stop),
+            handle: Some(handle),
+        }
+    }
+
+    /// A client with the operator credential.
+    pub async fn operator(&self) -> Client {
+        Client::connect(&self.address, OPERATOR_TOKEN)
+            .await
+            .unwrap()
+    }
+
+    /// A client with no credential.
+    pub async fn anonymous(&self) -> Client {
+        Client::connect(&self.address, "").await.unwrap()
+    }
+
+    /// Creates a tenant and returns a client holding an all-scopes key.
+    pub async fn tenant(&self, id: &str) -> Client {
+        let operator = self.operator().await;
+        create_tenant(&operator, id).await;
+        let secret = create_key(&operator, id, &[1, 2, 3], &[]).await;
+        operator.with_token(&secret).unwrap()
+    }
+
+    /// Stops the broker gracefully and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(handle) = self.handle.take() {
+            handle.await.unwrap().unwrap();
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Creates a tenant.
+pub async fn create_tenant(operator: &Client, id: &str) {
+    operator
+        .operator()
+        .create_tenant(pb::CreateTenantRequest {
+            id: id.into(),
+            display_name: format!("Tenant {id}"),
+            contact_email: format!("ops@{id}.example"),
+            plan: String::new(),
+        })
+        .await
+        .unwrap();
+}
+
+/// Issues a key and returns its secret.
+pub async fn create_key(
+    operator: &Client,
+    tenant: &str,
+    scopes: &[i32],
+    topics: &[&str],
+) -> String {
+    operator
+        .operator()
+        .create_api_key(pb::CreateApiKeyRequest {
+            tenant: tenant.into(),
+            scopes: scopes.to_vec(),
+            topics: topics.iter().map(|t| t.to_string()).collect(),
+            description: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .secret
+}
+
+/// A message with a text payload.
+pub fn msg(payload: &str) -> pb::Message {
+    pb::Message {
+        payload: payload.as_bytes().to_vec().into(),
+        ..Default::default()
+    }
+}
+
+/// Payload of a delivery as text.
+pub fn text(d: &pb::Delivery) -> String {
+    String::from_utf8_lossy(&d.message.as_ref().unwrap().payload).into_owned()
+}
+
+/// Creates a topic with the given config (defaults where zero).
+pub async fn create_topic(client: &Client, name: &str, config: pb::TopicConfig) -> pb::Topic {
+    client
+        .admin()
+        .create_topic(pb::CreateTopicRequest {
+            name: name.into(),
+            config: Some(config),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// Creates a subscription with a lock time (0 = at-most-once).
+pub async fn create_sub(client: &Client, topic: &str, name: &str, lock_seconds: u32) {
+    client
+        .admin()
+        .create_subscription(pb::CreateSubscriptionRequest {
+            topic: topic.into(),
+            name: name.into(),
+            config: Some(pb::SubscriptionConfig {
+                lock_seconds,
+                ..Default::default()
+            }),
+            start: 0,
+        })
+        .await
+        .unwrap();
+}
+
+/// Fetches up to `max` messages, waiting up to `wait_ms`.
+pub async fn fetch(
+    client: &Client,
+    topic: &str,
+    sub: &str,
+    max: u32,
+    wait_ms: u32,
+) -> Vec<pb::Delivery> {
+    client
+        .broker()
+        .fetch(pb::FetchRequest {
+            topic: topic.into(),
+            subscription: sub.into(),
+            max_messages: max,
+            max_wait_ms: wait_ms,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .deliveries
+}
+
+/// Acks offsets; returns how many were pending.
+pub async fn ack(client: &Client, topic: &str, sub: &str, offsets: Vec<u64>) -> u32 {
+    client
+        .broker()
+        .ack(pb::AckRequest {
+            topic: topic.into(),
+            subscription: sub.into(),
+            offsets,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .acknowledged
+}
+
+/// Moves the manual clock.
+pub async fn advance(operator: &Client, ms: u64) {
+    operator
+        .operator()
+        .advance_clock(pb::AdvanceClockRequest { advance_ms: ms })
+        .await
+        .unwrap();
+}
+
+/// Topic figures.
+pub async fn topic_stats(client: &Client, name: &str) -> pb::TopicStats {
+    client
+        .admin()
+        .get_topic(pb::GetTopicRequest { name: name.into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .stats
+        .unwrap()
+}
+
+/// Subscription figures.
+pub async fn sub_stats(client: &Client, topic: &str, name: &str) -> pb::SubscriptionStats {
+    client
+        .admin()
+        .get_subscription(pb::GetSubscriptionRequest {
+            topic: topic.into(),
+            name: name.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .stats
+        .unwrap()
+}
+
+/// The broker as a separate process of the built binary, for restarts and
+/// SIGKILL. Its data dir outlives it so the next process reopens it.
+pub struct ProcessServer {
+    /// `http://127.0.0.1:PORT`
+    pub address: String,
+    child: Child,
+}
+
+impl ProcessServer {
+    /// Starts `tallyq serve` on `data_dir` with the manual clock and the test
+    /// operator credential (written next to the data dir).
+    pub fn start(data_dir: &Path) -> ProcessServer {
+        let token_file = data_dir.with_extension("token");
+        std::fs::write(&token_file, OPERATOR_TOKEN).unwrap();
+        Self::spawn(&[
+            "serve".as_ref(),
+            "--data-dir".as_ref(),
+            data_dir.as_os_str(),
+            "--listen".as_ref(),
+            "127.0.0.1:0".as_ref(),
+            "--clock".as_ref(),
+            "manual".as_ref(),
+            "--operator-token-file".as_ref(),
+            token_file.as_os_str(),
+        ])
+    }
+
+    /// Starts the binary with exactly these arguments and waits for its
+    /// "listening on" line.
+    pub fn spawn(args: &[&std::ffi::OsStr]) -> ProcessServer {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tallyq"))
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start tallyq");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let address = loop {
+            let line = lines
+                .next()
+                .expect("tallyq exited before listening")
+                .unwrap();
+            if let Some(addr) = line.strip_prefix("tallyq listening on ") {
+                break format!("http://{addr}");
+            }
+        };
+        // Keep draining stdout so the child never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        ProcessServer { address, child }
+    }
+
+    /// A client with the operator credential (retries while the server starts).
+    pub async fn operator(&self) -> Client {
+        self.client(OPERATOR_TOKEN).await
+    }
+
+    /// A client with `token`.
+    pub async fn client(&self, token: &str) -> Client {
+        for _ in 0..100 {
+            if let Ok(client) = Client::connect(&self.address, token).await {
+                return client;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("cannot connect to {}", self.address);
+    }
+
+    /// SIGKILL: no shutdown, no flush.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM and wait; returns the exit code.
+    pub fn terminate(mut self) -> Option<i32> {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        self.child.wait().unwrap().code()
+    }
+}
+
+impl Drop for ProcessServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A fresh directory path for a process server's data.
+pub fn data_dir(root: &TempDir) -> PathBuf {
+    root.path().join("data")
+}

@@ -1,0 +1,12 @@
+//! Integration tests: one binary (links once), suites per capability, all
+//! against a real broker over real gRPC.
+
+mod harness;
+
+mod auth;
+mod control;
+mod delivery;
+mod durability;
+mod produce;
+mod retention;
+mod service;
