@@ -69,7 +69,10 @@ impl Client {
     /// (an API key or the operator credential; empty for none).
     pub async fn connect(address: &str, token: &str) -> Result<Self, ClientError> {
         let endpoint = Endpoint::from_shared(address.to_string())
-            .map_err(|_| ClientError::Address(address.to_string()))?;
+            .map_err(|_| ClientError::Address(address.to_string()))?
+            .tcp_nodelay(true)
+            .initial_stream_window_size(crate::server::HTTP2_STREAM_WINDOW)
+            .initial_connection_window_size(crate::server::HTTP2_CONNECTION_WINDOW);
         let channel = endpoint
             .connect()
             .await

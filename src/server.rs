@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::interceptor::InterceptedService;
+use tonic::transport::server::TcpIncoming;
 
 use crate::api::admin::AdminService;
 use crate::api::auth::{Audience, AuthInterceptor};
@@ -31,6 +31,11 @@ use crate::tenancy::{load_or_create_operator_token, Tenancy};
 /// message sizes plus protobuf framing), so the batch limit is what refuses an
 /// oversized batch, with its own message.
 pub const MAX_DECODING_BYTES: usize = 16 * 1024 * 1024;
+
+/// HTTP/2 per-stream flow-control window (bytes).
+pub const HTTP2_STREAM_WINDOW: u32 = 8 * 1024 * 1024;
+/// HTTP/2 per-connection flow-control window (bytes).
+pub const HTTP2_CONNECTION_WINDOW: u32 = 32 * 1024 * 1024;
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -158,14 +163,19 @@ pub async fn run(
             let _ = stop_tx.send(true);
         }
     };
+    // No Nagle: a reply must not wait for a delayed ACK. Windows sized for
+    // 4 MiB batches so a large produce is not stalled by flow control.
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let serve = tonic::transport::Server::builder()
+        .initial_stream_window_size(Some(HTTP2_STREAM_WINDOW))
+        .initial_connection_window_size(Some(HTTP2_CONNECTION_WINDOW))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(broker_service)
         .add_service(admin_service)
         .add_service(operator_service)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
+        .serve_with_incoming_shutdown(incoming, signal);
     let grace = config.shutdown_grace();
     let mut stopping = stop_rx.clone();
     let result = tokio::select! {

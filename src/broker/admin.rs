@@ -247,6 +247,13 @@ impl Broker {
         self.check_manage(key, Some(name))?;
         let _guard = self.admin_lock.lock().await;
         let topic = self.topic(&key.tenant, name)?;
+        // Lock order: subscription states, then the log; holding them all
+        // means no delivery or produce writes behind the deletion's back.
+        let subs = topic.subscription_list();
+        let mut states = Vec::with_capacity(subs.len());
+        for sub in &subs {
+            states.push(sub.state.lock().await);
+        }
         let log = topic.log.lock().await;
         let mut writes = WriteSet::new();
         for keyspace in [keys::MESSAGE_SET, keys::SET_HEADER, keys::DEDUP] {
@@ -256,11 +263,12 @@ impl Broker {
         }
         writes.delete(keys::topic_state(topic.id));
         writes.delete(keys::topic(&topic.tenant, &topic.name));
-        for sub in topic.subscription_list() {
-            self.delete_subscription_writes(&topic, &sub, &mut writes)?;
+        for sub in &subs {
+            self.delete_subscription_writes(&topic, sub, &mut writes)?;
         }
         self.store.commit(writes).await?;
         drop(log);
+        drop(states);
         self.topics.remove(&(key.tenant.clone(), name.to_string()));
         topic.mark_deleted();
         Ok(())

@@ -224,3 +224,50 @@ async fn cli_walkthrough_tenant_key_topic_subscription_produce_consume() {
     cli(&server, &key, &["topic", "delete", "sensors"], None);
     assert!(cli(&server, &key, &["topic", "list"], None).is_empty());
 }
+
+#[tokio::test]
+async fn serve_reads_a_toml_config_file_and_flags_override_it() {
+    let root = tempfile::tempdir().unwrap();
+    let token_file = root.path().join("op.token");
+    std::fs::write(&token_file, OPERATOR_TOKEN).unwrap();
+    let config = root.path().join("tallyq.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {:?}\nlisten = \"127.0.0.1:1\"\nclock = \"manual\"\nnode_id = \"node-9\"\n\
+             operator_token_file = {:?}\n[plans.standard]\nmax_topics = 1\n",
+            root.path().join("data"),
+            token_file
+        ),
+    )
+    .unwrap();
+    // --listen overrides the file's unusable port 1.
+    let server = ProcessServer::spawn(&[
+        "serve".as_ref(),
+        "--config".as_ref(),
+        config.as_os_str(),
+        "--listen".as_ref(),
+        "127.0.0.1:0".as_ref(),
+    ]);
+    let operator = server.operator().await;
+    advance(&operator, 1_000).await; // only a manual clock accepts this
+    create_tenant(&operator, "acme").await;
+    let acme = operator
+        .with_token(&create_key(&operator, "acme", &[3], &[]).await)
+        .unwrap();
+    create_topic(&acme, "one", Default::default()).await;
+    let err = acme
+        .admin()
+        .create_topic(pb::CreateTopicRequest {
+            name: "two".into(),
+            config: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.code(),
+        tonic::Code::ResourceExhausted,
+        "the file's plan applies"
+    );
+    assert!(root.path().join("data").join("db").exists());
+}
