@@ -38,6 +38,8 @@ pub struct Clock {
 
 struct ClockInner {
     kind: ClockKind,
+    /// Origin of the monotonic reading of a system clock.
+    started: std::time::Instant,
     manual_now_ms: AtomicI64,
     /// Bumped on every manual advance so waiters re-check their deadlines.
     advanced: watch::Sender<i64>,
@@ -59,6 +61,7 @@ impl Clock {
         Clock {
             inner: Arc::new(ClockInner {
                 kind,
+                started: std::time::Instant::now(),
                 manual_now_ms: AtomicI64::new(start_ms),
                 advanced,
             }),
@@ -75,6 +78,16 @@ impl Clock {
         match self.inner.kind {
             ClockKind::System => wall_clock_ms(),
             ClockKind::Manual => self.inner.manual_now_ms.load(Ordering::SeqCst),
+        }
+    }
+
+    /// A reading that never goes backwards, for measuring intervals (rate
+    /// limits): time since start on the system clock, the manual reading on a
+    /// manual clock.
+    pub fn monotonic(&self) -> Duration {
+        match self.inner.kind {
+            ClockKind::System => self.inner.started.elapsed(),
+            ClockKind::Manual => Duration::from_millis(self.now_ms().max(0) as u64),
         }
     }
 

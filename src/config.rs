@@ -76,6 +76,9 @@ pub struct Config {
     pub cache_capacity_bytes: u64,
     /// Log format.
     pub log_format: LogFormat,
+    /// Failed authentications one source address may make per minute before
+    /// it is refused for the rest of that minute.
+    pub failed_auth_per_minute: u32,
     /// Plans by name; `standard` is built in and may be overridden here.
     pub plans: BTreeMap<String, Plan>,
 }
@@ -94,6 +97,7 @@ impl Default for Config {
             shutdown_grace_seconds: 10,
             cache_capacity_bytes: 256 * 1024 * 1024,
             log_format: LogFormat::Text,
+            failed_auth_per_minute: 20,
             plans,
         }
     }
@@ -130,6 +134,11 @@ impl Config {
         if self.cache_capacity_bytes < 1024 * 1024 {
             return Err(ConfigError::Invalid(
                 "cache_capacity_bytes must be at least 1 MiB".into(),
+            ));
+        }
+        if self.failed_auth_per_minute == 0 {
+            return Err(ConfigError::Invalid(
+                "failed_auth_per_minute must be at least 1".into(),
             ));
         }
         for (name, plan) in &self.plans {

@@ -23,6 +23,7 @@ use crate::config::{Config, ConfigError};
 use crate::proto::v1::admin_server::AdminServer;
 use crate::proto::v1::broker_server::BrokerServer;
 use crate::proto::v1::operator_server::OperatorServer;
+use crate::quota::admission::Admission;
 use crate::storage::records::ClockRecord;
 use crate::storage::{keys, StorageError, Store};
 use crate::tenancy::{load_or_create_operator_token, Tenancy};
@@ -102,7 +103,13 @@ pub async fn run(
         config.plans.clone(),
         &operator_token,
     )?);
-    let broker = Arc::new(Broker::load(store.clone(), clock, tenancy.clone())?);
+    let admission = Arc::new(Admission::new(clock.clone(), config.failed_auth_per_minute));
+    let broker = Arc::new(Broker::load(
+        store.clone(),
+        clock,
+        tenancy.clone(),
+        admission.clone(),
+    )?);
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let retention = tokio::spawn(run_retention(broker.clone(), stop_rx.clone()));
@@ -131,8 +138,9 @@ pub async fn run(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
 
-    let tenant_auth = AuthInterceptor::new(tenancy.clone(), Audience::Tenant);
-    let operator_auth = AuthInterceptor::new(tenancy.clone(), Audience::Operator);
+    let tenant_auth = AuthInterceptor::new(tenancy.clone(), admission.clone(), Audience::Tenant);
+    let operator_auth =
+        AuthInterceptor::new(tenancy.clone(), admission.clone(), Audience::Operator);
     let broker_service = InterceptedService::new(
         BrokerServer::new(BrokerService::new(state.clone()))
             .max_decoding_message_size(MAX_DECODING_BYTES),

@@ -72,6 +72,26 @@ fn subscription_message(view: SubscriptionView) -> pb::Subscription {
 
 #[tonic::async_trait]
 impl AdminApi for AdminService {
+    async fn get_quota(
+        &self,
+        request: Request<pb::GetQuotaRequest>,
+    ) -> Result<Response<pb::GetQuotaResponse>, Status> {
+        let key = tenant_key(&request)?;
+        let (plan, items) = self.state.broker.get_quota(&key).await?;
+        Ok(Response::new(pb::GetQuotaResponse {
+            plan,
+            quotas: items
+                .into_iter()
+                .map(|q| pb::QuotaItem {
+                    name: q.name.to_string(),
+                    limit: q.limit,
+                    used: q.used,
+                    unit: q.unit.to_string(),
+                })
+                .collect(),
+        }))
+    }
+
     #[tracing::instrument(skip_all, fields(method = "CreateTopic"))]
     async fn create_topic(
         &self,

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use tonic::{Request, Status};
 
 use crate::error::Error;
+use crate::quota::admission::Admission;
 use crate::tenancy::{Principal, Tenancy, TenantKey};
 
 /// Which kind of caller a service admits.
@@ -22,13 +23,19 @@ pub enum Audience {
 #[derive(Clone)]
 pub struct AuthInterceptor {
     tenancy: Arc<Tenancy>,
+    admission: Arc<Admission>,
     audience: Audience,
 }
 
 impl AuthInterceptor {
-    /// An interceptor admitting `audience`.
-    pub fn new(tenancy: Arc<Tenancy>, audience: Audience) -> Self {
-        AuthInterceptor { tenancy, audience }
+    /// An interceptor admitting `audience`; failed authentications count
+    /// against the source address in `admission`.
+    pub fn new(tenancy: Arc<Tenancy>, admission: Arc<Admission>, audience: Audience) -> Self {
+        AuthInterceptor {
+            tenancy,
+            admission,
+            audience,
+        }
     }
 }
 
@@ -42,7 +49,16 @@ fn bearer<T>(request: &Request<T>) -> Option<&str> {
 
 impl tonic::service::Interceptor for AuthInterceptor {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        let principal = self.tenancy.authenticate(bearer(&request))?;
+        let address = request.remote_addr().map(|a| a.ip());
+        self.admission.check_address(address)?;
+        let principal = match self.tenancy.authenticate(bearer(&request)) {
+            Ok(principal) => principal,
+            Err(e) => {
+                self.admission.note_failed_auth(address);
+                tracing::warn!(source = ?address, "authentication failed");
+                return Err(e.into());
+            }
+        };
         match (&principal, self.audience) {
             (Principal::Tenant(_), Audience::Tenant)
             | (Principal::Operator, Audience::Operator) => {}

@@ -15,6 +15,7 @@ use crate::broker::{ConsumerSession, FlowWindow, ProduceOutcome};
 use crate::error::Error;
 use crate::proto::v1 as pb;
 use crate::proto::v1::broker_server::Broker as BrokerApi;
+use crate::quota::admission::StreamPermit;
 
 /// Most batches a ProduceStream has queued for commit at once.
 const PRODUCE_PIPELINE_DEPTH: usize = 32;
@@ -32,6 +33,14 @@ impl BrokerService {
     /// A service over `state`.
     pub fn new(state: ApiState) -> Self {
         BrokerService { state }
+    }
+
+    /// Takes one of the tenant's concurrent-stream slots (a refused stream
+    /// changes nothing and is not counted).
+    fn open_stream(&self, tenant: &str) -> Result<StreamPermit, Status> {
+        let broker = &self.state.broker;
+        let plan = broker.tenancy().plan_of(tenant);
+        Ok(broker.admission().open_stream(tenant, &plan)?)
     }
 }
 
@@ -78,6 +87,7 @@ impl BrokerApi for BrokerService {
         request: Request<Streaming<pb::ProduceRequest>>,
     ) -> Result<Response<Self::ProduceStreamStream>, Status> {
         let key = tenant_key(&request)?;
+        let permit = self.open_stream(&key.tenant)?;
         let mut inbound = request.into_inner();
         let broker = self.state.broker.clone();
         let (queued_tx, mut queued_rx) = mpsc::channel(PRODUCE_PIPELINE_DEPTH);
@@ -95,6 +105,7 @@ impl BrokerApi for BrokerService {
         });
         // Writer: answer in order, each after its commit; the first error ends the stream.
         tokio::spawn(async move {
+            let _permit = permit;
             while let Some(queued) = queued_rx.recv().await {
                 let result = match queued {
                     Ok(pending) => pending.wait().await,
@@ -118,6 +129,7 @@ impl BrokerApi for BrokerService {
         request: Request<Streaming<pb::ConsumeRequest>>,
     ) -> Result<Response<Self::ConsumeStream>, Status> {
         let key = tenant_key(&request)?;
+        let permit = self.open_stream(&key.tenant)?;
         let mut inbound = request.into_inner();
         let start = match inbound.next().await {
             Some(Ok(pb::ConsumeRequest {
@@ -138,12 +150,11 @@ impl BrokerApi for BrokerService {
             FlowWindow::new(start.max_outstanding_messages, start.max_outstanding_bytes),
         )?;
         let (tx, rx) = mpsc::channel(4);
-        tokio::spawn(run_consume(
-            session,
-            inbound,
-            tx,
-            self.state.shutdown.clone(),
-        ));
+        let shutdown = self.state.shutdown.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            run_consume(session, inbound, tx, shutdown).await
+        });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 

@@ -9,9 +9,9 @@ use crate::clock::ClockKind;
 use crate::error::Error;
 use crate::proto::v1 as pb;
 use crate::proto::v1::operator_server::Operator as OperatorApi;
-use crate::storage::records::{ApiKeyRecord, ClockRecord, TenantRecord};
+use crate::storage::records::{ApiKeyRecord, ClockRecord, DeviceRecord, TenantRecord};
 use crate::storage::{keys, WriteSet};
-use crate::tenancy::{NewTenant, Scope};
+use crate::tenancy::{NewTenant, Scope, SuspendReason, TenantUpdate};
 
 /// Longest single AdvanceClock step: about 400 days.
 const MAX_ADVANCE_MS: u64 = 400 * 24 * 3600 * 1000;
@@ -36,6 +36,16 @@ fn tenant_message(t: TenantRecord) -> pb::Tenant {
         plan: t.plan,
         status: t.status,
         create_time_unix_ms: t.created_ms,
+        quota_overrides: t.quota_overrides,
+        status_reason: t.status_reason,
+    }
+}
+
+fn device_message(d: DeviceRecord) -> pb::DeviceBinding {
+    pb::DeviceBinding {
+        device_id: d.device_id,
+        tenant: d.tenant,
+        bound_time_unix_ms: d.bound_ms,
     }
 }
 
@@ -92,6 +102,113 @@ impl OperatorApi for OperatorService {
         let tenants = self.state.broker.tenancy().list_tenants();
         Ok(Response::new(pb::ListTenantsResponse {
             tenants: tenants.into_iter().map(tenant_message).collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(method = "UpdateTenant"))]
+    async fn update_tenant(
+        &self,
+        request: Request<pb::UpdateTenantRequest>,
+    ) -> Result<Response<pb::Tenant>, Status> {
+        let req = request.into_inner();
+        let tenant = self
+            .state
+            .broker
+            .tenancy()
+            .update_tenant(
+                &req.id,
+                TenantUpdate {
+                    display_name: req.display_name,
+                    contact_email: req.contact_email,
+                    plan: req.plan,
+                    set_overrides: req.set_quota_overrides,
+                    clear_overrides: req.clear_quota_overrides,
+                },
+            )
+            .await?;
+        Ok(Response::new(tenant_message(tenant)))
+    }
+
+    #[tracing::instrument(skip_all, fields(method = "SuspendTenant"))]
+    async fn suspend_tenant(
+        &self,
+        request: Request<pb::SuspendTenantRequest>,
+    ) -> Result<Response<pb::Tenant>, Status> {
+        let req = request.into_inner();
+        let reason = match pb::SuspensionReason::try_from(req.reason) {
+            Ok(pb::SuspensionReason::Abuse) => SuspendReason::Abuse,
+            Ok(pb::SuspensionReason::Operator) => SuspendReason::Operator,
+            Ok(pb::SuspensionReason::Arrears) => SuspendReason::Arrears,
+            _ => {
+                return Err(Error::invalid(format!(
+                    "unknown suspension reason {}: use ABUSE, OPERATOR or ARREARS",
+                    req.reason
+                ))
+                .into())
+            }
+        };
+        let tenant = self
+            .state
+            .broker
+            .tenancy()
+            .set_suspended(&req.id, Some(reason), "operator")
+            .await?;
+        Ok(Response::new(tenant_message(tenant)))
+    }
+
+    #[tracing::instrument(skip_all, fields(method = "ResumeTenant"))]
+    async fn resume_tenant(
+        &self,
+        request: Request<pb::ResumeTenantRequest>,
+    ) -> Result<Response<pb::Tenant>, Status> {
+        let tenant = self
+            .state
+            .broker
+            .tenancy()
+            .set_suspended(&request.into_inner().id, None, "operator")
+            .await?;
+        Ok(Response::new(tenant_message(tenant)))
+    }
+
+    #[tracing::instrument(skip_all, fields(method = "BindDevice"))]
+    async fn bind_device(
+        &self,
+        request: Request<pb::BindDeviceRequest>,
+    ) -> Result<Response<pb::DeviceBinding>, Status> {
+        let req = request.into_inner();
+        let binding = self
+            .state
+            .broker
+            .tenancy()
+            .bind_device(&req.device_id, &req.tenant, req.rebind)
+            .await?;
+        Ok(Response::new(device_message(binding)))
+    }
+
+    #[tracing::instrument(skip_all, fields(method = "UnbindDevice"))]
+    async fn unbind_device(
+        &self,
+        request: Request<pb::UnbindDeviceRequest>,
+    ) -> Result<Response<pb::UnbindDeviceResponse>, Status> {
+        self.state
+            .broker
+            .tenancy()
+            .unbind_device(&request.into_inner().device_id)
+            .await?;
+        Ok(Response::new(pb::UnbindDeviceResponse {}))
+    }
+
+    async fn list_devices(
+        &self,
+        request: Request<pb::ListDevicesRequest>,
+    ) -> Result<Response<pb::ListDevicesResponse>, Status> {
+        let devices = self
+            .state
+            .broker
+            .tenancy()
+            .list_devices(&request.into_inner().tenant);
+        Ok(Response::new(pb::ListDevicesResponse {
+            devices: devices.into_iter().map(device_message).collect(),
         }))
     }
 

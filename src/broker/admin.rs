@@ -126,12 +126,29 @@ pub struct SubscriptionView {
     pub stats: SubscriptionStats,
 }
 
+/// One limit and its current use, as GetQuota shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuotaUse {
+    /// Plan field name.
+    pub name: &'static str,
+    /// The limit in force (plan plus overrides).
+    pub limit: u64,
+    /// Current use (0 for per-request limits).
+    pub used: u64,
+    /// Unit of both.
+    pub unit: &'static str,
+}
+
 const MAX_DELIVERY_ATTEMPTS_LIMIT: u32 = 100;
 
 impl Broker {
-    fn check_manage(&self, key: &TenantKey, topic: Option<&str>) -> Result<Plan> {
+    /// Checks the manage scope (and topic allow-list) and spends one
+    /// control-plane call of the tenant's rate; returns the tenant's plan.
+    fn check_manage(&self, key: &TenantKey, topic: Option<&str>) -> Result<Arc<Plan>> {
         key.require(Scope::Manage, topic)?;
-        Ok(self.tenancy.plan_of(&key.tenant))
+        let plan = self.tenancy.plan_of(&key.tenant);
+        self.admission.admit_control(&key.tenant, &plan)?;
+        Ok(plan)
     }
 
     /// Creates a topic.
@@ -185,10 +202,53 @@ impl Broker {
                 sets: Default::default(),
                 bytes: 0,
             },
+            self.tenant_bytes_counter(&key.tenant),
         ));
         self.topics
             .insert((key.tenant.clone(), name.to_string()), topic.clone());
         Ok(self.topic_view(&topic).await)
+    }
+
+    /// Every limit of the tenant's plan with its current use.
+    pub async fn get_quota(&self, key: &TenantKey) -> Result<(String, Vec<QuotaUse>)> {
+        let plan = self.check_manage(key, None)?;
+        let plan_name = self.tenancy.get_tenant(&key.tenant)?.plan;
+        let topics = self.tenant_topics(&key.tenant);
+        let max_subs = topics
+            .iter()
+            .map(|t| t.subscription_list().len() as u64)
+            .max()
+            .unwrap_or(0);
+        let storage = topics.first().map(|t| t.tenant_bytes()).unwrap_or(0);
+        let consume = topics
+            .iter()
+            .map(|t| {
+                self.admission
+                    .pacer(t.id, &plan)
+                    .used_this_second(&self.clock)
+            })
+            .max()
+            .unwrap_or(0);
+        let items = plan
+            .limits()
+            .into_iter()
+            .map(|(name, limit, unit)| QuotaUse {
+                name,
+                limit,
+                used: match name {
+                    "max_topics" => topics.len() as u64,
+                    "max_subscriptions_per_topic" => max_subs,
+                    "max_tenant_storage_bytes" => storage,
+                    "max_concurrent_streams" => self.admission.open_streams(&key.tenant),
+                    "produce_units_per_second" => self.admission.produce_used(&key.tenant),
+                    "consume_units_per_second_per_topic" => consume,
+                    "control_calls_per_second" => self.admission.control_used(&key.tenant),
+                    _ => 0,
+                },
+                unit,
+            })
+            .collect();
+        Ok((plan_name, items))
     }
 
     /// One topic with its figures.

@@ -11,12 +11,13 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::produce::make_room;
+use super::produce::{reclaim, room_needed};
 use super::subscription::{Claim, ClaimRules, Subscription};
 use super::topic::Topic;
 use super::Broker;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
+use crate::metering::units_for_bytes;
 use crate::storage::records::{MessageSetRecord, PendingRecord, StoredMessage};
 use crate::storage::{keys, AfterCommit, WriteSet};
 use crate::tenancy::{Scope, TenantKey};
@@ -110,6 +111,9 @@ impl Broker {
         max_bytes: u64,
         cache: &mut SetCache,
     ) -> Result<DeliverPass> {
+        let pacer = self
+            .admission
+            .pacer(topic.id, &self.tenancy.plan_of(&topic.tenant));
         let settings = sub.settings();
         let dead_letter_topic =
             if settings.max_delivery_attempts > 0 && !settings.dead_letter_topic.is_empty() {
@@ -130,6 +134,27 @@ impl Broker {
             dead_letter: dead_letter_topic.is_some(),
             first_offset: topic.first_offset(),
             visible_end: topic.visible_end(),
+        };
+        // Pace the topic's deliveries to its plan's rate: wait, never fail.
+        let deliverable = state.due_now(now)
+            + rules
+                .visible_end
+                .saturating_sub(state.next_offset.max(rules.first_offset));
+        let wanted = (deliverable as usize).min(max_messages);
+        let max_messages = match pacer.reserve(&self.clock, wanted) {
+            Ok(granted) => granted,
+            Err(wait) => {
+                let paced_until = now + wait.as_millis().min(3_600_000) as i64 + 1;
+                let next_deadline = Some(
+                    state
+                        .next_deadline()
+                        .map_or(paced_until, |d| d.min(paced_until)),
+                );
+                return Ok(DeliverPass {
+                    delivered: Vec::new(),
+                    next_deadline,
+                });
+            }
         };
         let mut delivered = Vec::new();
         let mut dead = Vec::new();
@@ -168,6 +193,8 @@ impl Broker {
                 }
             }
         }
+        let units: u64 = delivered.iter().map(|d| units_for_bytes(d.bytes)).sum();
+        pacer.settle(max_messages, units);
         let next_deadline = state.next_deadline();
         if touched.is_empty() {
             return Ok(DeliverPass {
@@ -183,12 +210,13 @@ impl Broker {
             let bytes: u64 = dead.iter().map(|(_, m)| message_bytes(m)).sum();
             let mut log = dlq.log.lock().await;
             let mut dlq_writes = WriteSet::new();
-            match make_room(&dlq, &mut log, bytes, &mut dlq_writes) {
-                Ok(()) => {
+            match room_needed(&dlq, &log, bytes) {
+                Ok((sets, _)) => {
+                    reclaim(&dlq, &mut log, sets, &mut dlq_writes);
                     let messages = dead.into_iter().map(|(_, m)| m).collect();
                     log.append(dlq.id, messages, bytes, now, &mut dlq_writes);
                     dlq_writes.put(keys::topic_state(dlq.id), &log.state);
-                    dlq.set_first_offset(log.first_offset());
+                    dlq.sync_from(&log);
                     writes.extend(dlq_writes);
                     state.dead_lettered += moved;
                     let end = log.state.next_offset;
@@ -368,13 +396,21 @@ impl Broker {
         loop {
             let topic_rx = topic.watch();
             let sub_rx = sub.watch();
+            let status_rx = self.tenancy.watch_status();
+            self.tenancy.check_data_plane(&key.tenant)?;
             let pass = self
                 .deliver(&topic, &sub, max_messages, FETCH_MAX_BYTES, &mut cache)
                 .await?;
             if !pass.delivered.is_empty() {
                 return Ok(pass.delivered);
             }
-            let woke = wait_for_work(topic_rx, sub_rx, self.clock.clone(), pass.next_deadline);
+            let woke = wait_for_work(
+                topic_rx,
+                sub_rx,
+                status_rx,
+                self.clock.clone(),
+                pass.next_deadline,
+            );
             if tokio::time::timeout_at(give_up, woke).await.is_err() {
                 return Ok(Vec::new());
             }
@@ -390,6 +426,7 @@ const FETCH_MAX_BYTES: u64 = 4 * 1024 * 1024;
 async fn wait_for_work(
     mut topic_rx: watch::Receiver<u64>,
     mut sub_rx: watch::Receiver<u64>,
+    mut status_rx: watch::Receiver<u64>,
     clock: Clock,
     next_deadline: Option<i64>,
 ) {
@@ -402,6 +439,7 @@ async fn wait_for_work(
     tokio::select! {
         _ = topic_rx.changed() => {}
         _ = sub_rx.changed() => {}
+        _ = status_rx.changed() => {}
         _ = deadline => {}
     }
 }
@@ -450,6 +488,7 @@ pub struct ConsumerSession {
     cache: SetCache,
     topic_rx: watch::Receiver<u64>,
     sub_rx: watch::Receiver<u64>,
+    status_rx: watch::Receiver<u64>,
     next_deadline: Option<i64>,
 }
 
@@ -466,6 +505,7 @@ impl ConsumerSession {
         let (topic, sub) = broker.subscription(&key.tenant, topic, subscription)?;
         let topic_rx = topic.watch();
         let sub_rx = sub.watch();
+        let status_rx = broker.tenancy.watch_status();
         Ok(ConsumerSession {
             broker,
             key,
@@ -477,6 +517,7 @@ impl ConsumerSession {
             cache: SetCache::default(),
             topic_rx,
             sub_rx,
+            status_rx,
             next_deadline: None,
         })
     }
@@ -495,6 +536,7 @@ impl ConsumerSession {
 
     /// Delivers what is available within the window (possibly nothing).
     pub async fn poll(&mut self) -> Result<Vec<Delivered>> {
+        self.status_rx.borrow_and_update();
         self.broker.tenancy.check_data_plane(&self.key.tenant)?;
         self.topic_rx.borrow_and_update();
         self.sub_rx.borrow_and_update();
@@ -524,13 +566,16 @@ impl ConsumerSession {
         let has_credit = self.credit() > 0;
         let topic_rx = self.topic_rx.clone();
         let sub_rx = self.sub_rx.clone();
+        let mut status_rx = self.status_rx.clone();
         let clock = self.broker.clock.clone();
         let deadline = self.next_deadline;
         async move {
             if !has_credit {
-                std::future::pending::<()>().await;
+                // Only the client (acks, flow) or a status change can help now.
+                let _ = status_rx.changed().await;
+                return;
             }
-            wait_for_work(topic_rx, sub_rx, clock, deadline).await
+            wait_for_work(topic_rx, sub_rx, status_rx, clock, deadline).await
         }
     }
 

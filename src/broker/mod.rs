@@ -16,12 +16,14 @@ pub mod subscription;
 pub mod topic;
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use dashmap::DashMap;
 
 use crate::clock::Clock;
 use crate::error::{Error, Result};
+use crate::quota::admission::Admission;
 use crate::storage::records::{
     CursorRecord, PendingRecord, SetHeaderRecord, SubscriptionRecord, TopicRecord, TopicStateRecord,
 };
@@ -39,6 +41,9 @@ pub struct Broker {
     store: Store,
     clock: Clock,
     tenancy: Arc<Tenancy>,
+    admission: Arc<Admission>,
+    /// Retained bytes per tenant, shared by the tenant's topics.
+    tenant_bytes: DashMap<String, Arc<AtomicU64>>,
     /// Topics by (tenant, name).
     topics: DashMap<(String, String), Arc<Topic>>,
     /// Serialises topic and subscription creation and deletion.
@@ -47,11 +52,18 @@ pub struct Broker {
 
 impl Broker {
     /// Loads every topic and subscription from the store.
-    pub fn load(store: Store, clock: Clock, tenancy: Arc<Tenancy>) -> Result<Self> {
+    pub fn load(
+        store: Store,
+        clock: Clock,
+        tenancy: Arc<Tenancy>,
+        admission: Arc<Admission>,
+    ) -> Result<Self> {
         let broker = Broker {
             store,
             clock,
             tenancy,
+            admission,
+            tenant_bytes: DashMap::new(),
             topics: DashMap::new(),
             admin_lock: tokio::sync::Mutex::new(()),
         };
@@ -90,7 +102,12 @@ impl Broker {
                 publish_ms: header.publish_ms,
             });
         }
-        let topic = Arc::new(Topic::new(record, TopicLog { state, sets, bytes }));
+        let tenant_bytes = self.tenant_bytes_counter(&record.tenant);
+        let topic = Arc::new(Topic::new(
+            record,
+            TopicLog { state, sets, bytes },
+            tenant_bytes,
+        ));
         let mut subs = BTreeMap::new();
         for item in self
             .store
@@ -116,6 +133,19 @@ impl Broker {
             .write()
             .unwrap_or_else(|e| e.into_inner()) = subs;
         Ok(topic)
+    }
+
+    /// The shared retained-bytes counter of a tenant.
+    fn tenant_bytes_counter(&self, tenant: &str) -> Arc<AtomicU64> {
+        self.tenant_bytes
+            .entry(tenant.to_string())
+            .or_default()
+            .clone()
+    }
+
+    /// The admission limits.
+    pub fn admission(&self) -> &Arc<Admission> {
+        &self.admission
     }
 
     /// The broker's clock.

@@ -105,6 +105,9 @@ impl Broker {
             .collect();
         let sizes = plan.check_batch(&shapes)?;
         drop(shapes);
+        for message in &messages {
+            self.tenancy.check_device(&key.tenant, &message.device_id)?;
+        }
         let topic = self.topic(&key.tenant, topic_name)?;
         let settings = topic.settings();
 
@@ -162,7 +165,20 @@ impl Broker {
             });
         }
 
-        make_room(&topic, &mut log, stored_bytes, &mut writes)?;
+        let (reclaim_sets, freed) = room_needed(&topic, &log, stored_bytes)?;
+        let tenant_bytes = topic.tenant_bytes() - freed.min(topic.tenant_bytes());
+        if tenant_bytes + stored_bytes > plan.max_tenant_storage_bytes {
+            return Err(Error::exhausted(format!(
+                "tenant storage quota: the plan allows {} bytes ({}) of retained messages and \
+                 {tenant_bytes} are in use; this batch needs {stored_bytes} more",
+                plan.max_tenant_storage_bytes,
+                human_bytes(plan.max_tenant_storage_bytes)
+            )));
+        }
+        // Admission comes last: only a batch that will be stored spends rate.
+        self.admission
+            .admit_produce(&key.tenant, &plan, outcome.units)?;
+        reclaim(&topic, &mut log, reclaim_sets, &mut writes);
         for (dedup_id, offset) in &batch_dedup {
             writes.put(
                 keys::dedup(topic.id, dedup_id),
@@ -174,7 +190,7 @@ impl Broker {
         }
         log.append(topic.id, stored, stored_bytes, now, &mut writes);
         writes.put(keys::topic_state(topic.id), &log.state);
-        topic.set_first_offset(log.first_offset());
+        topic.sync_from(&log);
         let dedup_ids: Vec<String> = batch_dedup.keys().cloned().collect();
         if !dedup_ids.is_empty() {
             let mut uncommitted = topic
@@ -230,14 +246,10 @@ impl Broker {
     }
 }
 
-/// Makes room for `new_bytes` under the topic's size cap: reclaims the
-/// oldest sets (counted), or refuses when the topic's policy says so.
-pub(super) fn make_room(
-    topic: &Topic,
-    log: &mut TopicLog,
-    new_bytes: u64,
-    writes: &mut WriteSet,
-) -> Result<()> {
+/// How many of the oldest sets must go to fit `new_bytes` under the topic's
+/// size cap, and the bytes that frees; refuses when the batch can never fit or
+/// the topic's policy refuses produce when full. Changes nothing.
+pub(super) fn room_needed(topic: &Topic, log: &TopicLog, new_bytes: u64) -> Result<(usize, u64)> {
     let settings = topic.settings();
     let cap = settings.max_bytes;
     if new_bytes > cap {
@@ -248,7 +260,7 @@ pub(super) fn make_room(
         )));
     }
     if log.bytes + new_bytes <= cap {
-        return Ok(());
+        return Ok((0, 0));
     }
     if settings.overflow_policy == OVERFLOW_REFUSE {
         return Err(Error::exhausted(format!(
@@ -259,11 +271,23 @@ pub(super) fn make_room(
             human_bytes(cap)
         )));
     }
-    while log.bytes + new_bytes > cap {
-        match log.drop_oldest(topic.id, writes) {
-            Some(set) => log.state.reclaimed_messages += set.count as u64,
-            None => break,
+    let mut freed = 0;
+    let mut sets = 0;
+    for set in &log.sets {
+        if log.bytes - freed + new_bytes <= cap {
+            break;
+        }
+        freed += set.bytes;
+        sets += 1;
+    }
+    Ok((sets, freed))
+}
+
+/// Drops the `sets` oldest sets, counting their messages as reclaimed.
+pub(super) fn reclaim(topic: &Topic, log: &mut TopicLog, sets: usize, writes: &mut WriteSet) {
+    for _ in 0..sets {
+        if let Some(set) = log.drop_oldest(topic.id, writes) {
+            log.state.reclaimed_messages += set.count as u64;
         }
     }
-    Ok(())
 }

@@ -42,7 +42,7 @@ impl Broker {
             }
             log.state.expired_messages += expired;
             writes.put(keys::topic_state(topic.id), &log.state);
-            topic.set_first_offset(log.first_offset());
+            topic.sync_from(&log);
             let commit = self.store.enqueue(writes, None).await?;
             drop(log);
             commit.wait().await?;

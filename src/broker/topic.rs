@@ -149,6 +149,10 @@ pub struct Topic {
     visible_end: watch::Sender<u64>,
     /// The oldest retained offset, readable without the log lock.
     first_offset: AtomicU64,
+    /// Retained bytes of this topic as last synced from the log.
+    stored_bytes: AtomicU64,
+    /// Retained bytes of all the tenant's topics (shared between them).
+    tenant_bytes: Arc<AtomicU64>,
     /// Subscriptions by name.
     pub subscriptions: RwLock<BTreeMap<String, Arc<Subscription>>>,
     /// dedup_ids queued for commit but not yet in the store: id -> (offset, publish ms).
@@ -158,9 +162,11 @@ pub struct Topic {
 
 impl Topic {
     /// Builds a topic from its stored parts.
-    pub fn new(record: TopicRecord, log: TopicLog) -> Self {
+    pub fn new(record: TopicRecord, log: TopicLog, tenant_bytes: Arc<AtomicU64>) -> Self {
         let visible = log.state.next_offset;
         let first = log.first_offset();
+        tenant_bytes.fetch_add(log.bytes, Ordering::SeqCst);
+        let stored = log.bytes;
         Topic {
             id: record.id,
             tenant: record.tenant.clone(),
@@ -169,6 +175,8 @@ impl Topic {
             log: Mutex::new(log),
             visible_end: watch::channel(visible).0,
             first_offset: AtomicU64::new(first),
+            stored_bytes: AtomicU64::new(stored),
+            tenant_bytes,
             subscriptions: RwLock::new(BTreeMap::new()),
             uncommitted_dedup: std::sync::Mutex::new(HashMap::new()),
             deleted: AtomicBool::new(false),
@@ -215,9 +223,31 @@ impl Topic {
         self.first_offset.load(Ordering::SeqCst)
     }
 
-    /// Records a new oldest retained offset.
-    pub fn set_first_offset(&self, offset: u64) {
-        self.first_offset.store(offset, Ordering::SeqCst);
+    /// Publishes what the log now holds: the oldest retained offset and the
+    /// retained bytes (also to the tenant's storage total). Call after every
+    /// change to the log, with its lock held.
+    pub fn sync_from(&self, log: &TopicLog) {
+        self.first_offset
+            .store(log.first_offset(), Ordering::SeqCst);
+        let before = self.stored_bytes.swap(log.bytes, Ordering::SeqCst);
+        if log.bytes >= before {
+            self.tenant_bytes
+                .fetch_add(log.bytes - before, Ordering::SeqCst);
+        } else {
+            self.tenant_bytes
+                .fetch_sub(before - log.bytes, Ordering::SeqCst);
+        }
+    }
+
+    /// Retained bytes of all the tenant's topics.
+    pub fn tenant_bytes(&self) -> u64 {
+        self.tenant_bytes.load(Ordering::SeqCst)
+    }
+
+    /// Removes this topic's bytes from the tenant's total (on deletion).
+    pub fn forget_bytes(&self) {
+        let before = self.stored_bytes.swap(0, Ordering::SeqCst);
+        self.tenant_bytes.fetch_sub(before, Ordering::SeqCst);
     }
 
     /// A subscription by name.

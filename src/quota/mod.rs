@@ -1,7 +1,12 @@
 //! Plans and the limits they set. This module answers "is this request within
 //! the tenant's plan?" for the shape of single requests (sizes, counts, ranges);
 //! the broker and control plane call it before any work is queued, so a refused
-//! request changes nothing.
+//! request changes nothing. [`admission`] holds the accumulated limits (rates,
+//! streams, failed authentications).
+
+pub mod admission;
+
+use std::collections::HashMap;
 
 use serde::Deserialize;
 
@@ -96,6 +101,72 @@ impl Default for Plan {
     }
 }
 
+/// Lists every plan field once, with its unit, so listing limits and applying
+/// per-tenant overrides by name cannot drift apart from the struct.
+macro_rules! plan_limits {
+    ($($field:ident: $ty:ty, $unit:literal;)*) => {
+        impl Plan {
+            /// Every limit as (name, value, unit), in a stable order.
+            pub fn limits(&self) -> Vec<(&'static str, u64, &'static str)> {
+                vec![$((stringify!($field), self.$field as u64, $unit)),*]
+            }
+
+            fn set_limit(&mut self, name: &str, value: u64) -> Result<()> {
+                match name {
+                    $(stringify!($field) => {
+                        self.$field = <$ty>::try_from(value).map_err(|_| {
+                            Error::invalid(format!("quota override {name} = {value} is too large"))
+                        })?;
+                        Ok(())
+                    })*
+                    _ => Err(Error::invalid(format!(
+                        "unknown quota '{name}'; known quotas: {}",
+                        [$(stringify!($field)),*].join(", ")
+                    ))),
+                }
+            }
+        }
+    };
+}
+
+plan_limits! {
+    max_topics: u32, "topics";
+    max_subscriptions_per_topic: u32, "subscriptions";
+    max_message_bytes: u64, "bytes";
+    max_batch_messages: u32, "messages";
+    max_batch_bytes: u64, "bytes";
+    min_message_expiry_seconds: u64, "seconds";
+    max_message_expiry_seconds: u64, "seconds";
+    default_message_expiry_seconds: u64, "seconds";
+    max_topic_bytes: u64, "bytes";
+    default_dedup_window_seconds: u64, "seconds";
+    max_dedup_window_seconds: u64, "seconds";
+    min_lock_seconds: u32, "seconds";
+    max_lock_seconds: u32, "seconds";
+    max_device_id_chars: u32, "characters";
+    max_dedup_id_chars: u32, "characters";
+    max_headers: u32, "headers";
+    max_header_bytes: u64, "bytes";
+    max_tenant_storage_bytes: u64, "bytes";
+    produce_units_per_second: u32, "units/s";
+    produce_burst_units: u32, "units";
+    consume_units_per_second_per_topic: u32, "units/s";
+    max_concurrent_streams: u32, "streams";
+    control_calls_per_second: u32, "calls/s";
+}
+
+impl Plan {
+    /// This plan with per-tenant overrides applied and checked.
+    pub fn with_overrides(&self, overrides: &HashMap<String, u64>) -> Result<Plan> {
+        let mut plan = self.clone();
+        for (name, value) in overrides {
+            plan.set_limit(name, *value)?;
+        }
+        plan.validate().map_err(Error::invalid)?;
+        Ok(plan)
+    }
+}
+
 /// The size of one message as quotas and billing count it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MessageSize {
@@ -161,6 +232,13 @@ impl Plan {
         if self.max_batch_messages == 0 || self.max_batch_bytes == 0 || self.max_message_bytes == 0
         {
             return Err("batch and message limits must be positive".into());
+        }
+        if self.produce_units_per_second == 0
+            || self.produce_burst_units == 0
+            || self.consume_units_per_second_per_topic == 0
+            || self.control_calls_per_second == 0
+        {
+            return Err("rates and bursts must be positive".into());
         }
         Ok(())
     }
@@ -349,6 +427,23 @@ mod tests {
             dedup_id: "d1",
         };
         assert_eq!(m.size().bytes, 10 + 5 + 4 + 2);
+    }
+
+    #[test]
+    fn overrides_apply_by_name_and_are_checked() {
+        let plan = Plan::default();
+        let over: HashMap<String, u64> = [("max_topics".to_string(), 50)].into_iter().collect();
+        assert_eq!(plan.with_overrides(&over).unwrap().max_topics, 50);
+        let unknown: HashMap<String, u64> = [("max_topicz".to_string(), 1)].into_iter().collect();
+        assert!(plan.with_overrides(&unknown).is_err());
+        let bad: HashMap<String, u64> = [("max_lock_seconds".to_string(), 601)]
+            .into_iter()
+            .collect();
+        assert!(plan.with_overrides(&bad).is_err());
+        assert!(plan
+            .limits()
+            .iter()
+            .any(|(n, v, _)| *n == "max_topics" && *v == 5));
     }
 
     #[test]

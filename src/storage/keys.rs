@@ -23,6 +23,10 @@ pub const SUBSCRIPTION: u8 = b's';
 pub const CURSOR: u8 = b'C';
 /// Pending (in-flight) message of a subscription, by subscription id and offset.
 pub const PENDING: u8 = b'P';
+/// Device binding, by device id.
+pub const DEVICE: u8 = b'V';
+/// Audit log entry, by sequence number.
+pub const AUDIT: u8 = b'A';
 /// Singleton records (the manual clock).
 pub const META: u8 = b'x';
 
@@ -90,6 +94,16 @@ pub fn cursor(sub_id: u64) -> Vec<u8> {
 /// Key of a pending message of a subscription.
 pub fn pending(sub_id: u64, offset: u64) -> Vec<u8> {
     with_prefix(PENDING, &[&sub_id.to_be_bytes(), &offset.to_be_bytes()])
+}
+
+/// Key of a device binding.
+pub fn device(device_id: &str) -> Vec<u8> {
+    with_prefix(DEVICE, &[device_id.as_bytes()])
+}
+
+/// Key of an audit entry.
+pub fn audit(seq: u64) -> Vec<u8> {
+    with_prefix(AUDIT, &[&seq.to_be_bytes()])
 }
 
 /// Key of the manual clock's reading.

@@ -31,6 +31,43 @@ pub struct TenantRecord {
     /// Why the tenant is suspended or terminated.
     #[prost(string, tag = "7")]
     pub status_reason: String,
+    /// Per-tenant quota overrides over the plan, by plan field name.
+    #[prost(map = "string, uint64", tag = "8")]
+    pub quota_overrides: HashMap<String, u64>,
+}
+
+/// A device id bound to one tenant.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct DeviceRecord {
+    /// The device id.
+    #[prost(string, tag = "1")]
+    pub device_id: String,
+    /// The only tenant that may produce with it.
+    #[prost(string, tag = "2")]
+    pub tenant: String,
+    /// When it was bound, Unix ms.
+    #[prost(int64, tag = "3")]
+    pub bound_ms: i64,
+}
+
+/// One entry of the audit log: who did what, when.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct AuditRecord {
+    /// When, Unix ms on the broker clock.
+    #[prost(int64, tag = "1")]
+    pub time_ms: i64,
+    /// Who: "operator", a key id, or a source address.
+    #[prost(string, tag = "2")]
+    pub actor: String,
+    /// What, e.g. "device.bind", "tenant.suspend".
+    #[prost(string, tag = "3")]
+    pub action: String,
+    /// The tenant concerned ("" when none).
+    #[prost(string, tag = "4")]
+    pub tenant: String,
+    /// Details in words (never a secret).
+    #[prost(string, tag = "5")]
+    pub detail: String,
 }
 
 /// An API key: never its secret, only the secret's SHA-256.

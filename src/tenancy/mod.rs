@@ -8,7 +8,7 @@
 
 mod names;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
@@ -16,15 +16,16 @@ use std::sync::Arc;
 use dashmap::DashMap;
 use rand::distr::{Alphanumeric, SampleString};
 use sha2::{Digest, Sha256};
+use tokio::sync::watch;
 
 use crate::clock::Clock;
 use crate::config::DEFAULT_PLAN;
 use crate::error::{Error, Result};
 use crate::quota::Plan;
-use crate::storage::records::{ApiKeyRecord, TenantRecord};
+use crate::storage::records::{ApiKeyRecord, AuditRecord, DeviceRecord, TenantRecord};
 use crate::storage::{keys, Store, WriteSet};
 
-pub use names::{validate_resource_name, validate_tenant_id};
+pub use names::{validate_device_id, validate_resource_name, validate_tenant_id};
 
 /// Length of an API key's random part (base62: ~5.95 bits a character).
 const SECRET_CHARS: usize = 32;
@@ -80,6 +81,43 @@ impl TenantStatus {
             _ => TenantStatus::Active,
         }
     }
+}
+
+/// Why a tenant is suspended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SuspendReason {
+    /// Unpaid charges past the grace period.
+    Arrears,
+    /// Abuse of the service.
+    Abuse,
+    /// Any other operator decision.
+    Operator,
+}
+
+impl SuspendReason {
+    /// The word stored and shown in errors.
+    pub fn name(self) -> &'static str {
+        match self {
+            SuspendReason::Arrears => "arrears",
+            SuspendReason::Abuse => "abuse",
+            SuspendReason::Operator => "operator",
+        }
+    }
+}
+
+/// Changes to a tenant; `None` leaves a field as it is.
+#[derive(Debug, Default)]
+pub struct TenantUpdate {
+    /// New display name.
+    pub display_name: Option<String>,
+    /// New contact e-mail.
+    pub contact_email: Option<String>,
+    /// New plan.
+    pub plan: Option<String>,
+    /// Overrides to set.
+    pub set_overrides: HashMap<String, u64>,
+    /// Overrides to remove.
+    pub clear_overrides: Vec<String>,
 }
 
 /// The tenant side of an authenticated request: the key's tenant and rights.
@@ -158,6 +196,12 @@ pub struct Tenancy {
     tenants: DashMap<String, TenantRecord>,
     keys: DashMap<String, ApiKeyRecord>,
     active_keys_by_hash: DashMap<[u8; 32], Arc<TenantKey>>,
+    /// Each tenant's plan with its overrides applied.
+    effective_plans: DashMap<String, Arc<Plan>>,
+    /// Device bindings by device id.
+    devices: DashMap<String, DeviceRecord>,
+    /// Bumped whenever a tenant's status changes, so open streams re-check.
+    status_changes: watch::Sender<u64>,
     /// Serialises control-plane writes so checks and writes do not race.
     write_lock: tokio::sync::Mutex<()>,
 }
@@ -182,11 +226,28 @@ impl Tenancy {
             tenants: DashMap::new(),
             keys: DashMap::new(),
             active_keys_by_hash: DashMap::new(),
+            effective_plans: DashMap::new(),
+            devices: DashMap::new(),
+            status_changes: watch::channel(0).0,
             write_lock: tokio::sync::Mutex::new(()),
         };
         for item in tenancy.store.scan::<TenantRecord>(&[keys::TENANT]) {
             let (_, tenant) = item?;
+            let plan = tenancy
+                .effective_plan(&tenant.plan, &tenant.quota_overrides)
+                .unwrap_or_else(|e| {
+                    tracing::warn!(tenant = %tenant.id, error = %e,
+                        "stored plan or overrides no longer valid; using the built-in default");
+                    Plan::default()
+                });
+            tenancy
+                .effective_plans
+                .insert(tenant.id.clone(), Arc::new(plan));
             tenancy.tenants.insert(tenant.id.clone(), tenant);
+        }
+        for item in tenancy.store.scan::<DeviceRecord>(&[keys::DEVICE]) {
+            let (_, device) = item?;
+            tenancy.devices.insert(device.device_id.clone(), device);
         }
         for item in tenancy.store.scan::<ApiKeyRecord>(&[keys::API_KEY]) {
             let (_, key) = item?;
@@ -262,18 +323,213 @@ impl Tenancy {
         }
     }
 
-    /// The plan the tenant is on.
-    pub fn plan_of(&self, tenant: &str) -> Plan {
-        let name = self
-            .tenants
+    /// The plan the tenant is on, with its overrides applied.
+    pub fn plan_of(&self, tenant: &str) -> Arc<Plan> {
+        self.effective_plans
             .get(tenant)
-            .map(|t| t.plan.clone())
-            .unwrap_or_else(|| DEFAULT_PLAN.to_string());
-        self.plans
-            .get(&name)
-            .or_else(|| self.plans.get(DEFAULT_PLAN))
-            .cloned()
-            .unwrap_or_default()
+            .map(|p| p.value().clone())
+            .unwrap_or_else(|| Arc::new(Plan::default()))
+    }
+
+    fn effective_plan(&self, name: &str, overrides: &HashMap<String, u64>) -> Result<Plan> {
+        let plan = self.plans.get(name).ok_or_else(|| {
+            Error::invalid(format!(
+                "unknown plan '{name}'; configured plans: {}",
+                self.plans.keys().cloned().collect::<Vec<_>>().join(", ")
+            ))
+        })?;
+        plan.with_overrides(overrides)
+    }
+
+    /// A receiver that changes whenever any tenant's status changes.
+    pub fn watch_status(&self) -> watch::Receiver<u64> {
+        self.status_changes.subscribe()
+    }
+
+    /// Adds an audit entry to `writes`.
+    pub fn audit(
+        &self,
+        writes: &mut WriteSet,
+        actor: &str,
+        action: &str,
+        tenant: &str,
+        detail: String,
+    ) -> Result<()> {
+        let seq = self.store.generate_id()?;
+        writes.put(
+            keys::audit(seq),
+            &AuditRecord {
+                time_ms: self.clock.now_ms(),
+                actor: actor.to_string(),
+                action: action.to_string(),
+                tenant: tenant.to_string(),
+                detail,
+            },
+        );
+        Ok(())
+    }
+
+    /// Changes a tenant's details, plan or quota overrides (operator).
+    pub async fn update_tenant(&self, id: &str, update: TenantUpdate) -> Result<TenantRecord> {
+        let _guard = self.write_lock.lock().await;
+        let mut record = self.get_tenant(id)?;
+        if let Some(v) = update.display_name {
+            record.display_name = v;
+        }
+        if let Some(v) = update.contact_email {
+            record.contact_email = v;
+        }
+        if let Some(v) = update.plan {
+            record.plan = if v.is_empty() {
+                DEFAULT_PLAN.to_string()
+            } else {
+                v
+            };
+        }
+        for name in &update.clear_overrides {
+            record.quota_overrides.remove(name);
+        }
+        record.quota_overrides.extend(update.set_overrides);
+        if record.display_name.len() > 200 || record.contact_email.len() > 200 {
+            return Err(Error::invalid(
+                "display_name and contact_email may be at most 200 bytes",
+            ));
+        }
+        let plan = self.effective_plan(&record.plan, &record.quota_overrides)?;
+        let mut writes = WriteSet::new();
+        writes.put(keys::tenant(id), &record);
+        let mut overrides: Vec<_> = record.quota_overrides.iter().collect();
+        overrides.sort();
+        self.audit(
+            &mut writes,
+            "operator",
+            "tenant.update",
+            id,
+            format!("plan={} overrides={overrides:?}", record.plan),
+        )?;
+        self.store.commit(writes).await?;
+        self.effective_plans.insert(id.to_string(), Arc::new(plan));
+        self.tenants.insert(id.to_string(), record.clone());
+        Ok(record)
+    }
+
+    /// Suspends a tenant (data plane refused, data kept) or, with `None`,
+    /// resumes it. Open streams notice at once.
+    pub async fn set_suspended(
+        &self,
+        id: &str,
+        reason: Option<SuspendReason>,
+        actor: &str,
+    ) -> Result<TenantRecord> {
+        let _guard = self.write_lock.lock().await;
+        let mut record = self.get_tenant(id)?;
+        if TenantStatus::from_i32(record.status) == TenantStatus::Terminated {
+            return Err(Error::FailedPrecondition(format!(
+                "tenant '{id}' is terminated"
+            )));
+        }
+        let (status, reason_name, action) = match reason {
+            Some(r) => (TenantStatus::Suspended, r.name(), "tenant.suspend"),
+            None => (TenantStatus::Active, "", "tenant.resume"),
+        };
+        record.status = status as i32;
+        record.status_reason = reason_name.to_string();
+        let mut writes = WriteSet::new();
+        writes.put(keys::tenant(id), &record);
+        self.audit(&mut writes, actor, action, id, reason_name.to_string())?;
+        self.store.commit(writes).await?;
+        self.tenants.insert(id.to_string(), record.clone());
+        self.status_changes.send_modify(|v| *v = v.wrapping_add(1));
+        Ok(record)
+    }
+
+    /// Binds a device id to a tenant (operator). Moving it from another tenant
+    /// needs `rebind`.
+    pub async fn bind_device(
+        &self,
+        device_id: &str,
+        tenant: &str,
+        rebind: bool,
+    ) -> Result<DeviceRecord> {
+        validate_device_id(device_id)?;
+        let _guard = self.write_lock.lock().await;
+        self.get_tenant(tenant)?;
+        let previous = self.devices.get(device_id).map(|d| d.tenant.clone());
+        if let Some(owner) = &previous {
+            if owner != tenant && !rebind {
+                return Err(Error::FailedPrecondition(format!(
+                    "device '{device_id}' is bound to tenant '{owner}'; set rebind to move it"
+                )));
+            }
+        }
+        let record = DeviceRecord {
+            device_id: device_id.to_string(),
+            tenant: tenant.to_string(),
+            bound_ms: self.clock.now_ms(),
+        };
+        let mut writes = WriteSet::new();
+        writes.put(keys::device(device_id), &record);
+        let (action, detail) = match previous {
+            Some(owner) if owner != tenant => (
+                "device.rebind",
+                format!("device {device_id} moved from {owner} to {tenant}"),
+            ),
+            _ => (
+                "device.bind",
+                format!("device {device_id} bound to {tenant}"),
+            ),
+        };
+        self.audit(&mut writes, "operator", action, tenant, detail)?;
+        self.store.commit(writes).await?;
+        self.devices.insert(device_id.to_string(), record.clone());
+        Ok(record)
+    }
+
+    /// Removes a device binding (operator).
+    pub async fn unbind_device(&self, device_id: &str) -> Result<()> {
+        let _guard = self.write_lock.lock().await;
+        let record = self
+            .devices
+            .get(device_id)
+            .map(|d| d.clone())
+            .ok_or_else(|| Error::not_found("device binding", device_id))?;
+        let mut writes = WriteSet::new();
+        writes.delete(keys::device(device_id));
+        self.audit(
+            &mut writes,
+            "operator",
+            "device.unbind",
+            &record.tenant,
+            format!("device {device_id} unbound from {}", record.tenant),
+        )?;
+        self.store.commit(writes).await?;
+        self.devices.remove(device_id);
+        Ok(())
+    }
+
+    /// Device bindings of one tenant, or of all when `tenant` is empty.
+    pub fn list_devices(&self, tenant: &str) -> Vec<DeviceRecord> {
+        let mut all: Vec<_> = self
+            .devices
+            .iter()
+            .filter(|d| tenant.is_empty() || d.tenant == tenant)
+            .map(|d| d.value().clone())
+            .collect();
+        all.sort_by(|a, b| a.device_id.cmp(&b.device_id));
+        all
+    }
+
+    /// Refuses a device id bound to another tenant.
+    pub fn check_device(&self, tenant: &str, device_id: &str) -> Result<()> {
+        if device_id.is_empty() {
+            return Ok(());
+        }
+        match self.devices.get(device_id) {
+            Some(binding) if binding.tenant != tenant => Err(Error::PermissionDenied(format!(
+                "device_id '{device_id}' is bound to another tenant"
+            ))),
+            _ => Ok(()),
+        }
     }
 
     /// Creates a tenant (operator).
@@ -284,17 +540,12 @@ impl Tenancy {
         } else {
             new.plan
         };
-        if !self.plans.contains_key(&plan) {
-            return Err(Error::invalid(format!(
-                "unknown plan '{plan}'; configured plans: {}",
-                self.plans.keys().cloned().collect::<Vec<_>>().join(", ")
-            )));
-        }
         if new.display_name.len() > 200 || new.contact_email.len() > 200 {
             return Err(Error::invalid(
                 "display_name and contact_email may be at most 200 bytes",
             ));
         }
+        let plan_limits = self.effective_plan(&plan, &HashMap::new())?;
         let _guard = self.write_lock.lock().await;
         if self.tenants.contains_key(&new.id) {
             return Err(Error::already_exists("tenant", new.id));
@@ -307,10 +558,20 @@ impl Tenancy {
             status: TenantStatus::Active as i32,
             created_ms: self.clock.now_ms(),
             status_reason: String::new(),
+            quota_overrides: HashMap::new(),
         };
         let mut writes = WriteSet::new();
         writes.put(keys::tenant(&record.id), &record);
+        self.audit(
+            &mut writes,
+            "operator",
+            "tenant.create",
+            &record.id,
+            format!("plan={}", record.plan),
+        )?;
         self.store.commit(writes).await?;
+        self.effective_plans
+            .insert(record.id.clone(), Arc::new(plan_limits));
         self.tenants.insert(record.id.clone(), record.clone());
         Ok(record)
     }

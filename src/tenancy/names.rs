@@ -36,6 +36,19 @@ pub fn validate_resource_name(kind: &str, name: &str) -> Result<()> {
     }
 }
 
+/// Device ids in bindings: 1 to 64 characters, no control characters.
+pub fn validate_device_id(id: &str) -> Result<()> {
+    let chars = id.chars().count();
+    if (1..=64).contains(&chars) && !id.chars().any(char::is_control) {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "invalid device_id '{}': use 1 to 64 printable characters",
+            truncate(id)
+        )))
+    }
+}
+
 fn truncate(s: &str) -> String {
     s.chars().take(70).collect()
 }

@@ -141,6 +141,34 @@ pub async fn create_key(
         .secret
 }
 
+/// Raises a tenant's rate quotas far above anything a test sends.
+pub async fn lift_rate_limits(operator: &Client, tenant: &str) {
+    set_overrides(
+        operator,
+        tenant,
+        &[
+            ("produce_units_per_second", 1_000_000_000),
+            ("produce_burst_units", 1_000_000_000),
+            ("consume_units_per_second_per_topic", 1_000_000_000),
+            ("control_calls_per_second", 1_000_000),
+        ],
+    )
+    .await;
+}
+
+/// Sets per-tenant quota overrides.
+pub async fn set_overrides(operator: &Client, tenant: &str, overrides: &[(&str, u64)]) {
+    operator
+        .operator()
+        .update_tenant(pb::UpdateTenantRequest {
+            id: tenant.into(),
+            set_quota_overrides: overrides.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+}
+
 /// A message with a text payload.
 pub fn msg(payload: &str) -> pb::Message {
     pb::Message {
