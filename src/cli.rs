@@ -10,10 +10,25 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::client::Client;
+use crate::client::{with_retries, Client};
 use crate::clock::ClockKind;
 use crate::config::{Config, LogFormat};
 use crate::proto::v1 as pb;
+
+/// Calls `$client.$service().$method(request)`, retrying refusals that carry
+/// `retry-after-ms` (bounded), and unwraps the response.
+macro_rules! call {
+    ($client:expr, $service:ident, $method:ident, $request:expr) => {{
+        let request = $request;
+        with_retries(|| {
+            let mut service = $client.$service();
+            let request = request.clone();
+            async move { service.$method(request).await }
+        })
+        .await?
+        .into_inner()
+    }};
+}
 
 /// tallyq: a multi-tenant, metered message-queue broker for IoT platforms.
 #[derive(Debug, Parser)]
@@ -61,6 +76,11 @@ pub enum Command {
     Consume(ConsumeArgs),
     /// Move a subscription's cursor.
     Seek(SeekArgs),
+    /// Device bindings (operator).
+    #[command(subcommand)]
+    Device(DeviceCommand),
+    /// The tenant's limits and current use (tenant key with manage scope).
+    Quota,
     /// The manual test clock (operator; only with clock = "manual").
     #[command(subcommand)]
     Clock(ClockCommand),
@@ -175,6 +195,83 @@ pub enum TenantCommand {
     Get {
         /// Tenant id.
         id: String,
+    },
+    /// Change a tenant's details, plan or quota overrides.
+    Update {
+        /// Tenant id.
+        id: String,
+        /// New display name.
+        #[arg(long)]
+        name: Option<String>,
+        /// New contact e-mail.
+        #[arg(long)]
+        email: Option<String>,
+        /// New plan.
+        #[arg(long)]
+        plan: Option<String>,
+        /// Set a quota override, e.g. max_topics=20 (repeatable).
+        #[arg(long = "set-quota", value_parser = parse_quota)]
+        set_quota: Vec<(String, u64)>,
+        /// Remove a quota override (repeatable).
+        #[arg(long = "clear-quota")]
+        clear_quota: Vec<String>,
+    },
+    /// Suspend a tenant: data plane refused, data kept.
+    Suspend {
+        /// Tenant id.
+        id: String,
+        /// Why.
+        #[arg(long, value_enum, default_value = "operator")]
+        reason: ReasonArg,
+    },
+    /// Resume a suspended tenant.
+    Resume {
+        /// Tenant id.
+        id: String,
+    },
+}
+
+/// Suspension reasons on the command line.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ReasonArg {
+    /// Abuse of the service.
+    Abuse,
+    /// Any other operator decision.
+    Operator,
+}
+
+fn parse_quota(text: &str) -> Result<(String, u64), String> {
+    let (name, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("quota '{text}' is not name=value"))?;
+    let value = value
+        .parse()
+        .map_err(|_| format!("quota value '{value}' is not a whole number"))?;
+    Ok((name.to_string(), value))
+}
+
+/// Device binding commands (operator).
+#[derive(Debug, Subcommand)]
+pub enum DeviceCommand {
+    /// Bind a device id to a tenant; only that tenant may then produce with it.
+    Bind {
+        /// Device id (e.g. an IMEI).
+        device_id: String,
+        /// Tenant id.
+        tenant: String,
+        /// Move it from the tenant that holds it now.
+        #[arg(long)]
+        rebind: bool,
+    },
+    /// Remove a binding.
+    Unbind {
+        /// Device id.
+        device_id: String,
+    },
+    /// List bindings (of one tenant, or all).
+    List {
+        /// Tenant id.
+        tenant: Option<String>,
     },
 }
 
@@ -463,13 +560,23 @@ impl Cli {
             Command::Produce(args) => produce(&client, args).await,
             Command::Consume(args) => consume(&client, args).await,
             Command::Seek(args) => seek(&client, args).await,
+            Command::Device(cmd) => device(&client, cmd).await,
+            Command::Quota => {
+                let quota = call!(client, admin, get_quota, pb::GetQuotaRequest {});
+                println!("plan {}", quota.plan);
+                for q in quota.quotas {
+                    println!("{}\tlimit={}\tused={}\t{}", q.name, q.limit, q.used, q.unit);
+                }
+                Ok(())
+            }
             Command::Clock(ClockCommand::Advance { ms }) => {
-                let now = client
-                    .operator()
-                    .advance_clock(pb::AdvanceClockRequest { advance_ms: *ms })
-                    .await?
-                    .into_inner()
-                    .now_unix_ms;
+                let now = call!(
+                    client,
+                    operator,
+                    advance_clock,
+                    pb::AdvanceClockRequest { advance_ms: *ms }
+                )
+                .now_unix_ms;
                 println!("clock now {now} (Unix ms, UTC)");
                 Ok(())
             }
@@ -487,13 +594,25 @@ fn status_name(status: i32) -> &'static str {
 }
 
 fn print_tenant(t: &pb::Tenant) {
+    let mut overrides: Vec<String> = t
+        .quota_overrides
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    overrides.sort();
+    let reason = if t.status_reason.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", t.status_reason)
+    };
     println!(
-        "{}\tplan={}\tstatus={}\tname={:?}\temail={:?}",
+        "{}\tplan={}\tstatus={}{reason}\tname={:?}\temail={:?}\toverrides={}",
         t.id,
         t.plan,
         status_name(t.status),
         t.display_name,
-        t.contact_email
+        t.contact_email,
+        overrides.join(",")
     );
 }
 
@@ -556,7 +675,6 @@ fn print_sub(s: &pb::Subscription) {
 }
 
 async fn tenant(client: &Client, cmd: &TenantCommand) -> Result<()> {
-    let mut op = client.operator();
     match cmd {
         TenantCommand::Create {
             id,
@@ -564,40 +682,139 @@ async fn tenant(client: &Client, cmd: &TenantCommand) -> Result<()> {
             email,
             plan,
         } => {
-            let t = op
-                .create_tenant(pb::CreateTenantRequest {
+            let t = call!(
+                client,
+                operator,
+                create_tenant,
+                pb::CreateTenantRequest {
                     id: id.clone(),
                     display_name: name.clone(),
                     contact_email: email.clone(),
                     plan: plan.clone(),
-                })
-                .await?
-                .into_inner();
+                }
+            );
             print_tenant(&t);
         }
         TenantCommand::List => {
-            for t in op
-                .list_tenants(pb::ListTenantsRequest {})
-                .await?
-                .into_inner()
-                .tenants
-            {
+            for t in call!(client, operator, list_tenants, pb::ListTenantsRequest {}).tenants {
                 print_tenant(&t);
             }
         }
+        TenantCommand::Update {
+            id,
+            name,
+            email,
+            plan,
+            set_quota,
+            clear_quota,
+        } => {
+            let t = call!(
+                client,
+                operator,
+                update_tenant,
+                pb::UpdateTenantRequest {
+                    id: id.clone(),
+                    display_name: name.clone(),
+                    contact_email: email.clone(),
+                    plan: plan.clone(),
+                    set_quota_overrides: set_quota.iter().cloned().collect(),
+                    clear_quota_overrides: clear_quota.clone(),
+                }
+            );
+            print_tenant(&t);
+        }
+        TenantCommand::Suspend { id, reason } => {
+            let reason = match reason {
+                ReasonArg::Abuse => pb::SuspensionReason::Abuse,
+                ReasonArg::Operator => pb::SuspensionReason::Operator,
+            };
+            let t = call!(
+                client,
+                operator,
+                suspend_tenant,
+                pb::SuspendTenantRequest {
+                    id: id.clone(),
+                    reason: reason as i32,
+                }
+            );
+            print_tenant(&t);
+        }
+        TenantCommand::Resume { id } => {
+            let t = call!(
+                client,
+                operator,
+                resume_tenant,
+                pb::ResumeTenantRequest { id: id.clone() }
+            );
+            print_tenant(&t);
+        }
         TenantCommand::Get { id } => {
-            let t = op
-                .get_tenant(pb::GetTenantRequest { id: id.clone() })
-                .await?
-                .into_inner();
+            let t = call!(
+                client,
+                operator,
+                get_tenant,
+                pb::GetTenantRequest { id: id.clone() }
+            );
             print_tenant(&t);
         }
     }
     Ok(())
 }
 
+async fn device(client: &Client, cmd: &DeviceCommand) -> Result<()> {
+    let print = |d: &pb::DeviceBinding| {
+        println!(
+            "{}\ttenant={}\tbound_ms={}",
+            d.device_id, d.tenant, d.bound_time_unix_ms
+        )
+    };
+    match cmd {
+        DeviceCommand::Bind {
+            device_id,
+            tenant,
+            rebind,
+        } => {
+            let d = call!(
+                client,
+                operator,
+                bind_device,
+                pb::BindDeviceRequest {
+                    device_id: device_id.clone(),
+                    tenant: tenant.clone(),
+                    rebind: *rebind,
+                }
+            );
+            print(&d);
+        }
+        DeviceCommand::Unbind { device_id } => {
+            call!(
+                client,
+                operator,
+                unbind_device,
+                pb::UnbindDeviceRequest {
+                    device_id: device_id.clone(),
+                }
+            );
+            println!("unbound {device_id}");
+        }
+        DeviceCommand::List { tenant } => {
+            let list = call!(
+                client,
+                operator,
+                list_devices,
+                pb::ListDevicesRequest {
+                    tenant: tenant.clone().unwrap_or_default(),
+                }
+            );
+            for d in &list.devices {
+                print(d);
+            }
+        }
+    }
+    Ok(())
+}
+
 async fn key(client: &Client, cmd: &KeyCommand) -> Result<()> {
-    let mut op = client.operator();
     match cmd {
         KeyCommand::Create {
             tenant,
@@ -613,15 +830,17 @@ async fn key(client: &Client, cmd: &KeyCommand) -> Result<()> {
                     ScopeArg::Manage => pb::Scope::Manage as i32,
                 })
                 .collect();
-            let created = op
-                .create_api_key(pb::CreateApiKeyRequest {
+            let created = call!(
+                client,
+                operator,
+                create_api_key,
+                pb::CreateApiKeyRequest {
                     tenant: tenant.clone(),
                     scopes,
                     topics: topics.clone(),
                     description: description.clone(),
-                })
-                .await?
-                .into_inner();
+                }
+            );
             if let Some(k) = &created.key {
                 eprintln!("created {}", key_line(k));
             }
@@ -629,22 +848,26 @@ async fn key(client: &Client, cmd: &KeyCommand) -> Result<()> {
             println!("{}", created.secret);
         }
         KeyCommand::List { tenant } => {
-            for k in op
-                .list_api_keys(pb::ListApiKeysRequest {
+            for k in call!(
+                client,
+                operator,
+                list_api_keys,
+                pb::ListApiKeysRequest {
                     tenant: tenant.clone(),
-                })
-                .await?
-                .into_inner()
-                .keys
+                }
+            )
+            .keys
             {
                 print_key(&k);
             }
         }
         KeyCommand::Revoke { id } => {
-            let k = op
-                .revoke_api_key(pb::RevokeApiKeyRequest { id: id.clone() })
-                .await?
-                .into_inner();
+            let k = call!(
+                client,
+                operator,
+                revoke_api_key,
+                pb::RevokeApiKeyRequest { id: id.clone() }
+            );
             if let Some(k) = k.key {
                 print_key(&k);
             }
@@ -654,11 +877,13 @@ async fn key(client: &Client, cmd: &KeyCommand) -> Result<()> {
 }
 
 async fn topic(client: &Client, cmd: &TopicCommand) -> Result<()> {
-    let mut admin = client.admin();
     match cmd {
         TopicCommand::Create { name, settings } => {
-            let t = admin
-                .create_topic(pb::CreateTopicRequest {
+            let t = call!(
+                client,
+                admin,
+                create_topic,
+                pb::CreateTopicRequest {
                     name: name.clone(),
                     config: Some(pb::TopicConfig {
                         message_expiry_seconds: settings.expiry_seconds.unwrap_or(0),
@@ -666,45 +891,46 @@ async fn topic(client: &Client, cmd: &TopicCommand) -> Result<()> {
                         overflow_policy: settings.overflow.map(|o| o.value()).unwrap_or(0),
                         dedup_window_seconds: settings.dedup_window_seconds.unwrap_or(0),
                     }),
-                })
-                .await?
-                .into_inner();
+                }
+            );
             print_topic(&t);
         }
         TopicCommand::List => {
-            for t in admin
-                .list_topics(pb::ListTopicsRequest {})
-                .await?
-                .into_inner()
-                .topics
-            {
+            for t in call!(client, admin, list_topics, pb::ListTopicsRequest {}).topics {
                 print_topic(&t);
             }
         }
         TopicCommand::Get { name } => {
-            let t = admin
-                .get_topic(pb::GetTopicRequest { name: name.clone() })
-                .await?
-                .into_inner();
+            let t = call!(
+                client,
+                admin,
+                get_topic,
+                pb::GetTopicRequest { name: name.clone() }
+            );
             print_topic(&t);
         }
         TopicCommand::Update { name, settings } => {
-            let t = admin
-                .update_topic(pb::UpdateTopicRequest {
+            let t = call!(
+                client,
+                admin,
+                update_topic,
+                pb::UpdateTopicRequest {
                     name: name.clone(),
                     message_expiry_seconds: settings.expiry_seconds,
                     max_bytes: settings.max_bytes,
                     overflow_policy: settings.overflow.map(|o| o.value()),
                     dedup_window_seconds: settings.dedup_window_seconds,
-                })
-                .await?
-                .into_inner();
+                }
+            );
             print_topic(&t);
         }
         TopicCommand::Delete { name } => {
-            admin
-                .delete_topic(pb::DeleteTopicRequest { name: name.clone() })
-                .await?;
+            call!(
+                client,
+                admin,
+                delete_topic,
+                pb::DeleteTopicRequest { name: name.clone() }
+            );
             println!("deleted topic {name}");
         }
     }
@@ -712,7 +938,6 @@ async fn topic(client: &Client, cmd: &TopicCommand) -> Result<()> {
 }
 
 async fn sub(client: &Client, cmd: &SubCommand) -> Result<()> {
-    let mut admin = client.admin();
     match cmd {
         SubCommand::Create {
             topic,
@@ -720,8 +945,11 @@ async fn sub(client: &Client, cmd: &SubCommand) -> Result<()> {
             settings,
             start,
         } => {
-            let s = admin
-                .create_subscription(pb::CreateSubscriptionRequest {
+            let s = call!(
+                client,
+                admin,
+                create_subscription,
+                pb::CreateSubscriptionRequest {
                     topic: topic.clone(),
                     name: name.clone(),
                     config: Some(pb::SubscriptionConfig {
@@ -733,31 +961,34 @@ async fn sub(client: &Client, cmd: &SubCommand) -> Result<()> {
                         StartArg::Earliest => pb::StartPosition::Earliest as i32,
                         StartArg::Latest => pb::StartPosition::Latest as i32,
                     },
-                })
-                .await?
-                .into_inner();
+                }
+            );
             print_sub(&s);
         }
         SubCommand::List { topic } => {
-            for s in admin
-                .list_subscriptions(pb::ListSubscriptionsRequest {
+            for s in call!(
+                client,
+                admin,
+                list_subscriptions,
+                pb::ListSubscriptionsRequest {
                     topic: topic.clone(),
-                })
-                .await?
-                .into_inner()
-                .subscriptions
+                }
+            )
+            .subscriptions
             {
                 print_sub(&s);
             }
         }
         SubCommand::Get { topic, name } => {
-            let s = admin
-                .get_subscription(pb::GetSubscriptionRequest {
+            let s = call!(
+                client,
+                admin,
+                get_subscription,
+                pb::GetSubscriptionRequest {
                     topic: topic.clone(),
                     name: name.clone(),
-                })
-                .await?
-                .into_inner();
+                }
+            );
             print_sub(&s);
         }
         SubCommand::Update {
@@ -765,25 +996,30 @@ async fn sub(client: &Client, cmd: &SubCommand) -> Result<()> {
             name,
             settings,
         } => {
-            let s = admin
-                .update_subscription(pb::UpdateSubscriptionRequest {
+            let s = call!(
+                client,
+                admin,
+                update_subscription,
+                pb::UpdateSubscriptionRequest {
                     topic: topic.clone(),
                     name: name.clone(),
                     lock_seconds: settings.lock_seconds,
                     max_delivery_attempts: settings.max_attempts,
                     dead_letter_topic: settings.dead_letter_topic.clone(),
-                })
-                .await?
-                .into_inner();
+                }
+            );
             print_sub(&s);
         }
         SubCommand::Delete { topic, name } => {
-            admin
-                .delete_subscription(pb::DeleteSubscriptionRequest {
+            call!(
+                client,
+                admin,
+                delete_subscription,
+                pb::DeleteSubscriptionRequest {
                     topic: topic.clone(),
                     name: name.clone(),
-                })
-                .await?;
+                }
+            );
             println!("deleted subscription {topic}/{name}");
         }
     }
@@ -890,18 +1126,19 @@ async fn seek(client: &Client, args: &SeekArgs) -> Result<()> {
     } else {
         bail!("say where to seek: --earliest, --latest, --offset N or --timestamp-ms T");
     };
-    let next = client
-        .broker()
-        .seek(pb::SeekRequest {
+    let next = call!(
+        client,
+        broker,
+        seek,
+        pb::SeekRequest {
             topic: args.topic.clone(),
             subscription: args.subscription.clone(),
             position: position as i32,
             offset,
             timestamp_unix_ms: timestamp,
-        })
-        .await?
-        .into_inner()
-        .next_offset;
+        }
+    )
+    .next_offset;
     println!("next_offset={next}");
     Ok(())
 }

@@ -3,6 +3,8 @@
 //! credential attached to every call, plus conveniences for produce and the
 //! Consume stream.
 
+use std::time::Duration;
+
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::metadata::{Ascii, MetadataValue};
@@ -14,6 +16,50 @@ use crate::proto::v1 as pb;
 use crate::proto::v1::admin_client::AdminClient;
 use crate::proto::v1::broker_client::BrokerClient;
 use crate::proto::v1::operator_client::OperatorClient;
+
+/// How many times a call refused with `retry-after-ms` is tried again.
+pub const MAX_RETRIES: u32 = 5;
+/// The longest a single retry waits, whatever the server asks.
+pub const MAX_RETRY_WAIT: Duration = Duration::from_secs(10);
+
+/// How long a refusal asks the caller to wait, if it says (the
+/// `retry-after-ms` metadata on RESOURCE_EXHAUSTED).
+pub fn retry_after(status: &Status) -> Option<Duration> {
+    if status.code() != tonic::Code::ResourceExhausted {
+        return None;
+    }
+    status
+        .metadata()
+        .get(crate::api::status::RETRY_AFTER_MS)?
+        .to_str()
+        .ok()?
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_millis)
+}
+
+/// Runs `call`, and when it is refused with `retry-after-ms`, waits that long
+/// (at most [`MAX_RETRY_WAIT`]) and tries again, at most [`MAX_RETRIES`] times.
+/// Any other outcome is returned as it is.
+pub async fn with_retries<T, F, Fut>(mut call: F) -> Result<T, Status>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, Status>>,
+{
+    let mut attempt = 0;
+    loop {
+        match call().await {
+            Err(status) if attempt < MAX_RETRIES => match retry_after(&status) {
+                Some(wait) => {
+                    attempt += 1;
+                    tokio::time::sleep(wait.min(MAX_RETRY_WAIT)).await;
+                }
+                None => return Err(status),
+            },
+            other => return other,
+        }
+    }
+}
 
 /// Client-side decoding limit (matches the server's).
 const MAX_MESSAGE_BYTES: usize = crate::server::MAX_DECODING_BYTES;
@@ -68,18 +114,26 @@ impl Client {
     /// Connects to `address` (e.g. `http://127.0.0.1:50051`) with `token`
     /// (an API key or the operator credential; empty for none).
     pub async fn connect(address: &str, token: &str) -> Result<Self, ClientError> {
-        let endpoint = Endpoint::from_shared(address.to_string())
+        Self::connect_endpoint(Self::endpoint(address)?, token).await
+    }
+
+    /// The endpoint `connect` uses (no Nagle, windows for 4 MiB batches), for
+    /// callers that want to adjust it (TLS, local address, timeouts).
+    pub fn endpoint(address: &str) -> Result<Endpoint, ClientError> {
+        Ok(Endpoint::from_shared(address.to_string())
             .map_err(|_| ClientError::Address(address.to_string()))?
             .tcp_nodelay(true)
             .initial_stream_window_size(crate::server::HTTP2_STREAM_WINDOW)
-            .initial_connection_window_size(crate::server::HTTP2_CONNECTION_WINDOW);
+            .initial_connection_window_size(crate::server::HTTP2_CONNECTION_WINDOW))
+    }
+
+    /// Connects through a prepared endpoint.
+    pub async fn connect_endpoint(endpoint: Endpoint, token: &str) -> Result<Self, ClientError> {
+        let address = endpoint.uri().to_string();
         let channel = endpoint
             .connect()
             .await
-            .map_err(|source| ClientError::Connect {
-                address: address.to_string(),
-                source,
-            })?;
+            .map_err(|source| ClientError::Connect { address, source })?;
         Ok(Client {
             channel,
             auth: bearer(token)?,
@@ -112,7 +166,27 @@ impl Client {
     }
 
     /// Produces a batch and returns the broker's answer (after it is durable).
+    /// A rate refusal is retried after the wait the broker asks for (bounded);
+    /// a batch refused for any other reason was not stored.
     pub async fn produce(
+        &self,
+        topic: &str,
+        messages: Vec<pb::Message>,
+    ) -> Result<pb::ProduceResponse, Status> {
+        let request = pb::ProduceRequest {
+            topic: topic.to_string(),
+            messages,
+        };
+        with_retries(|| {
+            let mut broker = self.broker();
+            let request = request.clone();
+            async move { broker.produce(request).await.map(|r| r.into_inner()) }
+        })
+        .await
+    }
+
+    /// Produces a batch once, without retries.
+    pub async fn produce_once(
         &self,
         topic: &str,
         messages: Vec<pb::Message>,

@@ -212,6 +212,40 @@ impl OperatorApi for OperatorService {
         }))
     }
 
+    async fn list_audit_events(
+        &self,
+        request: Request<pb::ListAuditEventsRequest>,
+    ) -> Result<Response<pb::ListAuditEventsResponse>, Status> {
+        let req = request.into_inner();
+        if req.limit > 1000 {
+            return Err(Error::invalid("limit may be at most 1000").into());
+        }
+        let limit = if req.limit == 0 {
+            100
+        } else {
+            req.limit as usize
+        };
+        let (events, next_sequence) =
+            self.state
+                .broker
+                .tenancy()
+                .audit_events(req.from_sequence, limit, &req.tenant)?;
+        Ok(Response::new(pb::ListAuditEventsResponse {
+            events: events
+                .into_iter()
+                .map(|(sequence, e)| pb::AuditEvent {
+                    sequence,
+                    time_unix_ms: e.time_ms,
+                    actor: e.actor,
+                    action: e.action,
+                    tenant: e.tenant,
+                    detail: e.detail,
+                })
+                .collect(),
+            next_sequence,
+        }))
+    }
+
     #[tracing::instrument(skip_all, fields(method = "CreateApiKey"))]
     async fn create_api_key(
         &self,

@@ -330,6 +330,7 @@ impl Broker {
         drop(log);
         drop(states);
         self.topics.remove(&(key.tenant.clone(), name.to_string()));
+        topic.forget_bytes();
         topic.mark_deleted();
         Ok(())
     }

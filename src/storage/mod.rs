@@ -234,6 +234,26 @@ impl Store {
         })
     }
 
+    /// Records whose key starts with `prefix` and is at least `start`, in key order.
+    pub fn scan_from<T: prost::Message + Default>(
+        &self,
+        prefix: &[u8],
+        start: &[u8],
+    ) -> impl Iterator<Item = StorageResult<(Vec<u8>, T)>> + '_ {
+        let prefix = prefix.to_vec();
+        self.tree
+            .range(start.to_vec()..)
+            .take_while(move |item| match item {
+                Ok((key, _)) => key.starts_with(&prefix),
+                Err(_) => true,
+            })
+            .map(|item| {
+                let (key, value) = item?;
+                let record = decode(&key, &value)?;
+                Ok((key.to_vec(), record))
+            })
+    }
+
     /// Keys (without values) that start with `prefix`.
     pub fn scan_keys(&self, prefix: &[u8]) -> impl Iterator<Item = StorageResult<Vec<u8>>> + '_ {
         self.tree

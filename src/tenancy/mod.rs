@@ -369,6 +369,33 @@ impl Tenancy {
         Ok(())
     }
 
+    /// Audit entries from sequence `from` on, at most `limit`, optionally of
+    /// one tenant; returns them with their sequence numbers and where to continue.
+    pub fn audit_events(
+        &self,
+        from: u64,
+        limit: usize,
+        tenant: &str,
+    ) -> Result<(Vec<(u64, AuditRecord)>, u64)> {
+        let mut events = Vec::new();
+        let mut next = from;
+        for item in self
+            .store
+            .scan_from::<AuditRecord>(&[keys::AUDIT], &keys::audit(from))
+        {
+            let (key, record) = item?;
+            let seq = keys::u64_at(&key, 1).unwrap_or_default();
+            next = seq + 1;
+            if tenant.is_empty() || record.tenant == tenant {
+                events.push((seq, record));
+                if events.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok((events, next))
+    }
+
     /// Changes a tenant's details, plan or quota overrides (operator).
     pub async fn update_tenant(&self, id: &str, update: TenantUpdate) -> Result<TenantRecord> {
         let _guard = self.write_lock.lock().await;
@@ -646,6 +673,16 @@ impl Tenancy {
         };
         let mut writes = WriteSet::new();
         writes.put(keys::api_key(&record.id), &record);
+        self.audit(
+            &mut writes,
+            "operator",
+            "key.create",
+            tenant,
+            format!(
+                "key {} scopes {:?} topics {:?}",
+                record.id, record.scopes, record.topics
+            ),
+        )?;
         self.store.commit(writes).await?;
         self.index_key(&record);
         self.keys.insert(record.id.clone(), record.clone());
@@ -678,6 +715,13 @@ impl Tenancy {
         record.revoked = true;
         let mut writes = WriteSet::new();
         writes.put(keys::api_key(id), &record);
+        self.audit(
+            &mut writes,
+            "operator",
+            "key.revoke",
+            &record.tenant,
+            format!("key {id}"),
+        )?;
         self.store.commit(writes).await?;
         self.index_key(&record);
         self.keys.insert(record.id.clone(), record.clone());

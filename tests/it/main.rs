@@ -8,5 +8,6 @@ mod control;
 mod delivery;
 mod durability;
 mod produce;
+mod quotas;
 mod retention;
 mod service;
