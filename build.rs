@@ -7,6 +7,7 @@ const PROTOS: &[&str] = &[
     "proto/tallyq/v1/broker.proto",
     "proto/tallyq/v1/admin.proto",
     "proto/tallyq/v1/operator.proto",
+    "proto/tallyq/v1/billing.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -79,6 +79,16 @@ pub struct Config {
     /// Failed authentications one source address may make per minute before
     /// it is refused for the rest of that minute.
     pub failed_auth_per_minute: u32,
+    /// The daily billing cut-off is 00:00 at this UTC offset, in minutes
+    /// (e.g. 480 for UTC+8).
+    pub billing_utc_offset_minutes: i32,
+    /// File holding the billing-reader credential (reads every tenant's ledger
+    /// and statements, changes nothing). Default: `<data_dir>/billing-reader.token`,
+    /// generated with mode 0600 on first start when missing.
+    pub billing_reader_token_file: Option<PathBuf>,
+    /// How often the server settles ended days on its own, in seconds of real
+    /// time (it also settles at once whenever the manual clock is advanced).
+    pub settlement_interval_seconds: u64,
     /// Plans by name; `standard` is built in and may be overridden here.
     pub plans: BTreeMap<String, Plan>,
 }
@@ -98,6 +108,9 @@ impl Default for Config {
             cache_capacity_bytes: 256 * 1024 * 1024,
             log_format: LogFormat::Text,
             failed_auth_per_minute: 20,
+            billing_utc_offset_minutes: 0,
+            billing_reader_token_file: None,
+            settlement_interval_seconds: 60,
             plans,
         }
     }
@@ -136,6 +149,16 @@ impl Config {
                 "cache_capacity_bytes must be at least 1 MiB".into(),
             ));
         }
+        if !(-720..=840).contains(&self.billing_utc_offset_minutes) {
+            return Err(ConfigError::Invalid(
+                "billing_utc_offset_minutes must be between -720 and 840".into(),
+            ));
+        }
+        if self.settlement_interval_seconds == 0 {
+            return Err(ConfigError::Invalid(
+                "settlement_interval_seconds must be at least 1".into(),
+            ));
+        }
         if self.failed_auth_per_minute == 0 {
             return Err(ConfigError::Invalid(
                 "failed_auth_per_minute must be at least 1".into(),
@@ -153,6 +176,13 @@ impl Config {
         self.operator_token_file
             .clone()
             .unwrap_or_else(|| self.data_dir.join("operator.token"))
+    }
+
+    /// The billing-reader credential file in effect.
+    pub fn billing_reader_token_path(&self) -> PathBuf {
+        self.billing_reader_token_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("billing-reader.token"))
     }
 
     /// The shutdown grace period.

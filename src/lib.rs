@@ -14,7 +14,8 @@
 //! | [`broker`] | topics, subscriptions, produce, delivery, acks, retention, dead letters |
 //! | [`tenancy`] | tenants, API keys, the operator credential, authentication, scopes |
 //! | [`quota`] | plans and their limits; shape checks of requests |
-//! | [`metering`] | billing units of message events |
+//! | [`metering`] | billing units, billing days, usage counters written with the data |
+//! | [`billing`] | rate cards, settlement, the hash-chained ledger, accounts, arrears, termination |
 //! | [`storage`] | the sled keyspaces, record codecs, the group committer (the only sled user) |
 //! | [`clock`] | the one clock (system, or manual for tests) |
 //! | [`config`] | layered configuration and its validation |
@@ -26,6 +27,7 @@
 //! `ARCHITECTURE.md` follows a produce and a consume through the code.
 
 pub mod api;
+pub mod billing;
 pub mod broker;
 pub mod cli;
 pub mod client;

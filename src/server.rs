@@ -5,6 +5,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -13,20 +14,24 @@ use tonic::transport::server::TcpIncoming;
 
 use crate::api::admin::AdminService;
 use crate::api::auth::{Audience, AuthInterceptor};
+use crate::api::billing::BillingService;
 use crate::api::broker::BrokerService;
 use crate::api::operator::OperatorService;
 use crate::api::ApiState;
+use crate::billing::Billing;
 use crate::broker::retention::run_retention;
 use crate::broker::Broker;
 use crate::clock::{wall_clock_ms, Clock, ClockKind};
 use crate::config::{Config, ConfigError};
+use crate::metering::Calendar;
 use crate::proto::v1::admin_server::AdminServer;
+use crate::proto::v1::billing_server::BillingServer;
 use crate::proto::v1::broker_server::BrokerServer;
 use crate::proto::v1::operator_server::OperatorServer;
 use crate::quota::admission::Admission;
 use crate::storage::records::ClockRecord;
 use crate::storage::{keys, StorageError, Store};
-use crate::tenancy::{load_or_create_operator_token, Tenancy};
+use crate::tenancy::{load_or_create_billing_reader_token, load_or_create_operator_token, Tenancy};
 
 /// The gRPC decoding limit: above the largest batch a plan allows (4 MiB of
 /// message sizes plus protobuf framing), so the batch limit is what refuses an
@@ -67,6 +72,29 @@ pub enum ServerError {
     Transport(#[from] tonic::transport::Error),
 }
 
+/// Settles ended days and enforces arrears on a timer until shutdown.
+async fn run_settlement(
+    billing: Arc<Billing>,
+    every: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.changed() => {}
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+        if let Err(e) = billing.settle_due().await {
+            tracing::error!(error = %e, "settlement failed; it resumes on the next run");
+        }
+        if let Err(e) = billing.enforce_arrears().await {
+            tracing::error!(error = %e, "arrears check failed");
+        }
+    }
+}
+
 /// Runs the broker on `listener` until `shutdown` resolves, then stops
 /// accepting, lets in-flight RPCs finish up to the configured grace period,
 /// flushes and returns.
@@ -88,6 +116,14 @@ pub async fn run(
         tracing::warn!(path = %token_path.display(),
             "no operator credential was configured; generated one (mode 0600)");
     }
+    let reader_path = config.billing_reader_token_path();
+    let (billing_reader_token, _) =
+        load_or_create_billing_reader_token(&reader_path).map_err(|source| {
+            ServerError::OperatorToken {
+                path: reader_path.clone(),
+                source,
+            }
+        })?;
 
     let (store, _committer) = Store::open(&config.data_dir, config.cache_capacity_bytes)?;
     let clock = match config.clock {
@@ -102,6 +138,7 @@ pub async fn run(
         clock.clone(),
         config.plans.clone(),
         &operator_token,
+        &billing_reader_token,
     )?);
     let admission = Arc::new(Admission::new(clock.clone(), config.failed_auth_per_minute));
     let broker = Arc::new(Broker::load(
@@ -109,13 +146,21 @@ pub async fn run(
         clock,
         tenancy.clone(),
         admission.clone(),
+        Calendar::new(config.billing_utc_offset_minutes),
     )?);
+    let billing = Arc::new(Billing::load(broker.clone(), config.node_id.clone())?);
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let retention = tokio::spawn(run_retention(broker.clone(), stop_rx.clone()));
+    let settlement = tokio::spawn(run_settlement(
+        billing.clone(),
+        Duration::from_secs(config.settlement_interval_seconds),
+        stop_rx.clone(),
+    ));
 
     let state = ApiState {
         broker: broker.clone(),
+        billing: billing.clone(),
         store: store.clone(),
         shutdown: stop_rx.clone(),
     };
@@ -128,6 +173,9 @@ pub async fn run(
         .await;
     health_reporter
         .set_serving::<OperatorServer<OperatorService>>()
+        .await;
+    health_reporter
+        .set_serving::<BillingServer<BillingService>>()
         .await;
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
@@ -153,6 +201,10 @@ pub async fn run(
     let operator_service = InterceptedService::new(
         OperatorServer::new(OperatorService::new(state.clone())),
         operator_auth,
+    );
+    let billing_service = InterceptedService::new(
+        BillingServer::new(BillingService::new(state.clone())),
+        AuthInterceptor::new(tenancy.clone(), admission.clone(), Audience::Billing),
     );
 
     let local = listener.local_addr().ok();
@@ -183,6 +235,7 @@ pub async fn run(
         .add_service(broker_service)
         .add_service(admin_service)
         .add_service(operator_service)
+        .add_service(billing_service)
         .serve_with_incoming_shutdown(incoming, signal);
     let grace = config.shutdown_grace();
     let mut stopping = stop_rx.clone();
@@ -198,6 +251,7 @@ pub async fn run(
     };
     let _ = stop_tx.send(true);
     let _ = retention.await;
+    let _ = settlement.await;
     drop(state);
     store.flush()?;
     tracing::info!("tallyq stopped");

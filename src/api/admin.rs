@@ -4,13 +4,16 @@ use tonic::{Request, Response, Status};
 
 use super::auth::tenant_key;
 use super::ApiState;
+use crate::billing::pricing::milli_gib_hours;
 use crate::broker::admin::{
     StartAt, SubscriptionSettings, SubscriptionUpdate, SubscriptionView, TopicSettings,
     TopicUpdate, TopicView,
 };
 use crate::error::Error;
+use crate::metering::Dimension;
 use crate::proto::v1 as pb;
 use crate::proto::v1::admin_server::Admin as AdminApi;
+use crate::tenancy::Scope;
 
 /// The Admin service.
 pub struct AdminService {
@@ -72,6 +75,46 @@ fn subscription_message(view: SubscriptionView) -> pb::Subscription {
 
 #[tonic::async_trait]
 impl AdminApi for AdminService {
+    async fn get_usage(
+        &self,
+        request: Request<pb::GetUsageRequest>,
+    ) -> Result<Response<pb::GetUsageResponse>, Status> {
+        let key = tenant_key(&request)?;
+        key.require(Scope::Manage, None)?;
+        let broker = &self.state.broker;
+        broker
+            .admission()
+            .admit_control(&key.tenant, &broker.tenancy().plan_of(&key.tenant))?;
+        let (lines, settled) = self.state.billing.live_usage(&key.tenant)?;
+        let calendar = self.state.billing.calendar();
+        Ok(Response::new(pb::GetUsageResponse {
+            lines: lines
+                .into_iter()
+                .map(|line| {
+                    let (dimension, name) = match line.dimension {
+                        Dimension::Total => ("total", String::new()),
+                        Dimension::Topic(t) => ("topic", t),
+                        Dimension::Device(d) => ("device", d),
+                    };
+                    let u = line.usage;
+                    pb::UsageLine {
+                        day: line.day,
+                        dimension: dimension.into(),
+                        name,
+                        message_units: u.message_units(),
+                        produced_units: u.produced_units,
+                        delivered_units: u.delivered_units,
+                        redelivered_units: u.redelivered_units,
+                        produced_messages: u.produced_messages,
+                        delivered_messages: u.delivered_messages,
+                        storage_milli_gib_hours: milli_gib_hours(u.storage_byte_ms),
+                    }
+                })
+                .collect(),
+            settled_through: settled.map(|d| calendar.day_name(d)).unwrap_or_default(),
+        }))
+    }
+
     async fn get_quota(
         &self,
         request: Request<pb::GetQuotaRequest>,

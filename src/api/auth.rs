@@ -17,6 +17,8 @@ pub enum Audience {
     Tenant,
     /// The operator credential (Operator).
     Operator,
+    /// Any valid credential; the handlers decide what each may read (Billing).
+    Billing,
 }
 
 /// The interceptor: authenticates and checks the audience.
@@ -60,8 +62,15 @@ impl tonic::service::Interceptor for AuthInterceptor {
             }
         };
         match (&principal, self.audience) {
-            (Principal::Tenant(_), Audience::Tenant)
+            (_, Audience::Billing)
+            | (Principal::Tenant(_), Audience::Tenant)
             | (Principal::Operator, Audience::Operator) => {}
+            (Principal::BillingReader, _) => {
+                return Err(Error::PermissionDenied(
+                    "the billing-reader credential may only read the Billing service".into(),
+                )
+                .into())
+            }
             (Principal::Operator, Audience::Tenant) => {
                 return Err(Error::PermissionDenied(
                     "the operator credential cannot act as a tenant; use a tenant API key".into(),

@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod billing;
 pub mod broker;
 pub mod operator;
 pub mod status;
@@ -13,6 +14,7 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
+use crate::billing::Billing;
 use crate::broker::{Broker, Delivered};
 use crate::proto::v1 as pb;
 use crate::storage::records::StoredMessage;
@@ -23,6 +25,8 @@ use crate::storage::Store;
 pub struct ApiState {
     /// The broker domain.
     pub broker: Arc<Broker>,
+    /// Settlement, ledger, accounts.
+    pub billing: Arc<Billing>,
     /// The store (for the clock record).
     pub store: Store,
     /// Turns true when the server begins to shut down; long streams end.

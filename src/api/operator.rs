@@ -170,6 +170,55 @@ impl OperatorApi for OperatorService {
         Ok(Response::new(tenant_message(tenant)))
     }
 
+    #[tracing::instrument(skip_all, fields(method = "TerminateTenant"))]
+    async fn terminate_tenant(
+        &self,
+        request: Request<pb::TerminateTenantRequest>,
+    ) -> Result<Response<pb::Tenant>, Status> {
+        let req = request.into_inner();
+        let reason = if req.reason.is_empty() {
+            "operator".to_string()
+        } else {
+            req.reason
+        };
+        if reason.len() > 200 {
+            return Err(Error::invalid("reason may be at most 200 bytes").into());
+        }
+        let tenant = self
+            .state
+            .billing
+            .terminate(&req.id, &reason, "operator")
+            .await?;
+        Ok(Response::new(tenant_message(tenant)))
+    }
+
+    #[tracing::instrument(skip_all, fields(method = "RecordPayment"))]
+    async fn record_payment(
+        &self,
+        request: Request<pb::RecordPaymentRequest>,
+    ) -> Result<Response<pb::RecordPaymentResponse>, Status> {
+        let req = request.into_inner();
+        if req.note.len() > 200 {
+            return Err(Error::invalid("note may be at most 200 bytes").into());
+        }
+        let (sequence, balance_minor, duplicate) = self
+            .state
+            .billing
+            .record_payment(
+                &req.tenant,
+                &req.payment_id,
+                req.amount_minor,
+                &req.currency,
+                req.note,
+            )
+            .await?;
+        Ok(Response::new(pb::RecordPaymentResponse {
+            sequence,
+            balance_minor,
+            duplicate,
+        }))
+    }
+
     #[tracing::instrument(skip_all, fields(method = "BindDevice"))]
     async fn bind_device(
         &self,
@@ -330,8 +379,12 @@ impl OperatorApi for OperatorService {
         let mut writes = WriteSet::new();
         writes.put(keys::manual_clock(), &ClockRecord { now_ms: now });
         self.state.store.commit(writes).await.map_err(Error::from)?;
-        // Whatever the new time makes due happens before the reply.
+        // Whatever the new time makes due happens before the reply: expiry,
+        // settlement of ended days, arrears.
         self.state.broker.expire_messages().await?;
+        self.state.broker.sample_storage(false).await?;
+        self.state.billing.settle_due().await?;
+        self.state.billing.enforce_arrears().await?;
         Ok(Response::new(pb::AdvanceClockResponse { now_unix_ms: now }))
     }
 }

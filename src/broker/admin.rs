@@ -10,7 +10,9 @@ use super::topic::{Topic, TopicLog, OVERFLOW_RECLAIM, OVERFLOW_REFUSE};
 use super::Broker;
 use crate::error::{Error, Result};
 use crate::quota::Plan;
-use crate::storage::records::{CursorRecord, SubscriptionRecord, TopicRecord, TopicStateRecord};
+use crate::storage::records::{
+    CursorRecord, SubscriptionRecord, TopicLifeRecord, TopicRecord, TopicStateRecord,
+};
 use crate::storage::{keys, WriteSet};
 use crate::tenancy::{validate_resource_name, Scope, TenantKey};
 
@@ -194,6 +196,14 @@ impl Broker {
         let mut writes = WriteSet::new();
         writes.put(keys::topic(&record.tenant, &record.name), &record);
         writes.put(keys::topic_state(record.id), &state);
+        writes.put(
+            keys::topic_life(&record.tenant, record.id),
+            &TopicLifeRecord {
+                name: record.name.clone(),
+                created_ms: record.created_ms,
+                deleted_ms: 0,
+            },
+        );
         self.store.commit(writes).await?;
         let topic = Arc::new(Topic::new(
             record,
@@ -307,6 +317,20 @@ impl Broker {
         self.check_manage(key, Some(name))?;
         let _guard = self.admin_lock.lock().await;
         let topic = self.topic(&key.tenant, name)?;
+        self.delete_topic_locked(topic).await
+    }
+
+    /// Erases every topic of a tenant (termination).
+    pub async fn erase_tenant_data(&self, tenant: &str) -> Result<()> {
+        let _guard = self.admin_lock.lock().await;
+        for topic in self.tenant_topics(tenant) {
+            self.delete_topic_locked(topic).await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes a topic; the caller holds the admin lock.
+    async fn delete_topic_locked(&self, topic: Arc<Topic>) -> Result<()> {
         // Lock order: subscription states, then the log; holding them all
         // means no delivery or produce writes behind the deletion's back.
         let subs = topic.subscription_list();
@@ -323,13 +347,23 @@ impl Broker {
         }
         writes.delete(keys::topic_state(topic.id));
         writes.delete(keys::topic(&topic.tenant, &topic.name));
+        // Topic-days still count the days it existed.
+        writes.put(
+            keys::topic_life(&topic.tenant, topic.id),
+            &TopicLifeRecord {
+                name: topic.name.clone(),
+                created_ms: topic.settings().created_ms,
+                deleted_ms: self.clock.now_ms(),
+            },
+        );
         for sub in &subs {
             self.delete_subscription_writes(&topic, sub, &mut writes)?;
         }
         self.store.commit(writes).await?;
         drop(log);
         drop(states);
-        self.topics.remove(&(key.tenant.clone(), name.to_string()));
+        self.topics
+            .remove(&(topic.tenant.clone(), topic.name.clone()));
         topic.forget_bytes();
         topic.mark_deleted();
         Ok(())

@@ -17,7 +17,7 @@ use super::topic::Topic;
 use super::Broker;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
-use crate::metering::units_for_bytes;
+use crate::metering::{units_for_bytes, UsageDelta};
 use crate::storage::records::{MessageSetRecord, PendingRecord, StoredMessage};
 use crate::storage::{keys, AfterCommit, WriteSet};
 use crate::tenancy::{Scope, TenantKey};
@@ -204,6 +204,17 @@ impl Broker {
         }
 
         let mut writes = WriteSet::new();
+        // Every delivery is billed, in the same atomic write that records it.
+        let mut usage = UsageDelta::default();
+        for d in &delivered {
+            usage.delivered(
+                &topic.name,
+                &d.message.device_id,
+                units_for_bytes(d.bytes),
+                d.attempt,
+            );
+        }
+        usage.write(&topic.tenant, self.calendar.day_of(now), &mut writes);
         let mut after: Option<AfterCommit> = None;
         if let (false, Some(dlq)) = (dead.is_empty(), dead_letter_topic) {
             let moved = dead.len() as u64;

@@ -23,6 +23,7 @@ use dashmap::DashMap;
 
 use crate::clock::Clock;
 use crate::error::{Error, Result};
+use crate::metering::Calendar;
 use crate::quota::admission::Admission;
 use crate::storage::records::{
     CursorRecord, PendingRecord, SetHeaderRecord, SubscriptionRecord, TopicRecord, TopicStateRecord,
@@ -42,6 +43,7 @@ pub struct Broker {
     clock: Clock,
     tenancy: Arc<Tenancy>,
     admission: Arc<Admission>,
+    calendar: Calendar,
     /// Retained bytes per tenant, shared by the tenant's topics.
     tenant_bytes: DashMap<String, Arc<AtomicU64>>,
     /// Topics by (tenant, name).
@@ -57,12 +59,14 @@ impl Broker {
         clock: Clock,
         tenancy: Arc<Tenancy>,
         admission: Arc<Admission>,
+        calendar: Calendar,
     ) -> Result<Self> {
         let broker = Broker {
             store,
             clock,
             tenancy,
             admission,
+            calendar,
             tenant_bytes: DashMap::new(),
             topics: DashMap::new(),
             admin_lock: tokio::sync::Mutex::new(()),
@@ -148,6 +152,16 @@ impl Broker {
         &self.admission
     }
 
+    /// The billing calendar.
+    pub fn calendar(&self) -> Calendar {
+        self.calendar
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
     /// The broker's clock.
     pub fn clock(&self) -> &Clock {
         &self.clock
@@ -181,12 +195,12 @@ impl Broker {
     }
 
     /// Every topic of every tenant (for background work).
-    fn all_topics(&self) -> Vec<Arc<Topic>> {
+    pub fn all_topics(&self) -> Vec<Arc<Topic>> {
         self.topics.iter().map(|t| t.value().clone()).collect()
     }
 
     /// A tenant's topics, by name.
-    fn tenant_topics(&self, tenant: &str) -> Vec<Arc<Topic>> {
+    pub fn tenant_topics(&self, tenant: &str) -> Vec<Arc<Topic>> {
         let mut topics: Vec<_> = self
             .topics
             .iter()

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::topic::{Topic, TopicLog, OVERFLOW_REFUSE};
 use super::Broker;
 use crate::error::{Error, Result};
-use crate::metering::units_for_bytes;
+use crate::metering::{units_for_bytes, UsageDelta};
 use crate::quota::{human_bytes, MessageShape};
 use crate::storage::records::{DedupRecord, StoredMessage};
 use crate::storage::{keys, PendingCommit, WriteSet};
@@ -124,6 +124,7 @@ impl Broker {
         let mut stored_bytes = 0u64;
         let mut units = 0u64;
         let mut batch_dedup: HashMap<String, u64> = HashMap::new();
+        let mut usage = UsageDelta::default();
         let mut writes = WriteSet::new();
         let first_offset = log.state.next_offset;
         for (message, size) in messages.into_iter().zip(sizes) {
@@ -146,6 +147,7 @@ impl Broker {
                 batch_dedup.insert(message.dedup_id.clone(), offset);
             }
             let message_units = units_for_bytes(size.bytes);
+            usage.produced(topic_name, &message.device_id, message_units);
             units += message_units;
             stored_bytes += size.bytes;
             results.push(ProducedMessage {
@@ -188,6 +190,8 @@ impl Broker {
                 },
             );
         }
+        // The usage rides in the same atomic write as the messages it counts.
+        usage.write(&key.tenant, self.calendar.day_of(now), &mut writes);
         log.append(topic.id, stored, stored_bytes, now, &mut writes);
         writes.put(keys::topic_state(topic.id), &log.state);
         topic.sync_from(&log);

@@ -9,6 +9,7 @@ use tokio::sync::watch;
 
 use super::Broker;
 use crate::error::Result;
+use crate::metering::UsageDelta;
 use crate::storage::records::DedupRecord;
 use crate::storage::{keys, WriteSet};
 
@@ -49,6 +50,46 @@ impl Broker {
             total += expired;
         }
         Ok(total)
+    }
+
+    /// Meters retained storage: each topic's bytes times the time since it was
+    /// last metered, split at day boundaries. Without `force`, a topic is
+    /// metered at most once a minute of clock time (and at each new day).
+    pub async fn sample_storage(&self, force: bool) -> Result<()> {
+        let now = self.clock.now_ms();
+        let mut writes = WriteSet::new();
+        for topic in self.all_topics() {
+            let last = topic
+                .storage_metered_until
+                .load(std::sync::atomic::Ordering::SeqCst);
+            let same_day = self.calendar.day_of(last) == self.calendar.day_of(now);
+            if last != i64::MIN && !force && now - last < 60_000 && same_day {
+                continue;
+            }
+            let last = topic
+                .storage_metered_until
+                .swap(now, std::sync::atomic::Ordering::SeqCst);
+            if last == i64::MIN || last >= now {
+                continue;
+            }
+            let bytes = topic.stored_bytes();
+            if bytes == 0 {
+                continue;
+            }
+            let mut from = last;
+            while from < now {
+                let day = self.calendar.day_of(from);
+                let until = now.min(self.calendar.day_start_ms(day + 1));
+                let mut usage = UsageDelta::default();
+                usage.stored(&topic.name, bytes * (until - from) as u64);
+                usage.write(&topic.tenant, day, &mut writes);
+                from = until;
+            }
+        }
+        if !writes.is_empty() {
+            self.store.commit(writes).await?;
+        }
+        Ok(())
     }
 
     /// Deletes dedup entries older than their topic's window.
@@ -92,6 +133,9 @@ pub async fn run_retention(broker: Arc<Broker>, mut shutdown: watch::Receiver<bo
         }
         if let Err(e) = broker.expire_messages().await {
             tracing::error!(error = %e, "retention pass failed");
+        }
+        if let Err(e) = broker.sample_storage(false).await {
+            tracing::error!(error = %e, "storage metering failed");
         }
         passes += 1;
         if passes % DEDUP_SWEEP_EVERY == 0 {

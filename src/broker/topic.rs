@@ -2,7 +2,7 @@
 //! and its subscriptions.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use tokio::sync::{watch, Mutex};
@@ -153,6 +153,8 @@ pub struct Topic {
     stored_bytes: AtomicU64,
     /// Retained bytes of all the tenant's topics (shared between them).
     tenant_bytes: Arc<AtomicU64>,
+    /// Up to when retained storage has been metered (i64::MIN: not yet).
+    pub storage_metered_until: AtomicI64,
     /// Subscriptions by name.
     pub subscriptions: RwLock<BTreeMap<String, Arc<Subscription>>>,
     /// dedup_ids queued for commit but not yet in the store: id -> (offset, publish ms).
@@ -177,6 +179,7 @@ impl Topic {
             first_offset: AtomicU64::new(first),
             stored_bytes: AtomicU64::new(stored),
             tenant_bytes,
+            storage_metered_until: AtomicI64::new(i64::MIN),
             subscriptions: RwLock::new(BTreeMap::new()),
             uncommitted_dedup: std::sync::Mutex::new(HashMap::new()),
             deleted: AtomicBool::new(false),
@@ -237,6 +240,11 @@ impl Topic {
             self.tenant_bytes
                 .fetch_sub(before - log.bytes, Ordering::SeqCst);
         }
+    }
+
+    /// Retained bytes of this topic.
+    pub fn stored_bytes(&self) -> u64 {
+        self.stored_bytes.load(Ordering::SeqCst)
     }
 
     /// Retained bytes of all the tenant's topics.

@@ -1,10 +1,268 @@
-//! Metering: how usage is counted. A message event (one stored message, one
-//! delivery) is billed in units of `max(1, ceil(bytes / 1024))`, where bytes
-//! is the message's counted size (payload + headers + device_id + dedup_id).
+//! Metering: what a message event costs in units, which billing day it falls
+//! on, and the usage counters written *in the same atomic write* as the data
+//! they count (a stored batch, a recorded delivery).
+//!
+//! A unit is `max(1, ceil(bytes / 1024))`, where bytes is the message's
+//! counted size (payload + headers + device_id + dedup_id). Usage is kept per
+//! tenant and billing day, in total and broken down per topic and per device.
+
+use chrono::{Datelike, NaiveDate};
+
+use crate::storage::records::CountersRecord;
+use crate::storage::{keys, WriteSet};
 
 /// Billing units of one message event of `bytes` counted bytes.
 pub fn units_for_bytes(bytes: u64) -> u64 {
     bytes.div_ceil(1024).max(1)
+}
+
+const DAY_MS: i64 = 86_400_000;
+
+/// Which billing day an instant falls on: days since 1970-01-01 in the
+/// configured UTC offset (the daily cut-off is 00:00 there).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Calendar {
+    offset_ms: i64,
+}
+
+impl Calendar {
+    /// A calendar whose days start at 00:00 at `utc_offset_minutes`.
+    pub fn new(utc_offset_minutes: i32) -> Self {
+        Calendar {
+            offset_ms: utc_offset_minutes as i64 * 60_000,
+        }
+    }
+
+    /// The billing day of a Unix ms.
+    pub fn day_of(&self, unix_ms: i64) -> i64 {
+        (unix_ms + self.offset_ms).div_euclid(DAY_MS)
+    }
+
+    /// The Unix ms at which `day` begins.
+    pub fn day_start_ms(&self, day: i64) -> i64 {
+        day * DAY_MS - self.offset_ms
+    }
+
+    /// The calendar date of a day.
+    pub fn date(&self, day: i64) -> NaiveDate {
+        NaiveDate::from_num_days_from_ce_opt(719_163 + day as i32).unwrap_or(NaiveDate::MIN)
+    }
+
+    /// "YYYY-MM-DD" of a day.
+    pub fn day_name(&self, day: i64) -> String {
+        self.date(day).format("%Y-%m-%d").to_string()
+    }
+
+    /// Parses "YYYY-MM-DD" into a day.
+    pub fn parse_day(&self, text: &str) -> Option<i64> {
+        let date = NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()?;
+        Some(date.num_days_from_ce() as i64 - 719_163)
+    }
+
+    /// (year, month) of a day.
+    pub fn month_of(&self, day: i64) -> (i32, u32) {
+        let date = self.date(day);
+        (date.year(), date.month())
+    }
+
+    /// The first day of the month `(year, month)`, and the first of the next.
+    pub fn month_days(&self, year: i32, month: u32) -> Option<(i64, i64)> {
+        let first = NaiveDate::from_ymd_opt(year, month, 1)?;
+        let next = if month == 12 {
+            NaiveDate::from_ymd_opt(year + 1, 1, 1)?
+        } else {
+            NaiveDate::from_ymd_opt(year, month + 1, 1)?
+        };
+        Some((
+            first.num_days_from_ce() as i64 - 719_163,
+            next.num_days_from_ce() as i64 - 719_163,
+        ))
+    }
+}
+
+/// Positions in a usage [`CountersRecord`].
+pub mod counter {
+    /// Units of stored messages.
+    pub const PRODUCED_UNITS: usize = 0;
+    /// Units of every delivery (redeliveries included).
+    pub const DELIVERED_UNITS: usize = 1;
+    /// Units of redeliveries (attempt > 1), a part of delivered.
+    pub const REDELIVERED_UNITS: usize = 2;
+    /// Stored messages.
+    pub const PRODUCED_MESSAGES: usize = 3;
+    /// Deliveries.
+    pub const DELIVERED_MESSAGES: usize = 4;
+    /// Retained bytes integrated over time, in byte-milliseconds.
+    pub const STORAGE_BYTE_MS: usize = 5;
+    /// How many positions there are.
+    pub const LEN: usize = 6;
+}
+
+/// One usage counter set, read back.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Units of stored messages.
+    pub produced_units: u64,
+    /// Units of deliveries.
+    pub delivered_units: u64,
+    /// Units of redeliveries.
+    pub redelivered_units: u64,
+    /// Stored messages.
+    pub produced_messages: u64,
+    /// Deliveries.
+    pub delivered_messages: u64,
+    /// Byte-milliseconds of retained storage.
+    pub storage_byte_ms: u64,
+}
+
+impl Usage {
+    /// From a stored counter record.
+    pub fn from_record(record: &CountersRecord) -> Self {
+        let v = |i: usize| record.values.get(i).copied().unwrap_or(0);
+        Usage {
+            produced_units: v(counter::PRODUCED_UNITS),
+            delivered_units: v(counter::DELIVERED_UNITS),
+            redelivered_units: v(counter::REDELIVERED_UNITS),
+            produced_messages: v(counter::PRODUCED_MESSAGES),
+            delivered_messages: v(counter::DELIVERED_MESSAGES),
+            storage_byte_ms: v(counter::STORAGE_BYTE_MS),
+        }
+    }
+
+    /// message_units: produced + delivered.
+    pub fn message_units(&self) -> u64 {
+        self.produced_units + self.delivered_units
+    }
+
+    /// Adds another usage.
+    pub fn add(&mut self, other: &Usage) {
+        self.produced_units += other.produced_units;
+        self.delivered_units += other.delivered_units;
+        self.redelivered_units += other.redelivered_units;
+        self.produced_messages += other.produced_messages;
+        self.delivered_messages += other.delivered_messages;
+        self.storage_byte_ms += other.storage_byte_ms;
+    }
+
+    fn deltas(&self) -> Vec<u64> {
+        let mut d = vec![0; counter::LEN];
+        d[counter::PRODUCED_UNITS] = self.produced_units;
+        d[counter::DELIVERED_UNITS] = self.delivered_units;
+        d[counter::REDELIVERED_UNITS] = self.redelivered_units;
+        d[counter::PRODUCED_MESSAGES] = self.produced_messages;
+        d[counter::DELIVERED_MESSAGES] = self.delivered_messages;
+        d[counter::STORAGE_BYTE_MS] = self.storage_byte_ms;
+        d
+    }
+}
+
+/// Which slice of a tenant-day a usage counter covers.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Dimension {
+    /// The tenant's whole day.
+    Total,
+    /// One topic.
+    Topic(String),
+    /// One device id.
+    Device(String),
+}
+
+/// Collects the usage one write causes, then adds it to that write.
+#[derive(Debug, Default)]
+pub struct UsageDelta {
+    entries: std::collections::BTreeMap<Dimension, Usage>,
+}
+
+impl UsageDelta {
+    /// Records a stored message of `units` on `topic` from `device_id`.
+    pub fn produced(&mut self, topic: &str, device_id: &str, units: u64) {
+        self.add(topic, device_id, |u| {
+            u.produced_units += units;
+            u.produced_messages += 1;
+        });
+    }
+
+    /// Records a delivery of `units` (attempt > 1 is a redelivery).
+    pub fn delivered(&mut self, topic: &str, device_id: &str, units: u64, attempt: u32) {
+        self.add(topic, device_id, |u| {
+            u.delivered_units += units;
+            u.delivered_messages += 1;
+            if attempt > 1 {
+                u.redelivered_units += units;
+            }
+        });
+    }
+
+    /// Records retained storage of a topic over a span.
+    pub fn stored(&mut self, topic: &str, byte_ms: u64) {
+        self.add(topic, "", |u| u.storage_byte_ms += byte_ms);
+    }
+
+    fn add(&mut self, topic: &str, device_id: &str, f: impl Fn(&mut Usage)) {
+        f(self.entries.entry(Dimension::Total).or_default());
+        f(self
+            .entries
+            .entry(Dimension::Topic(topic.to_string()))
+            .or_default());
+        if !device_id.is_empty() {
+            f(self
+                .entries
+                .entry(Dimension::Device(device_id.to_string()))
+                .or_default());
+        }
+    }
+
+    /// True when nothing was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Adds the increments to `writes` for `tenant` on `day`.
+    pub fn write(self, tenant: &str, day: i64, writes: &mut WriteSet) {
+        for (dimension, usage) in self.entries {
+            writes.increment(usage_key(tenant, day, &dimension), usage.deltas());
+        }
+    }
+}
+
+/// Prefix of all usage keys of a tenant.
+pub fn tenant_prefix(tenant: &str) -> Vec<u8> {
+    let mut key = vec![keys::USAGE];
+    key.extend_from_slice(tenant.as_bytes());
+    key.push(0);
+    key
+}
+
+/// Key of one usage counter.
+pub fn usage_key(tenant: &str, day: i64, dimension: &Dimension) -> Vec<u8> {
+    let mut key = tenant_prefix(tenant);
+    key.extend_from_slice(&(day as u32).to_be_bytes());
+    match dimension {
+        Dimension::Total => key.push(b'T'),
+        Dimension::Topic(name) => {
+            key.push(b'o');
+            key.extend_from_slice(name.as_bytes());
+        }
+        Dimension::Device(id) => {
+            key.push(b'd');
+            key.extend_from_slice(id.as_bytes());
+        }
+    }
+    key
+}
+
+/// Reads back (day, dimension) from a usage key of `tenant`.
+pub fn parse_usage_key(tenant: &str, key: &[u8]) -> Option<(i64, Dimension)> {
+    let rest = key.get(tenant_prefix(tenant).len()..)?;
+    let day = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?) as i64;
+    let name = String::from_utf8(rest.get(5..)?.to_vec()).ok()?;
+    let dimension = match rest.get(4)? {
+        b'T' => Dimension::Total,
+        b'o' => Dimension::Topic(name),
+        b'd' => Dimension::Device(name),
+        _ => return None,
+    };
+    Some((day, dimension))
 }
 
 #[cfg(test)]
@@ -21,5 +279,32 @@ mod tests {
         assert_eq!(2 * units_for_bytes(1536), 4);
         // A 0.5 KiB message produced once and consumed twice: 3 units.
         assert_eq!(3 * units_for_bytes(512), 3);
+    }
+
+    #[test]
+    fn days_follow_the_utc_offset() {
+        let utc = Calendar::new(0);
+        let day = utc.parse_day("2026-11-24").unwrap();
+        assert_eq!(utc.day_name(day), "2026-11-24");
+        let start = utc.day_start_ms(day);
+        assert_eq!(utc.day_of(start), day);
+        assert_eq!(utc.day_of(start - 1), day - 1);
+        // At UTC+8 the day begins 8 hours earlier.
+        let beijing = Calendar::new(480);
+        assert_eq!(beijing.day_start_ms(day), start - 8 * 3_600_000);
+        assert_eq!(beijing.day_of(start - 8 * 3_600_000), day);
+        assert_eq!(utc.month_of(day), (2026, 11));
+        let (first, next) = utc.month_days(2026, 12).unwrap();
+        assert_eq!(utc.day_name(first), "2026-12-01");
+        assert_eq!(utc.day_name(next), "2027-01-01");
+    }
+
+    #[test]
+    fn usage_keys_round_trip() {
+        let key = usage_key("acme", 20_000, &Dimension::Device("imei".into()));
+        assert_eq!(
+            parse_usage_key("acme", &key),
+            Some((20_000, Dimension::Device("imei".into())))
+        );
     }
 }

@@ -69,6 +69,13 @@ pub struct Plan {
     pub max_concurrent_streams: u32,
     /// Control-plane calls per tenant per second.
     pub control_calls_per_second: u32,
+    /// Days an unpaid charge may stay unpaid before the tenant is suspended
+    /// for arrears.
+    pub grace_period_days: u32,
+    /// Days in arrears after which the tenant is terminated (0: never).
+    pub terminate_after_arrears_days: u32,
+    /// Prices.
+    pub rates: crate::billing::pricing::RateCard,
 }
 
 impl Default for Plan {
@@ -97,6 +104,9 @@ impl Default for Plan {
             consume_units_per_second_per_topic: 5000,
             max_concurrent_streams: 64,
             control_calls_per_second: 60,
+            grace_period_days: 7,
+            terminate_after_arrears_days: 0,
+            rates: Default::default(),
         }
     }
 }
@@ -153,6 +163,8 @@ plan_limits! {
     consume_units_per_second_per_topic: u32, "units/s";
     max_concurrent_streams: u32, "streams";
     control_calls_per_second: u32, "calls/s";
+    grace_period_days: u32, "days";
+    terminate_after_arrears_days: u32, "days";
 }
 
 impl Plan {

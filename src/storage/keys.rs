@@ -27,6 +27,16 @@ pub const PENDING: u8 = b'P';
 pub const DEVICE: u8 = b'V';
 /// Audit log entry, by sequence number.
 pub const AUDIT: u8 = b'A';
+/// Usage counters, by tenant, 0, day, dimension (see `metering`).
+pub const USAGE: u8 = b'U';
+/// Topic lifecycle (for topic-days), by tenant, 0, topic id.
+pub const TOPIC_LIFE: u8 = b'L';
+/// Settlement progress, by tenant.
+pub const SETTLED: u8 = b'S';
+/// Ledger entry, by global sequence.
+pub const LEDGER: u8 = b'G';
+/// Ledger idempotency index, by idempotency key.
+pub const LEDGER_KEY: u8 = b'I';
 /// Singleton records (the manual clock).
 pub const META: u8 = b'x';
 
@@ -104,6 +114,34 @@ pub fn device(device_id: &str) -> Vec<u8> {
 /// Key of an audit entry.
 pub fn audit(seq: u64) -> Vec<u8> {
     with_prefix(AUDIT, &[&seq.to_be_bytes()])
+}
+
+/// Key of a topic's lifecycle record.
+pub fn topic_life(tenant: &str, topic_id: u64) -> Vec<u8> {
+    with_prefix(
+        TOPIC_LIFE,
+        &[tenant.as_bytes(), &[0], &topic_id.to_be_bytes()],
+    )
+}
+
+/// Prefix of a tenant's topic lifecycle records.
+pub fn topic_life_prefix(tenant: &str) -> Vec<u8> {
+    with_prefix(TOPIC_LIFE, &[tenant.as_bytes(), &[0]])
+}
+
+/// Key of a tenant's settlement progress.
+pub fn settled(tenant: &str) -> Vec<u8> {
+    with_prefix(SETTLED, &[tenant.as_bytes()])
+}
+
+/// Key of a ledger entry.
+pub fn ledger(seq: u64) -> Vec<u8> {
+    with_prefix(LEDGER, &[&seq.to_be_bytes()])
+}
+
+/// Key of a ledger idempotency entry.
+pub fn ledger_key(idempotency_key: &str) -> Vec<u8> {
+    with_prefix(LEDGER_KEY, &[idempotency_key.as_bytes()])
 }
 
 /// Key of the manual clock's reading.

@@ -61,10 +61,12 @@ pub type StorageResult<T> = Result<T, StorageError>;
 /// durable, in commit order. Must be quick and must not block.
 pub type AfterCommit = Box<dyn FnOnce() + Send>;
 
-/// A set of puts and deletes that commit together, atomically.
+/// A set of puts, deletes and counter increments that commit together,
+/// atomically.
 #[derive(Default)]
 pub struct WriteSet {
     ops: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    increments: Vec<(Vec<u8>, Vec<u64>)>,
     bytes: usize,
 }
 
@@ -87,15 +89,26 @@ impl WriteSet {
         self.ops.push((key, None));
     }
 
+    /// Adds `deltas` to the counters stored under `key` (a
+    /// [`records::CountersRecord`]). The committer applies increments in commit
+    /// order on its own thread, reading the stored value and writing the sum in
+    /// the same atomic batch as the rest of this set, so concurrent writers
+    /// never lose an increment and a counter always matches the data it counts.
+    pub fn increment(&mut self, key: Vec<u8>, deltas: Vec<u64>) {
+        self.bytes += key.len() + deltas.len() * 8;
+        self.increments.push((key, deltas));
+    }
+
     /// True when there is nothing to write.
     pub fn is_empty(&self) -> bool {
-        self.ops.is_empty()
+        self.ops.is_empty() && self.increments.is_empty()
     }
 
     /// Appends another write set's operations after this one's.
     pub fn extend(&mut self, other: WriteSet) {
         self.bytes += other.bytes;
         self.ops.extend(other.ops);
+        self.increments.extend(other.increments);
     }
 }
 
@@ -329,6 +342,8 @@ fn run_committer(db: sled::Db, tree: sled::Tree, mut rx: mpsc::Receiver<CommitRe
             }
         }
         let mut batch = sled::Batch::default();
+        let mut counters: std::collections::HashMap<Vec<u8>, Vec<u64>> = Default::default();
+        let mut counter_error = None;
         for request in &mut group {
             for (key, value) in request.writes.ops.drain(..) {
                 match value {
@@ -336,11 +351,47 @@ fn run_committer(db: sled::Db, tree: sled::Tree, mut rx: mpsc::Receiver<CommitRe
                     None => batch.remove(key),
                 }
             }
+            for (key, deltas) in request.writes.increments.drain(..) {
+                let current = match counters.entry(key) {
+                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(e) => {
+                        let stored = match tree.get(e.key()) {
+                            Ok(Some(v)) => decode::<records::CountersRecord>(e.key(), &v)
+                                .map(|r| r.values)
+                                .unwrap_or_else(|err| {
+                                    counter_error = Some(err);
+                                    Vec::new()
+                                }),
+                            Ok(None) => Vec::new(),
+                            Err(err) => {
+                                counter_error = Some(StorageError::from(err));
+                                Vec::new()
+                            }
+                        };
+                        e.insert(stored)
+                    }
+                };
+                if current.len() < deltas.len() {
+                    current.resize(deltas.len(), 0);
+                }
+                for (value, delta) in current.iter_mut().zip(deltas) {
+                    *value = value.saturating_add(delta);
+                }
+            }
         }
-        let result = tree
-            .apply_batch(batch)
-            .and_then(|()| db.flush().map(|_| ()))
-            .map_err(StorageError::from);
+        for (key, values) in counters {
+            batch.insert(
+                key,
+                prost::Message::encode_to_vec(&records::CountersRecord { values }),
+            );
+        }
+        let result = match counter_error {
+            Some(e) => Err(e),
+            None => tree
+                .apply_batch(batch)
+                .and_then(|()| db.flush().map(|_| ()))
+                .map_err(StorageError::from),
+        };
         if let Err(e) = &result {
             tracing::error!(error = %e, writes = group.len(), "group commit failed");
         }

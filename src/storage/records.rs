@@ -258,3 +258,42 @@ pub struct ClockRecord {
     #[prost(int64, tag = "1")]
     pub now_ms: i64,
 }
+
+/// Counters that only grow, kept exact by the committer (see
+/// `WriteSet::increment`). The meaning of each position belongs to the caller.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct CountersRecord {
+    /// The counters.
+    #[prost(uint64, repeated, tag = "1")]
+    pub values: Vec<u64>,
+}
+
+/// When a topic existed, for topic-days (kept after the topic is deleted).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct TopicLifeRecord {
+    /// The topic's name.
+    #[prost(string, tag = "1")]
+    pub name: String,
+    /// Creation time, Unix ms.
+    #[prost(int64, tag = "2")]
+    pub created_ms: i64,
+    /// Deletion time, Unix ms; 0 while it exists.
+    #[prost(int64, tag = "3")]
+    pub deleted_ms: i64,
+}
+
+/// How far a tenant's days are settled.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SettledRecord {
+    /// The last settled billing day (days since 1970-01-01).
+    #[prost(int64, tag = "1")]
+    pub last_settled_day: i64,
+}
+
+/// The ledger sequence an idempotency key was written at.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct LedgerKeyRecord {
+    /// The entry's sequence.
+    #[prost(uint64, tag = "1")]
+    pub sequence: u64,
+}

@@ -162,6 +162,8 @@ impl TenantKey {
 pub enum Principal {
     /// The operator credential.
     Operator,
+    /// The billing-reader credential: reads every tenant's billing, changes nothing.
+    BillingReader,
     /// A tenant's API key.
     Tenant(Arc<TenantKey>),
 }
@@ -193,6 +195,7 @@ pub struct Tenancy {
     clock: Clock,
     plans: BTreeMap<String, Plan>,
     operator_hash: [u8; 32],
+    billing_reader_hash: [u8; 32],
     tenants: DashMap<String, TenantRecord>,
     keys: DashMap<String, ApiKeyRecord>,
     active_keys_by_hash: DashMap<[u8; 32], Arc<TenantKey>>,
@@ -217,12 +220,14 @@ impl Tenancy {
         clock: Clock,
         plans: BTreeMap<String, Plan>,
         operator_token: &str,
+        billing_reader_token: &str,
     ) -> Result<Self> {
         let tenancy = Tenancy {
             store,
             clock,
             plans,
             operator_hash: sha256(operator_token),
+            billing_reader_hash: sha256(billing_reader_token),
             tenants: DashMap::new(),
             keys: DashMap::new(),
             active_keys_by_hash: DashMap::new(),
@@ -291,6 +296,9 @@ impl Tenancy {
         let hash = sha256(token);
         if hash == self.operator_hash {
             return Ok(Principal::Operator);
+        }
+        if hash == self.billing_reader_hash {
+            return Ok(Principal::BillingReader);
         }
         let key = self
             .active_keys_by_hash
@@ -465,6 +473,57 @@ impl Tenancy {
         writes.put(keys::tenant(id), &record);
         self.audit(&mut writes, actor, action, id, reason_name.to_string())?;
         self.store.commit(writes).await?;
+        self.tenants.insert(id.to_string(), record.clone());
+        self.status_changes.send_modify(|v| *v = v.wrapping_add(1));
+        Ok(record)
+    }
+
+    /// Marks a tenant terminated and erases its keys, device bindings and
+    /// contact data; the record stays (status `terminated`).
+    pub async fn erase_tenant(&self, id: &str, reason: &str, actor: &str) -> Result<TenantRecord> {
+        let _guard = self.write_lock.lock().await;
+        let mut record = self.get_tenant(id)?;
+        record.status = TenantStatus::Terminated as i32;
+        record.status_reason = reason.to_string();
+        record.display_name.clear();
+        record.contact_email.clear();
+        let mut writes = WriteSet::new();
+        writes.put(keys::tenant(id), &record);
+        let keys_of_tenant: Vec<ApiKeyRecord> = self
+            .keys
+            .iter()
+            .filter(|k| k.tenant == id)
+            .map(|k| k.value().clone())
+            .collect();
+        for key in &keys_of_tenant {
+            writes.delete(keys::api_key(&key.id));
+        }
+        let devices: Vec<String> = self
+            .devices
+            .iter()
+            .filter(|d| d.tenant == id)
+            .map(|d| d.key().clone())
+            .collect();
+        for device in &devices {
+            writes.delete(keys::device(device));
+        }
+        self.audit(
+            &mut writes,
+            actor,
+            "tenant.terminate",
+            id,
+            reason.to_string(),
+        )?;
+        self.store.commit(writes).await?;
+        for key in keys_of_tenant {
+            if let Ok(hash) = <[u8; 32]>::try_from(key.secret_hash.as_slice()) {
+                self.active_keys_by_hash.remove(&hash);
+            }
+            self.keys.remove(&key.id);
+        }
+        for device in devices {
+            self.devices.remove(&device);
+        }
         self.tenants.insert(id.to_string(), record.clone());
         self.status_changes.send_modify(|v| *v = v.wrapping_add(1));
         Ok(record)
@@ -733,6 +792,15 @@ impl Tenancy {
 /// 0600) when the file does not exist. Returns the token and whether it was
 /// generated now. There is no fixed default credential.
 pub fn load_or_create_operator_token(path: &Path) -> std::io::Result<(String, bool)> {
+    load_or_create_token(path, "tqop_")
+}
+
+/// Like [`load_or_create_operator_token`], for the billing-reader credential.
+pub fn load_or_create_billing_reader_token(path: &Path) -> std::io::Result<(String, bool)> {
+    load_or_create_token(path, "tqbr_")
+}
+
+fn load_or_create_token(path: &Path, prefix: &str) -> std::io::Result<(String, bool)> {
     match std::fs::read_to_string(path) {
         Ok(text) => {
             let token = text.trim().to_string();
@@ -751,7 +819,10 @@ pub fn load_or_create_operator_token(path: &Path) -> std::io::Result<(String, bo
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent)?;
             }
-            let token = format!("tqop_{}", Alphanumeric.sample_string(&mut rand::rng(), 43));
+            let token = format!(
+                "{prefix}{}",
+                Alphanumeric.sample_string(&mut rand::rng(), 43)
+            );
             let mut options = std::fs::OpenOptions::new();
             options.write(true).create_new(true);
             #[cfg(unix)]
