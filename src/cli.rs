@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::billing::pricing::format_minor;
 use crate::client::{with_retries, Client};
 use crate::clock::ClockKind;
 use crate::config::{Config, LogFormat};
@@ -79,6 +80,43 @@ pub enum Command {
     /// Device bindings (operator).
     #[command(subcommand)]
     Device(DeviceCommand),
+    /// The billing ledger: export it, verify its hash chain.
+    #[command(subcommand)]
+    Ledger(LedgerCommand),
+    /// A tenant's monthly statement.
+    Statement {
+        /// Tenant id (a tenant key may omit it).
+        tenant: String,
+        /// Month, YYYY-MM.
+        month: String,
+    },
+    /// A tenant's account: balance, oldest unpaid charge, status.
+    Account {
+        /// Tenant id (omit with a tenant key).
+        tenant: Option<String>,
+    },
+    /// The tenant's live (unsettled) usage, per day, topic and device.
+    Usage,
+    /// Settle every tenant's ended days up to a day (operator).
+    Settle {
+        /// Last day to settle, YYYY-MM-DD (must have ended).
+        through_day: String,
+    },
+    /// Record a payment (operator); idempotent by payment id.
+    Payment {
+        /// Tenant id.
+        tenant: String,
+        /// Your unique id for this payment.
+        payment_id: String,
+        /// Amount in minor units (fen for CNY).
+        amount_minor: i64,
+        /// Currency (the plan's).
+        #[arg(long, default_value = "CNY")]
+        currency: String,
+        /// Note.
+        #[arg(long, default_value = "")]
+        note: String,
+    },
     /// The tenant's limits and current use (tenant key with manage scope).
     Quota,
     /// The manual test clock (operator; only with clock = "manual").
@@ -229,6 +267,39 @@ pub enum TenantCommand {
         /// Tenant id.
         id: String,
     },
+    /// Terminate a tenant: settle, erase its data, keep the ledger. Final.
+    Terminate {
+        /// Tenant id.
+        id: String,
+        /// Why.
+        #[arg(long, default_value = "operator")]
+        reason: String,
+    },
+}
+
+/// Ledger export formats.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LedgerFormat {
+    /// Comma-separated, with a header line.
+    Csv,
+    /// One JSON object per line.
+    Jsonl,
+}
+
+/// Ledger commands (operator or billing reader; a tenant key sees its own entries).
+#[derive(Debug, Subcommand)]
+pub enum LedgerCommand {
+    /// Write ledger entries from a sequence number on to standard output.
+    Export {
+        /// First sequence number (resume where the last export stopped).
+        #[arg(long, default_value_t = 1)]
+        from: u64,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: LedgerFormat,
+    },
+    /// Check the whole hash chain; names the first bad entry.
+    Verify,
 }
 
 /// Suspension reasons on the command line.
@@ -561,6 +632,89 @@ impl Cli {
             Command::Consume(args) => consume(&client, args).await,
             Command::Seek(args) => seek(&client, args).await,
             Command::Device(cmd) => device(&client, cmd).await,
+            Command::Ledger(cmd) => ledger(&client, cmd).await,
+            Command::Statement { tenant, month } => statement(&client, tenant, month).await,
+            Command::Account { tenant } => {
+                let a = call!(
+                    client,
+                    billing,
+                    get_account,
+                    pb::GetAccountRequest {
+                        tenant: tenant.clone().unwrap_or_default(),
+                    }
+                );
+                println!(
+                    "{}\tbalance={} {}\tcharges={}\tpayments={}\toldest_unpaid_due_ms={}\tstatus={}{}\tsettled_through={}",
+                    a.tenant,
+                    format_minor(a.balance_minor),
+                    a.currency,
+                    format_minor(a.charges_minor),
+                    format_minor(a.payments_minor),
+                    a.oldest_unpaid_due_unix_ms,
+                    status_name(a.status),
+                    if a.status_reason.is_empty() { String::new() } else { format!(" ({})", a.status_reason) },
+                    a.settled_through
+                );
+                Ok(())
+            }
+            Command::Usage => {
+                let usage = call!(client, admin, get_usage, pb::GetUsageRequest {});
+                println!("settled through {:?}", usage.settled_through);
+                for l in usage.lines {
+                    println!(
+                        "{}\t{}\t{}\tmessage_units={}\tproduced={}\tdelivered={}\tredelivered={}\tstorage_mgib_h={}",
+                        l.day, l.dimension, l.name, l.message_units, l.produced_units,
+                        l.delivered_units, l.redelivered_units, l.storage_milli_gib_hours
+                    );
+                }
+                Ok(())
+            }
+            Command::Settle { through_day } => {
+                let r = call!(
+                    client,
+                    billing,
+                    settle,
+                    pb::SettleRequest {
+                        through_day: through_day.clone(),
+                    }
+                );
+                println!(
+                    "settled {} tenant-days, {} ledger entries written",
+                    r.tenant_days, r.entries_written
+                );
+                Ok(())
+            }
+            Command::Payment {
+                tenant,
+                payment_id,
+                amount_minor,
+                currency,
+                note,
+            } => {
+                let r = call!(
+                    client,
+                    operator,
+                    record_payment,
+                    pb::RecordPaymentRequest {
+                        tenant: tenant.clone(),
+                        payment_id: payment_id.clone(),
+                        amount_minor: *amount_minor,
+                        currency: currency.clone(),
+                        note: note.clone(),
+                    }
+                );
+                println!(
+                    "payment at ledger sequence {}{}; balance {}",
+                    r.sequence,
+                    if r.duplicate {
+                        " (recorded before)"
+                    } else {
+                        ""
+                    },
+                    format_minor(r.balance_minor)
+                );
+                Ok(())
+            }
             Command::Quota => {
                 let quota = call!(client, admin, get_quota, pb::GetQuotaRequest {});
                 println!("plan {}", quota.plan);
@@ -748,6 +902,18 @@ async fn tenant(client: &Client, cmd: &TenantCommand) -> Result<()> {
             );
             print_tenant(&t);
         }
+        TenantCommand::Terminate { id, reason } => {
+            let t = call!(
+                client,
+                operator,
+                terminate_tenant,
+                pb::TerminateTenantRequest {
+                    id: id.clone(),
+                    reason: reason.clone(),
+                }
+            );
+            print_tenant(&t);
+        }
         TenantCommand::Get { id } => {
             let t = call!(
                 client,
@@ -757,6 +923,152 @@ async fn tenant(client: &Client, cmd: &TenantCommand) -> Result<()> {
             );
             print_tenant(&t);
         }
+    }
+    Ok(())
+}
+
+/// Every ledger entry from `from` on, page by page.
+async fn ledger_entries(client: &Client, from: u64) -> Result<Vec<pb::LedgerEntry>> {
+    let mut entries = Vec::new();
+    let mut next = from;
+    loop {
+        let page = call!(
+            client,
+            billing,
+            list_ledger_entries,
+            pb::ListLedgerEntriesRequest {
+                from_sequence: next,
+                limit: 1000,
+            }
+        );
+        if page.entries.is_empty() {
+            return Ok(entries);
+        }
+        next = page.next_sequence;
+        entries.extend(page.entries);
+    }
+}
+
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_string()
+    }
+}
+
+const LEDGER_COLUMNS: &str = "sequence,node_id,tenant,kind,day,meter,quantity,free_applied,billable,unit_price_nano_minor,amount_minor,currency,idempotency_key,created_unix_ms,due_unix_ms,produced_units,delivered_units,redelivered_units,note,prev_hash,hash";
+
+fn ledger_csv(e: &pb::LedgerEntry) -> String {
+    [
+        e.sequence.to_string(),
+        csv_field(&e.node_id),
+        csv_field(&e.tenant),
+        e.kind.clone(),
+        e.day.clone(),
+        e.meter.clone(),
+        e.quantity.to_string(),
+        e.free_applied.to_string(),
+        e.billable.to_string(),
+        e.unit_price_nano_minor.to_string(),
+        e.amount_minor.to_string(),
+        csv_field(&e.currency),
+        csv_field(&e.idempotency_key),
+        e.created_unix_ms.to_string(),
+        e.due_unix_ms.to_string(),
+        e.produced_units.to_string(),
+        e.delivered_units.to_string(),
+        e.redelivered_units.to_string(),
+        csv_field(&e.note),
+        e.prev_hash.clone(),
+        e.hash.clone(),
+    ]
+    .join(",")
+}
+
+fn ledger_json(e: &pb::LedgerEntry) -> String {
+    serde_json::json!({
+        "sequence": e.sequence, "node_id": e.node_id, "tenant": e.tenant, "kind": e.kind,
+        "day": e.day, "meter": e.meter, "quantity": e.quantity, "free_applied": e.free_applied,
+        "billable": e.billable, "unit_price_nano_minor": e.unit_price_nano_minor,
+        "amount_minor": e.amount_minor, "currency": e.currency,
+        "idempotency_key": e.idempotency_key, "created_unix_ms": e.created_unix_ms,
+        "due_unix_ms": e.due_unix_ms, "produced_units": e.produced_units,
+        "delivered_units": e.delivered_units, "redelivered_units": e.redelivered_units,
+        "note": e.note, "prev_hash": e.prev_hash, "hash": e.hash,
+    })
+    .to_string()
+}
+
+async fn ledger(client: &Client, cmd: &LedgerCommand) -> Result<()> {
+    match cmd {
+        LedgerCommand::Export { from, format } => {
+            let entries = ledger_entries(client, *from).await?;
+            if matches!(format, LedgerFormat::Csv) {
+                println!("{LEDGER_COLUMNS}");
+            }
+            for e in &entries {
+                match format {
+                    LedgerFormat::Csv => println!("{}", ledger_csv(e)),
+                    LedgerFormat::Jsonl => println!("{}", ledger_json(e)),
+                }
+            }
+            eprintln!("exported {} entries", entries.len());
+            Ok(())
+        }
+        LedgerCommand::Verify => {
+            let entries = ledger_entries(client, 1).await?;
+            let checked = crate::billing::ledger::verify_chain(
+                entries.iter().map(crate::api::billing::ledger_entry),
+            )?;
+            println!("ledger verified: {checked} entries, hash chain intact");
+            Ok(())
+        }
+    }
+}
+
+async fn statement(client: &Client, tenant: &str, month: &str) -> Result<()> {
+    let s = call!(
+        client,
+        billing,
+        get_statement,
+        pb::GetStatementRequest {
+            tenant: tenant.to_string(),
+            month: month.to_string(),
+        }
+    );
+    println!("statement {} {} ({})", s.tenant, s.month, s.currency);
+    println!("day\tmessage_units\tfree_units\ttopic_days\tstorage_mgib_h\tamount");
+    for d in &s.days {
+        println!(
+            "{}\t{}\t{}\t{}\t{}\t{}",
+            d.day,
+            d.message_units,
+            d.free_units_applied,
+            d.topic_days,
+            d.storage_milli_gib_hours,
+            format_minor(d.amount_minor)
+        );
+    }
+    println!(
+        "total\t{}\t{}\t{}\t\t{}",
+        s.message_units,
+        s.free_units_applied,
+        s.topic_days,
+        format_minor(s.charges_minor)
+    );
+    println!(
+        "payments {}; balance now {} {}",
+        format_minor(s.payments_minor),
+        format_minor(s.balance_minor),
+        s.currency
+    );
+    if let Some(f) = &s.final_statement {
+        println!(
+            "final statement: {} ({})",
+            format_minor(f.amount_minor),
+            f.note
+        );
     }
     Ok(())
 }

@@ -14,6 +14,7 @@ use tonic::{Request, Status, Streaming};
 
 use crate::proto::v1 as pb;
 use crate::proto::v1::admin_client::AdminClient;
+use crate::proto::v1::billing_client::BillingClient;
 use crate::proto::v1::broker_client::BrokerClient;
 use crate::proto::v1::operator_client::OperatorClient;
 
@@ -163,6 +164,12 @@ impl Client {
     /// The Operator service.
     pub fn operator(&self) -> OperatorClient<Authed> {
         OperatorClient::with_interceptor(self.channel.clone(), self.auth.clone())
+    }
+
+    /// The Billing service.
+    pub fn billing(&self) -> BillingClient<Authed> {
+        BillingClient::with_interceptor(self.channel.clone(), self.auth.clone())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
     }
 
     /// Produces a batch and returns the broker's answer (after it is durable).

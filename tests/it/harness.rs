@@ -17,6 +17,8 @@ use tokio::task::JoinHandle;
 
 /// The operator credential every test server uses.
 pub const OPERATOR_TOKEN: &str = "tqop_test_operator_credential_0123456789";
+/// The billing-reader credential every test server uses.
+pub const BILLING_READER_TOKEN: &str = "tqbr_test_billing_reader_credential_0123456789";
 
 /// A broker running inside the test process.
 pub struct TestServer {
@@ -32,10 +34,13 @@ pub struct TestServer {
 pub fn test_config(dir: &Path) -> Config {
     let token_file = dir.join("operator.token");
     std::fs::write(&token_file, OPERATOR_TOKEN).unwrap();
+    let reader_file = dir.join("billing-reader.token");
+    std::fs::write(&reader_file, BILLING_READER_TOKEN).unwrap();
     Config {
         data_dir: dir.join("data"),
         clock: ClockKind::Manual,
         operator_token_file: Some(token_file),
+        billing_reader_token_file: Some(reader_file),
         shutdown_grace_seconds: 5,
         cache_capacity_bytes: 16 * 1024 * 1024,
         ..Config::default()
@@ -249,13 +254,46 @@ pub async fn ack(client: &Client, topic: &str, sub: &str, offsets: Vec<u64>) -> 
         .acknowledged
 }
 
-/// Moves the manual clock.
-pub async fn advance(operator: &Client, ms: u64) {
+/// Moves the manual clock; returns the new time.
+pub async fn advance(operator: &Client, ms: u64) -> i64 {
     operator
         .operator()
         .advance_clock(pb::AdvanceClockRequest { advance_ms: ms })
         .await
-        .unwrap();
+        .unwrap()
+        .into_inner()
+        .now_unix_ms
+}
+
+const DAY_MS: i64 = 86_400_000;
+
+/// Moves the manual clock to just after the next UTC midnight; returns the
+/// (UTC) date that just ended, as YYYY-MM-DD.
+pub async fn advance_past_midnight(operator: &Client) -> String {
+    let now = advance(operator, 1).await;
+    let ended = now.div_euclid(DAY_MS);
+    let to_midnight = (ended + 1) * DAY_MS - now;
+    advance(operator, to_midnight as u64 + 1_000).await;
+    day_name(ended)
+}
+
+/// YYYY-MM-DD of a UTC day number.
+pub fn day_name(day: i64) -> String {
+    tallyq::metering::Calendar::new(0).day_name(day)
+}
+
+/// All ledger entries, with any credential that may read them.
+pub async fn ledger(client: &Client) -> Vec<pb::LedgerEntry> {
+    client
+        .billing()
+        .list_ledger_entries(pb::ListLedgerEntriesRequest {
+            from_sequence: 1,
+            limit: 1000,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries
 }
 
 /// Topic figures.
