@@ -85,7 +85,7 @@ impl AdminApi for AdminService {
         broker
             .admission()
             .admit_control(&key.tenant, &broker.tenancy().plan_of(&key.tenant))?;
-        let (lines, settled) = self.state.billing.live_usage(&key.tenant)?;
+        let (lines, settled) = self.state.billing.live_usage(&key.tenant).await?;
         let calendar = self.state.billing.calendar();
         Ok(Response::new(pb::GetUsageResponse {
             lines: lines

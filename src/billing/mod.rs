@@ -357,6 +357,7 @@ impl Billing {
             )));
         }
         self.broker.sample_storage(true).await?;
+        self.store.sync_counters().await?;
         let tenants: Vec<TenantRecord> = self
             .tenancy
             .list_tenants()
@@ -585,6 +586,7 @@ impl Billing {
             .set_suspended(tenant, Some(SuspendReason::Operator), actor)
             .await?;
         self.broker.sample_storage(true).await?;
+        self.store.sync_counters().await?;
         self.settle_tenants(std::slice::from_ref(&record), self.today())
             .await?;
         self.broker.erase_tenant_data(tenant).await?;
@@ -738,7 +740,8 @@ impl Billing {
     }
 
     /// The tenant's live usage: every day after the last settled one.
-    pub fn live_usage(&self, tenant: &str) -> Result<(Vec<UsageLine>, Option<i64>)> {
+    pub async fn live_usage(&self, tenant: &str) -> Result<(Vec<UsageLine>, Option<i64>)> {
+        self.store.sync_counters().await?;
         let record = self.tenancy.get_tenant(tenant)?;
         let last = self.last_settled(&record)?;
         let settled = self

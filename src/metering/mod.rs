@@ -167,10 +167,22 @@ pub enum Dimension {
     Device(String),
 }
 
-/// Collects the usage one write causes, then adds it to that write.
+/// Collects the usage one write causes, then adds it to that write. Looks up
+/// before inserting so a batch allocates one key per distinct topic or device,
+/// not one per message.
 #[derive(Debug, Default)]
 pub struct UsageDelta {
-    entries: std::collections::BTreeMap<Dimension, Usage>,
+    total: Usage,
+    topics: std::collections::BTreeMap<String, Usage>,
+    devices: std::collections::BTreeMap<String, Usage>,
+    touched: bool,
+}
+
+fn slot<'a>(map: &'a mut std::collections::BTreeMap<String, Usage>, name: &str) -> &'a mut Usage {
+    if !map.contains_key(name) {
+        map.insert(name.to_string(), Usage::default());
+    }
+    map.get_mut(name).expect("inserted above")
 }
 
 impl UsageDelta {
@@ -199,28 +211,39 @@ impl UsageDelta {
     }
 
     fn add(&mut self, topic: &str, device_id: &str, f: impl Fn(&mut Usage)) {
-        f(self.entries.entry(Dimension::Total).or_default());
-        f(self
-            .entries
-            .entry(Dimension::Topic(topic.to_string()))
-            .or_default());
+        self.touched = true;
+        f(&mut self.total);
+        f(slot(&mut self.topics, topic));
         if !device_id.is_empty() {
-            f(self
-                .entries
-                .entry(Dimension::Device(device_id.to_string()))
-                .or_default());
+            f(slot(&mut self.devices, device_id));
         }
     }
 
     /// True when nothing was recorded.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        !self.touched
     }
 
     /// Adds the increments to `writes` for `tenant` on `day`.
     pub fn write(self, tenant: &str, day: i64, writes: &mut WriteSet) {
-        for (dimension, usage) in self.entries {
-            writes.increment(usage_key(tenant, day, &dimension), usage.deltas());
+        if !self.touched {
+            return;
+        }
+        writes.increment(
+            usage_key(tenant, day, &Dimension::Total),
+            self.total.deltas(),
+        );
+        for (topic, usage) in self.topics {
+            writes.increment(
+                usage_key(tenant, day, &Dimension::Topic(topic)),
+                usage.deltas(),
+            );
+        }
+        for (device, usage) in self.devices {
+            writes.increment(
+                usage_key(tenant, day, &Dimension::Device(device)),
+                usage.deltas(),
+            );
         }
     }
 }

@@ -37,6 +37,8 @@ pub const SETTLED: u8 = b'S';
 pub const LEDGER: u8 = b'G';
 /// Ledger idempotency index, by idempotency key.
 pub const LEDGER_KEY: u8 = b'I';
+/// Counter journal entry, by sequence (see the committer).
+pub const COUNTER_JOURNAL: u8 = b'J';
 /// Singleton records (the manual clock).
 pub const META: u8 = b'x';
 
@@ -142,6 +144,11 @@ pub fn ledger(seq: u64) -> Vec<u8> {
 /// Key of a ledger idempotency entry.
 pub fn ledger_key(idempotency_key: &str) -> Vec<u8> {
     with_prefix(LEDGER_KEY, &[idempotency_key.as_bytes()])
+}
+
+/// Key of a counter journal entry.
+pub fn counter_journal(seq: u64) -> Vec<u8> {
+    with_prefix(COUNTER_JOURNAL, &[&seq.to_be_bytes()])
 }
 
 /// Key of the manual clock's reading.

@@ -15,6 +15,7 @@
 pub mod keys;
 pub mod records;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -67,6 +68,7 @@ pub type AfterCommit = Box<dyn FnOnce() + Send>;
 pub struct WriteSet {
     ops: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     increments: Vec<(Vec<u8>, Vec<u64>)>,
+    fold_counters: bool,
     bytes: usize,
 }
 
@@ -90,10 +92,11 @@ impl WriteSet {
     }
 
     /// Adds `deltas` to the counters stored under `key` (a
-    /// [`records::CountersRecord`]). The committer applies increments in commit
-    /// order on its own thread, reading the stored value and writing the sum in
-    /// the same atomic batch as the rest of this set, so concurrent writers
-    /// never lose an increment and a counter always matches the data it counts.
+    /// [`records::CountersRecord`]). The increment is journaled in the same
+    /// atomic batch as the rest of this set and folded into the counter by the
+    /// committer alone, so concurrent writers never lose an increment and a
+    /// counter always matches the data it counts. Read counters after
+    /// [`Store::sync_counters`].
     pub fn increment(&mut self, key: Vec<u8>, deltas: Vec<u64>) {
         self.bytes += key.len() + deltas.len() * 8;
         self.increments.push((key, deltas));
@@ -101,7 +104,7 @@ impl WriteSet {
 
     /// True when there is nothing to write.
     pub fn is_empty(&self) -> bool {
-        self.ops.is_empty() && self.increments.is_empty()
+        self.ops.is_empty() && self.increments.is_empty() && !self.fold_counters
     }
 
     /// Appends another write set's operations after this one's.
@@ -190,6 +193,16 @@ impl Store {
                 thread: Some(thread),
             },
         ))
+    }
+
+    /// Folds every journaled counter increment into its counter, so reads of
+    /// counters that follow see everything committed before this call.
+    pub async fn sync_counters(&self) -> StorageResult<()> {
+        let writes = WriteSet {
+            fold_counters: true,
+            ..WriteSet::default()
+        };
+        self.commit(writes).await
     }
 
     /// Commits `writes` atomically and durably; resolves after the flush.
@@ -327,8 +340,96 @@ fn decode<T: prost::Message + Default>(key: &[u8], value: &[u8]) -> StorageResul
     })
 }
 
+/// Counter deltas not folded into their counters yet, with the journal keys
+/// that hold them durably.
+#[derive(Default)]
+struct PendingCounters {
+    deltas: HashMap<Vec<u8>, Vec<u64>>,
+    journal_keys: Vec<Vec<u8>>,
+    since: Option<std::time::Instant>,
+}
+
+/// Fold pending counter deltas at least this often...
+const FOLD_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+/// ...or once this many counters are pending.
+const FOLD_AT_KEYS: usize = 20_000;
+
+fn add_deltas(into: &mut HashMap<Vec<u8>, Vec<u64>>, key: Vec<u8>, deltas: &[u64]) {
+    let current = into.entry(key).or_default();
+    if current.len() < deltas.len() {
+        current.resize(deltas.len(), 0);
+    }
+    for (value, delta) in current.iter_mut().zip(deltas) {
+        *value = value.saturating_add(*delta);
+    }
+}
+
+/// Folds pending deltas into their counters and deletes the journal entries
+/// that held them, in one atomic batch. Not flushed on purpose: if a crash
+/// loses it, the journal entries are still there and are folded at start-up.
+fn fold_counters(tree: &sled::Tree, pending: &mut PendingCounters) -> StorageResult<()> {
+    if pending.journal_keys.is_empty() {
+        return Ok(());
+    }
+    let mut batch = sled::Batch::default();
+    for (key, deltas) in pending.deltas.drain() {
+        let mut values = match tree.get(&key)? {
+            Some(v) => decode::<records::CountersRecord>(&key, &v)?.values,
+            None => Vec::new(),
+        };
+        if values.len() < deltas.len() {
+            values.resize(deltas.len(), 0);
+        }
+        for (value, delta) in values.iter_mut().zip(deltas) {
+            *value = value.saturating_add(delta);
+        }
+        batch.insert(
+            key,
+            prost::Message::encode_to_vec(&records::CountersRecord { values }),
+        );
+    }
+    for key in pending.journal_keys.drain(..) {
+        batch.remove(key);
+    }
+    pending.since = None;
+    tree.apply_batch(batch)?;
+    Ok(())
+}
+
+/// Reads every journal entry left by an earlier process into `pending`.
+fn recover_journal(tree: &sled::Tree) -> StorageResult<(PendingCounters, u64)> {
+    let mut pending = PendingCounters::default();
+    let mut next_seq = 0;
+    for item in tree.scan_prefix([keys::COUNTER_JOURNAL]) {
+        let (key, value) = item?;
+        let record: records::CounterJournalRecord = decode(&key, &value)?;
+        for entry in record.entries {
+            add_deltas(&mut pending.deltas, entry.key, &entry.values);
+        }
+        next_seq = keys::u64_at(&key, 1).unwrap_or(0) + 1;
+        pending.journal_keys.push(key.to_vec());
+    }
+    Ok((pending, next_seq))
+}
+
 /// The group committer loop: take everything queued, one batch, one flush.
+///
+/// Counter increments do not rewrite their counters on every commit (that
+/// would cost a read and a write per counter per group): the group's summed
+/// increments go into one journal entry in the same atomic batch as the data
+/// they count, and are folded into the counters about once a second, or when
+/// a reader asks ([`Store::sync_counters`]), again atomically.
 fn run_committer(db: sled::Db, tree: sled::Tree, mut rx: mpsc::Receiver<CommitRequest>) {
+    let (mut pending, mut journal_seq) = match recover_journal(&tree) {
+        Ok(found) => found,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the counter journal");
+            (PendingCounters::default(), u64::MAX / 2)
+        }
+    };
+    if let Err(e) = fold_counters(&tree, &mut pending) {
+        tracing::error!(error = %e, "cannot fold the counter journal");
+    }
     while let Some(first) = rx.blocking_recv() {
         let mut group = vec![first];
         let mut bytes = group[0].writes.bytes;
@@ -342,9 +443,10 @@ fn run_committer(db: sled::Db, tree: sled::Tree, mut rx: mpsc::Receiver<CommitRe
             }
         }
         let mut batch = sled::Batch::default();
-        let mut counters: std::collections::HashMap<Vec<u8>, Vec<u64>> = Default::default();
-        let mut counter_error = None;
+        let mut group_deltas: HashMap<Vec<u8>, Vec<u64>> = HashMap::new();
+        let mut fold_requested = false;
         for request in &mut group {
+            fold_requested |= request.writes.fold_counters;
             for (key, value) in request.writes.ops.drain(..) {
                 match value {
                     Some(value) => batch.insert(key, value),
@@ -352,46 +454,49 @@ fn run_committer(db: sled::Db, tree: sled::Tree, mut rx: mpsc::Receiver<CommitRe
                 }
             }
             for (key, deltas) in request.writes.increments.drain(..) {
-                let current = match counters.entry(key) {
-                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                    std::collections::hash_map::Entry::Vacant(e) => {
-                        let stored = match tree.get(e.key()) {
-                            Ok(Some(v)) => decode::<records::CountersRecord>(e.key(), &v)
-                                .map(|r| r.values)
-                                .unwrap_or_else(|err| {
-                                    counter_error = Some(err);
-                                    Vec::new()
-                                }),
-                            Ok(None) => Vec::new(),
-                            Err(err) => {
-                                counter_error = Some(StorageError::from(err));
-                                Vec::new()
-                            }
-                        };
-                        e.insert(stored)
-                    }
-                };
-                if current.len() < deltas.len() {
-                    current.resize(deltas.len(), 0);
+                add_deltas(&mut group_deltas, key, &deltas);
+            }
+        }
+        let journal_key = (!group_deltas.is_empty()).then(|| {
+            let key = keys::counter_journal(journal_seq);
+            let record = records::CounterJournalRecord {
+                entries: group_deltas
+                    .iter()
+                    .map(|(key, values)| records::CounterDelta {
+                        key: key.clone(),
+                        values: values.clone(),
+                    })
+                    .collect(),
+            };
+            batch.insert(key.clone(), prost::Message::encode_to_vec(&record));
+            key
+        });
+        let mut result = tree
+            .apply_batch(batch)
+            .and_then(|()| db.flush().map(|_| ()))
+            .map_err(StorageError::from);
+        if result.is_ok() {
+            if let Some(key) = journal_key {
+                journal_seq += 1;
+                pending.journal_keys.push(key);
+                pending.since.get_or_insert_with(std::time::Instant::now);
+                for (key, deltas) in group_deltas {
+                    add_deltas(&mut pending.deltas, key, &deltas);
                 }
-                for (value, delta) in current.iter_mut().zip(deltas) {
-                    *value = value.saturating_add(delta);
+            }
+            let due = pending
+                .since
+                .is_some_and(|since| since.elapsed() >= FOLD_EVERY)
+                || pending.deltas.len() >= FOLD_AT_KEYS;
+            if fold_requested || due {
+                if let Err(e) = fold_counters(&tree, &mut pending) {
+                    tracing::error!(error = %e, "folding counters failed");
+                    if fold_requested {
+                        result = Err(e);
+                    }
                 }
             }
         }
-        for (key, values) in counters {
-            batch.insert(
-                key,
-                prost::Message::encode_to_vec(&records::CountersRecord { values }),
-            );
-        }
-        let result = match counter_error {
-            Some(e) => Err(e),
-            None => tree
-                .apply_batch(batch)
-                .and_then(|()| db.flush().map(|_| ()))
-                .map_err(StorageError::from),
-        };
         if let Err(e) = &result {
             tracing::error!(error = %e, writes = group.len(), "group commit failed");
         }
@@ -404,6 +509,9 @@ fn run_committer(db: sled::Db, tree: sled::Tree, mut rx: mpsc::Receiver<CommitRe
             let _ = request.done.send(result.clone());
         }
     }
+    if let Err(e) = fold_counters(&tree, &mut pending) {
+        tracing::error!(error = %e, "final counter fold failed");
+    }
     if let Err(e) = db.flush() {
         tracing::error!(error = %e, "final flush failed");
     }
@@ -412,7 +520,45 @@ fn run_committer(db: sled::Db, tree: sled::Tree, mut rx: mpsc::Receiver<CommitRe
 #[cfg(test)]
 mod tests {
     use super::*;
-    use records::CursorRecord;
+    use records::{CountersRecord, CursorRecord};
+
+    #[tokio::test]
+    async fn concurrent_increments_are_exact_after_sync_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, committer) = Store::open(dir.path(), 8 << 20).unwrap();
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..50 {
+                    let mut ws = WriteSet::new();
+                    ws.increment(b"Ucounter".to_vec(), vec![1, 2]);
+                    store.commit(ws).await.unwrap();
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        store.sync_counters().await.unwrap();
+        let counter: CountersRecord = store.get(b"Ucounter").unwrap().unwrap();
+        assert_eq!(counter.values, vec![400, 800]);
+        assert_eq!(
+            store.scan_keys(&[keys::COUNTER_JOURNAL]).count(),
+            0,
+            "journal folded"
+        );
+
+        let mut ws = WriteSet::new();
+        ws.increment(b"Ucounter".to_vec(), vec![1]);
+        store.commit(ws).await.unwrap();
+        drop(store);
+        committer.join();
+        let (store, _committer) = Store::open(dir.path(), 8 << 20).unwrap();
+        store.sync_counters().await.unwrap();
+        let counter: CountersRecord = store.get(b"Ucounter").unwrap().unwrap();
+        assert_eq!(counter.values, vec![401, 800]);
+    }
 
     #[tokio::test]
     async fn concurrent_commits_are_all_durable_and_hooks_run_in_order() {

@@ -297,3 +297,23 @@ pub struct LedgerKeyRecord {
     #[prost(uint64, tag = "1")]
     pub sequence: u64,
 }
+
+/// One counter's increments in a journal entry.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct CounterDelta {
+    /// The counter's key.
+    #[prost(bytes = "vec", tag = "1")]
+    pub key: Vec<u8>,
+    /// What to add to each position.
+    #[prost(uint64, repeated, tag = "2")]
+    pub values: Vec<u64>,
+}
+
+/// The summed counter increments of one group commit, written in the same
+/// atomic batch as the data they count, folded into the counters later.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct CounterJournalRecord {
+    /// The increments.
+    #[prost(message, repeated, tag = "1")]
+    pub entries: Vec<CounterDelta>,
+}
