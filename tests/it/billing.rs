@@ -492,3 +492,45 @@ async fn billing_reads_follow_roles() {
     let err = reader.produce_once("t", vec![msg("x")]).await.unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
 }
+
+#[tokio::test]
+async fn a_plan_may_terminate_tenants_long_in_arrears() {
+    let server = TestServer::start().await;
+    let operator = server.operator().await;
+    let acme = server.tenant("acme").await;
+    set_overrides(
+        &operator,
+        "acme",
+        &[
+            ("grace_period_days", 1),
+            ("terminate_after_arrears_days", 3),
+        ],
+    )
+    .await;
+    create_topic(&acme, "t", Default::default()).await;
+    advance_past_midnight(&operator).await;
+    advance(&operator, 2 * 86_400_000).await;
+    let tenant = |operator: Client| async move {
+        operator
+            .operator()
+            .get_tenant(pb::GetTenantRequest { id: "acme".into() })
+            .await
+            .unwrap()
+            .into_inner()
+    };
+    let t = tenant(operator.clone()).await;
+    assert_eq!(
+        (t.status, t.status_reason.as_str()),
+        (pb::TenantStatus::Suspended as i32, "arrears")
+    );
+    advance(&operator, 2 * 86_400_000).await;
+    let t = tenant(operator.clone()).await;
+    assert_eq!(t.status, pb::TenantStatus::Terminated as i32);
+    assert_eq!(t.status_reason, "arrears");
+    let final_entry = ledger(&operator)
+        .await
+        .into_iter()
+        .find(|e| e.kind == "final_statement")
+        .expect("a final statement");
+    assert!(final_entry.amount_minor < 0, "owed: {final_entry:?}");
+}
