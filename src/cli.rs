@@ -80,6 +80,32 @@ pub enum Command {
     /// Device bindings (operator).
     #[command(subcommand)]
     Device(DeviceCommand),
+    /// The audit log (operator).
+    Audit {
+        /// First sequence number.
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+        /// Only this tenant's events.
+        #[arg(long, default_value = "")]
+        tenant: String,
+        /// At most this many events.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Maintenance mode (operator): refuse data-plane work with UNAVAILABLE.
+    Maintenance {
+        /// on or off.
+        #[arg(value_enum)]
+        state: OnOff,
+        /// Why (shown to clients).
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Export all of the tenant's data as JSON Lines to a file (tenant key, manage scope).
+    Export {
+        /// Output file ("-" for standard output).
+        file: PathBuf,
+    },
     /// The billing ledger: export it, verify its hash chain.
     #[command(subcommand)]
     Ledger(LedgerCommand),
@@ -300,6 +326,15 @@ pub enum LedgerCommand {
     },
     /// Check the whole hash chain; names the first bad entry.
     Verify,
+}
+
+/// on / off.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum OnOff {
+    /// Enable.
+    On,
+    /// Disable.
+    Off,
 }
 
 /// Suspension reasons on the command line.
@@ -633,6 +668,65 @@ impl Cli {
             Command::Seek(args) => seek(&client, args).await,
             Command::Device(cmd) => device(&client, cmd).await,
             Command::Ledger(cmd) => ledger(&client, cmd).await,
+            Command::Audit {
+                from,
+                tenant,
+                limit,
+            } => {
+                let page = call!(
+                    client,
+                    operator,
+                    list_audit_events,
+                    pb::ListAuditEventsRequest {
+                        from_sequence: *from,
+                        limit: *limit,
+                        tenant: tenant.clone(),
+                    }
+                );
+                for e in page.events {
+                    println!(
+                        "{}\t{}\t{}\t{}\t{}\t{}",
+                        e.sequence, e.time_unix_ms, e.actor, e.action, e.tenant, e.detail
+                    );
+                }
+                eprintln!("next: --from {}", page.next_sequence);
+                Ok(())
+            }
+            Command::Maintenance { state, reason } => {
+                let enabled = matches!(state, OnOff::On);
+                call!(
+                    client,
+                    operator,
+                    set_maintenance,
+                    pb::SetMaintenanceRequest {
+                        enabled,
+                        reason: reason.clone(),
+                    }
+                );
+                println!("maintenance {}", if enabled { "on" } else { "off" });
+                Ok(())
+            }
+            Command::Export { file } => {
+                use std::io::Write;
+                let mut stream = client
+                    .admin()
+                    .export_data(pb::ExportDataRequest {})
+                    .await?
+                    .into_inner();
+                let mut out: Box<dyn Write> = if file.as_os_str() == "-" {
+                    Box::new(std::io::stdout())
+                } else {
+                    Box::new(std::fs::File::create(file)?)
+                };
+                let mut bytes = 0;
+                while let Some(chunk) = stream.message().await? {
+                    bytes += chunk.jsonl.len();
+                    out.write_all(&chunk.jsonl)?;
+                }
+                out.flush()?;
+                eprintln!("exported {bytes} bytes");
+                Ok(())
+            }
             Command::Statement { tenant, month } => statement(&client, tenant, month).await,
             Command::Account { tenant } => {
                 let a = call!(

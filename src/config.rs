@@ -86,6 +86,8 @@ pub struct Config {
     /// and statements, changes nothing). Default: `<data_dir>/billing-reader.token`,
     /// generated with mode 0600 on first start when missing.
     pub billing_reader_token_file: Option<PathBuf>,
+    /// Tenants with their own label in metrics; the rest share `other`.
+    pub metrics_max_tenant_labels: usize,
     /// How often the server settles ended days on its own, in seconds of real
     /// time (it also settles at once whenever the manual clock is advanced).
     pub settlement_interval_seconds: u64,
@@ -111,6 +113,7 @@ impl Default for Config {
             billing_utc_offset_minutes: 0,
             billing_reader_token_file: None,
             settlement_interval_seconds: 60,
+            metrics_max_tenant_labels: 200,
             plans,
         }
     }

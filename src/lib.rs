@@ -19,6 +19,7 @@
 //! | [`storage`] | the sled keyspaces, record codecs, the group committer (the only sled user) |
 //! | [`clock`] | the one clock (system, or manual for tests) |
 //! | [`config`] | layered configuration and its validation |
+//! | [`observability`] | Prometheus metrics (bounded tenant labels) and logging |
 //! | [`client`] | the Rust client the CLI and the tests use |
 //! | [`cli`] | the `tallyq` command line |
 //!
@@ -35,6 +36,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod metering;
+pub mod observability;
 pub mod quota;
 pub mod server;
 pub mod storage;

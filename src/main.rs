@@ -6,18 +6,6 @@ use clap::Parser;
 use tallyq::cli::{Cli, Command};
 use tallyq::config::LogFormat;
 
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
-    }
-}
-
 /// Resolves on Ctrl-C or SIGTERM (a background process ignores SIGINT).
 async fn shutdown_signal() {
     let ctrl_c = async {
@@ -46,7 +34,7 @@ async fn main() -> anyhow::Result<()> {
     match &cli.command {
         Command::Serve(args) => {
             let config = args.to_config()?;
-            init_logging(config.log_format);
+            tallyq::observability::init_logging(config.log_format == LogFormat::Json);
             let listener = tokio::net::TcpListener::bind(config.listen)
                 .await
                 .with_context(|| format!("cannot listen on {}", config.listen))?;

@@ -17,6 +17,7 @@ use crate::api::auth::{Audience, AuthInterceptor};
 use crate::api::billing::BillingService;
 use crate::api::broker::BrokerService;
 use crate::api::operator::OperatorService;
+use crate::api::rpc_metrics::RpcMetricsLayer;
 use crate::api::ApiState;
 use crate::billing::Billing;
 use crate::broker::retention::run_retention;
@@ -24,6 +25,7 @@ use crate::broker::Broker;
 use crate::clock::{wall_clock_ms, Clock, ClockKind};
 use crate::config::{Config, ConfigError};
 use crate::metering::Calendar;
+use crate::observability::Metrics;
 use crate::proto::v1::admin_server::AdminServer;
 use crate::proto::v1::billing_server::BillingServer;
 use crate::proto::v1::broker_server::BrokerServer;
@@ -64,12 +66,30 @@ pub enum ServerError {
     /// Loading the stored state failed.
     #[error("cannot load stored state: {0}")]
     Load(#[from] crate::error::Error),
+    /// The metrics recorder could not be built.
+    #[error("metrics: {0}")]
+    Metrics(#[from] metrics_exporter_prometheus::BuildError),
     /// Reflection could not be built.
     #[error("reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
     /// The gRPC transport failed.
     #[error("gRPC transport: {0}")]
     Transport(#[from] tonic::transport::Error),
+}
+
+/// Refreshes the gauges (backlog, in-flight, retained bytes, storage, tenants)
+/// every few seconds until shutdown.
+async fn run_gauges(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        broker.refresh_gauges().await;
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            _ = shutdown.changed() => {}
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+    }
 }
 
 /// Settles ended days and enforces arrears on a timer until shutdown.
@@ -140,31 +160,50 @@ pub async fn run(
         &operator_token,
         &billing_reader_token,
     )?);
-    let admission = Arc::new(Admission::new(clock.clone(), config.failed_auth_per_minute));
+    let (metrics, exporter) = Metrics::new(
+        &config.node_id,
+        config.metrics_max_tenant_labels,
+        Some(config.metrics_listen),
+    )?;
+    let metrics = Arc::new(metrics);
+    let exporter = exporter.map(|exporter| {
+        let address = config.metrics_listen;
+        tokio::spawn(async move {
+            if let Err(e) = exporter.await {
+                tracing::error!(%address, error = ?e, "the metrics endpoint stopped");
+            }
+        })
+    });
+    let admission = Arc::new(
+        Admission::new(clock.clone(), config.failed_auth_per_minute).with_metrics(metrics.clone()),
+    );
     let broker = Arc::new(Broker::load(
         store.clone(),
         clock,
         tenancy.clone(),
         admission.clone(),
         Calendar::new(config.billing_utc_offset_minutes),
+        metrics.clone(),
     )?);
     let billing = Arc::new(Billing::load(broker.clone(), config.node_id.clone())?);
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let retention = tokio::spawn(run_retention(broker.clone(), stop_rx.clone()));
+    let gauges = tokio::spawn(run_gauges(broker.clone(), stop_rx.clone()));
     let settlement = tokio::spawn(run_settlement(
         billing.clone(),
         Duration::from_secs(config.settlement_interval_seconds),
         stop_rx.clone(),
     ));
 
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
     let state = ApiState {
+        health: health_reporter.clone(),
         broker: broker.clone(),
         billing: billing.clone(),
         store: store.clone(),
         shutdown: stop_rx.clone(),
     };
-    let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<BrokerServer<BrokerService>>()
         .await;
@@ -220,6 +259,18 @@ pub async fn run(
             health_reporter
                 .set_not_serving::<BrokerServer<BrokerService>>()
                 .await;
+            health_reporter
+                .set_not_serving::<AdminServer<AdminService>>()
+                .await;
+            health_reporter
+                .set_not_serving::<OperatorServer<OperatorService>>()
+                .await;
+            health_reporter
+                .set_not_serving::<BillingServer<BillingService>>()
+                .await;
+            health_reporter
+                .set_service_status("", tonic_health::ServingStatus::NotServing)
+                .await;
             let _ = stop_tx.send(true);
         }
     };
@@ -229,6 +280,7 @@ pub async fn run(
     let serve = tonic::transport::Server::builder()
         .initial_stream_window_size(Some(HTTP2_STREAM_WINDOW))
         .initial_connection_window_size(Some(HTTP2_CONNECTION_WINDOW))
+        .layer(RpcMetricsLayer::new(metrics.clone()))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -252,6 +304,10 @@ pub async fn run(
     let _ = stop_tx.send(true);
     let _ = retention.await;
     let _ = settlement.await;
+    let _ = gauges.await;
+    if let Some(exporter) = exporter {
+        exporter.abort();
+    }
     drop(state);
     store.flush()?;
     tracing::info!("tallyq stopped");

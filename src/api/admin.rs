@@ -73,8 +73,36 @@ fn subscription_message(view: SubscriptionView) -> pb::Subscription {
     }
 }
 
+type ExportStream =
+    std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::ExportChunk, Status>> + Send>>;
+
 #[tonic::async_trait]
 impl AdminApi for AdminService {
+    type ExportDataStream = ExportStream;
+
+    #[tracing::instrument(skip_all, fields(method = "ExportData"))]
+    async fn export_data(
+        &self,
+        request: Request<pb::ExportDataRequest>,
+    ) -> Result<Response<Self::ExportDataStream>, Status> {
+        let key = tenant_key(&request)?;
+        key.require(Scope::Manage, None)?;
+        let broker = self.state.broker.clone();
+        broker
+            .admission()
+            .admit_control(&key.tenant, &broker.tenancy().plan_of(&key.tenant))?;
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(async move { broker.export(&key.tenant, tx).await });
+        let stream =
+            tokio_stream::StreamExt::map(tokio_stream::wrappers::ReceiverStream::new(rx), |item| {
+                item.map(|jsonl| pb::ExportChunk {
+                    jsonl: jsonl.into(),
+                })
+                .map_err(Status::from)
+            });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
     async fn get_usage(
         &self,
         request: Request<pb::GetUsageRequest>,

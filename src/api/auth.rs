@@ -57,7 +57,19 @@ impl tonic::service::Interceptor for AuthInterceptor {
             Ok(principal) => principal,
             Err(e) => {
                 self.admission.note_failed_auth(address);
-                tracing::warn!(source = ?address, "authentication failed");
+                let method = request_method(&request);
+                tracing::warn!(source = ?address, %method, "authentication failed");
+                // Audited with the source address, never the credential. The
+                // per-address limit bounds how many of these can be written.
+                let tenancy = self.tenancy.clone();
+                let source = address
+                    .map(|a| a.to_string())
+                    .unwrap_or_else(|| "unknown".into());
+                tokio::spawn(async move {
+                    if let Err(e) = tenancy.audit_now(&source, "auth.failed", "", method).await {
+                        tracing::error!(error = %e, "cannot audit a failed authentication");
+                    }
+                });
                 return Err(e.into());
             }
         };
@@ -87,6 +99,15 @@ impl tonic::service::Interceptor for AuthInterceptor {
         request.extensions_mut().insert(principal);
         Ok(request)
     }
+}
+
+/// The RPC path of a request, if the server recorded it.
+fn request_method(request: &Request<()>) -> String {
+    request
+        .extensions()
+        .get::<tonic::GrpcMethod>()
+        .map(|m| format!("{}/{}", m.service(), m.method()))
+        .unwrap_or_default()
 }
 
 /// The tenant key the interceptor attached to a request.

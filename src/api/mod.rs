@@ -8,6 +8,7 @@ pub mod auth;
 pub mod billing;
 pub mod broker;
 pub mod operator;
+pub mod rpc_metrics;
 pub mod status;
 
 use std::sync::Arc;
@@ -31,6 +32,8 @@ pub struct ApiState {
     pub store: Store,
     /// Turns true when the server begins to shut down; long streams end.
     pub shutdown: watch::Receiver<bool>,
+    /// gRPC health statuses (NOT_SERVING in maintenance and at shutdown).
+    pub health: tonic_health::server::HealthReporter,
 }
 
 /// Wire message to stored message (fields move, nothing is copied).

@@ -170,6 +170,51 @@ impl OperatorApi for OperatorService {
         Ok(Response::new(tenant_message(tenant)))
     }
 
+    #[tracing::instrument(skip_all, fields(method = "SetMaintenance"))]
+    async fn set_maintenance(
+        &self,
+        request: Request<pb::SetMaintenanceRequest>,
+    ) -> Result<Response<pb::SetMaintenanceResponse>, Status> {
+        let req = request.into_inner();
+        if req.reason.len() > 200 {
+            return Err(Error::invalid("reason may be at most 200 bytes").into());
+        }
+        let tenancy = self.state.broker.tenancy();
+        let reason = if req.reason.is_empty() {
+            "scheduled maintenance".to_string()
+        } else {
+            req.reason
+        };
+        let health = &self.state.health;
+        if req.enabled {
+            tenancy.set_maintenance(Some(reason.clone()));
+            health
+                .set_not_serving::<crate::proto::v1::broker_server::BrokerServer<crate::api::broker::BrokerService>>()
+                .await;
+        } else {
+            tenancy.set_maintenance(None);
+            health
+                .set_serving::<crate::proto::v1::broker_server::BrokerServer<crate::api::broker::BrokerService>>()
+                .await;
+        }
+        let mut writes = WriteSet::new();
+        tenancy.audit(
+            &mut writes,
+            "operator",
+            if req.enabled {
+                "maintenance.on"
+            } else {
+                "maintenance.off"
+            },
+            "",
+            reason,
+        )?;
+        self.state.store.commit(writes).await.map_err(Error::from)?;
+        Ok(Response::new(pb::SetMaintenanceResponse {
+            enabled: req.enabled,
+        }))
+    }
+
     #[tracing::instrument(skip_all, fields(method = "TerminateTenant"))]
     async fn terminate_tenant(
         &self,

@@ -372,6 +372,11 @@ impl Billing {
             closed += c;
         }
         if closed > 0 {
+            self.broker.metrics().gauge(
+                crate::observability::name::LAST_SETTLEMENT,
+                &[],
+                self.clock.now_ms() as f64 / 1000.0,
+            );
             self.enforce_arrears().await?;
         }
         Ok((written, closed))

@@ -183,6 +183,11 @@ impl Broker {
         }
         let count = self.tenant_topics(&key.tenant).len();
         if count >= plan.max_topics as usize {
+            self.metrics.count_labeled(
+                crate::observability::name::QUOTA_REFUSALS,
+                &[("kind", "topics".into())],
+                1,
+            );
             return Err(Error::exhausted(format!(
                 "topic limit reached: the plan allows {} topics per tenant and {count} exist",
                 plan.max_topics
@@ -439,6 +444,11 @@ impl Broker {
         }
         let count = topic.subscription_list().len();
         if count >= plan.max_subscriptions_per_topic as usize {
+            self.metrics.count_labeled(
+                crate::observability::name::QUOTA_REFUSALS,
+                &[("kind", "subscriptions".into())],
+                1,
+            );
             return Err(Error::exhausted(format!(
                 "subscription limit reached: the plan allows {} subscriptions per topic and \
                  topic '{topic_name}' has {count}",

@@ -18,6 +18,7 @@ use super::Broker;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::metering::{units_for_bytes, UsageDelta};
+use crate::observability::name;
 use crate::storage::records::{MessageSetRecord, PendingRecord, StoredMessage};
 use crate::storage::{keys, AfterCommit, WriteSet};
 use crate::tenancy::{Scope, TenantKey};
@@ -203,6 +204,7 @@ impl Broker {
             });
         }
 
+        let dead_lettered_before = state.dead_lettered;
         let mut writes = WriteSet::new();
         // Every delivery is billed, in the same atomic write that records it.
         let mut usage = UsageDelta::default();
@@ -259,9 +261,41 @@ impl Broker {
             }
         }
         writes.put(keys::cursor(sub.id), &state.cursor_record());
+        let dead_lettered = state.dead_lettered;
         let commit = self.store.enqueue(writes, after).await?;
         drop(state);
         commit.wait().await?;
+        let m = &self.metrics;
+        let tenant = &topic.tenant;
+        let redelivered = delivered.iter().filter(|d| d.attempt > 1).count() as u64;
+        let redelivered_units: u64 = delivered
+            .iter()
+            .filter(|d| d.attempt > 1)
+            .map(|d| units_for_bytes(d.bytes))
+            .sum();
+        m.count(name::DELIVERED_MESSAGES, tenant, delivered.len() as u64);
+        m.count(
+            name::DELIVERED_BYTES,
+            tenant,
+            delivered.iter().map(|d| d.bytes).sum(),
+        );
+        m.count(name::REDELIVERED_MESSAGES, tenant, redelivered);
+        m.count(
+            name::DEAD_LETTERED_MESSAGES,
+            tenant,
+            dead_lettered - dead_lettered_before,
+        );
+        let label = m.tenant_label(tenant);
+        m.count_labeled(
+            name::BILLABLE_UNITS,
+            &[("tenant", label.clone()), ("part", "delivered".into())],
+            units,
+        );
+        m.count_labeled(
+            name::BILLABLE_UNITS,
+            &[("tenant", label), ("part", "redelivered".into())],
+            redelivered_units,
+        );
         Ok(DeliverPass {
             delivered,
             next_deadline,
@@ -283,10 +317,10 @@ impl Broker {
     ) -> Result<u32> {
         self.check_consume(key, topic)?;
         let (_, sub) = self.subscription(&key.tenant, topic, subscription)?;
-        self.ack_offsets(&sub, offsets).await
+        self.ack_offsets(&key.tenant, &sub, offsets).await
     }
 
-    async fn ack_offsets(&self, sub: &Subscription, offsets: &[u64]) -> Result<u32> {
+    async fn ack_offsets(&self, tenant: &str, sub: &Subscription, offsets: &[u64]) -> Result<u32> {
         let mut state = sub.state.lock().await;
         let mut writes = WriteSet::new();
         let mut acked = 0;
@@ -302,6 +336,8 @@ impl Broker {
         let commit = self.store.enqueue(writes, None).await?;
         drop(state);
         commit.wait().await?;
+        self.metrics
+            .count(name::ACKED_MESSAGES, tenant, acked as u64);
         Ok(acked)
     }
 
@@ -601,7 +637,9 @@ impl ConsumerSession {
     /// Acks on the stream: ends redelivery and frees credit.
     pub async fn ack(&mut self, offsets: &[u64]) -> Result<u32> {
         self.release(offsets);
-        self.broker.ack_offsets(&self.sub, offsets).await
+        self.broker
+            .ack_offsets(&self.key.tenant, &self.sub, offsets)
+            .await
     }
 
     /// Nacks on the stream: schedules redelivery and frees credit.

@@ -10,6 +10,7 @@
 
 pub mod admin;
 pub mod delivery;
+pub mod export;
 pub mod produce;
 pub mod retention;
 pub mod subscription;
@@ -24,6 +25,7 @@ use dashmap::DashMap;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::metering::Calendar;
+use crate::observability::Metrics;
 use crate::quota::admission::Admission;
 use crate::storage::records::{
     CursorRecord, PendingRecord, SetHeaderRecord, SubscriptionRecord, TopicRecord, TopicStateRecord,
@@ -44,6 +46,7 @@ pub struct Broker {
     tenancy: Arc<Tenancy>,
     admission: Arc<Admission>,
     calendar: Calendar,
+    metrics: Arc<Metrics>,
     /// Retained bytes per tenant, shared by the tenant's topics.
     tenant_bytes: DashMap<String, Arc<AtomicU64>>,
     /// Topics by (tenant, name).
@@ -60,6 +63,7 @@ impl Broker {
         tenancy: Arc<Tenancy>,
         admission: Arc<Admission>,
         calendar: Calendar,
+        metrics: Arc<Metrics>,
     ) -> Result<Self> {
         let broker = Broker {
             store,
@@ -67,6 +71,7 @@ impl Broker {
             tenancy,
             admission,
             calendar,
+            metrics,
             tenant_bytes: DashMap::new(),
             topics: DashMap::new(),
             admin_lock: tokio::sync::Mutex::new(()),
@@ -150,6 +155,11 @@ impl Broker {
     /// The admission limits.
     pub fn admission(&self) -> &Arc<Admission> {
         &self.admission
+    }
+
+    /// The server's metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// The billing calendar.

@@ -9,6 +9,7 @@ use super::topic::{Topic, TopicLog, OVERFLOW_REFUSE};
 use super::Broker;
 use crate::error::{Error, Result};
 use crate::metering::{units_for_bytes, UsageDelta};
+use crate::observability::{name, Metrics};
 use crate::quota::{human_bytes, MessageShape};
 use crate::storage::records::{DedupRecord, StoredMessage};
 use crate::storage::{keys, PendingCommit, WriteSet};
@@ -41,6 +42,16 @@ pub struct PendingProduce {
     outcome: ProduceOutcome,
     topic: Arc<Topic>,
     dedup_ids: Vec<String>,
+    stored: StoredFigures,
+}
+
+/// What a produce stored, for the metrics once it is durable.
+#[derive(Default)]
+struct StoredFigures {
+    metrics: Option<Arc<Metrics>>,
+    messages: u64,
+    bytes: u64,
+    reclaimed: u64,
 }
 
 impl PendingProduce {
@@ -61,6 +72,20 @@ impl PendingProduce {
             }
         }
         result?;
+        if let Some(metrics) = &self.stored.metrics {
+            let tenant = &self.topic.tenant;
+            metrics.count(name::PRODUCED_MESSAGES, tenant, self.stored.messages);
+            metrics.count(name::PRODUCED_BYTES, tenant, self.stored.bytes);
+            metrics.count(name::RECLAIMED_MESSAGES, tenant, self.stored.reclaimed);
+            metrics.count_labeled(
+                name::BILLABLE_UNITS,
+                &[
+                    ("tenant", metrics.tenant_label(tenant)),
+                    ("part", "produced".into()),
+                ],
+                self.outcome.units,
+            );
+        }
         Ok(self.outcome)
     }
 }
@@ -164,12 +189,26 @@ impl Broker {
                 outcome,
                 topic: topic.clone(),
                 dedup_ids: Vec::new(),
+                stored: StoredFigures::default(),
             });
         }
 
-        let (reclaim_sets, freed) = room_needed(&topic, &log, stored_bytes)?;
+        let (reclaim_sets, freed) = room_needed(&topic, &log, stored_bytes).inspect_err(|e| {
+            if matches!(e, Error::ResourceExhausted { .. }) {
+                self.metrics.count_labeled(
+                    name::QUOTA_REFUSALS,
+                    &[("kind", "topic_full".into())],
+                    1,
+                );
+            }
+        })?;
         let tenant_bytes = topic.tenant_bytes() - freed.min(topic.tenant_bytes());
         if tenant_bytes + stored_bytes > plan.max_tenant_storage_bytes {
+            self.metrics.count_labeled(
+                name::QUOTA_REFUSALS,
+                &[("kind", "tenant_storage".into())],
+                1,
+            );
             return Err(Error::exhausted(format!(
                 "tenant storage quota: the plan allows {} bytes ({}) of retained messages and \
                  {tenant_bytes} are in use; this batch needs {stored_bytes} more",
@@ -180,7 +219,10 @@ impl Broker {
         // Admission comes last: only a batch that will be stored spends rate.
         self.admission
             .admit_produce(&key.tenant, &plan, outcome.units)?;
+        let reclaimed_before = log.state.reclaimed_messages;
         reclaim(&topic, &mut log, reclaim_sets, &mut writes);
+        let reclaimed = log.state.reclaimed_messages - reclaimed_before;
+        let stored_messages = stored.len() as u64;
         for (dedup_id, offset) in &batch_dedup {
             writes.put(
                 keys::dedup(topic.id, dedup_id),
@@ -220,6 +262,12 @@ impl Broker {
             outcome,
             topic,
             dedup_ids,
+            stored: StoredFigures {
+                metrics: Some(self.metrics.clone()),
+                messages: stored_messages,
+                bytes: stored_bytes,
+                reclaimed,
+            },
         })
     }
 

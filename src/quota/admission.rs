@@ -22,6 +22,7 @@ use governor::{Quota, RateLimiter};
 use super::Plan;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
+use crate::observability::{name, Metrics};
 
 /// The broker clock as governor sees it.
 #[derive(Clone)]
@@ -160,6 +161,7 @@ pub struct Admission {
     streams: DashMap<String, Arc<AtomicU32>>,
     failed_auth: DashMap<IpAddr, (i64, u32)>,
     failed_auth_per_minute: u32,
+    metrics: Option<Arc<Metrics>>,
 }
 
 fn retry_message(what: String, wait: Duration) -> Error {
@@ -183,6 +185,19 @@ impl Admission {
             streams: DashMap::new(),
             failed_auth: DashMap::new(),
             failed_auth_per_minute,
+            metrics: None,
+        }
+    }
+
+    /// Counts refusals by kind in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    fn refused(&self, kind: &'static str) {
+        if let Some(m) = &self.metrics {
+            m.count_labeled(name::QUOTA_REFUSALS, &[("kind", kind.into())], 1);
         }
     }
 
@@ -212,6 +227,7 @@ impl Admission {
             plan.produce_burst_units,
         );
         bucket.take(&self.clock, units).map_err(|wait| {
+            self.refused("produce_rate");
             retry_message(
                 format!(
                     "produce rate limit: the plan allows {} units/s with bursts of {} units \
@@ -228,6 +244,7 @@ impl Admission {
         let rate = plan.control_calls_per_second;
         let bucket = self.bucket(&self.control, tenant, rate, rate);
         bucket.take(&self.clock, 1).map_err(|wait| {
+            self.refused("control_rate");
             retry_message(
                 format!("control-plane rate limit: the plan allows {rate} calls/s"),
                 wait,
@@ -265,6 +282,7 @@ impl Admission {
             })
             .is_ok();
         if !admitted {
+            self.refused("streams");
             return Err(Error::exhausted(format!(
                 "concurrent stream limit: the plan allows {limit} open streams per tenant; \
                  close one first"
@@ -307,6 +325,7 @@ impl Admission {
         if let Some(entry) = self.failed_auth.get(&address) {
             let (at, count) = *entry;
             if at == minute && count >= self.failed_auth_per_minute {
+                self.refused("failed_auth");
                 let wait = Duration::from_millis(((minute + 1) * 60_000 - now).max(1) as u64);
                 return Err(retry_message(
                     format!(

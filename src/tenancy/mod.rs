@@ -205,6 +205,8 @@ pub struct Tenancy {
     devices: DashMap<String, DeviceRecord>,
     /// Bumped whenever a tenant's status changes, so open streams re-check.
     status_changes: watch::Sender<u64>,
+    /// Some(reason) while the broker is in maintenance mode.
+    maintenance: std::sync::RwLock<Option<String>>,
     /// Serialises control-plane writes so checks and writes do not race.
     write_lock: tokio::sync::Mutex<()>,
 }
@@ -234,6 +236,7 @@ impl Tenancy {
             effective_plans: DashMap::new(),
             devices: DashMap::new(),
             status_changes: watch::channel(0).0,
+            maintenance: std::sync::RwLock::new(None),
             write_lock: tokio::sync::Mutex::new(()),
         };
         for item in tenancy.store.scan::<TenantRecord>(&[keys::TENANT]) {
@@ -313,8 +316,29 @@ impl Tenancy {
         }
     }
 
-    /// Refuses data-plane work for a tenant that is not active.
+    /// Enters (Some(reason)) or leaves (None) maintenance mode: data-plane
+    /// work is refused with UNAVAILABLE; the control plane keeps working.
+    pub fn set_maintenance(&self, reason: Option<String>) {
+        *self.maintenance.write().unwrap_or_else(|e| e.into_inner()) = reason;
+        self.status_changes.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    /// The maintenance reason, while in maintenance mode.
+    pub fn maintenance(&self) -> Option<String> {
+        self.maintenance
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Refuses data-plane work for a tenant that is not active, and for
+    /// everyone during maintenance.
     pub fn check_data_plane(&self, tenant: &str) -> Result<()> {
+        if let Some(reason) = self.maintenance() {
+            return Err(Error::Unavailable(format!(
+                "the broker is in maintenance ({reason}); data-plane requests are refused, retry later"
+            )));
+        }
         let tenant = self
             .tenants
             .get(tenant)
@@ -402,6 +426,20 @@ impl Tenancy {
             }
         }
         Ok((events, next))
+    }
+
+    /// Writes one audit entry on its own.
+    pub async fn audit_now(
+        &self,
+        actor: &str,
+        action: &str,
+        tenant: &str,
+        detail: String,
+    ) -> Result<()> {
+        let mut writes = WriteSet::new();
+        self.audit(&mut writes, actor, action, tenant, detail)?;
+        self.store.commit(writes).await?;
+        Ok(())
     }
 
     /// Changes a tenant's details, plan or quota overrides (operator).

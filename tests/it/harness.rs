@@ -26,6 +26,8 @@ pub struct TestServer {
     pub address: String,
     /// Keeps the data dir alive.
     _dir: TempDir,
+    /// Where /metrics is served.
+    pub metrics: std::net::SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<Result<(), tallyq::server::ServerError>>>,
 }
@@ -38,6 +40,7 @@ pub fn test_config(dir: &Path) -> Config {
     std::fs::write(&reader_file, BILLING_READER_TOKEN).unwrap();
     Config {
         data_dir: dir.join("data"),
+        metrics_listen: free_port(),
         clock: ClockKind::Manual,
         operator_token_file: Some(token_file),
         billing_reader_token_file: Some(reader_file),
@@ -45,6 +48,13 @@ pub fn test_config(dir: &Path) -> Config {
         cache_capacity_bytes: 16 * 1024 * 1024,
         ..Config::default()
     }
+}
+
+/// A loopback address whose port was free a moment ago (for the metrics
+/// endpoint, whose exporter binds by address).
+pub fn free_port() -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
 }
 
 impl TestServer {
@@ -58,6 +68,7 @@ impl TestServer {
         let dir = tempfile::tempdir().unwrap();
         let mut config = test_config(dir.path());
         adjust(&mut config);
+        let metrics = config.metrics_listen;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
@@ -66,6 +77,7 @@ impl TestServer {
         }));
         TestServer {
             address,
+            metrics,
             _dir: dir,
             stop: Some(stop),
             handle: Some(handle),
@@ -337,8 +349,11 @@ impl ProcessServer {
     pub fn start(data_dir: &Path) -> ProcessServer {
         let token_file = data_dir.with_extension("token");
         std::fs::write(&token_file, OPERATOR_TOKEN).unwrap();
+        let metrics = free_port().to_string();
         Self::spawn(&[
             "serve".as_ref(),
+            "--metrics-listen".as_ref(),
+            metrics.as_ref(),
             "--data-dir".as_ref(),
             data_dir.as_os_str(),
             "--listen".as_ref(),

@@ -2,6 +2,7 @@
 //! against a real broker over real gRPC.
 
 mod harness;
+mod ops;
 
 mod auth;
 mod billing;

@@ -1,0 +1,198 @@
+//! Metrics and logging. Prometheus metrics are recorded into this server's
+//! own recorder (not a process-global one, so several brokers in one test
+//! process stay apart) and served on `metrics_listen` at `/metrics`.
+//!
+//! Names follow Prometheus conventions: `tallyq_` prefix, `_total` counters,
+//! base units (bytes, seconds). Per-tenant series carry a `tenant` label,
+//! bounded: the first `metrics_max_tenant_labels` tenants seen get their own
+//! label, the rest share `other`. Every series carries `node`.
+
+use std::net::SocketAddr;
+
+use dashmap::DashMap;
+use metrics::{Key, Label, Level, Metadata, Recorder};
+use metrics_exporter_prometheus::{
+    BuildError, ExporterFuture, Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
+
+/// Counter names.
+pub mod name {
+    /// Messages stored.
+    pub const PRODUCED_MESSAGES: &str = "tallyq_produced_messages_total";
+    /// Bytes of messages stored (counted size).
+    pub const PRODUCED_BYTES: &str = "tallyq_produced_bytes_total";
+    /// Deliveries, redeliveries included.
+    pub const DELIVERED_MESSAGES: &str = "tallyq_delivered_messages_total";
+    /// Bytes delivered.
+    pub const DELIVERED_BYTES: &str = "tallyq_delivered_bytes_total";
+    /// Redeliveries.
+    pub const REDELIVERED_MESSAGES: &str = "tallyq_redelivered_messages_total";
+    /// Acks that ended a pending message.
+    pub const ACKED_MESSAGES: &str = "tallyq_acked_messages_total";
+    /// Messages moved to a dead-letter topic.
+    pub const DEAD_LETTERED_MESSAGES: &str = "tallyq_dead_lettered_messages_total";
+    /// Messages removed by expiry.
+    pub const EXPIRED_MESSAGES: &str = "tallyq_expired_messages_total";
+    /// Messages removed by a size cap.
+    pub const RECLAIMED_MESSAGES: &str = "tallyq_reclaimed_messages_total";
+    /// Billable units by meter part (produced, delivered, redelivered).
+    pub const BILLABLE_UNITS: &str = "tallyq_billable_units_total";
+    /// Requests refused by a quota, by kind.
+    pub const QUOTA_REFUSALS: &str = "tallyq_quota_refusals_total";
+    /// RPC latency histogram by method and code.
+    pub const RPC_DURATION: &str = "tallyq_rpc_duration_seconds";
+    /// Gauge: messages waiting (new + due for redelivery), per tenant.
+    pub const BACKLOG: &str = "tallyq_backlog_messages";
+    /// Gauge: delivered, locked, unacked messages, per tenant.
+    pub const IN_FLIGHT: &str = "tallyq_in_flight_messages";
+    /// Gauge: retained message bytes, per tenant.
+    pub const RETAINED_BYTES: &str = "tallyq_retained_bytes";
+    /// Gauge: the store's size on disk.
+    pub const STORAGE_BYTES: &str = "tallyq_storage_bytes";
+    /// Gauge: tenants by status.
+    pub const TENANTS: &str = "tallyq_tenants";
+    /// Gauge: when settlement last closed a day (Unix seconds).
+    pub const LAST_SETTLEMENT: &str = "tallyq_last_settlement_timestamp_seconds";
+    /// Gauge: 1 while in maintenance mode.
+    pub const MAINTENANCE: &str = "tallyq_maintenance";
+}
+
+/// The label value of tenants beyond the label cap.
+pub const OTHER_TENANT: &str = "other";
+
+const METADATA: Metadata<'static> = Metadata::new("tallyq", Level::INFO, None);
+
+/// This server's metrics.
+pub struct Metrics {
+    recorder: PrometheusRecorder,
+    handle: PrometheusHandle,
+    node: String,
+    tenants: DashMap<String, ()>,
+    max_tenant_labels: usize,
+}
+
+impl Metrics {
+    /// A recorder, and the HTTP exporter future when `listen` is given.
+    pub fn new(
+        node: &str,
+        max_tenant_labels: usize,
+        listen: Option<SocketAddr>,
+    ) -> Result<(Metrics, Option<ExporterFuture>), BuildError> {
+        let builder = PrometheusBuilder::new().set_buckets_for_metric(
+            Matcher::Full(name::RPC_DURATION.to_string()),
+            &[
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0,
+            ],
+        )?;
+        let (recorder, exporter) = match listen {
+            Some(addr) => {
+                let (recorder, exporter) = builder.with_http_listener(addr).build()?;
+                (recorder, Some(exporter))
+            }
+            None => (builder.build_recorder(), None),
+        };
+        let handle = recorder.handle();
+        Ok((
+            Metrics {
+                recorder,
+                handle,
+                node: node.to_string(),
+                tenants: DashMap::new(),
+                max_tenant_labels,
+            },
+            exporter,
+        ))
+    }
+
+    /// The bounded label value for a tenant.
+    pub fn tenant_label(&self, tenant: &str) -> String {
+        if self.tenants.contains_key(tenant) {
+            return tenant.to_string();
+        }
+        if self.tenants.len() < self.max_tenant_labels {
+            self.tenants.insert(tenant.to_string(), ());
+            return tenant.to_string();
+        }
+        OTHER_TENANT.to_string()
+    }
+
+    fn key(&self, name: &'static str, labels: &[(&'static str, String)]) -> Key {
+        let mut all = vec![Label::new("node", self.node.clone())];
+        all.extend(labels.iter().map(|(k, v)| Label::new(*k, v.clone())));
+        Key::from_parts(name, all)
+    }
+
+    /// Adds `n` to a tenant's counter.
+    pub fn count(&self, name: &'static str, tenant: &str, n: u64) {
+        if n == 0 {
+            return;
+        }
+        let key = self.key(name, &[("tenant", self.tenant_label(tenant))]);
+        self.recorder.register_counter(&key, &METADATA).increment(n);
+    }
+
+    /// Adds `n` to a counter with arbitrary labels.
+    pub fn count_labeled(&self, name: &'static str, labels: &[(&'static str, String)], n: u64) {
+        let key = self.key(name, labels);
+        self.recorder.register_counter(&key, &METADATA).increment(n);
+    }
+
+    /// Sets a gauge.
+    pub fn gauge(&self, name: &'static str, labels: &[(&'static str, String)], value: f64) {
+        let key = self.key(name, labels);
+        self.recorder.register_gauge(&key, &METADATA).set(value);
+    }
+
+    /// Records one RPC's latency.
+    pub fn observe_rpc(&self, method: &str, code: &str, seconds: f64) {
+        let key = self.key(
+            name::RPC_DURATION,
+            &[("method", method.to_string()), ("code", code.to_string())],
+        );
+        self.recorder
+            .register_histogram(&key, &METADATA)
+            .record(seconds);
+    }
+
+    /// The exposition text, as /metrics serves it.
+    pub fn render(&self) -> String {
+        self.handle.render()
+    }
+}
+
+/// Sets up tracing: text by default, JSON on request, level from RUST_LOG.
+pub fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn tenant_labels_are_bounded() {
+        let (metrics, _) = Metrics::new("node-1", 2, None).unwrap();
+        metrics.count(name::PRODUCED_MESSAGES, "a", 1);
+        metrics.count(name::PRODUCED_MESSAGES, "b", 1);
+        metrics.count(name::PRODUCED_MESSAGES, "c", 1);
+        metrics.count(name::PRODUCED_MESSAGES, "d", 1);
+        let text = metrics.render();
+        assert!(text.contains("tenant=\"a\""), "{text}");
+        assert!(text.contains("tenant=\"other\""), "{text}");
+        assert!(!text.contains("tenant=\"c\""), "{text}");
+        assert!(
+            text.contains("tallyq_produced_messages_total{node=\"node-1\",tenant=\"other\"} 2"),
+            "{text}"
+        );
+    }
+}
