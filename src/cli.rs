@@ -49,6 +49,18 @@ pub struct Cli {
     /// Read the credential from this file (default: ./data/operator.token when present).
     #[arg(long, global = true, env = "TALLYQ_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
+    /// CA certificate (PEM) to trust: connect over TLS (use an https:// server address).
+    #[arg(long, global = true, env = "TALLYQ_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// Name the server's certificate must carry (default: the address's host).
+    #[arg(long, global = true, env = "TALLYQ_TLS_DOMAIN")]
+    pub tls_domain: Option<String>,
+    /// Client certificate (PEM) for servers that require one.
+    #[arg(long, global = true, env = "TALLYQ_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// Client key (PEM).
+    #[arg(long, global = true, env = "TALLYQ_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -177,6 +189,15 @@ pub struct ServeArgs {
     /// Log format: text (default) or json.
     #[arg(long, env = "TALLYQ_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormatArg>,
+    /// TLS certificate chain (PEM); with --tls-key-file, serve gRPC over TLS.
+    #[arg(long, env = "TALLYQ_TLS_CERT_FILE")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, env = "TALLYQ_TLS_KEY_FILE")]
+    pub tls_key_file: Option<PathBuf>,
+    /// CA (PEM) that client certificates must be signed by (mutual TLS).
+    #[arg(long, env = "TALLYQ_TLS_CLIENT_CA_FILE")]
+    pub tls_client_ca_file: Option<PathBuf>,
 }
 
 /// Clock choice on the command line.
@@ -224,6 +245,15 @@ impl ServeArgs {
         }
         if let Some(v) = &self.operator_token_file {
             config.operator_token_file = Some(v.clone());
+        }
+        if let Some(v) = &self.tls_cert_file {
+            config.tls_cert_file = Some(v.clone());
+        }
+        if let Some(v) = &self.tls_key_file {
+            config.tls_key_file = Some(v.clone());
+        }
+        if let Some(v) = &self.tls_client_ca_file {
+            config.tls_client_ca_file = Some(v.clone());
         }
         if let Some(v) = self.log_format {
             config.log_format = match v {
@@ -656,7 +686,34 @@ impl Cli {
 
     /// Runs a client command against the broker.
     pub async fn run_client(&self) -> Result<()> {
-        let client = Client::connect(&self.server, &self.credential()?).await?;
+        let client = match &self.tls_ca {
+            Some(ca) => {
+                let ca = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
+                let domain = match &self.tls_domain {
+                    Some(d) => d.clone(),
+                    None => self
+                        .server
+                        .split("://")
+                        .nth(1)
+                        .and_then(|rest| rest.split([':', '/']).next())
+                        .unwrap_or("localhost")
+                        .to_string(),
+                };
+                let identity = match (&self.tls_cert, &self.tls_key) {
+                    (Some(c), Some(k)) => Some((std::fs::read(c)?, std::fs::read(k)?)),
+                    _ => None,
+                };
+                Client::connect_tls(
+                    &self.server,
+                    &self.credential()?,
+                    &ca,
+                    &domain,
+                    identity.as_ref().map(|(c, k)| (c.as_slice(), k.as_slice())),
+                )
+                .await?
+            }
+            None => Client::connect(&self.server, &self.credential()?).await?,
+        };
         match &self.command {
             Command::Serve(_) => bail!("serve is not a client command"),
             Command::Tenant(cmd) => tenant(&client, cmd).await,

@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Request, Status, Streaming};
 
 use crate::proto::v1 as pb;
@@ -126,6 +126,32 @@ impl Client {
             .tcp_nodelay(true)
             .initial_stream_window_size(crate::server::HTTP2_STREAM_WINDOW)
             .initial_connection_window_size(crate::server::HTTP2_CONNECTION_WINDOW))
+    }
+
+    /// Connects over TLS: `ca_pem` is trusted, `domain` is the name the
+    /// server's certificate must carry, `identity` (cert, key PEM) is sent when
+    /// the server asks for client certificates.
+    pub async fn connect_tls(
+        address: &str,
+        token: &str,
+        ca_pem: &[u8],
+        domain: &str,
+        identity: Option<(&[u8], &[u8])>,
+    ) -> Result<Self, ClientError> {
+        let mut tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(ca_pem))
+            .domain_name(domain);
+        if let Some((cert, key)) = identity {
+            tls = tls.identity(Identity::from_pem(cert, key));
+        }
+        let endpoint =
+            Self::endpoint(address)?
+                .tls_config(tls)
+                .map_err(|source| ClientError::Connect {
+                    address: address.to_string(),
+                    source,
+                })?;
+        Self::connect_endpoint(endpoint, token).await
     }
 
     /// Connects through a prepared endpoint.

@@ -86,6 +86,12 @@ pub struct Config {
     /// and statements, changes nothing). Default: `<data_dir>/billing-reader.token`,
     /// generated with mode 0600 on first start when missing.
     pub billing_reader_token_file: Option<PathBuf>,
+    /// PEM certificate chain for TLS; with `tls_key_file`, gRPC is served over TLS.
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key for TLS.
+    pub tls_key_file: Option<PathBuf>,
+    /// PEM CA bundle; when set, clients must present a certificate it signed.
+    pub tls_client_ca_file: Option<PathBuf>,
     /// Tenants with their own label in metrics; the rest share `other`.
     pub metrics_max_tenant_labels: usize,
     /// How often the server settles ended days on its own, in seconds of real
@@ -114,6 +120,9 @@ impl Default for Config {
             billing_reader_token_file: None,
             settlement_interval_seconds: 60,
             metrics_max_tenant_labels: 200,
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_client_ca_file: None,
             plans,
         }
     }
@@ -160,6 +169,16 @@ impl Config {
         if self.settlement_interval_seconds == 0 {
             return Err(ConfigError::Invalid(
                 "settlement_interval_seconds must be at least 1".into(),
+            ));
+        }
+        if self.tls_cert_file.is_some() != self.tls_key_file.is_some() {
+            return Err(ConfigError::Invalid(
+                "tls_cert_file and tls_key_file go together".into(),
+            ));
+        }
+        if self.tls_client_ca_file.is_some() && self.tls_cert_file.is_none() {
+            return Err(ConfigError::Invalid(
+                "tls_client_ca_file needs tls_cert_file and tls_key_file".into(),
             ));
         }
         if self.failed_auth_per_minute == 0 {

@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 use crate::api::admin::AdminService;
 use crate::api::auth::{Audience, AuthInterceptor};
@@ -66,6 +67,9 @@ pub enum ServerError {
     /// Loading the stored state failed.
     #[error("cannot load stored state: {0}")]
     Load(#[from] crate::error::Error),
+    /// The TLS files could not be read.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// The metrics recorder could not be built.
     #[error("metrics: {0}")]
     Metrics(#[from] metrics_exporter_prometheus::BuildError),
@@ -75,6 +79,21 @@ pub enum ServerError {
     /// The gRPC transport failed.
     #[error("gRPC transport: {0}")]
     Transport(#[from] tonic::transport::Error),
+}
+
+/// The TLS settings, when certificate and key are configured.
+fn tls_config(config: &Config) -> Result<Option<ServerTlsConfig>, ServerError> {
+    let (Some(cert), Some(key)) = (&config.tls_cert_file, &config.tls_key_file) else {
+        return Ok(None);
+    };
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| ServerError::Tls(format!("{}: {e}", path.display())))
+    };
+    let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(read(cert)?, read(key)?));
+    if let Some(ca) = &config.tls_client_ca_file {
+        tls = tls.client_ca_root(Certificate::from_pem(read(ca)?));
+    }
+    Ok(Some(tls))
 }
 
 /// Refreshes the gauges (backlog, in-flight, retained bytes, storage, tenants)
@@ -277,7 +296,11 @@ pub async fn run(
     // No Nagle: a reply must not wait for a delayed ACK. Windows sized for
     // 4 MiB batches so a large produce is not stalled by flow control.
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    let serve = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls_config(&config)? {
+        builder = builder.tls_config(tls)?;
+    }
+    let serve = builder
         .initial_stream_window_size(Some(HTTP2_STREAM_WINDOW))
         .initial_connection_window_size(Some(HTTP2_CONNECTION_WINDOW))
         .layer(RpcMetricsLayer::new(metrics.clone()))

@@ -321,3 +321,104 @@ async fn export_round_trips_what_was_produced() {
     let usage = of("usage").find(|u| u["dimension"] == "total").unwrap();
     assert_eq!(usage["produced_messages"], 250);
 }
+
+/// A test CA, and a certificate it signed for `name` (PEM cert, PEM key).
+struct TestPki {
+    ca_pem: String,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+impl TestPki {
+    fn new() -> TestPki {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let ca = params.self_signed(&key).unwrap();
+        TestPki {
+            ca_pem: ca.pem(),
+            issuer: rcgen::Issuer::new(params, key),
+        }
+    }
+
+    fn issue(&self, name: &str) -> (String, String) {
+        let params = rcgen::CertificateParams::new(vec![name.to_string()]).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+}
+
+#[tokio::test]
+async fn tls_and_client_certificates() {
+    let pki = TestPki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = pki.issue("localhost");
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let (cert_file, key_file, ca_file) = (
+        write("server.pem", &cert),
+        write("server.key", &key),
+        write("ca.pem", &pki.ca_pem),
+    );
+    let server = TestServer::start_with(|c| {
+        c.tls_cert_file = Some(cert_file.clone());
+        c.tls_key_file = Some(key_file.clone());
+        c.tls_client_ca_file = Some(ca_file.clone());
+    })
+    .await;
+    let https = server.address.replace("http://", "https://");
+    let (client_cert, client_key) = pki.issue("device-gateway");
+
+    // With the CA and a client certificate: a full handshake and a real call.
+    let client = tallyq::client::Client::connect_tls(
+        &https,
+        OPERATOR_TOKEN,
+        pki.ca_pem.as_bytes(),
+        "localhost",
+        Some((client_cert.as_bytes(), client_key.as_bytes())),
+    )
+    .await
+    .unwrap();
+    client
+        .operator()
+        .list_tenants(pb::ListTenantsRequest {})
+        .await
+        .unwrap();
+
+    // Without a client certificate the server refuses the connection.
+    let anonymous = tallyq::client::Client::connect_tls(
+        &https,
+        OPERATOR_TOKEN,
+        pki.ca_pem.as_bytes(),
+        "localhost",
+        None,
+    )
+    .await;
+    let refused = match anonymous {
+        Err(_) => true,
+        Ok(c) => c
+            .operator()
+            .list_tenants(pb::ListTenantsRequest {})
+            .await
+            .is_err(),
+    };
+    assert!(
+        refused,
+        "a client without a certificate must not get through"
+    );
+
+    // Plain text against a TLS port fails.
+    let plain = tallyq::client::Client::connect(&server.address, OPERATOR_TOKEN).await;
+    let failed = match plain {
+        Err(_) => true,
+        Ok(c) => c
+            .operator()
+            .list_tenants(pb::ListTenantsRequest {})
+            .await
+            .is_err(),
+    };
+    assert!(failed);
+}
