@@ -57,6 +57,68 @@ pub mod name {
     pub const MAINTENANCE: &str = "tallyq_maintenance";
 }
 
+/// Help text of every metric (Prometheus wants one).
+const HELP: &[(&str, &str)] = &[
+    (name::PRODUCED_MESSAGES, "Messages stored."),
+    (
+        name::PRODUCED_BYTES,
+        "Bytes of messages stored (payload, headers and ids).",
+    ),
+    (
+        name::DELIVERED_MESSAGES,
+        "Deliveries to consumers, redeliveries included.",
+    ),
+    (name::DELIVERED_BYTES, "Bytes delivered to consumers."),
+    (
+        name::REDELIVERED_MESSAGES,
+        "Redeliveries (delivery attempt above 1).",
+    ),
+    (
+        name::ACKED_MESSAGES,
+        "Acknowledgements that ended a pending message.",
+    ),
+    (
+        name::DEAD_LETTERED_MESSAGES,
+        "Messages moved to a dead-letter topic.",
+    ),
+    (name::EXPIRED_MESSAGES, "Messages removed by topic expiry."),
+    (
+        name::RECLAIMED_MESSAGES,
+        "Messages removed by a topic size cap.",
+    ),
+    (
+        name::BILLABLE_UNITS,
+        "Billable message units by part (produced, delivered, redelivered).",
+    ),
+    (
+        name::QUOTA_REFUSALS,
+        "Requests refused by a quota, by kind.",
+    ),
+    (
+        name::RPC_DURATION,
+        "RPC latency by method and gRPC status code.",
+    ),
+    (
+        name::BACKLOG,
+        "Messages waiting for delivery (new or due for redelivery).",
+    ),
+    (
+        name::IN_FLIGHT,
+        "Delivered messages whose lock is running, not yet acked.",
+    ),
+    (name::RETAINED_BYTES, "Bytes of retained messages."),
+    (name::STORAGE_BYTES, "Size of the store on disk."),
+    (name::TENANTS, "Tenants by status."),
+    (
+        name::LAST_SETTLEMENT,
+        "When settlement last closed a day, Unix seconds.",
+    ),
+    (
+        name::MAINTENANCE,
+        "1 while the broker is in maintenance mode.",
+    ),
+];
+
 /// The label value of tenants beyond the label cap.
 pub const OTHER_TENANT: &str = "other";
 
@@ -93,6 +155,17 @@ impl Metrics {
             None => (builder.build_recorder(), None),
         };
         let handle = recorder.handle();
+        for (metric, help) in HELP {
+            let key = metrics::KeyName::from(*metric);
+            let help = metrics::SharedString::from(*help);
+            if metric.ends_with("_total") {
+                recorder.describe_counter(key, None, help);
+            } else if *metric == name::RPC_DURATION {
+                recorder.describe_histogram(key, Some(metrics::Unit::Seconds), help);
+            } else {
+                recorder.describe_gauge(key, None, help);
+            }
+        }
         Ok((
             Metrics {
                 recorder,

@@ -96,6 +96,12 @@ impl tonic::service::Interceptor for AuthInterceptor {
                 .into())
             }
         }
+        let who = match &principal {
+            Principal::Tenant(key) => key.tenant.as_str(),
+            Principal::Operator => "operator",
+            Principal::BillingReader => "billing-reader",
+        };
+        tracing::Span::current().record("tenant", who);
         request.extensions_mut().insert(principal);
         Ok(request)
     }

@@ -131,6 +131,19 @@ impl BillingApi for BillingService {
                 ))
             })?;
         let (entries_written, tenant_days) = billing.settle_through(day).await?;
+        self.state
+            .broker
+            .tenancy()
+            .audit_now(
+                "operator",
+                "billing.settle",
+                "",
+                format!(
+                    "through {}: {tenant_days} tenant-days, {entries_written} entries",
+                    req.through_day
+                ),
+            )
+            .await?;
         Ok(Response::new(pb::SettleResponse {
             entries_written,
             tenant_days,

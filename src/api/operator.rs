@@ -423,6 +423,13 @@ impl OperatorApi for OperatorService {
             .unwrap_or_else(|| clock.now_ms());
         let mut writes = WriteSet::new();
         writes.put(keys::manual_clock(), &ClockRecord { now_ms: now });
+        self.state.broker.tenancy().audit(
+            &mut writes,
+            "operator",
+            "clock.advance",
+            "",
+            format!("advanced {advance_ms} ms to {now}"),
+        )?;
         self.state.store.commit(writes).await.map_err(Error::from)?;
         // Whatever the new time makes due happens before the reply: expiry,
         // settlement of ended days, arrears.

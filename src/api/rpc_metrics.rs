@@ -9,6 +9,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use tower::{Layer, Service};
+use tracing::Instrument;
 
 use crate::observability::Metrics;
 
@@ -89,24 +90,40 @@ where
             .to_string();
         let started = Instant::now();
         let metrics = self.metrics.clone();
-        let response = self.inner.call(request);
-        Box::pin(async move {
-            let result = response.await;
-            // Errors answer trailers-only, with grpc-status in the headers;
-            // success streams its status in trailers, after the body.
-            let code = match &result {
-                Ok(response) => response
-                    .headers()
-                    .get("grpc-status")
-                    .and_then(|v| v.to_str().ok())
-                    .map(code_name)
-                    .unwrap_or("OK"),
-                Err(_) => "UNAVAILABLE",
-            };
-            let seconds = started.elapsed().as_secs_f64();
-            metrics.observe_rpc(&method, code, seconds);
-            tracing::debug!(method = %method, code, seconds, "rpc");
-            result
-        })
+        // One span per RPC; the auth interceptor records the tenant in it
+        // (never a credential or a payload).
+        let span = tracing::info_span!(
+            "rpc",
+            method = %method,
+            tenant = tracing::field::Empty,
+            code = tracing::field::Empty
+        );
+        let response = {
+            let _entered = span.enter();
+            self.inner.call(request)
+        };
+        let outer = span.clone();
+        Box::pin(
+            async move {
+                let result = response.await;
+                // Errors answer trailers-only, with grpc-status in the headers;
+                // success streams its status in trailers, after the body.
+                let code = match &result {
+                    Ok(response) => response
+                        .headers()
+                        .get("grpc-status")
+                        .and_then(|v| v.to_str().ok())
+                        .map(code_name)
+                        .unwrap_or("OK"),
+                    Err(_) => "UNAVAILABLE",
+                };
+                let seconds = started.elapsed().as_secs_f64();
+                metrics.observe_rpc(&method, code, seconds);
+                outer.record("code", code);
+                tracing::debug!(seconds, "rpc done");
+                result
+            }
+            .instrument(span),
+        )
     }
 }

@@ -220,14 +220,72 @@ async fn operator_actions_and_failed_authentications_are_audited() {
     let acme = server.tenant("acme").await;
     let forged = acme.with_token("tq_acme_wrongwrongwrong").unwrap();
     let _ = forged.produce_once("t", vec![msg("x")]).await;
-    operator
-        .operator()
-        .suspend_tenant(pb::SuspendTenantRequest {
-            id: "acme".into(),
-            reason: pb::SuspensionReason::Abuse as i32,
+    let mut op = operator.operator();
+    op.suspend_tenant(pb::SuspendTenantRequest {
+        id: "acme".into(),
+        reason: pb::SuspensionReason::Abuse as i32,
+    })
+    .await
+    .unwrap();
+    op.resume_tenant(pb::ResumeTenantRequest { id: "acme".into() })
+        .await
+        .unwrap();
+    op.update_tenant(pb::UpdateTenantRequest {
+        id: "acme".into(),
+        display_name: Some("Acme".into()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let keys = op
+        .list_api_keys(pb::ListApiKeysRequest {
+            tenant: "acme".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .keys;
+    op.revoke_api_key(pb::RevokeApiKeyRequest {
+        id: keys[0].id.clone(),
+    })
+    .await
+    .unwrap();
+    op.bind_device(pb::BindDeviceRequest {
+        device_id: "d".into(),
+        tenant: "acme".into(),
+        rebind: false,
+    })
+    .await
+    .unwrap();
+    op.unbind_device(pb::UnbindDeviceRequest {
+        device_id: "d".into(),
+    })
+    .await
+    .unwrap();
+    op.record_payment(pb::RecordPaymentRequest {
+        tenant: "acme".into(),
+        payment_id: "p".into(),
+        amount_minor: 100,
+        currency: "CNY".into(),
+        note: String::new(),
+    })
+    .await
+    .unwrap();
+    for enabled in [true, false] {
+        op.set_maintenance(pb::SetMaintenanceRequest {
+            enabled,
+            reason: String::new(),
         })
         .await
         .unwrap();
+    }
+    advance(&operator, 1_000).await;
+    op.terminate_tenant(pb::TerminateTenantRequest {
+        id: "acme".into(),
+        reason: String::new(),
+    })
+    .await
+    .unwrap();
     // The failed authentication is written in the background.
     let mut events = Vec::new();
     for _ in 0..50 {
