@@ -15,7 +15,7 @@ use tallyq::storage::records::{
 };
 use tallyq::storage::{keys, Store, WriteSet};
 
-const RUNS: usize = 9;
+const RUNS: usize = 15;
 const WRITERS: usize = 8;
 const BATCHES_PER_WRITER: usize = 40;
 const BATCH: usize = 100;
