@@ -280,3 +280,30 @@ async fn serve_reads_a_toml_config_file_and_flags_override_it() {
     );
     assert!(root.path().join("data").join("db").exists());
 }
+
+#[tokio::test]
+async fn the_load_tool_runs_against_a_real_broker() {
+    let root = tempfile::tempdir().unwrap();
+    let server = ProcessServer::start(&data_dir(&root));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tallyq"))
+        .args(["--server", &server.address, "--token", OPERATOR_TOKEN])
+        .args(["bench", "--setup", "loadtest", "--duration-secs", "1"])
+        .args(["--producers", "2", "--batch", "10", "--size", "64"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = String::from_utf8(out.stdout).unwrap();
+    let field = |name: &str| -> u64 {
+        line.split_whitespace()
+            .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} in {line}"))
+    };
+    assert!(field("produced") > 0);
+    assert_eq!(field("delivered"), field("produced"), "{line}");
+    assert!(field("ack_p99_us") > 0);
+}

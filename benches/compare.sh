@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Side-by-side: tallyq against NATS JetStream (Debian's nats-server, file
+# storage, default sync) on loopback, same message size and batching, runs
+# alternating, medians and tallyq/NATS ratios.
+#
+#   bash benches/compare.sh            # RUNS=3 SECONDS_PER_RUN=10 by default
+#
+# Scenario 1: durable produce at full speed, 4 producers x batches of 100 x 1 KiB,
+#             each batch answered only once stored (tallyq: the produce reply;
+#             NATS: every publish ack of the batch).
+# Scenario 2: produce + consume at half of the lower of the two maximum rates,
+#             one consumer acking; produce->deliver latency.
+# Every server is started fresh on a temp dir and stopped after its run.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+runs="${RUNS:-3}"
+secs="${SECONDS_PER_RUN:-10}"
+work="$(mktemp -d)"
+pids=()
+cleanup() { for p in "${pids[@]:-}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+
+if ! command -v nats-server >/dev/null; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nats-server >/dev/null
+fi
+cargo build --release --quiet --manifest-path "$root/Cargo.toml" --bin tallyq
+cargo build --release --quiet --manifest-path "$root/benches/nats-load/Cargo.toml"
+tallyq="$root/target/release/tallyq"
+natsload="$root/benches/nats-load/target/release/nats-load"
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+
+run_tallyq() { # args: extra bench flags
+  local dir="$work/tq-$RANDOM" port mport pid
+  port=$(free_port); mport=$(free_port)
+  "$tallyq" serve --data-dir "$dir" --listen "127.0.0.1:$port" --metrics-listen "127.0.0.1:$mport" >/dev/null 2>&1 &
+  pid=$!; pids+=("$pid"); wait_port "$port"
+  timeout $((secs + 60)) "$tallyq" --server "http://127.0.0.1:$port" --token-file "$dir/operator.token" \
+    bench --setup bench --duration-secs "$secs" --server-pid "$pid" "$@"
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+}
+
+run_nats() {
+  local dir="$work/nats-$RANDOM" port pid
+  port=$(free_port)
+  nats-server -js -sd "$dir" -a 127.0.0.1 -p "$port" >/dev/null 2>&1 &
+  pid=$!; pids+=("$pid"); wait_port "$port"
+  timeout $((secs + 60)) "$natsload" --server "127.0.0.1:$port" --duration-secs "$secs" --server-pid "$pid" "$@"
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+}
+
+results="$work/results.txt"
+echo "scenario 1: durable produce, max rate" >&2
+for i in $(seq "$runs"); do
+  if (( i % 2 )); then
+    echo "s1 $(run_tallyq --consumers 0)" >> "$results"; echo "s1 $(run_nats --consumers 0)" >> "$results"
+  else
+    echo "s1 $(run_nats --consumers 0)" >> "$results"; echo "s1 $(run_tallyq --consumers 0)" >> "$results"
+  fi
+done
+half=$(python3 - "$results" <<'PY'
+import sys, statistics
+rates = {}
+for line in open(sys.argv[1]):
+    f = dict(kv.split("=", 1) for kv in line.split()[1:])
+    rates.setdefault(f["system"], []).append(float(f["msgs_per_sec"]))
+print(int(min(statistics.median(v) for v in rates.values()) / 2))
+PY
+)
+echo "scenario 2: produce + consume at $half msg/s" >&2
+for i in $(seq "$runs"); do
+  if (( i % 2 )); then
+    echo "s2 $(run_tallyq --consumers 1 --rate "$half")" >> "$results"; echo "s2 $(run_nats --consumers 1 --rate "$half")" >> "$results"
+  else
+    echo "s2 $(run_nats --consumers 1 --rate "$half")" >> "$results"; echo "s2 $(run_tallyq --consumers 1 --rate "$half")" >> "$results"
+  fi
+done
+cat "$results" >&2
+python3 - "$results" "$runs" "$half" <<'PY'
+import sys, statistics
+rows = {}
+for line in open(sys.argv[1]):
+    parts = line.split()
+    f = dict(kv.split("=", 1) for kv in parts[1:])
+    rows.setdefault((parts[0], f["system"]), []).append(f)
+def med(scenario, system, key):
+    vals = [float(r[key]) for r in rows.get((scenario, system), []) if r[key] != "-"]
+    return statistics.median(vals) if vals else float("nan")
+print(f"\nmedians of {sys.argv[2]} runs each, 1 KiB messages, batches of 100, 4 producers, loopback\n")
+print("| scenario | metric | tallyq | NATS JetStream | tallyq / NATS |")
+print("|---|---|---|---|---|")
+for scenario, label, keys in [
+    ("s1", "durable produce, max rate", ["msgs_per_sec", "mb_per_sec", "ack_p50_us", "ack_p99_us", "server_cpu_s", "server_peak_rss_mb"]),
+    ("s2", f"produce + consume at {sys.argv[3]} msg/s", ["msgs_per_sec", "deliver_p50_us", "deliver_p99_us", "ack_p99_us", "server_cpu_s", "server_peak_rss_mb"]),
+]:
+    for key in keys:
+        t, n = med(scenario, "tallyq", key), med(scenario, "nats", key)
+        ratio = t / n if n else float("nan")
+        print(f"| {label} | {key} | {t:.0f} | {n:.0f} | {ratio:.2f} |")
+PY
