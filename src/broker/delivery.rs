@@ -519,7 +519,7 @@ impl FlowWindow {
 }
 
 /// Most messages one push carries.
-const PUSH_BATCH: usize = 100;
+const PUSH_BATCH: usize = 1000;
 
 /// One consumer on a Consume stream: pushes what the window allows, tracks
 /// what is outstanding on this stream, and frees credit on ack and nack.
