@@ -219,8 +219,7 @@ impl Broker {
             },
             self.tenant_bytes_counter(&key.tenant),
         ));
-        self.topics
-            .insert((key.tenant.clone(), name.to_string()), topic.clone());
+        self.insert_topic(topic.clone());
         Ok(self.topic_view(&topic).await)
     }
 
@@ -367,8 +366,7 @@ impl Broker {
         self.store.commit(writes).await?;
         drop(log);
         drop(states);
-        self.topics
-            .remove(&(topic.tenant.clone(), topic.name.clone()));
+        self.remove_topic(&topic);
         topic.forget_bytes();
         topic.mark_deleted();
         Ok(())

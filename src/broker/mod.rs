@@ -50,7 +50,9 @@ pub struct Broker {
     /// Retained bytes per tenant, shared by the tenant's topics.
     tenant_bytes: DashMap<String, Arc<AtomicU64>>,
     /// Topics by (tenant, name).
-    topics: DashMap<(String, String), Arc<Topic>>,
+    /// Topics by tenant, then by name (so a tenant's topics are found without
+    /// scanning every tenant's).
+    topics: DashMap<String, BTreeMap<String, Arc<Topic>>>,
     /// Serialises topic and subscription creation and deletion.
     admin_lock: tokio::sync::Mutex<()>,
 }
@@ -83,9 +85,7 @@ impl Broker {
             .collect::<Result<_, _>>()?;
         for record in records {
             let topic = broker.load_topic(record)?;
-            broker
-                .topics
-                .insert((topic.tenant.clone(), topic.name.clone()), topic);
+            broker.insert_topic(topic);
         }
         Ok(broker)
     }
@@ -185,9 +185,22 @@ impl Broker {
     /// A tenant's topic, or NOT_FOUND.
     pub fn topic(&self, tenant: &str, name: &str) -> Result<Arc<Topic>> {
         self.topics
-            .get(&(tenant.to_string(), name.to_string()))
-            .map(|t| t.value().clone())
+            .get(tenant)
+            .and_then(|topics| topics.get(name).cloned())
             .ok_or_else(|| Error::not_found("topic", name))
+    }
+
+    fn insert_topic(&self, topic: Arc<Topic>) {
+        self.topics
+            .entry(topic.tenant.clone())
+            .or_default()
+            .insert(topic.name.clone(), topic);
+    }
+
+    fn remove_topic(&self, topic: &Topic) {
+        if let Some(mut topics) = self.topics.get_mut(&topic.tenant) {
+            topics.remove(&topic.name);
+        }
     }
 
     /// A subscription of a tenant's topic, or NOT_FOUND.
@@ -206,18 +219,17 @@ impl Broker {
 
     /// Every topic of every tenant (for background work).
     pub fn all_topics(&self) -> Vec<Arc<Topic>> {
-        self.topics.iter().map(|t| t.value().clone()).collect()
+        self.topics
+            .iter()
+            .flat_map(|t| t.value().values().cloned().collect::<Vec<_>>())
+            .collect()
     }
 
     /// A tenant's topics, by name.
     pub fn tenant_topics(&self, tenant: &str) -> Vec<Arc<Topic>> {
-        let mut topics: Vec<_> = self
-            .topics
-            .iter()
-            .filter(|t| t.key().0 == tenant)
-            .map(|t| t.value().clone())
-            .collect();
-        topics.sort_by(|a, b| a.name.cmp(&b.name));
-        topics
+        self.topics
+            .get(tenant)
+            .map(|topics| topics.values().cloned().collect())
+            .unwrap_or_default()
     }
 }
