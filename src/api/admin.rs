@@ -80,7 +80,6 @@ type ExportStream =
 impl AdminApi for AdminService {
     type ExportDataStream = ExportStream;
 
-    #[tracing::instrument(skip_all, fields(method = "ExportData"))]
     async fn export_data(
         &self,
         request: Request<pb::ExportDataRequest>,
@@ -163,7 +162,6 @@ impl AdminApi for AdminService {
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(method = "CreateTopic"))]
     async fn create_topic(
         &self,
         request: Request<pb::CreateTopicRequest>,
@@ -212,7 +210,6 @@ impl AdminApi for AdminService {
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(method = "UpdateTopic"))]
     async fn update_topic(
         &self,
         request: Request<pb::UpdateTopicRequest>,
@@ -236,7 +233,6 @@ impl AdminApi for AdminService {
         Ok(Response::new(topic_message(view)))
     }
 
-    #[tracing::instrument(skip_all, fields(method = "DeleteTopic"))]
     async fn delete_topic(
         &self,
         request: Request<pb::DeleteTopicRequest>,
@@ -249,7 +245,6 @@ impl AdminApi for AdminService {
         Ok(Response::new(pb::DeleteTopicResponse {}))
     }
 
-    #[tracing::instrument(skip_all, fields(method = "CreateSubscription"))]
     async fn create_subscription(
         &self,
         request: Request<pb::CreateSubscriptionRequest>,
@@ -315,7 +310,6 @@ impl AdminApi for AdminService {
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(method = "UpdateSubscription"))]
     async fn update_subscription(
         &self,
         request: Request<pb::UpdateSubscriptionRequest>,
@@ -339,7 +333,6 @@ impl AdminApi for AdminService {
         Ok(Response::new(subscription_message(view)))
     }
 
-    #[tracing::instrument(skip_all, fields(method = "DeleteSubscription"))]
     async fn delete_subscription(
         &self,
         request: Request<pb::DeleteSubscriptionRequest>,

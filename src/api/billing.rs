@@ -111,7 +111,6 @@ pub fn ledger_entry(e: &pb::LedgerEntry) -> LedgerEntry {
 
 #[tonic::async_trait]
 impl BillingApi for BillingService {
-    #[tracing::instrument(skip_all, fields(method = "Settle"))]
     async fn settle(
         &self,
         request: Request<pb::SettleRequest>,

@@ -63,7 +63,6 @@ type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + '
 
 #[tonic::async_trait]
 impl BrokerApi for BrokerService {
-    #[tracing::instrument(skip_all, fields(method = "Produce"))]
     async fn produce(
         &self,
         request: Request<pb::ProduceRequest>,
@@ -81,7 +80,6 @@ impl BrokerApi for BrokerService {
 
     type ProduceStreamStream = ResponseStream<pb::ProduceResponse>;
 
-    #[tracing::instrument(skip_all, fields(method = "ProduceStream"))]
     async fn produce_stream(
         &self,
         request: Request<Streaming<pb::ProduceRequest>>,
@@ -123,7 +121,6 @@ impl BrokerApi for BrokerService {
 
     type ConsumeStream = ResponseStream<pb::ConsumeResponse>;
 
-    #[tracing::instrument(skip_all, fields(method = "Consume"))]
     async fn consume(
         &self,
         request: Request<Streaming<pb::ConsumeRequest>>,
@@ -158,7 +155,6 @@ impl BrokerApi for BrokerService {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
-    #[tracing::instrument(skip_all, fields(method = "Fetch"))]
     async fn fetch(
         &self,
         request: Request<pb::FetchRequest>,
@@ -195,7 +191,6 @@ impl BrokerApi for BrokerService {
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(method = "Ack"))]
     async fn ack(
         &self,
         request: Request<pb::AckRequest>,
@@ -210,7 +205,6 @@ impl BrokerApi for BrokerService {
         Ok(Response::new(pb::AckResponse { acknowledged }))
     }
 
-    #[tracing::instrument(skip_all, fields(method = "Nack"))]
     async fn nack(
         &self,
         request: Request<pb::NackRequest>,
@@ -231,7 +225,6 @@ impl BrokerApi for BrokerService {
         Ok(Response::new(pb::NackResponse { nacked }))
     }
 
-    #[tracing::instrument(skip_all, fields(method = "Seek"))]
     async fn seek(
         &self,
         request: Request<pb::SeekRequest>,

@@ -63,7 +63,6 @@ fn key_message(k: ApiKeyRecord) -> pb::ApiKey {
 
 #[tonic::async_trait]
 impl OperatorApi for OperatorService {
-    #[tracing::instrument(skip_all, fields(method = "CreateTenant"))]
     async fn create_tenant(
         &self,
         request: Request<pb::CreateTenantRequest>,
@@ -105,7 +104,6 @@ impl OperatorApi for OperatorService {
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(method = "UpdateTenant"))]
     async fn update_tenant(
         &self,
         request: Request<pb::UpdateTenantRequest>,
@@ -129,7 +127,6 @@ impl OperatorApi for OperatorService {
         Ok(Response::new(tenant_message(tenant)))
     }
 
-    #[tracing::instrument(skip_all, fields(method = "SuspendTenant"))]
     async fn suspend_tenant(
         &self,
         request: Request<pb::SuspendTenantRequest>,
@@ -156,7 +153,6 @@ impl OperatorApi for OperatorService {
         Ok(Response::new(tenant_message(tenant)))
     }
 
-    #[tracing::instrument(skip_all, fields(method = "ResumeTenant"))]
     async fn resume_tenant(
         &self,
         request: Request<pb::ResumeTenantRequest>,
@@ -170,7 +166,6 @@ impl OperatorApi for OperatorService {
         Ok(Response::new(tenant_message(tenant)))
     }
 
-    #[tracing::instrument(skip_all, fields(method = "SetMaintenance"))]
     async fn set_maintenance(
         &self,
         request: Request<pb::SetMaintenanceRequest>,
@@ -215,7 +210,6 @@ impl OperatorApi for OperatorService {
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(method = "TerminateTenant"))]
     async fn terminate_tenant(
         &self,
         request: Request<pb::TerminateTenantRequest>,
@@ -237,7 +231,6 @@ impl OperatorApi for OperatorService {
         Ok(Response::new(tenant_message(tenant)))
     }
 
-    #[tracing::instrument(skip_all, fields(method = "RecordPayment"))]
     async fn record_payment(
         &self,
         request: Request<pb::RecordPaymentRequest>,
@@ -264,7 +257,6 @@ impl OperatorApi for OperatorService {
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(method = "BindDevice"))]
     async fn bind_device(
         &self,
         request: Request<pb::BindDeviceRequest>,
@@ -279,7 +271,6 @@ impl OperatorApi for OperatorService {
         Ok(Response::new(device_message(binding)))
     }
 
-    #[tracing::instrument(skip_all, fields(method = "UnbindDevice"))]
     async fn unbind_device(
         &self,
         request: Request<pb::UnbindDeviceRequest>,
@@ -340,7 +331,6 @@ impl OperatorApi for OperatorService {
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(method = "CreateApiKey"))]
     async fn create_api_key(
         &self,
         request: Request<pb::CreateApiKeyRequest>,
@@ -383,7 +373,6 @@ impl OperatorApi for OperatorService {
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(method = "RevokeApiKey"))]
     async fn revoke_api_key(
         &self,
         request: Request<pb::RevokeApiKeyRequest>,
@@ -399,7 +388,6 @@ impl OperatorApi for OperatorService {
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(method = "AdvanceClock"))]
     async fn advance_clock(
         &self,
         request: Request<pb::AdvanceClockRequest>,
