@@ -576,11 +576,6 @@ impl ConsumerSession {
         (self.window.max_messages as usize).saturating_sub(self.outstanding.len())
     }
 
-    /// Messages delivered on this stream and not yet acked or nacked.
-    pub fn outstanding(&self) -> usize {
-        self.outstanding.len()
-    }
-
     /// Delivers what is available within the window (possibly nothing).
     pub async fn poll(&mut self) -> Result<Vec<Delivered>> {
         self.status_rx.borrow_and_update();

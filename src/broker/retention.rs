@@ -213,6 +213,8 @@ pub async fn run_retention(broker: Arc<Broker>, mut shutdown: watch::Receiver<bo
         }
         passes += 1;
         if passes % DEDUP_SWEEP_EVERY == 0 {
+            // Failed-authentication counters of past minutes are of no use.
+            broker.admission().sweep();
             if let Err(e) = broker.sweep_dedup().await {
                 tracing::error!(error = %e, "dedup sweep failed");
             }
