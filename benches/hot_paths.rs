@@ -12,7 +12,7 @@ use prost::Message as _;
 use tallyq::broker::subscription::{ClaimRules, SubState};
 use tallyq::metering::{units_for_bytes, UsageDelta};
 use tallyq::proto::v1 as pb;
-use tallyq::storage::records::{MessageSetRecord, StoredMessage};
+use tallyq::storage::records::{MessageSetRecord, SetHeaderRecord, StoredMessage};
 use tallyq::storage::{keys, Store, WriteSet};
 
 fn batch() -> pb::ProduceRequest {
@@ -84,6 +84,31 @@ fn subscription(c: &mut Criterion) {
     });
 }
 
+/// The produce path's storage work: the set to a segment file, its header
+/// (with the segment reference) into the write set.
+fn append_set(
+    store: &Store,
+    writes: &mut WriteSet,
+    topic_id: u64,
+    first_offset: u64,
+    messages: &[StoredMessage],
+) {
+    let encoded = prost::Message::encode_to_vec(&MessageSetRecord {
+        publish_ms: 0,
+        messages: messages.to_vec(),
+    });
+    let blob = store.append_blob(&encoded).expect("append");
+    writes.put(
+        keys::set_header(topic_id, first_offset),
+        &SetHeaderRecord {
+            count: messages.len() as u32,
+            bytes: encoded.len() as u64,
+            publish_ms: 0,
+            blob: Some(blob),
+        },
+    );
+}
+
 fn storage(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let dir = tempfile::tempdir().expect("temp dir");
@@ -98,13 +123,7 @@ fn storage(c: &mut Criterion) {
     c.bench_function("group-committed append of a 100 x 1 KiB set", |b| {
         b.iter(|| {
             let mut writes = WriteSet::new();
-            writes.put(
-                keys::message_set(1, offset),
-                &MessageSetRecord {
-                    publish_ms: 0,
-                    messages: messages.clone(),
-                },
-            );
+            append_set(&store, &mut writes, 1, offset, &messages);
             offset += 100;
             runtime.block_on(store.commit(writes)).expect("commit")
         })
@@ -115,13 +134,7 @@ fn storage(c: &mut Criterion) {
                 let mut pending = Vec::new();
                 for _ in 0..8 {
                     let mut writes = WriteSet::new();
-                    writes.put(
-                        keys::message_set(2, offset),
-                        &MessageSetRecord {
-                            publish_ms: 0,
-                            messages: messages.clone(),
-                        },
-                    );
+                    append_set(&store, &mut writes, 2, offset, &messages);
                     offset += 100;
                     pending.push(store.enqueue(writes, None).await.expect("enqueue"));
                 }

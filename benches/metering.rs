@@ -61,19 +61,18 @@ async fn run(store: &Store, variant: Variant, topic_base: u64) -> f64 {
                     usage.write("tenant", 20_000, &mut writes);
                 }
                 let first = state.next_offset;
-                writes.put(
-                    keys::message_set(topic_id, first),
-                    &MessageSetRecord {
-                        publish_ms: 0,
-                        messages,
-                    },
-                );
+                let encoded = prost::Message::encode_to_vec(&MessageSetRecord {
+                    publish_ms: 0,
+                    messages,
+                });
+                let blob = store.append_blob(&encoded).expect("append");
                 writes.put(
                     keys::set_header(topic_id, first),
                     &SetHeaderRecord {
                         count: BATCH as u32,
                         bytes: 100_000,
                         publish_ms: 0,
+                        blob: Some(blob),
                     },
                 );
                 state.next_offset += BATCH as u64;

@@ -344,7 +344,10 @@ impl Broker {
         }
         let log = topic.log.lock().await;
         let mut writes = WriteSet::new();
-        for keyspace in [keys::MESSAGE_SET, keys::SET_HEADER, keys::DEDUP] {
+        for set in &log.sets {
+            writes.release_blob(set.blob);
+        }
+        for keyspace in [keys::SET_HEADER, keys::DEDUP] {
             for key in self.store.scan_keys(&keys::id_prefix(keyspace, topic.id)) {
                 writes.delete(key?);
             }

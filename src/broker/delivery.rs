@@ -19,7 +19,7 @@ use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::metering::{units_for_bytes, UsageDelta};
 use crate::observability::name;
-use crate::storage::records::{MessageSetRecord, PendingRecord, StoredMessage};
+use crate::storage::records::{MessageSetRecord, PendingRecord, SetHeaderRecord, StoredMessage};
 use crate::storage::{keys, AfterCommit, WriteSet};
 use crate::tenancy::{Scope, TenantKey};
 
@@ -84,13 +84,18 @@ impl Broker {
         let cached = matches!(&cache.entry, Some((id, first, set))
             if *id == topic.id && *first <= offset && offset < *first + set.messages.len() as u64);
         if !cached {
-            let prefix = keys::id_prefix(keys::MESSAGE_SET, topic.id);
-            let found = self.store.last_at_or_before::<MessageSetRecord>(
+            let prefix = keys::id_prefix(keys::SET_HEADER, topic.id);
+            let found = self.store.last_at_or_before::<SetHeaderRecord>(
                 &prefix,
-                &keys::message_set(topic.id, offset),
+                &keys::set_header(topic.id, offset),
             )?;
-            cache.entry = found
-                .and_then(|(key, set)| keys::u64_at(&key, 9).map(|first| (topic.id, first, set)));
+            cache.entry = None;
+            if let Some((key, header)) = found {
+                if let (Some(first), Some(blob)) = (keys::u64_at(&key, 9), header.blob) {
+                    let set: MessageSetRecord = self.store.read_blob(&blob)?;
+                    cache.entry = Some((topic.id, first, set));
+                }
+            }
         }
         Ok(cache.entry.as_ref().and_then(|(_, first, set)| {
             offset
@@ -223,11 +228,14 @@ impl Broker {
             let bytes: u64 = dead.iter().map(|(_, m)| message_bytes(m)).sum();
             let mut log = dlq.log.lock().await;
             let mut dlq_writes = WriteSet::new();
-            match room_needed(&dlq, &log, bytes) {
-                Ok((sets, _)) => {
-                    reclaim(&dlq, &mut log, sets, &mut dlq_writes);
-                    let messages = dead.into_iter().map(|(_, m)| m).collect();
-                    log.append(dlq.id, messages, bytes, now, &mut dlq_writes);
+            let appended = room_needed(&dlq, &log, bytes).and_then(|(sets, _)| {
+                let messages = dead.iter().map(|(_, m)| m.clone()).collect();
+                log.append(&self.store, dlq.id, messages, bytes, now, &mut dlq_writes)?;
+                reclaim(&dlq, &mut log, sets, &mut dlq_writes);
+                Ok(())
+            });
+            match appended {
+                Ok(()) => {
                     dlq_writes.put(keys::topic_state(dlq.id), &log.state);
                     dlq.sync_from(&log);
                     writes.extend(dlq_writes);

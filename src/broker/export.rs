@@ -10,7 +10,7 @@ use super::Broker;
 use crate::error::Result;
 use crate::metering::{parse_usage_key, tenant_prefix, Dimension, Usage};
 use crate::storage::keys;
-use crate::storage::records::{CountersRecord, MessageSetRecord};
+use crate::storage::records::{CountersRecord, MessageSetRecord, SetHeaderRecord};
 
 /// Bytes gathered before a chunk is sent.
 const CHUNK_BYTES: usize = 1 << 20;
@@ -83,9 +83,13 @@ impl Broker {
                     .await;
             }
             // One message set in memory at a time.
-            let prefix = keys::id_prefix(keys::MESSAGE_SET, topic.id);
-            for item in self.store.scan::<MessageSetRecord>(&prefix) {
-                let (key, set) = item?;
+            let prefix = keys::id_prefix(keys::SET_HEADER, topic.id);
+            for item in self.store.scan::<SetHeaderRecord>(&prefix) {
+                let (key, header) = item?;
+                let Some(blob) = header.blob else {
+                    continue;
+                };
+                let set: MessageSetRecord = self.store.read_blob(&blob)?;
                 let first = keys::u64_at(&key, 9).unwrap_or_default();
                 for (i, m) in set.messages.into_iter().enumerate() {
                     let alive = out

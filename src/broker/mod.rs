@@ -30,7 +30,7 @@ use crate::quota::admission::Admission;
 use crate::storage::records::{
     CursorRecord, PendingRecord, SetHeaderRecord, SubscriptionRecord, TopicRecord, TopicStateRecord,
 };
-use crate::storage::{keys, Store};
+use crate::storage::{keys, StorageError, Store};
 use crate::tenancy::Tenancy;
 
 use subscription::{SubState, Subscription};
@@ -87,6 +87,7 @@ impl Broker {
             let topic = broker.load_topic(record)?;
             broker.insert_topic(topic);
         }
+        broker.store.remove_unreferenced_blobs();
         Ok(broker)
     }
 
@@ -103,12 +104,18 @@ impl Broker {
         {
             let (key, header) = item?;
             let first_offset = keys::u64_at(&key, 9).unwrap_or_default();
+            let blob = header.blob.ok_or_else(|| StorageError::Corrupt {
+                key: hex::encode(&key),
+                reason: "a message set header without its segment reference".into(),
+            })?;
+            self.store.mark_blob_live(&blob);
             bytes += header.bytes;
             sets.push_back(SetSummary {
                 first_offset,
                 count: header.count,
                 bytes: header.bytes,
                 publish_ms: header.publish_ms,
+                blob,
             });
         }
         let tenant_bytes = self.tenant_bytes_counter(&record.tenant);

@@ -219,10 +219,20 @@ impl Broker {
         // Admission comes last: only a batch that will be stored spends rate.
         self.admission
             .admit_produce(&key.tenant, &plan, outcome.units)?;
+        let stored_messages = stored.len() as u64;
+        // The messages go to the segment files first: if that fails, the log
+        // is unchanged and nothing is queued.
+        log.append(
+            &self.store,
+            topic.id,
+            stored,
+            stored_bytes,
+            now,
+            &mut writes,
+        )?;
         let reclaimed_before = log.state.reclaimed_messages;
         reclaim(&topic, &mut log, reclaim_sets, &mut writes);
         let reclaimed = log.state.reclaimed_messages - reclaimed_before;
-        let stored_messages = stored.len() as u64;
         for (dedup_id, offset) in &batch_dedup {
             writes.put(
                 keys::dedup(topic.id, dedup_id),
@@ -234,7 +244,6 @@ impl Broker {
         }
         // The usage rides in the same atomic write as the messages it counts.
         usage.write(&key.tenant, self.calendar.day_of(now), &mut writes);
-        log.append(topic.id, stored, stored_bytes, now, &mut writes);
         writes.put(keys::topic_state(topic.id), &log.state);
         topic.sync_from(&log);
         let dedup_ids: Vec<String> = batch_dedup.keys().cloned().collect();

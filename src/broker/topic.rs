@@ -10,9 +10,9 @@ use tokio::sync::{watch, Mutex};
 use super::subscription::Subscription;
 use crate::storage::keys;
 use crate::storage::records::{
-    MessageSetRecord, SetHeaderRecord, StoredMessage, TopicRecord, TopicStateRecord,
+    BlobRef, MessageSetRecord, SetHeaderRecord, StoredMessage, TopicRecord, TopicStateRecord,
 };
-use crate::storage::WriteSet;
+use crate::storage::{StorageResult, Store, WriteSet};
 
 /// Overflow policy value: reclaim the oldest messages (the default).
 pub const OVERFLOW_RECLAIM: i32 = 1;
@@ -30,6 +30,8 @@ pub struct SetSummary {
     pub bytes: u64,
     /// Their shared publish time.
     pub publish_ms: i64,
+    /// Where the set's messages are in the segment files.
+    pub blob: BlobRef,
 }
 
 impl SetSummary {
@@ -68,38 +70,39 @@ impl TopicLog {
     pub fn drop_oldest(&mut self, topic_id: u64, writes: &mut WriteSet) -> Option<SetSummary> {
         let set = self.sets.pop_front()?;
         self.bytes -= set.bytes;
-        writes.delete(keys::message_set(topic_id, set.first_offset));
         writes.delete(keys::set_header(topic_id, set.first_offset));
+        writes.release_blob(set.blob);
         Some(set)
     }
 
     /// Appends a set of messages published at `publish_ms` (never earlier
-    /// than the previous set), adding its writes to `writes`. Returns the first
-    /// offset. The caller has checked size caps.
+    /// than the previous set): the messages go to the segment files now, the
+    /// set's header into `writes`. Returns the first offset. The caller has
+    /// checked size caps; on error nothing changed.
     pub fn append(
         &mut self,
+        store: &Store,
         topic_id: u64,
         messages: Vec<StoredMessage>,
         bytes: u64,
         publish_ms: i64,
         writes: &mut WriteSet,
-    ) -> u64 {
+    ) -> StorageResult<u64> {
         let first_offset = self.state.next_offset;
         let count = messages.len() as u32;
         let publish_ms = publish_ms.max(self.state.last_publish_ms);
-        writes.put(
-            keys::message_set(topic_id, first_offset),
-            &MessageSetRecord {
-                publish_ms,
-                messages,
-            },
-        );
+        let encoded = prost::Message::encode_to_vec(&MessageSetRecord {
+            publish_ms,
+            messages,
+        });
+        let blob = store.append_blob(&encoded)?;
         writes.put(
             keys::set_header(topic_id, first_offset),
             &SetHeaderRecord {
                 count,
                 bytes,
                 publish_ms,
+                blob: Some(blob),
             },
         );
         self.sets.push_back(SetSummary {
@@ -107,11 +110,12 @@ impl TopicLog {
             count,
             bytes,
             publish_ms,
+            blob,
         });
         self.bytes += bytes;
         self.state.next_offset += count as u64;
         self.state.last_publish_ms = publish_ms;
-        first_offset
+        Ok(first_offset)
     }
 
     /// The first offset published at or after `timestamp_ms` (the next offset
@@ -308,6 +312,7 @@ mod tests {
                 count,
                 bytes: 10,
                 publish_ms,
+                blob: BlobRef::default(),
             });
             log.state.next_offset = first + count as u64;
         }

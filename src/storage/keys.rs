@@ -11,9 +11,8 @@ pub const API_KEY: u8 = b'k';
 pub const TOPIC: u8 = b'o';
 /// Topic log counters, by topic id.
 pub const TOPIC_STATE: u8 = b'T';
-/// Message set, by topic id and first offset.
-pub const MESSAGE_SET: u8 = b'M';
-/// Message set summary, by topic id and first offset.
+/// Message set header (summary and segment reference), by topic id and first
+/// offset. (`M` held whole message sets before they moved to segment files.)
 pub const SET_HEADER: u8 = b'H';
 /// Dedup index, by topic id and dedup_id.
 pub const DEDUP: u8 = b'D';
@@ -70,14 +69,6 @@ pub fn topic(tenant: &str, name: &str) -> Vec<u8> {
 /// Key of a topic's counters.
 pub fn topic_state(topic_id: u64) -> Vec<u8> {
     with_prefix(TOPIC_STATE, &[&topic_id.to_be_bytes()])
-}
-
-/// Key of a message set.
-pub fn message_set(topic_id: u64, first_offset: u64) -> Vec<u8> {
-    with_prefix(
-        MESSAGE_SET,
-        &[&topic_id.to_be_bytes(), &first_offset.to_be_bytes()],
-    )
 }
 
 /// Key of a message set's summary.
@@ -174,8 +165,8 @@ mod tests {
 
     #[test]
     fn offsets_sort_numerically() {
-        assert!(message_set(1, 255) < message_set(1, 256));
-        assert!(message_set(1, u64::MAX) < message_set(2, 0));
+        assert!(set_header(1, 255) < set_header(1, 256));
+        assert!(set_header(1, u64::MAX) < set_header(2, 0));
         assert_eq!(u64_at(&pending(7, 300), 9), Some(300));
     }
 }

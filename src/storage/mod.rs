@@ -8,12 +8,19 @@
 //! then answers the writers. So a reply that says "stored" always follows the
 //! flush that made it durable, and many concurrent requests share one flush.
 //!
+//! Message payloads do not go through sled: they are appended to segment
+//! files ([`segments`]) and sled keeps a small reference to them. The
+//! committer `fdatasync`s the segments written since its last group before it
+//! applies the group's batch, so a reference is never durable before the bytes
+//! it points to.
+//!
 //! Durability as sled 0.34 gives it: `flush` writes its log with
 //! `sync_file_range` rather than `fsync`, so a killed process loses nothing
 //! flushed; a power loss may lose about the last background-sync interval.
 
 pub mod keys;
 pub mod records;
+pub mod segments;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -44,6 +51,9 @@ pub enum StorageError {
         /// The decode error.
         reason: String,
     },
+    /// A segment file could not be written, synced or read.
+    #[error("segment storage: {0}")]
+    Segment(String),
     /// The committer has stopped (the broker is shutting down).
     #[error("the store is closed")]
     Closed,
@@ -68,6 +78,7 @@ pub type AfterCommit = Box<dyn FnOnce() + Send>;
 pub struct WriteSet {
     ops: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     increments: Vec<(Vec<u8>, Vec<u64>)>,
+    released_blobs: Vec<records::BlobRef>,
     fold_counters: bool,
     bytes: usize,
 }
@@ -102,9 +113,18 @@ impl WriteSet {
         self.increments.push((key, deltas));
     }
 
+    /// Releases a blob in the segment files once this set committed (the
+    /// set must delete the blob's last reference).
+    pub fn release_blob(&mut self, blob: records::BlobRef) {
+        self.released_blobs.push(blob);
+    }
+
     /// True when there is nothing to write.
     pub fn is_empty(&self) -> bool {
-        self.ops.is_empty() && self.increments.is_empty() && !self.fold_counters
+        self.ops.is_empty()
+            && self.increments.is_empty()
+            && self.released_blobs.is_empty()
+            && !self.fold_counters
     }
 
     /// Appends another write set's operations after this one's.
@@ -112,6 +132,7 @@ impl WriteSet {
         self.bytes += other.bytes;
         self.ops.extend(other.ops);
         self.increments.extend(other.increments);
+        self.released_blobs.extend(other.released_blobs);
     }
 }
 
@@ -132,6 +153,7 @@ const MAX_GROUP_BYTES: usize = 64 * 1024 * 1024;
 pub struct Store {
     db: sled::Db,
     tree: sled::Tree,
+    segments: Arc<segments::Segments>,
     commits: mpsc::Sender<CommitRequest>,
 }
 
@@ -177,18 +199,28 @@ impl Store {
         let tree = db
             .open_tree("tallyq")
             .map_err(|e| open_error(e.to_string()))?;
+        let segments = Arc::new(
+            segments::Segments::open(&data_dir.join("segments"))
+                .map_err(|e| open_error(e.to_string()))?,
+        );
 
         let (commits, rx) = mpsc::channel(MAX_GROUP_WRITES);
         let thread = {
             let db = db.clone();
             let tree = tree.clone();
+            let segments = segments.clone();
             std::thread::Builder::new()
                 .name("tallyq-committer".into())
-                .spawn(move || run_committer(db, tree, rx))
+                .spawn(move || run_committer(db, tree, segments, rx))
                 .map_err(|e| open_error(format!("cannot start the committer thread: {e}")))?
         };
         Ok((
-            Store { db, tree, commits },
+            Store {
+                db,
+                tree,
+                segments,
+                commits,
+            },
             CommitterHandle {
                 thread: Some(thread),
             },
@@ -303,6 +335,36 @@ impl Store {
         }
     }
 
+    /// Appends an encoded blob to the segment files and returns where it is.
+    /// Store the returned reference in a [`WriteSet`] queued afterwards: the
+    /// committer makes the blob durable before that write.
+    pub fn append_blob(&self, bytes: &[u8]) -> StorageResult<records::BlobRef> {
+        self.segments.append(bytes)
+    }
+
+    /// Reads a blob back and decodes it.
+    pub fn read_blob<T: prost::Message + Default>(
+        &self,
+        blob: &records::BlobRef,
+    ) -> StorageResult<T> {
+        let bytes = bytes::Bytes::from(self.segments.read(blob)?);
+        T::decode(bytes).map_err(|e| StorageError::Corrupt {
+            key: format!("segment {} position {}", blob.segment, blob.position),
+            reason: e.to_string(),
+        })
+    }
+
+    /// At start-up: records a blob that a stored reference points to.
+    pub fn mark_blob_live(&self, blob: &records::BlobRef) {
+        self.segments.mark_live(blob);
+    }
+
+    /// At start-up, after every live blob was marked: deletes the segments
+    /// nothing refers to.
+    pub fn remove_unreferenced_blobs(&self) {
+        self.segments.remove_unreferenced();
+    }
+
     /// A new unique id (never reused, even across crashes).
     pub fn generate_id(&self) -> StorageResult<u64> {
         Ok(self.db.generate_id()?)
@@ -317,7 +379,7 @@ impl Store {
 
     /// Bytes the store occupies on disk.
     pub fn size_on_disk(&self) -> StorageResult<u64> {
-        Ok(self.db.size_on_disk()?)
+        Ok(self.db.size_on_disk()? + self.segments.size_on_disk())
     }
 }
 
@@ -419,7 +481,12 @@ fn recover_journal(tree: &sled::Tree) -> StorageResult<(PendingCounters, u64)> {
 /// increments go into one journal entry in the same atomic batch as the data
 /// they count, and are folded into the counters about once a second, or when
 /// a reader asks ([`Store::sync_counters`]), again atomically.
-fn run_committer(db: sled::Db, tree: sled::Tree, mut rx: mpsc::Receiver<CommitRequest>) {
+fn run_committer(
+    db: sled::Db,
+    tree: sled::Tree,
+    segments: Arc<segments::Segments>,
+    mut rx: mpsc::Receiver<CommitRequest>,
+) {
     let (mut pending, mut journal_seq) = match recover_journal(&tree) {
         Ok(found) => found,
         Err(e) => {
@@ -445,7 +512,9 @@ fn run_committer(db: sled::Db, tree: sled::Tree, mut rx: mpsc::Receiver<CommitRe
         let mut batch = sled::Batch::default();
         let mut group_deltas: HashMap<Vec<u8>, Vec<u64>> = HashMap::new();
         let mut fold_requested = false;
+        let mut released = Vec::new();
         for request in &mut group {
+            released.append(&mut request.writes.released_blobs);
             fold_requested |= request.writes.fold_counters;
             for (key, value) in request.writes.ops.drain(..) {
                 match value {
@@ -471,11 +540,14 @@ fn run_committer(db: sled::Db, tree: sled::Tree, mut rx: mpsc::Receiver<CommitRe
             batch.insert(key.clone(), prost::Message::encode_to_vec(&record));
             key
         });
-        let mut result = tree
-            .apply_batch(batch)
-            .and_then(|()| db.flush().map(|_| ()))
-            .map_err(StorageError::from);
+        // Blobs first: a reference must never be durable before its bytes.
+        let mut result = segments.sync_dirty().and_then(|()| {
+            tree.apply_batch(batch)
+                .and_then(|()| db.flush().map(|_| ()))
+                .map_err(StorageError::from)
+        });
         if result.is_ok() {
+            segments.release(&released);
             if let Some(key) = journal_key {
                 journal_seq += 1;
                 pending.journal_keys.push(key);

@@ -162,9 +162,9 @@ pub struct StoredMessage {
     pub dedup_id: String,
 }
 
-/// The messages of one produce batch, stored as one value keyed by the first
-/// offset (as Kafka stores record batches): sled's cost is per key, so this
-/// divides it by the batch size. All share one publish time.
+/// The messages of one produce batch, stored as one blob in the segment files
+/// (as Kafka stores record batches) and found through its [`SetHeaderRecord`].
+/// All share one publish time.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct MessageSetRecord {
     /// Publish time, Unix ms.
@@ -187,6 +187,26 @@ pub struct SetHeaderRecord {
     /// Publish time, Unix ms.
     #[prost(int64, tag = "3")]
     pub publish_ms: i64,
+    /// Where the set's [`MessageSetRecord`] is stored in the segment files.
+    #[prost(message, optional, tag = "4")]
+    pub blob: Option<BlobRef>,
+}
+
+/// Where a blob (an encoded message set) is in the segment files.
+#[derive(Clone, Copy, PartialEq, Eq, prost::Message)]
+pub struct BlobRef {
+    /// Segment file id.
+    #[prost(uint64, tag = "1")]
+    pub segment: u64,
+    /// Byte position in the segment.
+    #[prost(uint64, tag = "2")]
+    pub position: u64,
+    /// Length in bytes.
+    #[prost(uint32, tag = "3")]
+    pub len: u32,
+    /// CRC-32 of the bytes, checked on every read.
+    #[prost(uint32, tag = "4")]
+    pub crc32: u32,
 }
 
 /// A dedup_id seen in a topic.
