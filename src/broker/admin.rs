@@ -381,11 +381,10 @@ impl Broker {
         sub: &Subscription,
         writes: &mut WriteSet,
     ) -> Result<()> {
-        for key in self
-            .store
-            .scan_keys(&keys::id_prefix(keys::PENDING, sub.id))
-        {
-            writes.delete(key?);
+        for keyspace in [keys::PENDING, keys::PENDING_RUN] {
+            for key in self.store.scan_keys(&keys::id_prefix(keyspace, sub.id)) {
+                writes.delete(key?);
+            }
         }
         writes.delete(keys::cursor(sub.id));
         writes.delete(keys::subscription(topic.id, &sub.name));
@@ -475,7 +474,7 @@ impl Broker {
         self.store.commit(writes).await?;
         let sub = Arc::new(Subscription::new(
             record,
-            SubState::from_records(cursor, BTreeMap::new()),
+            SubState::from_records(cursor, Vec::new(), BTreeMap::new()),
         ));
         topic
             .subscriptions

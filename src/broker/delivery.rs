@@ -262,13 +262,7 @@ impl Broker {
                 }
             }
         }
-        for offset in touched {
-            match state.pending_record(offset) {
-                Some(record) => writes.put(keys::pending(sub.id, offset), record),
-                None => writes.delete(keys::pending(sub.id, offset)),
-            }
-        }
-        writes.put(keys::cursor(sub.id), &state.cursor_record());
+        state.persist(sub.id, &mut writes);
         let dead_lettered = state.dead_lettered;
         let commit = self.store.enqueue(writes, after).await?;
         drop(state);
@@ -334,13 +328,13 @@ impl Broker {
         let mut acked = 0;
         for &offset in offsets {
             if state.ack(offset) {
-                writes.delete(keys::pending(sub.id, offset));
                 acked += 1;
             }
         }
-        if writes.is_empty() {
+        if acked == 0 {
             return Ok(0);
         }
+        state.persist(sub.id, &mut writes);
         let commit = self.store.enqueue(writes, None).await?;
         drop(state);
         commit.wait().await?;
@@ -381,15 +375,13 @@ impl Broker {
         let mut nacked = 0;
         for &offset in offsets {
             if state.nack(offset, at) {
-                if let Some(record) = state.pending_record(offset) {
-                    writes.put(keys::pending(sub.id, offset), record);
-                }
                 nacked += 1;
             }
         }
-        if writes.is_empty() {
+        if nacked == 0 {
             return Ok(0);
         }
+        state.persist(sub.id, &mut writes);
         let notify = sub.clone();
         let commit = self
             .store
@@ -421,10 +413,8 @@ impl Broker {
             }
         };
         let mut writes = WriteSet::new();
-        for released in state.seek(offset) {
-            writes.delete(keys::pending(sub.id, released));
-        }
-        writes.put(keys::cursor(sub.id), &state.cursor_record());
+        state.seek(offset);
+        state.persist(sub.id, &mut writes);
         let notify = sub.clone();
         let commit = self
             .store

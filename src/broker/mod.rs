@@ -28,7 +28,8 @@ use crate::metering::Calendar;
 use crate::observability::Metrics;
 use crate::quota::admission::Admission;
 use crate::storage::records::{
-    CursorRecord, PendingRecord, SetHeaderRecord, SubscriptionRecord, TopicRecord, TopicStateRecord,
+    CursorRecord, PendingRecord, PendingRunRecord, SetHeaderRecord, SubscriptionRecord,
+    TopicRecord, TopicStateRecord,
 };
 use crate::storage::{keys, StorageError, Store};
 use crate::tenancy::Tenancy;
@@ -131,17 +132,27 @@ impl Broker {
         {
             let (_, sub) = item?;
             let cursor: CursorRecord = self.store.get(&keys::cursor(sub.id))?.unwrap_or_default();
-            let mut pending = BTreeMap::new();
+            let mut runs = Vec::new();
+            for item in self
+                .store
+                .scan::<PendingRunRecord>(&keys::id_prefix(keys::PENDING_RUN, sub.id))
+            {
+                let (key, record) = item?;
+                if let Some(start) = keys::u64_at(&key, 9) {
+                    runs.push((start, record));
+                }
+            }
+            let mut own = BTreeMap::new();
             for item in self
                 .store
                 .scan::<PendingRecord>(&keys::id_prefix(keys::PENDING, sub.id))
             {
                 let (key, record) = item?;
                 if let Some(offset) = keys::u64_at(&key, 9) {
-                    pending.insert(offset, record);
+                    own.insert(offset, record);
                 }
             }
-            let state = SubState::from_records(cursor, pending);
+            let state = SubState::from_records(cursor, runs, own);
             subs.insert(sub.name.clone(), Arc::new(Subscription::new(sub, state)));
         }
         *topic

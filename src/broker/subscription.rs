@@ -11,7 +11,9 @@ use std::sync::RwLock;
 
 use tokio::sync::{watch, Mutex};
 
-use crate::storage::records::{CursorRecord, PendingRecord, SubscriptionRecord};
+use crate::storage::keys;
+use crate::storage::records::{CursorRecord, PendingRecord, PendingRunRecord, SubscriptionRecord};
+use crate::storage::WriteSet;
 
 /// One subscription of a topic.
 pub struct Subscription {
@@ -110,7 +112,82 @@ pub struct ClaimRules {
     pub visible_end: u64,
 }
 
+/// Most offsets one run of first deliveries covers.
+const MAX_RUN: u64 = 4096;
+
+/// A run of first deliveries as the state machine keeps it (see
+/// [`PendingRunRecord`]).
+#[derive(Debug, Clone)]
+struct Run {
+    end: u64,
+    deadline_ms: i64,
+    first_delivery_ms: i64,
+    /// Bit i set: offset start + i is resolved.
+    resolved: Vec<u64>,
+    unresolved: u64,
+}
+
+impl Run {
+    fn is_resolved(&self, index: u64) -> bool {
+        self.resolved
+            .get((index / 64) as usize)
+            .is_some_and(|word| word & (1 << (index % 64)) != 0)
+    }
+
+    /// Marks `index` resolved; returns whether it was not yet.
+    fn resolve(&mut self, index: u64) -> bool {
+        let word = (index / 64) as usize;
+        if self.resolved.len() <= word {
+            self.resolved.resize(word + 1, 0);
+        }
+        let bit = 1 << (index % 64);
+        if self.resolved[word] & bit != 0 {
+            return false;
+        }
+        self.resolved[word] |= bit;
+        self.unresolved -= 1;
+        true
+    }
+
+    fn record(&self, start: u64) -> PendingRunRecord {
+        let len = (self.end - start) as usize;
+        let mut resolved: Vec<u8> = self.resolved.iter().flat_map(|w| w.to_le_bytes()).collect();
+        resolved.resize(len.div_ceil(8), 0);
+        PendingRunRecord {
+            end: self.end,
+            deadline_ms: self.deadline_ms,
+            first_delivery_ms: self.first_delivery_ms,
+            resolved,
+        }
+    }
+
+    fn from_record(start: u64, record: &PendingRunRecord) -> Run {
+        let len = record.end.saturating_sub(start);
+        let mut resolved = vec![0u64; len.div_ceil(64) as usize];
+        for (i, byte) in record.resolved.iter().enumerate() {
+            if let Some(word) = resolved.get_mut(i / 8) {
+                *word |= (*byte as u64) << ((i % 8) * 8);
+            }
+        }
+        let set: u64 = resolved.iter().map(|w| w.count_ones() as u64).sum();
+        Run {
+            end: record.end,
+            deadline_ms: record.deadline_ms,
+            first_delivery_ms: record.first_delivery_ms,
+            resolved,
+            unresolved: len.saturating_sub(set),
+        }
+    }
+}
+
 /// A subscription's cursor and in-flight messages.
+///
+/// In memory every pending message has its own [`PendingRecord`]. On disk,
+/// messages first delivered together share one [`PendingRunRecord`] (a
+/// delivery pass of a thousand messages writes one key, and an ack of them
+/// rewrites that key), and only a message whose attempts or deadline differ
+/// from its run's (redelivered or nacked) gets a record of its own. Every
+/// change marks what it touched; [`SubState::persist`] writes exactly that.
 #[derive(Debug, Default, Clone)]
 pub struct SubState {
     /// The offset the next new delivery comes from (may lag the topic's
@@ -122,21 +199,54 @@ pub struct SubState {
     due: BTreeSet<(i64, u64)>,
     /// Messages moved to the dead-letter topic, ever.
     pub dead_lettered: u64,
+    /// Stored runs of first deliveries, by first offset.
+    runs: BTreeMap<u64, Run>,
+    /// Offsets that have a stored record of their own.
+    stored_offsets: BTreeSet<u64>,
+    /// Offsets whose pending state changed since the last persist (other
+    /// than joining a new run).
+    changed: BTreeSet<u64>,
+    /// Runs changed since the last persist.
+    changed_runs: BTreeSet<u64>,
+    /// The run that new first deliveries may still extend (created since the
+    /// last persist).
+    open_run: Option<u64>,
 }
 
 impl SubState {
     /// Rebuilds the state from its stored records.
-    pub fn from_records(cursor: CursorRecord, pending: BTreeMap<u64, PendingRecord>) -> Self {
-        let due = pending
-            .iter()
-            .map(|(offset, p)| (p.deadline_ms, *offset))
-            .collect();
-        SubState {
+    pub fn from_records(
+        cursor: CursorRecord,
+        runs: Vec<(u64, PendingRunRecord)>,
+        own: BTreeMap<u64, PendingRecord>,
+    ) -> Self {
+        let mut state = SubState {
             next_offset: cursor.next_offset,
-            pending,
-            due,
             dead_lettered: cursor.dead_lettered,
+            ..SubState::default()
+        };
+        for (start, record) in runs {
+            let run = Run::from_record(start, &record);
+            for offset in start..run.end {
+                if !run.is_resolved(offset - start) {
+                    state.insert_pending(
+                        offset,
+                        PendingRecord {
+                            attempts: 1,
+                            deadline_ms: run.deadline_ms,
+                            first_delivery_ms: run.first_delivery_ms,
+                        },
+                    );
+                }
+            }
+            state.runs.insert(start, run);
         }
+        for (offset, record) in own {
+            state.stored_offsets.insert(offset);
+            state.insert_pending(offset, record);
+        }
+        state.changed.clear();
+        state
     }
 
     /// The cursor record to store.
@@ -152,6 +262,7 @@ impl SubState {
             self.due.remove(&(old.deadline_ms, offset));
         }
         self.due.insert((record.deadline_ms, offset));
+        self.changed.insert(offset);
     }
 
     /// Forgets a pending message; returns whether it was pending.
@@ -159,6 +270,7 @@ impl SubState {
         match self.pending.remove(&offset) {
             Some(old) => {
                 self.due.remove(&(old.deadline_ms, offset));
+                self.changed.insert(offset);
                 true
             }
             None => false,
@@ -180,6 +292,36 @@ impl SubState {
     /// may become due).
     pub fn next_deadline(&self) -> Option<i64> {
         self.due.first().map(|(deadline, _)| *deadline)
+    }
+
+    /// Records a first delivery of `offset` in the open run, or starts one.
+    fn join_run(&mut self, offset: u64, deadline_ms: i64, now: i64) {
+        if let Some(start) = self.open_run {
+            if let Some(run) = self.runs.get_mut(&start) {
+                if run.end == offset
+                    && run.deadline_ms == deadline_ms
+                    && run.first_delivery_ms == now
+                    && offset - start < MAX_RUN
+                {
+                    run.end += 1;
+                    run.unresolved += 1;
+                    self.changed_runs.insert(start);
+                    return;
+                }
+            }
+        }
+        self.runs.insert(
+            offset,
+            Run {
+                end: offset + 1,
+                deadline_ms,
+                first_delivery_ms: now,
+                resolved: Vec::new(),
+                unresolved: 1,
+            },
+        );
+        self.open_run = Some(offset);
+        self.changed_runs.insert(offset);
     }
 
     /// Hands out the next message: a due redelivery first, else the next new
@@ -213,14 +355,15 @@ impl SubState {
         }
         self.next_offset = offset + 1;
         if rules.lock_ms > 0 {
-            self.insert_pending(
-                offset,
-                PendingRecord {
-                    attempts: 1,
-                    deadline_ms: now + rules.lock_ms,
-                    first_delivery_ms: now,
-                },
-            );
+            let deadline_ms = now + rules.lock_ms;
+            let record = PendingRecord {
+                attempts: 1,
+                deadline_ms,
+                first_delivery_ms: now,
+            };
+            self.due.insert((deadline_ms, offset));
+            self.pending.insert(offset, record);
+            self.join_run(offset, deadline_ms, now);
         }
         Some(Claim::Deliver { offset, attempt: 1 })
     }
@@ -242,14 +385,67 @@ impl SubState {
         }
     }
 
-    /// Moves the cursor to `offset` and releases every pending message;
-    /// returns the released offsets (their records must be deleted).
-    pub fn seek(&mut self, offset: u64) -> Vec<u64> {
+    /// Moves the cursor to `offset` and releases every pending message.
+    pub fn seek(&mut self, offset: u64) {
         let released: Vec<u64> = self.pending.keys().copied().collect();
-        self.pending.clear();
-        self.due.clear();
+        for offset in released {
+            self.remove_pending(offset);
+        }
         self.next_offset = offset;
-        released
+    }
+
+    /// The run that covers `offset` while it is unresolved there.
+    fn covering_run(&self, offset: u64) -> Option<u64> {
+        let (&start, run) = self.runs.range(..=offset).next_back()?;
+        (offset < run.end && !run.is_resolved(offset - start)).then_some(start)
+    }
+
+    /// Adds every change since the last call to `writes` (with the cursor).
+    /// Call once per commit, with the state lock held until it is enqueued.
+    pub fn persist(&mut self, sub_id: u64, writes: &mut WriteSet) {
+        for offset in std::mem::take(&mut self.changed) {
+            let run_start = self.covering_run(offset);
+            let record = self.pending.get(&offset);
+            if let (Some(start), Some(record)) = (run_start, record) {
+                let run = &self.runs[&start];
+                if record.attempts == 1
+                    && record.deadline_ms == run.deadline_ms
+                    && record.first_delivery_ms == run.first_delivery_ms
+                {
+                    continue; // still exactly what its run says
+                }
+            }
+            if let Some(start) = run_start {
+                if let Some(run) = self.runs.get_mut(&start) {
+                    run.resolve(offset - start);
+                    self.changed_runs.insert(start);
+                }
+            }
+            match record {
+                Some(record) => {
+                    writes.put(keys::pending(sub_id, offset), record);
+                    self.stored_offsets.insert(offset);
+                }
+                None => {
+                    if self.stored_offsets.remove(&offset) {
+                        writes.delete(keys::pending(sub_id, offset));
+                    }
+                }
+            }
+        }
+        for start in std::mem::take(&mut self.changed_runs) {
+            let Some(run) = self.runs.get(&start) else {
+                continue;
+            };
+            if run.unresolved == 0 {
+                self.runs.remove(&start);
+                writes.delete(keys::pending_run(sub_id, start));
+            } else {
+                writes.put(keys::pending_run(sub_id, start), &run.record(start));
+            }
+        }
+        self.open_run = None;
+        writes.put(keys::cursor(sub_id), &self.cursor_record());
     }
 
     /// Pending messages whose lock is still running at `now`.
@@ -260,6 +456,12 @@ impl SubState {
     /// Pending messages waiting for redelivery at `now`.
     pub fn due_now(&self, now: i64) -> u64 {
         self.due.iter().take_while(|(d, _)| *d <= now).count() as u64
+    }
+
+    /// Stored records (runs and own records) this state is kept in; for tests
+    /// and benchmarks of the bookkeeping's cost.
+    pub fn stored_records(&self) -> usize {
+        self.runs.len() + self.stored_offsets.len()
     }
 }
 
@@ -374,7 +576,8 @@ mod tests {
                 attempt: 1
             })
         );
-        assert_eq!(s.seek(2), vec![5]);
+        s.seek(2);
+        assert!(s.pending.is_empty());
         assert_eq!(s.next_deadline(), None);
         assert_eq!(
             s.claim(0, &r),
@@ -383,5 +586,137 @@ mod tests {
                 attempt: 1
             })
         );
+    }
+
+    /// Reads a subscription's state back from the store, as start-up does.
+    fn reload(store: &crate::storage::Store, sub_id: u64) -> SubState {
+        let cursor = store
+            .get(&keys::cursor(sub_id))
+            .unwrap()
+            .unwrap_or_default();
+        let runs = store
+            .scan::<PendingRunRecord>(&keys::id_prefix(keys::PENDING_RUN, sub_id))
+            .map(|item| {
+                let (key, record) = item.unwrap();
+                (keys::u64_at(&key, 9).unwrap(), record)
+            })
+            .collect();
+        let own = store
+            .scan::<PendingRecord>(&keys::id_prefix(keys::PENDING, sub_id))
+            .map(|item| {
+                let (key, record) = item.unwrap();
+                (keys::u64_at(&key, 9).unwrap(), record)
+            })
+            .collect();
+        SubState::from_records(cursor, runs, own)
+    }
+
+    /// Random deliveries, acks, nacks, redeliveries, dead-letters and seeks,
+    /// each persisted and committed to a real store: reading the store back
+    /// at any point gives exactly the live state (every pending message with
+    /// its attempts and deadline, the cursor).
+    #[tokio::test]
+    async fn stored_runs_and_records_always_read_back_as_the_live_state() {
+        use rand::{Rng, SeedableRng};
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _committer) = crate::storage::Store::open(dir.path(), 8 << 20).unwrap();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let mut state = SubState::default();
+        let mut now = 1_000;
+        let mut visible_end = 0;
+        for step in 0..400 {
+            let r = ClaimRules {
+                lock_ms: 1_000,
+                max_attempts: 3,
+                dead_letter: true,
+                first_offset: 0,
+                visible_end,
+            };
+            match rng.random_range(0..10) {
+                0..=2 => visible_end += rng.random_range(1..300),
+                3..=4 => {
+                    for _ in 0..rng.random_range(1..400) {
+                        if state.claim(now, &r).is_none() {
+                            break;
+                        }
+                    }
+                }
+                5..=6 => {
+                    let offsets: Vec<u64> = state.pending.keys().copied().collect();
+                    for offset in offsets {
+                        if rng.random_bool(0.6) {
+                            state.ack(offset);
+                        }
+                    }
+                }
+                7 => {
+                    let offsets: Vec<u64> = state.pending.keys().copied().collect();
+                    for offset in offsets {
+                        if rng.random_bool(0.1) {
+                            state.nack(offset, now + rng.random_range(0..2_000));
+                        }
+                    }
+                }
+                8 => now += rng.random_range(0..1_500),
+                _ => {
+                    if rng.random_bool(0.1) {
+                        state.seek(rng.random_range(0..=visible_end));
+                    }
+                }
+            }
+            let mut writes = WriteSet::new();
+            state.persist(9, &mut writes);
+            store.commit(writes).await.unwrap();
+            if step % 20 == 19 {
+                let back = reload(&store, 9);
+                assert_eq!(back.pending, state.pending, "step {step}");
+                assert_eq!(back.next_offset, state.next_offset);
+                assert_eq!(back.next_deadline(), state.next_deadline());
+            }
+        }
+        // Acking everything leaves nothing stored.
+        let offsets: Vec<u64> = state.pending.keys().copied().collect();
+        for offset in offsets {
+            state.ack(offset);
+        }
+        let mut writes = WriteSet::new();
+        state.persist(9, &mut writes);
+        store.commit(writes).await.unwrap();
+        assert_eq!(state.stored_records(), 0);
+        assert_eq!(
+            store
+                .scan_keys(&keys::id_prefix(keys::PENDING_RUN, 9))
+                .count(),
+            0
+        );
+        assert_eq!(
+            store.scan_keys(&keys::id_prefix(keys::PENDING, 9)).count(),
+            0
+        );
+    }
+
+    #[test]
+    fn a_delivery_pass_is_stored_as_one_run_until_redelivered() {
+        let mut s = SubState::default();
+        let r = rules(10_000, 1000);
+        for _ in 0..1000 {
+            s.claim(0, &r);
+        }
+        let mut writes = WriteSet::new();
+        s.persist(1, &mut writes);
+        assert_eq!(s.stored_records(), 1, "one run for the pass");
+        for offset in 0..500 {
+            s.ack(offset);
+        }
+        s.persist(1, &mut writes);
+        assert_eq!(s.stored_records(), 1);
+        // Redelivered after the lock: those now have their own records.
+        let mut redelivered = 0;
+        while let Some(Claim::Deliver { attempt: 2, .. }) = s.claim(10_000, &r) {
+            redelivered += 1;
+        }
+        assert_eq!(redelivered, 500);
+        s.persist(1, &mut writes);
+        assert_eq!(s.stored_records(), 500, "the run is resolved and gone");
     }
 }

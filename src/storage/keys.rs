@@ -20,8 +20,11 @@ pub const DEDUP: u8 = b'D';
 pub const SUBSCRIPTION: u8 = b's';
 /// Subscription cursor, by subscription id.
 pub const CURSOR: u8 = b'C';
-/// Pending (in-flight) message of a subscription, by subscription id and offset.
+/// Pending (in-flight) message of a subscription kept on its own (redelivered
+/// or nacked), by subscription id and offset.
 pub const PENDING: u8 = b'P';
+/// A run of first deliveries of a subscription, by subscription id and first offset.
+pub const PENDING_RUN: u8 = b'R';
 /// Device binding, by device id.
 pub const DEVICE: u8 = b'V';
 /// Audit log entry, by sequence number.
@@ -97,6 +100,14 @@ pub fn cursor(sub_id: u64) -> Vec<u8> {
 /// Key of a pending message of a subscription.
 pub fn pending(sub_id: u64, offset: u64) -> Vec<u8> {
     with_prefix(PENDING, &[&sub_id.to_be_bytes(), &offset.to_be_bytes()])
+}
+
+/// Key of a run of first deliveries of a subscription.
+pub fn pending_run(sub_id: u64, first_offset: u64) -> Vec<u8> {
+    with_prefix(
+        PENDING_RUN,
+        &[&sub_id.to_be_bytes(), &first_offset.to_be_bytes()],
+    )
 }
 
 /// Key of a device binding.

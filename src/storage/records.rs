@@ -271,6 +271,26 @@ pub struct PendingRecord {
     pub first_delivery_ms: i64,
 }
 
+/// Consecutive offsets first delivered together, in one pass, with one lock
+/// deadline: one record instead of one per message. An offset stays covered
+/// by its run until it is resolved (acked, expired, dead-lettered, or given
+/// its own [`PendingRecord`] by a redelivery or nack).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct PendingRunRecord {
+    /// One past the run's last offset (the key holds the first).
+    #[prost(uint64, tag = "1")]
+    pub end: u64,
+    /// When the lock of the run's messages ends, Unix ms on the broker clock.
+    #[prost(int64, tag = "2")]
+    pub deadline_ms: i64,
+    /// When they were delivered, Unix ms.
+    #[prost(int64, tag = "3")]
+    pub first_delivery_ms: i64,
+    /// Bit i (little-endian bytes) set: offset first + i is resolved.
+    #[prost(bytes = "vec", tag = "4")]
+    pub resolved: Vec<u8>,
+}
+
 /// The manual clock's reading, kept so a restart does not move time back.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct ClockRecord {
