@@ -382,6 +382,13 @@ pub struct BenchArgs {
     /// Seconds to produce.
     #[arg(long, default_value_t = 10)]
     pub duration_secs: u64,
+    /// Each consumer's flow-control window (outstanding messages).
+    #[arg(long, default_value_t = 1000)]
+    pub window: u32,
+    /// A slow consumer: wait this long before acking each batch it receives
+    /// (consumers then stop when producing stops instead of draining).
+    #[arg(long, default_value_t = 0)]
+    pub ack_delay_ms: u64,
     /// Topic.
     #[arg(long, default_value = "bench")]
     pub topic: String,
@@ -1296,6 +1303,8 @@ async fn bench(client: &Client, args: &BenchArgs) -> Result<()> {
         consumers: args.consumers,
         rate: args.rate,
         duration: Duration::from_secs(args.duration_secs.max(1)),
+        window: args.window.max(1),
+        ack_delay: Duration::from_millis(args.ack_delay_ms),
         topic: args.topic.clone(),
         subscription: args.subscription.clone(),
     };

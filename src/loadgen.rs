@@ -30,6 +30,11 @@ pub struct LoadSpec {
     pub rate: u64,
     /// How long to produce.
     pub duration: Duration,
+    /// Each consumer's flow-control window (outstanding messages).
+    pub window: u32,
+    /// A slow consumer's wait before it acks each batch (zero: ack at once).
+    /// Slow consumers stop when producing stops instead of draining.
+    pub ack_delay: Duration,
     /// Topic to produce to.
     pub topic: String,
     /// Subscription to consume from.
@@ -114,7 +119,7 @@ pub async fn run(client: &Client, spec: &LoadSpec, server_pid: Option<u32>) -> L
         let producing = producing.clone();
         consumers.push(tokio::spawn(async move {
             let Ok(mut consumer) = client
-                .consume(&spec.topic, &spec.subscription, 1000, 0)
+                .consume(&spec.topic, &spec.subscription, spec.window, 0)
                 .await
             else {
                 return;
@@ -154,7 +159,13 @@ pub async fn run(client: &Client, spec: &LoadSpec, server_pid: Option<u32>) -> L
                     offsets.push(d.offset);
                 }
                 delivered.fetch_add(batch.len() as u64, Ordering::SeqCst);
+                if !spec.ack_delay.is_zero() {
+                    tokio::time::sleep(spec.ack_delay).await;
+                }
                 if consumer.ack(offsets).await.is_err() {
+                    break;
+                }
+                if !spec.ack_delay.is_zero() && !producing.load(Ordering::SeqCst) {
                     break;
                 }
             }
