@@ -385,6 +385,9 @@ pub struct BenchArgs {
     /// Each consumer's flow-control window (outstanding messages).
     #[arg(long, default_value_t = 1000)]
     pub window: u32,
+    /// Give each message one of this many device ids (metered per device); 0: none.
+    #[arg(long, default_value_t = 0)]
+    pub devices: usize,
     /// A slow consumer: wait this long before acking each batch it receives
     /// (consumers then stop when producing stops instead of draining).
     #[arg(long, default_value_t = 0)]
@@ -1304,6 +1307,7 @@ async fn bench(client: &Client, args: &BenchArgs) -> Result<()> {
         rate: args.rate,
         duration: Duration::from_secs(args.duration_secs.max(1)),
         window: args.window.max(1),
+        devices: args.devices,
         ack_delay: Duration::from_millis(args.ack_delay_ms),
         topic: args.topic.clone(),
         subscription: args.subscription.clone(),

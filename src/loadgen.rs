@@ -32,6 +32,8 @@ pub struct LoadSpec {
     pub duration: Duration,
     /// Each consumer's flow-control window (outstanding messages).
     pub window: u32,
+    /// Messages carry one of this many device ids, in turn (0: none).
+    pub devices: usize,
     /// A slow consumer's wait before it acks each batch (zero: ack at once).
     /// Slow consumers stop when producing stops instead of draining.
     pub ack_delay: Duration,
@@ -184,6 +186,8 @@ pub async fn run(client: &Client, spec: &LoadSpec, server_pid: Option<u32>) -> L
         let produced = produced.clone();
         producers.push(tokio::spawn(async move {
             let filler = vec![b'x'; spec.size.max(16)];
+            let device_ids: Vec<String> = (0..spec.devices).map(|i| format!("dev-{i}")).collect();
+            let mut next_device = 0;
             let mut local = histogram();
             let interval = (spec.rate > 0).then(|| {
                 Duration::from_secs_f64(
@@ -204,8 +208,14 @@ pub async fn run(client: &Client, spec: &LoadSpec, server_pid: Option<u32>) -> L
                     .map(|_| {
                         let mut payload = filler.clone();
                         payload[..8].copy_from_slice(&sent.to_be_bytes());
+                        let device_id = device_ids
+                            .get(next_device % device_ids.len().max(1))
+                            .cloned()
+                            .unwrap_or_default();
+                        next_device += 1;
                         pb::Message {
                             payload: payload.into(),
+                            device_id,
                             ..Default::default()
                         }
                     })

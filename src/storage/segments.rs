@@ -26,6 +26,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, RwLock};
 
 use super::records::BlobRef;
@@ -51,6 +52,8 @@ pub struct Segments {
     live: Mutex<HashMap<u64, u64>>,
     /// Segments appended to since the committer last synced them.
     dirty: Mutex<BTreeSet<u64>>,
+    /// A segment was created since the directory was last synced.
+    directory_dirty: std::sync::atomic::AtomicBool,
 }
 
 fn io_error(what: &str, path: &Path, e: std::io::Error) -> StorageError {
@@ -96,6 +99,7 @@ impl Segments {
             files: RwLock::new(files),
             live: Mutex::new(HashMap::new()),
             dirty: Mutex::new(BTreeSet::new()),
+            directory_dirty: std::sync::atomic::AtomicBool::new(true),
         })
     }
 
@@ -109,6 +113,7 @@ impl Segments {
             if active.len > 0 && active.len + len > SEGMENT_BYTES {
                 let next = active.id + 1;
                 let file = Arc::new(create_segment(&self.dir, next)?);
+                self.directory_dirty.store(true, Ordering::SeqCst);
                 self.files
                     .write()
                     .unwrap_or_else(|e| e.into_inner())
@@ -174,6 +179,14 @@ impl Segments {
     /// Makes every segment appended to since the last call durable
     /// (`fdatasync`). Called by the committer before it applies a batch.
     pub fn sync_dirty(&self) -> StorageResult<()> {
+        // A new segment's directory entry must be as durable as its bytes.
+        if self.directory_dirty.swap(false, Ordering::SeqCst) {
+            let synced = File::open(&self.dir).and_then(|d| d.sync_all());
+            if let Err(e) = synced {
+                self.directory_dirty.store(true, Ordering::SeqCst);
+                return Err(io_error("cannot sync", &self.dir, e));
+            }
+        }
         let dirty = std::mem::take(&mut *self.dirty.lock().unwrap_or_else(|e| e.into_inner()));
         for id in dirty {
             let file = self
@@ -297,10 +310,8 @@ fn create_segment(dir: &Path, id: u64) -> StorageResult<File> {
         .truncate(false)
         .open(&path)
         .map_err(|e| io_error("cannot create", &path, e))?;
-    // The new file's directory entry must survive a power loss too.
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
-    }
+    // Its directory entry is synced by the committer's next sync_dirty, before
+    // any reference to it is committed.
     Ok(file)
 }
 
