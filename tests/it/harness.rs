@@ -28,6 +28,8 @@ pub struct TestServer {
     _dir: TempDir,
     /// Where /metrics is served.
     pub metrics: std::net::SocketAddr,
+    /// The broker's data directory.
+    pub data_dir: PathBuf,
     stop: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<Result<(), tallyq::server::ServerError>>>,
 }
@@ -69,6 +71,7 @@ impl TestServer {
         let mut config = test_config(dir.path());
         adjust(&mut config);
         let metrics = config.metrics_listen;
+        let data_dir = config.data_dir.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
@@ -78,6 +81,7 @@ impl TestServer {
         TestServer {
             address,
             metrics,
+            data_dir,
             _dir: dir,
             stop: Some(stop),
             handle: Some(handle),

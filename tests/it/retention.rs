@@ -100,3 +100,46 @@ async fn a_full_topic_that_refuses_produce_changes_nothing() {
         (2, 0, 2)
     );
 }
+
+/// Bytes of the files directly in `dir`.
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum()
+}
+
+#[tokio::test]
+async fn expired_messages_give_their_disk_space_back() {
+    let server = TestServer::start().await;
+    let operator = server.operator().await;
+    let acme = server.tenant("acme").await;
+    lift_rate_limits(&operator, "acme").await;
+    create_topic(
+        &acme,
+        "t",
+        pb::TopicConfig {
+            message_expiry_seconds: 60,
+            ..Default::default()
+        },
+    )
+    .await;
+    // About 80 MB: more than one 64 MiB segment file.
+    let payload = "x".repeat(200 * 1024);
+    for _ in 0..50 {
+        let batch = (0..8).map(|_| msg(&payload)).collect();
+        acme.produce("t", batch).await.unwrap();
+    }
+    let segments = server.data_dir.join("segments");
+    let full = dir_bytes(&segments);
+    assert!(full > 80_000_000, "{full} bytes in segments");
+
+    advance(&operator, 61_000).await;
+    let stats = topic_stats(&acme, "t").await;
+    assert_eq!((stats.messages, stats.expired_messages), (0, 400));
+    let left = dir_bytes(&segments);
+    assert!(
+        left < full - 60_000_000,
+        "the sealed segment was deleted: {full} -> {left} bytes"
+    );
+}
