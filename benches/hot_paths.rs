@@ -63,25 +63,32 @@ fn units(c: &mut Criterion) {
 }
 
 fn subscription(c: &mut Criterion) {
-    c.bench_function("claim and ack 100 at-least-once deliveries", |b| {
-        b.iter(|| {
-            let mut state = SubState::default();
-            let rules = ClaimRules {
-                lock_ms: 30_000,
-                max_attempts: 0,
-                dead_letter: false,
-                first_offset: 0,
-                visible_end: 100,
-            };
-            while let Some(claim) = state.claim(0, &rules) {
-                black_box(claim);
-            }
-            for offset in 0..100 {
-                state.ack(offset);
-            }
-            state
-        })
-    });
+    c.bench_function(
+        "claim and ack 100 at-least-once deliveries, with their write sets",
+        |b| {
+            b.iter(|| {
+                let mut state = SubState::default();
+                let rules = ClaimRules {
+                    lock_ms: 30_000,
+                    max_attempts: 0,
+                    dead_letter: false,
+                    first_offset: 0,
+                    visible_end: 100,
+                };
+                while let Some(claim) = state.claim(0, &rules) {
+                    black_box(claim);
+                }
+                let mut delivered = WriteSet::new();
+                state.persist(1, &mut delivered);
+                for offset in 0..100 {
+                    state.ack(offset);
+                }
+                let mut acked = WriteSet::new();
+                state.persist(1, &mut acked);
+                (state, delivered, acked)
+            })
+        },
+    );
 }
 
 /// The produce path's storage work: the set to a segment file, its header
