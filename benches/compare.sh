@@ -117,27 +117,5 @@ for i in $(seq "$runs"); do
   fi
 done
 cat "$results" >&2
-python3 - "$results" "$runs" "$half" "$half_tq" "$half_nats" <<'PY'
-import sys, statistics
-rows = {}
-for line in open(sys.argv[1]):
-    parts = line.split()
-    f = dict(kv.split("=", 1) for kv in parts[1:])
-    rows.setdefault((parts[0], f["system"]), []).append(f)
-def med(scenario, system, key):
-    vals = [float(r[key]) for r in rows.get((scenario, system), []) if r[key] != "-"]
-    return statistics.median(vals) if vals else float("nan")
-print(f"\nmedians of {sys.argv[2]} runs each, 1 KiB messages, batches of 100, 4 producers, loopback\n")
-print("| scenario | metric | tallyq | NATS (default sync) | tallyq / NATS | NATS (sync always) | tallyq / NATS always |")
-print("|---|---|---|---|---|---|---|")
-for scenario, label, keys in [
-    ("s1", "durable produce, max rate", ["msgs_per_sec", "mb_per_sec", "ack_p50_us", "ack_p99_us", "server_cpu_s", "server_peak_rss_mb"]),
-    ("s2", f"produce + consume at {sys.argv[3]} msg/s", ["msgs_per_sec", "deliver_p50_us", "deliver_p99_us", "ack_p99_us", "server_cpu_s", "server_peak_rss_mb"]),
-    ("s3", f"produce + consume at half of own max ({sys.argv[4]} / {sys.argv[5]} msg/s)", ["msgs_per_sec", "deliver_p50_us", "deliver_p99_us", "ack_p99_us", "server_cpu_s", "server_peak_rss_mb"]),
-]:
-    for key in keys:
-        t, n, a = med(scenario, "tallyq", key), med(scenario, "nats", key), med(scenario, "nats-sync-always", key)
-        ratio = t / n if n else float("nan")
-        ratio_a = t / a if a == a and a else float("nan")
-        print(f"| {label} | {key} | {t:.0f} | {n:.0f} | {ratio:.2f} | {a:.0f} | {ratio_a:.2f} |")
-PY
+cp "$results" "${RESULTS_COPY:-/dev/null}" 2>/dev/null || true
+python3 "$root/benches/compare_table.py" "$results" "$half" "$half_tq" "$half_nats"

@@ -93,7 +93,7 @@ impl Broker {
     }
 
     fn load_topic(&self, record: TopicRecord) -> Result<Arc<Topic>> {
-        let state: TopicStateRecord = self
+        let mut state: TopicStateRecord = self
             .store
             .get(&keys::topic_state(record.id))?
             .unwrap_or_default();
@@ -118,6 +118,12 @@ impl Broker {
                 publish_ms: header.publish_ms,
                 blob,
             });
+        }
+        // A produce writes only its set's header, not the topic's counters
+        // (see submit_produce): the newest header has the log's end.
+        if let Some(newest) = sets.back() {
+            state.next_offset = state.next_offset.max(newest.end());
+            state.last_publish_ms = state.last_publish_ms.max(newest.publish_ms);
         }
         let tenant_bytes = self.tenant_bytes_counter(&record.tenant);
         let topic = Arc::new(Topic::new(

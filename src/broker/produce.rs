@@ -244,7 +244,12 @@ impl Broker {
         }
         // The usage rides in the same atomic write as the messages it counts.
         usage.write(&key.tenant, self.calendar.day_of(now), &mut writes);
-        writes.put(keys::topic_state(topic.id), &log.state);
+        // The new set's header already records the new end and publish time
+        // (start-up takes them from the newest header); the stored counters
+        // need rewriting only when reclaiming moved them.
+        if reclaimed > 0 {
+            writes.put(keys::topic_state(topic.id), &log.state);
+        }
         topic.sync_from(&log);
         let dedup_ids: Vec<String> = batch_dedup.keys().cloned().collect();
         if !dedup_ids.is_empty() {

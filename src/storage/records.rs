@@ -128,7 +128,9 @@ pub struct TopicRecord {
     pub created_ms: i64,
 }
 
-/// A topic's log counters, rewritten with every batch that changes them.
+/// A topic's log counters, rewritten when expiry or reclaiming changes them.
+/// A produce does not rewrite them: start-up takes the log's end and newest
+/// publish time from the newest set header when that is further.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct TopicStateRecord {
     /// The offset the next message will get.
