@@ -92,8 +92,13 @@ impl Broker {
             cache.entry = None;
             if let Some((key, header)) = found {
                 if let (Some(first), Some(blob)) = (keys::u64_at(&key, 9), header.blob) {
-                    let set: MessageSetRecord = self.store.read_blob(&blob)?;
-                    cache.entry = Some((topic.id, first, set));
+                    match self.store.read_blob::<MessageSetRecord>(&blob) {
+                        Ok(set) => cache.entry = Some((topic.id, first, set)),
+                        // Expired or reclaimed between reading its header and
+                        // its bytes (its segment may be gone): not retained.
+                        Err(_) if offset < topic.first_offset() => return Ok(None),
+                        Err(e) => return Err(e.into()),
+                    }
                 }
             }
         }
