@@ -201,11 +201,30 @@ impl Store {
             .flush_every_ms(Some(500));
         // sled 0.34 can panic on a store damaged by an abrupt stop; report it
         // as an error that names the directory instead of a bare panic.
-        let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || config.open()))
-            .map_err(|_| {
-                open_error("sled panicked while opening the store (it may be damaged)".into())
-            })?;
-        let db = opened.map_err(|e| open_error(e.to_string()))?;
+        // A store closed a moment ago may still be locked while sled's I/O
+        // threads let go of it (seen when a test reopens a directory in the
+        // same process); wait a little for the lock rather than fail.
+        let waiting_since = std::time::Instant::now();
+        let db = loop {
+            let attempt = config.clone();
+            let opened =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || attempt.open()))
+                    .map_err(|_| {
+                        open_error(
+                            "sled panicked while opening the store (it may be damaged)".into(),
+                        )
+                    })?;
+            match opened {
+                Ok(db) => break db,
+                Err(e)
+                    if e.to_string().contains("could not acquire lock")
+                        && waiting_since.elapsed() < std::time::Duration::from_secs(5) =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(e) => return Err(open_error(e.to_string())),
+            }
+        };
         // sled's log, opened to fdatasync it after each flush (see the module doc).
         let sled_log = std::fs::File::open(path.join("db"))
             .map_err(|e| open_error(format!("cannot open sled's log for syncing: {e}")))?;
@@ -540,21 +559,20 @@ fn run_committer(
                 add_deltas(&mut group_deltas, key, &deltas);
             }
         }
-        let entries: Vec<records::CounterDelta> = group_deltas
-            .iter()
-            .map(|(key, values)| records::CounterDelta {
-                key: key.clone(),
-                values: values.clone(),
-            })
+        // The group's summed increments, moved (not copied) into journal
+        // entries of at most MAX_JOURNAL_ENTRY_DELTAS each.
+        let mut rest: Vec<records::CounterDelta> = group_deltas
+            .into_iter()
+            .map(|(key, values)| records::CounterDelta { key, values })
             .collect();
-        let mut journal_keys = Vec::new();
-        for chunk in entries.chunks(MAX_JOURNAL_ENTRY_DELTAS) {
-            let key = keys::counter_journal(journal_seq + journal_keys.len() as u64);
-            let record = records::CounterJournalRecord {
-                entries: chunk.to_vec(),
-            };
+        let mut journal = Vec::new();
+        while !rest.is_empty() {
+            let tail = rest.split_off(rest.len().min(MAX_JOURNAL_ENTRY_DELTAS));
+            let key = keys::counter_journal(journal_seq + journal.len() as u64);
+            let record = records::CounterJournalRecord { entries: rest };
             batch.insert(key.clone(), prost::Message::encode_to_vec(&record));
-            journal_keys.push(key);
+            journal.push((key, record));
+            rest = tail;
         }
         // Blobs first: a reference must never be durable before its bytes.
         let mut result = segments.sync_dirty().and_then(|()| {
@@ -569,12 +587,14 @@ fn run_committer(
         });
         if result.is_ok() {
             segments.release(&released);
-            if !journal_keys.is_empty() {
-                journal_seq += journal_keys.len() as u64;
-                pending.journal_keys.extend(journal_keys);
+            if !journal.is_empty() {
+                journal_seq += journal.len() as u64;
                 pending.since.get_or_insert_with(std::time::Instant::now);
-                for (key, deltas) in group_deltas {
-                    add_deltas(&mut pending.deltas, key, &deltas);
+                for (key, record) in journal {
+                    pending.journal_keys.push(key);
+                    for entry in record.entries {
+                        add_deltas(&mut pending.deltas, entry.key, &entry.values);
+                    }
                 }
             }
             let due = pending
