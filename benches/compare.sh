@@ -4,6 +4,7 @@
 # alternating, medians and tallyq/NATS ratios.
 #
 #   bash benches/compare.sh            # RUNS=3 SECONDS_PER_RUN=10 by default
+#   RESULTS_COPY=FILE keeps the raw result lines (compare_table.py re-prints them)
 #
 # Scenario 1: durable produce at full speed, 4 producers x batches of 100 x 1 KiB,
 #             each batch answered only once stored (tallyq: the produce reply;
@@ -19,10 +20,7 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 runs="${RUNS:-3}"
 secs="${SECONDS_PER_RUN:-10}"
-work="$(mktemp -d)"
-pids=()
-cleanup() { for p in "${pids[@]:-}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
+source "$root/benches/lib.sh"
 
 if ! command -v nats-server >/dev/null; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nats-server >/dev/null
@@ -35,17 +33,13 @@ cargo build --release --quiet --manifest-path "$root/Cargo.toml" --bin tallyq
 cargo build --release --quiet --manifest-path "$root/benches/nats-load/Cargo.toml"
 tallyq="$root/target/release/tallyq"
 natsload="$root/benches/nats-load/target/release/nats-load"
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 
 run_tallyq() { # args: extra bench flags
-  local dir="$work/tq-$RANDOM" port mport pid
-  port=$(free_port); mport=$(free_port)
-  "$tallyq" serve --data-dir "$dir" --listen "127.0.0.1:$port" --metrics-listen "127.0.0.1:$mport" >/dev/null 2>&1 &
-  pid=$!; pids+=("$pid"); wait_port "$port"
-  timeout $((secs + 60)) "$tallyq" --server "http://127.0.0.1:$port" --token-file "$dir/operator.token" \
-    bench --setup bench --duration-secs "$secs" --server-pid "$pid" "$@"
-  kill "$pid"; wait "$pid" 2>/dev/null || true
+  start_tallyq "$tallyq"
+  timeout $((secs + 60)) "$tallyq" --server "http://127.0.0.1:$server_port" --token-file "$server_dir/operator.token" \
+    bench --setup bench --duration-secs "$secs" --server-pid "$server_pid" "$@"
+  kill "$server_pid"; wait "$server_pid" 2>/dev/null || true
+  rm -rf "$server_dir"
 }
 
 run_nats() {
@@ -78,44 +72,32 @@ for i in $(seq "$runs"); do
   fi
   echo "s1 $(run_nats_sync_always --consumers 0)" >> "$results"
 done
-half=$(python3 - "$results" <<'PY'
-import sys, statistics
-rates = {}
-for line in open(sys.argv[1]):
-    f = dict(kv.split("=", 1) for kv in line.split()[1:])
-    if f["system"] != "nats-sync-always":
-        rates.setdefault(f["system"], []).append(float(f["msgs_per_sec"]))
-print(int(min(statistics.median(v) for v in rates.values()) / 2))
-PY
-)
-echo "scenario 2: produce + consume at $half msg/s" >&2
-for i in $(seq "$runs"); do
-  if (( i % 2 )); then
-    echo "s2 $(run_tallyq --consumers 1 --rate "$half")" >> "$results"; echo "s2 $(run_nats --consumers 1 --rate "$half")" >> "$results"
-  else
-    echo "s2 $(run_nats --consumers 1 --rate "$half")" >> "$results"; echo "s2 $(run_tallyq --consumers 1 --rate "$half")" >> "$results"
-  fi
-done
-# Scenario 3: each system at half of its own maximum (SPEC §7 read strictly).
-read -r half_tq half_nats < <(python3 - "$results" <<'PY'
+# Half of the lower maximum (scenario 2) and of each one's own (scenario 3).
+read -r half half_tq half_nats < <(python3 - "$results" <<'PY'
 import sys, statistics
 rates = {}
 for line in open(sys.argv[1]):
     parts = line.split()
     f = dict(kv.split("=", 1) for kv in parts[1:])
-    if parts[0] == "s1":
-        rates.setdefault(f["system"], []).append(float(f["msgs_per_sec"]))
-print(int(statistics.median(rates["tallyq"]) / 2), int(statistics.median(rates["nats"]) / 2))
+    rates.setdefault(f["system"], []).append(float(f["msgs_per_sec"]))
+tq, nats = statistics.median(rates["tallyq"]) / 2, statistics.median(rates["nats"]) / 2
+print(int(min(tq, nats)), int(tq), int(nats))
 PY
 )
+
+consume_scenario() { # args: scenario name, tallyq's rate, NATS's rate
+  for i in $(seq "$runs"); do
+    if (( i % 2 )); then
+      echo "$1 $(run_tallyq --consumers 1 --rate "$2")" >> "$results"; echo "$1 $(run_nats --consumers 1 --rate "$3")" >> "$results"
+    else
+      echo "$1 $(run_nats --consumers 1 --rate "$3")" >> "$results"; echo "$1 $(run_tallyq --consumers 1 --rate "$2")" >> "$results"
+    fi
+  done
+}
+echo "scenario 2: produce + consume at $half msg/s" >&2
+consume_scenario s2 "$half" "$half"
 echo "scenario 3: produce + consume at half of each one's maximum: tallyq $half_tq, NATS $half_nats msg/s" >&2
-for i in $(seq "$runs"); do
-  if (( i % 2 )); then
-    echo "s3 $(run_tallyq --consumers 1 --rate "$half_tq")" >> "$results"; echo "s3 $(run_nats --consumers 1 --rate "$half_nats")" >> "$results"
-  else
-    echo "s3 $(run_nats --consumers 1 --rate "$half_nats")" >> "$results"; echo "s3 $(run_tallyq --consumers 1 --rate "$half_tq")" >> "$results"
-  fi
-done
+consume_scenario s3 "$half_tq" "$half_nats"
 cat "$results" >&2
-cp "$results" "${RESULTS_COPY:-/dev/null}" 2>/dev/null || true
+if [ -n "${RESULTS_COPY:-}" ]; then cp "$results" "$RESULTS_COPY"; fi
 python3 "$root/benches/compare_table.py" "$results" "$half" "$half_tq" "$half_nats"

@@ -14,28 +14,20 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 runs="${RUNS:-5}"
 secs="${SECONDS_PER_RUN:-6}"
-work="$(mktemp -d)"
-pids=()
-cleanup() { for p in "${pids[@]:-}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
+source "$root/benches/lib.sh"
 
 cargo build --release --quiet --manifest-path "$root/Cargo.toml" --bin tallyq
 cargo build --release --quiet --manifest-path "$root/Cargo.toml" --bin tallyq \
   --features bench-unmetered --target-dir "$root/target/unmetered"
 metered="$root/target/release/tallyq"
 unmetered="$root/target/unmetered/release/tallyq"
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 
 run() { # args: build binary, then bench flags
-  local bin="$1" dir="$work/tq-$RANDOM" port mport pid; shift
-  port=$(free_port); mport=$(free_port)
-  "$bin" serve --data-dir "$dir" --listen "127.0.0.1:$port" --metrics-listen "127.0.0.1:$mport" >/dev/null 2>&1 &
-  pid=$!; pids+=("$pid"); wait_port "$port"
-  timeout $((secs + 60)) "$metered" --server "http://127.0.0.1:$port" --token-file "$dir/operator.token" \
-    bench --setup bench --duration-secs "$secs" --server-pid "$pid" "$@"
-  kill "$pid"; wait "$pid" 2>/dev/null || true
-  rm -rf "$dir"
+  start_tallyq "$1"; shift
+  timeout $((secs + 60)) "$metered" --server "http://127.0.0.1:$server_port" --token-file "$server_dir/operator.token" \
+    bench --setup bench --duration-secs "$secs" --server-pid "$server_pid" "$@"
+  kill "$server_pid"; wait "$server_pid" 2>/dev/null || true
+  rm -rf "$server_dir"
 }
 
 results="$work/results.txt"

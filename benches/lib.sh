@@ -1,0 +1,22 @@
+# Shared by the benchmark scripts: sourced after they set `root`.
+# Gives: $work (a temp dir removed on exit), $pids (servers killed on exit),
+# free_port, wait_port, and run_tallyq_server.
+set -euo pipefail
+work="$(mktemp -d)"
+pids=()
+cleanup() { for p in "${pids[@]:-}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+
+# A loopback port that was free a moment ago.
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# Waits (at most 10 s) until something listens on the loopback port.
+wait_port() { for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+
+# Starts BINARY serve on a fresh data dir; sets $server_dir, $server_port, $server_pid.
+start_tallyq() {
+  server_dir="$work/tq-$RANDOM"
+  server_port=$(free_port)
+  local mport; mport=$(free_port)
+  "$1" serve --data-dir "$server_dir" --listen "127.0.0.1:$server_port" --metrics-listen "127.0.0.1:$mport" >/dev/null 2>&1 &
+  server_pid=$!; pids+=("$server_pid"); wait_port "$server_port"
+}
