@@ -283,11 +283,6 @@ impl SubState {
         self.insert_pending(offset, record);
     }
 
-    /// The pending record of `offset`, if any.
-    pub fn pending_record(&self, offset: u64) -> Option<&PendingRecord> {
-        self.pending.get(&offset)
-    }
-
     /// The earliest deadline among pending messages (when the next redelivery
     /// may become due).
     pub fn next_deadline(&self) -> Option<i64> {
@@ -458,9 +453,9 @@ impl SubState {
         self.due.iter().take_while(|(d, _)| *d <= now).count() as u64
     }
 
-    /// Stored records (runs and own records) this state is kept in; for tests
-    /// and benchmarks of the bookkeeping's cost.
-    pub fn stored_records(&self) -> usize {
+    /// Stored records (runs and own records) this state is kept in.
+    #[cfg(test)]
+    fn stored_records(&self) -> usize {
         self.runs.len() + self.stored_offsets.len()
     }
 }
