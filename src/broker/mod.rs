@@ -27,10 +27,7 @@ use crate::error::{Error, Result};
 use crate::metering::Calendar;
 use crate::observability::Metrics;
 use crate::quota::admission::Admission;
-use crate::storage::records::{
-    CursorRecord, PendingRecord, PendingRunRecord, SetHeaderRecord, SubscriptionRecord,
-    TopicRecord, TopicStateRecord,
-};
+use crate::storage::records::{SetHeaderRecord, SubscriptionRecord, TopicRecord, TopicStateRecord};
 use crate::storage::{keys, StorageError, Store};
 use crate::tenancy::Tenancy;
 
@@ -137,28 +134,7 @@ impl Broker {
             .scan::<SubscriptionRecord>(&keys::id_prefix(keys::SUBSCRIPTION, topic.id))
         {
             let (_, sub) = item?;
-            let cursor: CursorRecord = self.store.get(&keys::cursor(sub.id))?.unwrap_or_default();
-            let mut runs = Vec::new();
-            for item in self
-                .store
-                .scan::<PendingRunRecord>(&keys::id_prefix(keys::PENDING_RUN, sub.id))
-            {
-                let (key, record) = item?;
-                if let Some(start) = keys::u64_at(&key, 9) {
-                    runs.push((start, record));
-                }
-            }
-            let mut own = BTreeMap::new();
-            for item in self
-                .store
-                .scan::<PendingRecord>(&keys::id_prefix(keys::PENDING, sub.id))
-            {
-                let (key, record) = item?;
-                if let Some(offset) = keys::u64_at(&key, 9) {
-                    own.insert(offset, record);
-                }
-            }
-            let state = SubState::from_records(cursor, runs, own);
+            let state = SubState::load(&self.store, sub.id)?;
             subs.insert(sub.name.clone(), Arc::new(Subscription::new(sub, state)));
         }
         *topic

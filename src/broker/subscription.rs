@@ -2,8 +2,9 @@
 //! goes out next (redeliveries before new messages), locks and their
 //! deadlines, attempt counts, dead-lettering, acks, nacks and seeks.
 //!
-//! The state machine here is pure (no I/O): [`SubState`] changes in memory and
-//! reports what must be written; the broker writes it in the same commit.
+//! The state machine changes in memory only: [`SubState::persist`] adds what
+//! changed to a write set the broker commits, and [`SubState::load`] reads it
+//! back at start-up.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,7 +14,7 @@ use tokio::sync::{watch, Mutex};
 
 use crate::storage::keys;
 use crate::storage::records::{CursorRecord, PendingRecord, PendingRunRecord, SubscriptionRecord};
-use crate::storage::WriteSet;
+use crate::storage::{StorageResult, Store, WriteSet};
 
 /// One subscription of a topic.
 pub struct Subscription {
@@ -247,6 +248,26 @@ impl SubState {
         }
         state.changed.clear();
         state
+    }
+
+    /// Reads a subscription's stored state: its cursor, runs and own records.
+    pub fn load(store: &Store, sub_id: u64) -> StorageResult<SubState> {
+        let cursor = store.get(&keys::cursor(sub_id))?.unwrap_or_default();
+        let mut runs = Vec::new();
+        for item in store.scan::<PendingRunRecord>(&keys::id_prefix(keys::PENDING_RUN, sub_id)) {
+            let (key, record) = item?;
+            if let Some(start) = keys::u64_at(&key, 9) {
+                runs.push((start, record));
+            }
+        }
+        let mut own = BTreeMap::new();
+        for item in store.scan::<PendingRecord>(&keys::id_prefix(keys::PENDING, sub_id)) {
+            let (key, record) = item?;
+            if let Some(offset) = keys::u64_at(&key, 9) {
+                own.insert(offset, record);
+            }
+        }
+        Ok(SubState::from_records(cursor, runs, own))
     }
 
     /// The cursor record to store.
@@ -583,29 +604,6 @@ mod tests {
         );
     }
 
-    /// Reads a subscription's state back from the store, as start-up does.
-    fn reload(store: &crate::storage::Store, sub_id: u64) -> SubState {
-        let cursor = store
-            .get(&keys::cursor(sub_id))
-            .unwrap()
-            .unwrap_or_default();
-        let runs = store
-            .scan::<PendingRunRecord>(&keys::id_prefix(keys::PENDING_RUN, sub_id))
-            .map(|item| {
-                let (key, record) = item.unwrap();
-                (keys::u64_at(&key, 9).unwrap(), record)
-            })
-            .collect();
-        let own = store
-            .scan::<PendingRecord>(&keys::id_prefix(keys::PENDING, sub_id))
-            .map(|item| {
-                let (key, record) = item.unwrap();
-                (keys::u64_at(&key, 9).unwrap(), record)
-            })
-            .collect();
-        SubState::from_records(cursor, runs, own)
-    }
-
     /// Random deliveries, acks, nacks, redeliveries, dead-letters and seeks,
     /// each persisted and committed to a real store: reading the store back
     /// at any point gives exactly the live state (every pending message with
@@ -663,7 +661,7 @@ mod tests {
             state.persist(9, &mut writes);
             store.commit(writes).await.unwrap();
             if step % 20 == 19 {
-                let back = reload(&store, 9);
+                let back = SubState::load(&store, 9).unwrap();
                 assert_eq!(back.pending, state.pending, "step {step}");
                 assert_eq!(back.next_offset, state.next_offset);
                 assert_eq!(back.next_deadline(), state.next_deadline());
