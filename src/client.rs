@@ -31,7 +31,7 @@ pub fn retry_after(status: &Status) -> Option<Duration> {
     }
     status
         .metadata()
-        .get(crate::api::status::RETRY_AFTER_MS)?
+        .get(crate::wire::RETRY_AFTER_MS)?
         .to_str()
         .ok()?
         .parse::<u64>()
@@ -63,7 +63,7 @@ where
 }
 
 /// Client-side decoding limit (matches the server's).
-const MAX_MESSAGE_BYTES: usize = crate::server::MAX_DECODING_BYTES;
+const MAX_MESSAGE_BYTES: usize = crate::wire::MAX_DECODING_BYTES;
 
 /// Why a client could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -124,8 +124,8 @@ impl Client {
         Ok(Endpoint::from_shared(address.to_string())
             .map_err(|_| ClientError::Address(address.to_string()))?
             .tcp_nodelay(true)
-            .initial_stream_window_size(crate::server::HTTP2_STREAM_WINDOW)
-            .initial_connection_window_size(crate::server::HTTP2_CONNECTION_WINDOW))
+            .initial_stream_window_size(crate::wire::HTTP2_STREAM_WINDOW)
+            .initial_connection_window_size(crate::wire::HTTP2_CONNECTION_WINDOW))
     }
 
     /// Connects over TLS: `ca_pem` is trusted, `domain` is the name the

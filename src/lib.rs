@@ -42,7 +42,9 @@ pub mod observability;
 pub mod quota;
 pub mod server;
 pub mod storage;
+pub mod sync;
 pub mod tenancy;
+pub mod wire;
 
 pub use server::run;
 

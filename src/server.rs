@@ -35,16 +35,7 @@ use crate::quota::admission::Admission;
 use crate::storage::records::ClockRecord;
 use crate::storage::{keys, StorageError, Store};
 use crate::tenancy::{load_or_create_billing_reader_token, load_or_create_operator_token, Tenancy};
-
-/// The gRPC decoding limit: above the largest batch a plan allows (4 MiB of
-/// message sizes plus protobuf framing), so the batch limit is what refuses an
-/// oversized batch, with its own message.
-pub const MAX_DECODING_BYTES: usize = 16 * 1024 * 1024;
-
-/// HTTP/2 per-stream flow-control window (bytes).
-pub const HTTP2_STREAM_WINDOW: u32 = 8 * 1024 * 1024;
-/// HTTP/2 per-connection flow-control window (bytes).
-pub const HTTP2_CONNECTION_WINDOW: u32 = 32 * 1024 * 1024;
+use crate::wire::{HTTP2_CONNECTION_WINDOW, HTTP2_STREAM_WINDOW, MAX_DECODING_BYTES};
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]

@@ -7,8 +7,7 @@ use tonic::{Code, Status};
 
 use crate::error::Error;
 
-/// Metadata key that carries how long to wait before retrying, in ms.
-pub const RETRY_AFTER_MS: &str = "retry-after-ms";
+use crate::wire::RETRY_AFTER_MS;
 
 impl From<Error> for Status {
     fn from(error: Error) -> Self {

@@ -14,6 +14,7 @@ use crate::storage::records::{
     CursorRecord, SubscriptionRecord, TopicLifeRecord, TopicRecord, TopicStateRecord,
 };
 use crate::storage::{keys, WriteSet};
+use crate::sync::RwLockExt;
 use crate::tenancy::{validate_resource_name, Scope, TenantKey};
 
 /// Settings asked for on topic creation; zeros mean the plan's defaults.
@@ -478,8 +479,7 @@ impl Broker {
         ));
         topic
             .subscriptions
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
+            .write_unpoisoned()
             .insert(name.to_string(), sub.clone());
         Ok(self.subscription_view(&topic, &sub).await)
     }
@@ -598,11 +598,7 @@ impl Broker {
         self.delete_subscription_writes(&topic, &sub, &mut writes)?;
         self.store.commit(writes).await?;
         drop(state);
-        topic
-            .subscriptions
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(name);
+        topic.subscriptions.write_unpoisoned().remove(name);
         sub.mark_deleted();
         Ok(())
     }

@@ -29,6 +29,7 @@ use crate::observability::Metrics;
 use crate::quota::admission::Admission;
 use crate::storage::records::{SetHeaderRecord, SubscriptionRecord, TopicRecord, TopicStateRecord};
 use crate::storage::{keys, StorageError, Store};
+use crate::sync::RwLockExt;
 use crate::tenancy::Tenancy;
 
 use subscription::{SubState, Subscription};
@@ -137,10 +138,7 @@ impl Broker {
             let state = SubState::load(&self.store, sub.id)?;
             subs.insert(sub.name.clone(), Arc::new(Subscription::new(sub, state)));
         }
-        *topic
-            .subscriptions
-            .write()
-            .unwrap_or_else(|e| e.into_inner()) = subs;
+        *topic.subscriptions.write_unpoisoned() = subs;
         Ok(topic)
     }
 

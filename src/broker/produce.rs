@@ -13,6 +13,7 @@ use crate::observability::{name, Metrics};
 use crate::quota::{human_bytes, MessageShape};
 use crate::storage::records::{DedupRecord, StoredMessage};
 use crate::storage::{keys, PendingCommit, WriteSet};
+use crate::sync::MutexExt;
 use crate::tenancy::{Scope, TenantKey};
 
 /// What happened to one message of a batch.
@@ -62,11 +63,7 @@ impl PendingProduce {
             None => Ok(()),
         };
         if !self.dedup_ids.is_empty() {
-            let mut uncommitted = self
-                .topic
-                .uncommitted_dedup
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
+            let mut uncommitted = self.topic.uncommitted_dedup.lock_unpoisoned();
             for id in &self.dedup_ids {
                 uncommitted.remove(id);
             }
@@ -253,10 +250,7 @@ impl Broker {
         topic.sync_from(&log);
         let dedup_ids: Vec<String> = batch_dedup.keys().cloned().collect();
         if !dedup_ids.is_empty() {
-            let mut uncommitted = topic
-                .uncommitted_dedup
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
+            let mut uncommitted = topic.uncommitted_dedup.lock_unpoisoned();
             for (id, offset) in &batch_dedup {
                 uncommitted.insert(id.clone(), (*offset, now));
             }
@@ -296,8 +290,7 @@ impl Broker {
     ) -> Result<Option<u64>> {
         let recent = topic
             .uncommitted_dedup
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .lock_unpoisoned()
             .get(dedup_id)
             .copied();
         if let Some((offset, publish_ms)) = recent {

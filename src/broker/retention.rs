@@ -12,6 +12,7 @@ use crate::error::Result;
 use crate::metering::UsageDelta;
 use crate::storage::records::DedupRecord;
 use crate::storage::{keys, WriteSet};
+use crate::sync::MutexExt;
 
 /// How often retention runs on the wall clock.
 const RETENTION_INTERVAL: Duration = Duration::from_secs(1);
@@ -173,8 +174,7 @@ impl Broker {
             let window_ms = topic.settings().dedup_window_seconds as i64 * 1000;
             topic
                 .uncommitted_dedup
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
+                .lock_unpoisoned()
                 .retain(|_, (_, published)| *published + window_ms > now);
             let mut writes = WriteSet::new();
             for item in self

@@ -15,6 +15,7 @@ use tokio::sync::{watch, Mutex};
 use crate::storage::keys;
 use crate::storage::records::{CursorRecord, PendingRecord, PendingRunRecord, SubscriptionRecord};
 use crate::storage::{StorageResult, Store, WriteSet};
+use crate::sync::RwLockExt;
 
 /// One subscription of a topic.
 pub struct Subscription {
@@ -47,15 +48,12 @@ impl Subscription {
 
     /// A copy of the current settings.
     pub fn settings(&self) -> SubscriptionRecord {
-        self.settings
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.settings.read_unpoisoned().clone()
     }
 
     /// Replaces the settings (after they were stored).
     pub fn set_settings(&self, record: SubscriptionRecord) {
-        *self.settings.write().unwrap_or_else(|e| e.into_inner()) = record;
+        *self.settings.write_unpoisoned() = record;
         self.notify();
     }
 

@@ -13,6 +13,7 @@ use crate::storage::records::{
     BlobRef, MessageSetRecord, SetHeaderRecord, StoredMessage, TopicRecord, TopicStateRecord,
 };
 use crate::storage::{StorageResult, Store, WriteSet};
+use crate::sync::RwLockExt;
 
 /// Overflow policy value: reclaim the oldest messages (the default).
 pub const OVERFLOW_RECLAIM: i32 = 1;
@@ -192,15 +193,12 @@ impl Topic {
 
     /// A copy of the settings.
     pub fn settings(&self) -> TopicRecord {
-        self.settings
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.settings.read_unpoisoned().clone()
     }
 
     /// Replaces the settings (after they were stored).
     pub fn set_settings(&self, record: TopicRecord) {
-        *self.settings.write().unwrap_or_else(|e| e.into_inner()) = record;
+        *self.settings.write_unpoisoned() = record;
     }
 
     /// One past the newest durable offset.
@@ -264,18 +262,13 @@ impl Topic {
 
     /// A subscription by name.
     pub fn subscription(&self, name: &str) -> Option<Arc<Subscription>> {
-        self.subscriptions
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(name)
-            .cloned()
+        self.subscriptions.read_unpoisoned().get(name).cloned()
     }
 
     /// All subscriptions.
     pub fn subscription_list(&self) -> Vec<Arc<Subscription>> {
         self.subscriptions
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
+            .read_unpoisoned()
             .values()
             .cloned()
             .collect()

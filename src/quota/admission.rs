@@ -23,6 +23,7 @@ use super::Plan;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::observability::{name, Metrics};
+use crate::sync::MutexExt;
 
 /// False only in the `bench-unmetered` measurement build, which admits every
 /// produce and delivery without spending rate.
@@ -81,7 +82,7 @@ impl Bucket {
 
     fn count(&self, clock: &Clock, n: u64) {
         let second = clock.now_ms().div_euclid(1000);
-        let mut slot = self.this_second.lock().unwrap_or_else(|e| e.into_inner());
+        let mut slot = self.this_second.lock_unpoisoned();
         if slot.0 != second {
             *slot = (second, 0);
         }
@@ -90,7 +91,7 @@ impl Bucket {
 
     fn used_this_second(&self, clock: &Clock) -> u64 {
         let second = clock.now_ms().div_euclid(1000);
-        let slot = self.this_second.lock().unwrap_or_else(|e| e.into_inner());
+        let slot = self.this_second.lock_unpoisoned();
         if slot.0 == second {
             slot.1
         } else {
@@ -114,7 +115,7 @@ impl Pacer {
         if wanted == 0 || !RATE_QUOTAS_ON {
             return Ok(wanted);
         }
-        let mut debt = self.debt.lock().unwrap_or_else(|e| e.into_inner());
+        let mut debt = self.debt.lock_unpoisoned();
         while *debt > 0 {
             let chunk = (*debt).min(self.bucket.burst as u64);
             self.bucket.take(clock, chunk)?;
@@ -138,7 +139,7 @@ impl Pacer {
         }
         let extra = units.saturating_sub(messages as u64);
         if extra > 0 {
-            *self.debt.lock().unwrap_or_else(|e| e.into_inner()) += extra;
+            *self.debt.lock_unpoisoned() += extra;
         }
     }
 

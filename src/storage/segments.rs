@@ -31,6 +31,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use super::records::BlobRef;
 use super::{StorageError, StorageResult};
+use crate::sync::{MutexExt, RwLockExt};
 
 /// A segment is sealed and a new one started once it holds this many bytes.
 pub const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
@@ -109,15 +110,12 @@ impl Segments {
     pub fn append(&self, bytes: &[u8]) -> StorageResult<BlobRef> {
         let len = bytes.len() as u64;
         let (id, file, position) = {
-            let mut active = self.active.lock().unwrap_or_else(|e| e.into_inner());
+            let mut active = self.active.lock_unpoisoned();
             if active.len > 0 && active.len + len > SEGMENT_BYTES {
                 let next = active.id + 1;
                 let file = Arc::new(create_segment(&self.dir, next)?);
                 self.directory_dirty.store(true, Ordering::SeqCst);
-                self.files
-                    .write()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(next, file.clone());
+                self.files.write_unpoisoned().insert(next, file.clone());
                 let sealed = active.id;
                 *active = Active {
                     id: next,
@@ -128,21 +126,13 @@ impl Segments {
             }
             let position = active.len;
             active.len += len;
-            *self
-                .live
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .entry(active.id)
-                .or_default() += len;
+            *self.live.lock_unpoisoned().entry(active.id).or_default() += len;
             (active.id, active.file.clone(), position)
         };
         file.write_all_at(bytes, position)
             .map_err(|e| StorageError::Segment(format!("cannot append to segment {id}: {e}")))?;
         // Marked after the write: a commit queued after this returns finds it.
-        self.dirty
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id);
+        self.dirty.lock_unpoisoned().insert(id);
         Ok(BlobRef {
             segment: id,
             position,
@@ -155,8 +145,7 @@ impl Segments {
     pub fn read(&self, blob: &BlobRef) -> StorageResult<Vec<u8>> {
         let file = self
             .files
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
+            .read_unpoisoned()
             .get(&blob.segment)
             .cloned()
             .ok_or_else(|| StorageError::Segment(format!("segment {} is missing", blob.segment)))?;
@@ -187,21 +176,13 @@ impl Segments {
                 return Err(io_error("cannot sync", &self.dir, e));
             }
         }
-        let dirty = std::mem::take(&mut *self.dirty.lock().unwrap_or_else(|e| e.into_inner()));
+        let dirty = std::mem::take(&mut *self.dirty.lock_unpoisoned());
         for id in dirty {
-            let file = self
-                .files
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(&id)
-                .cloned();
+            let file = self.files.read_unpoisoned().get(&id).cloned();
             if let Some(file) = file {
                 if let Err(e) = file.sync_data() {
                     // Keep it dirty so the next commit tries again.
-                    self.dirty
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .insert(id);
+                    self.dirty.lock_unpoisoned().insert(id);
                     return Err(StorageError::Segment(format!(
                         "cannot sync segment {id}: {e}"
                     )));
@@ -213,24 +194,13 @@ impl Segments {
 
     /// Records a blob found referenced at start-up.
     pub fn mark_live(&self, blob: &BlobRef) {
-        *self
-            .live
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(blob.segment)
-            .or_default() += blob.len as u64;
+        *self.live.lock_unpoisoned().entry(blob.segment).or_default() += blob.len as u64;
     }
 
     /// Deletes every segment no live blob is in (after start-up marked them).
     pub fn remove_unreferenced(&self) {
-        let active = self.active.lock().unwrap_or_else(|e| e.into_inner()).id;
-        let ids: Vec<u64> = self
-            .files
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .keys()
-            .copied()
-            .collect();
+        let active = self.active.lock_unpoisoned().id;
+        let ids: Vec<u64> = self.files.read_unpoisoned().keys().copied().collect();
         for id in ids {
             self.remove_if_dead(id, active);
         }
@@ -241,9 +211,9 @@ impl Segments {
         if blobs.is_empty() {
             return;
         }
-        let active = self.active.lock().unwrap_or_else(|e| e.into_inner()).id;
+        let active = self.active.lock_unpoisoned().id;
         {
-            let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+            let mut live = self.live.lock_unpoisoned();
             for blob in blobs {
                 if let Some(bytes) = live.get_mut(&blob.segment) {
                     *bytes = bytes.saturating_sub(blob.len as u64);
@@ -262,20 +232,14 @@ impl Segments {
             return;
         }
         {
-            let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+            let mut live = self.live.lock_unpoisoned();
             if live.get(&id).is_some_and(|bytes| *bytes > 0) {
                 return;
             }
             live.remove(&id);
         }
-        self.files
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&id);
-        self.dirty
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&id);
+        self.files.write_unpoisoned().remove(&id);
+        self.dirty.lock_unpoisoned().remove(&id);
         let path = self.dir.join(segment_name(id));
         if let Err(e) = std::fs::remove_file(&path) {
             if e.kind() != std::io::ErrorKind::NotFound {
@@ -286,13 +250,7 @@ impl Segments {
 
     /// Segment files on disk and their total size in bytes.
     pub fn size_on_disk(&self) -> u64 {
-        let files: Vec<Arc<File>> = self
-            .files
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
-            .collect();
+        let files: Vec<Arc<File>> = self.files.read_unpoisoned().values().cloned().collect();
         files
             .iter()
             .filter_map(|f| f.metadata().ok())

@@ -24,6 +24,7 @@ use crate::error::{Error, Result};
 use crate::quota::Plan;
 use crate::storage::records::{ApiKeyRecord, AuditRecord, DeviceRecord, TenantRecord};
 use crate::storage::{keys, Store, WriteSet};
+use crate::sync::RwLockExt;
 
 pub use names::{validate_device_id, validate_resource_name, validate_tenant_id};
 
@@ -319,16 +320,13 @@ impl Tenancy {
     /// Enters (Some(reason)) or leaves (None) maintenance mode: data-plane
     /// work is refused with UNAVAILABLE; the control plane keeps working.
     pub fn set_maintenance(&self, reason: Option<String>) {
-        *self.maintenance.write().unwrap_or_else(|e| e.into_inner()) = reason;
+        *self.maintenance.write_unpoisoned() = reason;
         self.status_changes.send_modify(|v| *v = v.wrapping_add(1));
     }
 
     /// The maintenance reason, while in maintenance mode.
     pub fn maintenance(&self) -> Option<String> {
-        self.maintenance
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.maintenance.read_unpoisoned().clone()
     }
 
     /// Refuses data-plane work for a tenant that is not active, and for
