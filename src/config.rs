@@ -10,10 +10,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::clock::ClockKind;
-use crate::quota::Plan;
-
-/// Name of the built-in plan every tenant is on unless told otherwise.
-pub const DEFAULT_PLAN: &str = "standard";
+use crate::plan::Plan;
+pub use crate::plan::DEFAULT_PLAN;
 
 /// Why a configuration cannot be used.
 #[derive(Debug, thiserror::Error)]

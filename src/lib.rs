@@ -39,6 +39,7 @@ pub mod error;
 pub mod loadgen;
 pub mod metering;
 pub mod observability;
+pub mod plan;
 pub mod quota;
 pub mod server;
 pub mod storage;
