@@ -3,7 +3,7 @@
 //! `[plans.<name>]`. A leaf: it depends on nothing in the crate but the error
 //! types, so quota, tenancy, billing and config can all read it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::Deserialize;
 
@@ -170,6 +170,28 @@ plan_limits! {
     terminate_after_arrears_days: u32, "days";
 }
 
+/// Adds the built-in plan [`DEFAULT_PLAN`] (the default limits) to `plans`
+/// unless they define it themselves.
+pub fn add_builtin(plans: &mut BTreeMap<String, Plan>) {
+    plans.entry(DEFAULT_PLAN.to_string()).or_default();
+}
+
+/// The plan `name` of `plans` with a tenant's `overrides` applied and checked;
+/// INVALID_ARGUMENT naming the configured plans when there is no such plan.
+pub fn resolve(
+    plans: &BTreeMap<String, Plan>,
+    name: &str,
+    overrides: &HashMap<String, u64>,
+) -> Result<Plan> {
+    let plan = plans.get(name).ok_or_else(|| {
+        Error::invalid(format!(
+            "unknown plan '{name}'; configured plans: {}",
+            plans.keys().cloned().collect::<Vec<_>>().join(", ")
+        ))
+    })?;
+    plan.with_overrides(overrides)
+}
+
 impl Plan {
     /// This plan with per-tenant overrides applied and checked.
     pub fn with_overrides(&self, overrides: &HashMap<String, u64>) -> Result<Plan> {
@@ -268,5 +290,31 @@ mod tests {
             .limits()
             .iter()
             .any(|(n, v, _)| *n == "max_topics" && *v == 5));
+    }
+
+    #[test]
+    fn plans_resolve_by_name_and_standard_is_built_in() {
+        let mut plans = BTreeMap::new();
+        add_builtin(&mut plans);
+        let over: HashMap<String, u64> = [("max_topics".to_string(), 9)].into_iter().collect();
+        assert_eq!(resolve(&plans, DEFAULT_PLAN, &over).unwrap().max_topics, 9);
+        let err = resolve(&plans, "gold", &HashMap::new()).unwrap_err();
+        assert!(
+            err.to_string().contains("configured plans: standard"),
+            "{err}"
+        );
+        let mut custom = BTreeMap::new();
+        custom.insert(
+            DEFAULT_PLAN.to_string(),
+            Plan {
+                max_topics: 1,
+                ..Plan::default()
+            },
+        );
+        add_builtin(&mut custom);
+        assert_eq!(
+            custom[DEFAULT_PLAN].max_topics, 1,
+            "a redefined standard is kept"
+        );
     }
 }

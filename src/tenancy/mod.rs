@@ -22,7 +22,7 @@ use tokio::sync::watch;
 
 use crate::clock::Clock;
 use crate::error::Result;
-use crate::quota::Plan;
+use crate::plan::Plan;
 use crate::storage::records::{ApiKeyRecord, DeviceRecord, TenantRecord};
 use crate::storage::{keys as store_keys, Store};
 use keys::sha256;

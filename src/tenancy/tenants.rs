@@ -8,9 +8,8 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use super::{validate_tenant_id, Tenancy};
-use crate::config::DEFAULT_PLAN;
 use crate::error::{Error, Result};
-use crate::quota::Plan;
+use crate::plan::{self, Plan, DEFAULT_PLAN};
 use crate::storage::records::{ApiKeyRecord, TenantRecord};
 use crate::storage::{keys, WriteSet};
 use crate::sync::RwLockExt;
@@ -131,18 +130,13 @@ impl Tenancy {
             .unwrap_or_else(|| Arc::new(Plan::default()))
     }
 
+    /// The configured plan `name` with `overrides` applied.
     pub(super) fn effective_plan(
         &self,
         name: &str,
         overrides: &HashMap<String, u64>,
     ) -> Result<Plan> {
-        let plan = self.plans.get(name).ok_or_else(|| {
-            Error::invalid(format!(
-                "unknown plan '{name}'; configured plans: {}",
-                self.plans.keys().cloned().collect::<Vec<_>>().join(", ")
-            ))
-        })?;
-        plan.with_overrides(overrides)
+        plan::resolve(&self.plans, name, overrides)
     }
 
     /// A receiver that changes whenever any tenant's status changes.
