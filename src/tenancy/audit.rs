@@ -64,7 +64,20 @@ impl Tenancy {
         tenant: &str,
         detail: String,
     ) -> Result<()> {
-        let mut writes = WriteSet::new();
+        self.commit_audited(WriteSet::new(), actor, action, tenant, detail)
+            .await
+    }
+
+    /// Commits `writes` together with the audit entry that explains them, so
+    /// a change is never stored without its entry (nor the entry without it).
+    pub(super) async fn commit_audited(
+        &self,
+        mut writes: WriteSet,
+        actor: &str,
+        action: &str,
+        tenant: &str,
+        detail: String,
+    ) -> Result<()> {
         self.audit(&mut writes, actor, action, tenant, detail)?;
         self.store.commit(writes).await?;
         Ok(())

@@ -43,8 +43,8 @@ impl Tenancy {
                 format!("device {device_id} bound to {tenant}"),
             ),
         };
-        self.audit(&mut writes, "operator", action, tenant, detail)?;
-        self.store.commit(writes).await?;
+        self.commit_audited(writes, "operator", action, tenant, detail)
+            .await?;
         self.devices.insert(device_id.to_string(), record.clone());
         Ok(record)
     }
@@ -59,14 +59,14 @@ impl Tenancy {
             .ok_or_else(|| Error::not_found("device binding", device_id))?;
         let mut writes = WriteSet::new();
         writes.delete(keys::device(device_id));
-        self.audit(
-            &mut writes,
+        self.commit_audited(
+            writes,
             "operator",
             "device.unbind",
             &record.tenant,
             format!("device {device_id} unbound from {}", record.tenant),
-        )?;
-        self.store.commit(writes).await?;
+        )
+        .await?;
         self.devices.remove(device_id);
         Ok(())
     }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use rand::distr::{Alphanumeric, SampleString};
 use sha2::{Digest, Sha256};
 
+use super::tenants::refuse_terminated;
 use super::{validate_resource_name, Principal, Scope, Tenancy, TenantKey, TenantStatus};
 use crate::error::{Error, Result};
 use crate::storage::records::ApiKeyRecord;
@@ -27,6 +28,8 @@ pub(super) fn sha256(text: &str) -> [u8; 32] {
 }
 
 impl Tenancy {
+    /// Makes the authentication cache agree with `key`: an active key
+    /// authenticates by its hash, a revoked one no longer does.
     pub(super) fn index_key(&self, key: &ApiKeyRecord) {
         let Ok(hash) = <[u8; 32]>::try_from(key.secret_hash.as_slice()) else {
             return;
@@ -48,6 +51,14 @@ impl Tenancy {
                 }),
             );
         }
+    }
+
+    /// Drops a key whose record was deleted from both caches.
+    pub(super) fn forget_key(&self, key: &ApiKeyRecord) {
+        if let Ok(hash) = <[u8; 32]>::try_from(key.secret_hash.as_slice()) {
+            self.active_keys_by_hash.remove(&hash);
+        }
+        self.keys.remove(&key.id);
     }
 
     /// Resolves a bearer token to a principal; UNAUTHENTICATED when missing,
@@ -103,11 +114,7 @@ impl Tenancy {
             .get(tenant)
             .map(|t| t.status)
             .ok_or_else(|| Error::not_found("tenant", tenant))?;
-        if TenantStatus::from_i32(status) == TenantStatus::Terminated {
-            return Err(Error::FailedPrecondition(format!(
-                "tenant '{tenant}' is terminated"
-            )));
-        }
+        refuse_terminated(tenant, status)?;
         let (secret, id) = {
             let mut rng = rand::rng();
             (
@@ -133,8 +140,8 @@ impl Tenancy {
         };
         let mut writes = WriteSet::new();
         writes.put(keys::api_key(&record.id), &record);
-        self.audit(
-            &mut writes,
+        self.commit_audited(
+            writes,
             "operator",
             "key.create",
             tenant,
@@ -142,8 +149,8 @@ impl Tenancy {
                 "key {} scopes {:?} topics {:?}",
                 record.id, record.scopes, record.topics
             ),
-        )?;
-        self.store.commit(writes).await?;
+        )
+        .await?;
         self.index_key(&record);
         self.keys.insert(record.id.clone(), record.clone());
         Ok(CreatedKey { record, secret })
@@ -175,14 +182,14 @@ impl Tenancy {
         record.revoked = true;
         let mut writes = WriteSet::new();
         writes.put(keys::api_key(id), &record);
-        self.audit(
-            &mut writes,
+        self.commit_audited(
+            writes,
             "operator",
             "key.revoke",
             &record.tenant,
             format!("key {id}"),
-        )?;
-        self.store.commit(writes).await?;
+        )
+        .await?;
         self.index_key(&record);
         self.keys.insert(record.id.clone(), record.clone());
         Ok(record)

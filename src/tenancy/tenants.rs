@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use super::{validate_tenant_id, Tenancy};
 use crate::error::{Error, Result};
 use crate::plan::{self, Plan, DEFAULT_PLAN};
-use crate::storage::records::{ApiKeyRecord, TenantRecord};
+use crate::storage::records::TenantRecord;
 use crate::storage::{keys, WriteSet};
 use crate::sync::RwLockExt;
 
@@ -90,7 +90,7 @@ impl Tenancy {
     /// work is refused with UNAVAILABLE; the control plane keeps working.
     pub fn set_maintenance(&self, reason: Option<String>) {
         *self.maintenance.write_unpoisoned() = reason;
-        self.status_changes.send_modify(|v| *v = v.wrapping_add(1));
+        self.status_changed();
     }
 
     /// The maintenance reason, while in maintenance mode.
@@ -139,6 +139,11 @@ impl Tenancy {
         plan::resolve(&self.plans, name, overrides)
     }
 
+    /// Wakes every [`Tenancy::watch_status`] receiver.
+    fn status_changed(&self) {
+        self.status_changes.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
     /// A receiver that changes whenever any tenant's status changes.
     pub fn watch_status(&self) -> watch::Receiver<u64> {
         self.status_changes.subscribe()
@@ -155,34 +160,26 @@ impl Tenancy {
             record.contact_email = v;
         }
         if let Some(v) = update.plan {
-            record.plan = if v.is_empty() {
-                DEFAULT_PLAN.to_string()
-            } else {
-                v
-            };
+            record.plan = plan_name(v);
         }
         for name in &update.clear_overrides {
             record.quota_overrides.remove(name);
         }
         record.quota_overrides.extend(update.set_overrides);
-        if record.display_name.len() > 200 || record.contact_email.len() > 200 {
-            return Err(Error::invalid(
-                "display_name and contact_email may be at most 200 bytes",
-            ));
-        }
+        check_contact(&record.display_name, &record.contact_email)?;
         let plan = self.effective_plan(&record.plan, &record.quota_overrides)?;
         let mut writes = WriteSet::new();
         writes.put(keys::tenant(id), &record);
         let mut overrides: Vec<_> = record.quota_overrides.iter().collect();
         overrides.sort();
-        self.audit(
-            &mut writes,
+        self.commit_audited(
+            writes,
             "operator",
             "tenant.update",
             id,
             format!("plan={} overrides={overrides:?}", record.plan),
-        )?;
-        self.store.commit(writes).await?;
+        )
+        .await?;
         self.effective_plans.insert(id.to_string(), Arc::new(plan));
         self.tenants.insert(id.to_string(), record.clone());
         Ok(record)
@@ -198,11 +195,7 @@ impl Tenancy {
     ) -> Result<TenantRecord> {
         let _guard = self.write_lock.lock().await;
         let mut record = self.get_tenant(id)?;
-        if TenantStatus::from_i32(record.status) == TenantStatus::Terminated {
-            return Err(Error::FailedPrecondition(format!(
-                "tenant '{id}' is terminated"
-            )));
-        }
+        refuse_terminated(id, record.status)?;
         let (status, reason_name, action) = match reason {
             Some(r) => (TenantStatus::Suspended, r.name(), "tenant.suspend"),
             None => (TenantStatus::Active, "", "tenant.resume"),
@@ -211,10 +204,10 @@ impl Tenancy {
         record.status_reason = reason_name.to_string();
         let mut writes = WriteSet::new();
         writes.put(keys::tenant(id), &record);
-        self.audit(&mut writes, actor, action, id, reason_name.to_string())?;
-        self.store.commit(writes).await?;
+        self.commit_audited(writes, actor, action, id, reason_name.to_string())
+            .await?;
         self.tenants.insert(id.to_string(), record.clone());
-        self.status_changes.send_modify(|v| *v = v.wrapping_add(1));
+        self.status_changed();
         Ok(record)
     }
 
@@ -229,59 +222,34 @@ impl Tenancy {
         record.contact_email.clear();
         let mut writes = WriteSet::new();
         writes.put(keys::tenant(id), &record);
-        let keys_of_tenant: Vec<ApiKeyRecord> = self
-            .keys
-            .iter()
-            .filter(|k| k.tenant == id)
-            .map(|k| k.value().clone())
-            .collect();
+        // `id` names a stored tenant, so it is never empty (which would make
+        // list_devices return every tenant's bindings).
+        let keys_of_tenant = self.list_keys(id)?;
         for key in &keys_of_tenant {
             writes.delete(keys::api_key(&key.id));
         }
-        let devices: Vec<String> = self
-            .devices
-            .iter()
-            .filter(|d| d.tenant == id)
-            .map(|d| d.key().clone())
-            .collect();
+        let devices = self.list_devices(id);
         for device in &devices {
-            writes.delete(keys::device(device));
+            writes.delete(keys::device(&device.device_id));
         }
-        self.audit(
-            &mut writes,
-            actor,
-            "tenant.terminate",
-            id,
-            reason.to_string(),
-        )?;
-        self.store.commit(writes).await?;
-        for key in keys_of_tenant {
-            if let Ok(hash) = <[u8; 32]>::try_from(key.secret_hash.as_slice()) {
-                self.active_keys_by_hash.remove(&hash);
-            }
-            self.keys.remove(&key.id);
+        self.commit_audited(writes, actor, "tenant.terminate", id, reason.to_string())
+            .await?;
+        for key in &keys_of_tenant {
+            self.forget_key(key);
         }
-        for device in devices {
-            self.devices.remove(&device);
+        for device in &devices {
+            self.devices.remove(&device.device_id);
         }
         self.tenants.insert(id.to_string(), record.clone());
-        self.status_changes.send_modify(|v| *v = v.wrapping_add(1));
+        self.status_changed();
         Ok(record)
     }
 
     /// Creates a tenant (operator).
     pub async fn create_tenant(&self, new: NewTenant) -> Result<TenantRecord> {
         validate_tenant_id(&new.id)?;
-        let plan = if new.plan.is_empty() {
-            DEFAULT_PLAN.to_string()
-        } else {
-            new.plan
-        };
-        if new.display_name.len() > 200 || new.contact_email.len() > 200 {
-            return Err(Error::invalid(
-                "display_name and contact_email may be at most 200 bytes",
-            ));
-        }
+        let plan = plan_name(new.plan);
+        check_contact(&new.display_name, &new.contact_email)?;
         let plan_limits = self.effective_plan(&plan, &HashMap::new())?;
         let _guard = self.write_lock.lock().await;
         if self.tenants.contains_key(&new.id) {
@@ -299,14 +267,14 @@ impl Tenancy {
         };
         let mut writes = WriteSet::new();
         writes.put(keys::tenant(&record.id), &record);
-        self.audit(
-            &mut writes,
+        self.commit_audited(
+            writes,
             "operator",
             "tenant.create",
             &record.id,
             format!("plan={}", record.plan),
-        )?;
-        self.store.commit(writes).await?;
+        )
+        .await?;
         self.effective_plans
             .insert(record.id.clone(), Arc::new(plan_limits));
         self.tenants.insert(record.id.clone(), record.clone());
@@ -327,4 +295,34 @@ impl Tenancy {
         all.sort_by(|a, b| a.id.cmp(&b.id));
         all
     }
+}
+
+/// "" means the default plan.
+fn plan_name(name: String) -> String {
+    if name.is_empty() {
+        DEFAULT_PLAN.to_string()
+    } else {
+        name
+    }
+}
+
+/// Display name and contact e-mail are free text of at most 200 bytes.
+fn check_contact(display_name: &str, contact_email: &str) -> Result<()> {
+    if display_name.len() > 200 || contact_email.len() > 200 {
+        return Err(Error::invalid(
+            "display_name and contact_email may be at most 200 bytes",
+        ));
+    }
+    Ok(())
+}
+
+/// FAILED_PRECONDITION when a tenant of this stored status is terminated:
+/// nothing about it may change any more.
+pub(super) fn refuse_terminated(id: &str, status: i32) -> Result<()> {
+    if TenantStatus::from_i32(status) == TenantStatus::Terminated {
+        return Err(Error::FailedPrecondition(format!(
+            "tenant '{id}' is terminated"
+        )));
+    }
+    Ok(())
 }
