@@ -4,6 +4,7 @@
 //! limits (rates, streams, failed authentications).
 
 pub mod admission;
+mod failed_auth;
 pub mod limits;
 mod rate;
 mod streams;

@@ -1,9 +1,14 @@
-//! Rate limiting: GCRA buckets (the `governor` crate) on the broker clock, and
-//! the delivery pacer built on them.
+//! Rate limiting: GCRA buckets (the `governor` crate) on the broker clock, the
+//! per-tenant tables of them, and the delivery pacer built on them. A bucket
+//! is rebuilt (full) when the plan's rate or burst changes.
 
+use std::borrow::Borrow;
+use std::hash::Hash;
 use std::num::NonZeroU32;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use dashmap::DashMap;
 
 use governor::clock::Clock as GovernorClockTrait;
 use governor::middleware::NoOpMiddleware;
@@ -34,14 +39,14 @@ type Limiter = RateLimiter<NotKeyed, InMemoryState, GovernorClock, NoOpMiddlewar
 /// A GCRA limiter with the rate and burst it was built for, and a counter of
 /// what it admitted in the current clock second (for GetQuota).
 pub(super) struct Bucket {
-    pub(super) rate: u32,
-    pub(super) burst: u32,
+    rate: u32,
+    burst: u32,
     limiter: Limiter,
     this_second: Mutex<(i64, u64)>,
 }
 
 impl Bucket {
-    pub(super) fn new(clock: &Clock, rate: u32, burst: u32) -> Bucket {
+    fn new(clock: &Clock, rate: u32, burst: u32) -> Bucket {
         let quota = Quota::per_second(NonZeroU32::new(rate.max(1)).unwrap_or(NonZeroU32::MIN))
             .allow_burst(NonZeroU32::new(burst.max(1)).unwrap_or(NonZeroU32::MIN));
         Bucket {
@@ -77,7 +82,7 @@ impl Bucket {
         slot.1 += n;
     }
 
-    pub(super) fn used_this_second(&self, clock: &Clock) -> u64 {
+    fn used_this_second(&self, clock: &Clock) -> u64 {
         let second = clock.now_ms().div_euclid(1000);
         let slot = self.this_second.lock_unpoisoned();
         if slot.0 == second {
@@ -92,11 +97,18 @@ impl Bucket {
 /// never fail. A delivery of several units takes one cell per message up
 /// front and the rest as debt that the next delivery pays first.
 pub struct Pacer {
-    pub(super) bucket: Bucket,
-    pub(super) debt: Mutex<u64>,
+    bucket: Bucket,
+    debt: Mutex<u64>,
 }
 
 impl Pacer {
+    fn new(clock: &Clock, rate: u32) -> Pacer {
+        Pacer {
+            bucket: Bucket::new(clock, rate, rate),
+            debt: Mutex::new(0),
+        }
+    }
+
     /// Reserves up to `wanted` messages' worth of cells; `Err` says how long to
     /// wait before anything may be delivered.
     pub fn reserve(&self, clock: &Clock, wanted: usize) -> std::result::Result<usize, Duration> {
@@ -135,4 +147,66 @@ impl Pacer {
     pub fn used_this_second(&self, clock: &Clock) -> u64 {
         self.bucket.used_this_second(clock)
     }
+}
+
+/// One rate bucket per tenant (produce, or control-plane calls).
+#[derive(Default)]
+pub(super) struct TenantBuckets(DashMap<String, Arc<Bucket>>);
+
+impl TenantBuckets {
+    /// The tenant's bucket at `rate` and `burst`.
+    pub(super) fn get(&self, clock: &Clock, tenant: &str, rate: u32, burst: u32) -> Arc<Bucket> {
+        fitting(
+            &self.0,
+            tenant,
+            |b| b.rate == rate && b.burst == burst,
+            || Bucket::new(clock, rate, burst),
+        )
+    }
+
+    /// Cells the tenant's bucket admitted in the current clock second.
+    pub(super) fn used_this_second(&self, clock: &Clock, tenant: &str) -> u64 {
+        self.0
+            .get(tenant)
+            .map(|b| b.used_this_second(clock))
+            .unwrap_or(0)
+    }
+}
+
+/// One delivery pacer per topic.
+#[derive(Default)]
+pub(super) struct TopicPacers(DashMap<u64, Arc<Pacer>>);
+
+impl TopicPacers {
+    /// The topic's pacer at `rate`.
+    pub(super) fn get(&self, clock: &Clock, topic_id: u64, rate: u32) -> Arc<Pacer> {
+        fitting(
+            &self.0,
+            &topic_id,
+            |p| p.bucket.rate == rate,
+            || Pacer::new(clock, rate),
+        )
+    }
+}
+
+/// The entry of `key` when it `fits` the plan in force, else a fresh one from
+/// `build` put in its place.
+fn fitting<K, Q, V>(
+    map: &DashMap<K, Arc<V>>,
+    key: &Q,
+    fits: impl Fn(&V) -> bool,
+    build: impl FnOnce() -> V,
+) -> Arc<V>
+where
+    K: Borrow<Q> + Eq + Hash,
+    Q: ToOwned<Owned = K> + Eq + Hash + ?Sized,
+{
+    if let Some(entry) = map.get(key) {
+        if fits(&entry) {
+            return entry.clone();
+        }
+    }
+    let fresh = Arc::new(build());
+    map.insert(key.to_owned(), fresh.clone());
+    fresh
 }
