@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::clock::ClockKind;
+// Old path of the default plan's name, kept while other branches still name it.
 pub use crate::plan::DEFAULT_PLAN;
 use crate::plan::{self, Plan};
 

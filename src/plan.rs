@@ -2,6 +2,13 @@
 //! arrears policy (grace period, termination), as configured under
 //! `[plans.<name>]`. A leaf: it depends on nothing in the crate but the error
 //! types, so quota, tenancy, billing and config can all read it.
+//!
+//! Who reads what: quota checks requests against the limits
+//! (`crate::quota::limits`, `crate::quota::admission`); billing prices usage
+//! with [`Plan::rates`] and applies [`Plan::grace_period_days`] and
+//! [`Plan::terminate_after_arrears_days`]; tenancy resolves each tenant's plan
+//! with its overrides ([`resolve`]). Every field keeps its flat name because
+//! config files and per-tenant overrides name fields that way.
 
 use std::collections::{BTreeMap, HashMap};
 

@@ -1,12 +1,15 @@
-//! Rate cards and the pricing arithmetic, in integers only: prices are
-//! billionths of a minor unit per quantity unit, amounts are minor units,
-//! and a line's amount is truncated toward zero to the minor unit.
+//! The pricing arithmetic over a plan's rate card ([`crate::plan::RateCard`]),
+//! in integers only: prices are billionths of a minor unit per quantity unit,
+//! amounts are minor units, and a line's amount is truncated toward zero to
+//! the minor unit. Amounts (and [`format_minor`], which prints them) belong
+//! to billing, not to the plan: a plan holds prices, billing computes money.
 
 /// Bytes in a GiB.
 const GIB: u128 = 1 << 30;
 /// Milliseconds in an hour.
 const HOUR_MS: u128 = 3_600_000;
 
+// Old path of the rate card, kept while other branches still name it.
 pub use crate::plan::RateCard;
 
 /// The amount of `billable` quantity at `unit_price_nano_minor`, truncated

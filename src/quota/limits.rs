@@ -1,6 +1,9 @@
 //! Shape checks: is one request within the tenant's plan (sizes, counts,
 //! ranges)? The broker and control plane call them before any work is queued,
 //! so a refused request changes nothing.
+//!
+//! The checks are methods on [`Plan`] (`plan.check_batch(..)`), written here
+//! so that `crate::plan` stays a leaf that knows nothing of messages.
 
 use crate::error::{Error, Result};
 use crate::plan::{Plan, GIB, KIB, MIB};

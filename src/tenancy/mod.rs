@@ -5,6 +5,19 @@
 //! is stored; the secret is shown once, at creation. Every authenticated
 //! request carries a [`Principal`], and every tenant request is scoped to the
 //! tenant of its key.
+//!
+//! [`Tenancy`] (here) caches tenants, keys and device bindings in memory and
+//! writes every change through the store together with its audit entry. Its
+//! methods are grouped by idea, one file each:
+//!
+//! - `principal.rs`: who is calling ([`Principal`], [`TenantKey`], [`Scope`]);
+//! - `tenants.rs`: tenant records, status changes, plans, the data-plane gate;
+//! - `keys.rs`: API keys (create, hash, authenticate, revoke);
+//! - `devices.rs`: device bindings;
+//! - `audit.rs`: the audit log and `commit_audited`, the one way a change is
+//!   written;
+//! - `credentials.rs`: the operator and billing-reader token files;
+//! - `names.rs`: the name rules for tenants, topics, subscriptions, devices.
 
 mod audit;
 mod credentials;
