@@ -85,7 +85,7 @@ pub struct Plan {
     /// Days in arrears after which the tenant is terminated (0: never).
     pub terminate_after_arrears_days: u32,
     /// Prices.
-    pub rates: crate::billing::pricing::RateCard,
+    pub rates: RateCard,
 }
 
 impl Default for Plan {
