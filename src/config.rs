@@ -10,10 +10,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::clock::ClockKind;
-use crate::quota::Plan;
-
-/// Name of the built-in plan every tenant is on unless told otherwise.
-pub const DEFAULT_PLAN: &str = "standard";
+// Old path of the default plan's name, kept while other branches still name it.
+pub use crate::plan::DEFAULT_PLAN;
+use crate::plan::{self, Plan};
 
 /// Why a configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -104,7 +103,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         let mut plans = BTreeMap::new();
-        plans.insert(DEFAULT_PLAN.to_string(), Plan::default());
+        plan::add_builtin(&mut plans);
         Config {
             data_dir: PathBuf::from("./data"),
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
@@ -145,7 +144,7 @@ impl Config {
     /// plan stays available unless the text redefines it.
     pub fn from_toml(text: &str) -> Result<Self, toml::de::Error> {
         let mut config: Config = toml::from_str(text)?;
-        config.plans.entry(DEFAULT_PLAN.to_string()).or_default();
+        plan::add_builtin(&mut config.plans);
         Ok(config)
     }
 

@@ -13,7 +13,8 @@
 //! | [`api`] | one module per gRPC service, the auth interceptor, the one `Error → Status` map |
 //! | [`broker`] | topics, subscriptions, produce, delivery, acks, retention, dead letters |
 //! | [`tenancy`] | tenants, API keys, the operator credential, authentication, scopes |
-//! | [`quota`] | plans and their limits; shape checks of requests |
+//! | [`plan`] | a plan's limits, rate card and arrears policy (a leaf) |
+//! | [`quota`] | shape checks of requests against the plan; admission (rates, streams, failed auths) |
 //! | [`metering`] | billing units, billing days, usage counters written with the data |
 //! | [`billing`] | rate cards, settlement, the hash-chained ledger, accounts, arrears, termination |
 //! | [`storage`] | the sled keyspaces, record codecs, the group committer (the only sled user) |
@@ -39,6 +40,7 @@ pub mod error;
 pub mod loadgen;
 pub mod metering;
 pub mod observability;
+pub mod plan;
 pub mod quota;
 pub mod server;
 pub mod storage;

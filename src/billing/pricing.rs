@@ -1,42 +1,16 @@
-//! Rate cards and the pricing arithmetic, in integers only: prices are
-//! billionths of a minor unit per quantity unit, amounts are minor units,
-//! and a line's amount is truncated toward zero to the minor unit.
-
-use serde::Deserialize;
+//! The pricing arithmetic over a plan's rate card ([`crate::plan::RateCard`]),
+//! in integers only: prices are billionths of a minor unit per quantity unit,
+//! amounts are minor units, and a line's amount is truncated toward zero to
+//! the minor unit. Amounts (and [`format_minor`], which prints them) belong
+//! to billing, not to the plan: a plan holds prices, billing computes money.
 
 /// Bytes in a GiB.
 const GIB: u128 = 1 << 30;
 /// Milliseconds in an hour.
 const HOUR_MS: u128 = 3_600_000;
 
-/// A plan's prices.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(default, deny_unknown_fields)]
-pub struct RateCard {
-    /// ISO currency code.
-    pub currency: String,
-    /// Price of one message unit, in billionths of a minor unit
-    /// (1.20 CNY per million units = 120 fen / 1e6 = 120,000 nano-fen).
-    pub message_unit_price_nano_minor: u64,
-    /// Free message units per tenant per calendar month.
-    pub free_message_units_per_month: u64,
-    /// Price of one topic-day, in billionths of a minor unit (2.00 CNY = 200e9).
-    pub topic_day_price_nano_minor: u64,
-    /// Price of one milli-GiB-hour of storage, in billionths of a minor unit.
-    pub storage_milli_gib_hour_price_nano_minor: u64,
-}
-
-impl Default for RateCard {
-    fn default() -> Self {
-        RateCard {
-            currency: "CNY".into(),
-            message_unit_price_nano_minor: 120_000,
-            free_message_units_per_month: 20_000_000,
-            topic_day_price_nano_minor: 200_000_000_000,
-            storage_milli_gib_hour_price_nano_minor: 0,
-        }
-    }
-}
+// Old path of the rate card, kept while other branches still name it.
+pub use crate::plan::RateCard;
 
 /// The amount of `billable` quantity at `unit_price_nano_minor`, truncated
 /// toward zero to the minor unit.

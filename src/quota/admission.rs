@@ -2,173 +2,39 @@
 //! one tenant's flood is turned away cheaply and never sits in a queue that
 //! other tenants share.
 //!
+//! [`Admission`] is the one door the api and broker call. It keeps the
+//! counters — rate buckets and delivery pacers (`rate.rs`), open-stream slots
+//! (`streams.rs`), failed authentications by address (`failed_auth.rs`) — and
+//! turns their answers into errors with a retry time and a refusal metric.
+//!
 //! Rates use GCRA (the `governor` crate) driven by the broker clock, so the
 //! manual test clock moves them too. Every limiter is per tenant (produce,
 //! control plane) or per topic (consume pacing) and is rebuilt when the
 //! tenant's plan changes.
 
 use std::net::IpAddr;
-use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use dashmap::DashMap;
-use governor::clock::Clock as GovernorClockTrait;
-use governor::middleware::NoOpMiddleware;
-use governor::state::{InMemoryState, NotKeyed};
-use governor::{Quota, RateLimiter};
-
+use super::failed_auth::FailedAuths;
+use super::rate::{TenantBuckets, TopicPacers};
+use super::streams::StreamSlots;
 use super::Plan;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::observability::{name, Metrics};
-use crate::sync::MutexExt;
 
-/// False only in the `bench-unmetered` measurement build, which admits every
-/// produce and delivery without spending rate.
-pub const RATE_QUOTAS_ON: bool = !cfg!(feature = "bench-unmetered");
-
-/// The broker clock as governor sees it.
-#[derive(Clone)]
-pub struct GovernorClock(Clock);
-
-impl GovernorClockTrait for GovernorClock {
-    type Instant = Duration;
-
-    fn now(&self) -> Duration {
-        self.0.monotonic()
-    }
-}
-
-type Limiter = RateLimiter<NotKeyed, InMemoryState, GovernorClock, NoOpMiddleware<Duration>>;
-
-/// A GCRA limiter with the rate and burst it was built for, and a counter of
-/// what it admitted in the current clock second (for GetQuota).
-struct Bucket {
-    rate: u32,
-    burst: u32,
-    limiter: Limiter,
-    this_second: Mutex<(i64, u64)>,
-}
-
-impl Bucket {
-    fn new(clock: &Clock, rate: u32, burst: u32) -> Bucket {
-        let quota = Quota::per_second(NonZeroU32::new(rate.max(1)).unwrap_or(NonZeroU32::MIN))
-            .allow_burst(NonZeroU32::new(burst.max(1)).unwrap_or(NonZeroU32::MIN));
-        Bucket {
-            rate,
-            burst,
-            limiter: RateLimiter::direct_with_clock(quota, GovernorClock(clock.clone())),
-            this_second: Mutex::new((0, 0)),
-        }
-    }
-
-    /// Takes `n` cells, or says how long to wait for them.
-    fn take(&self, clock: &Clock, n: u64) -> std::result::Result<(), Duration> {
-        let Some(cells) = u32::try_from(n).ok().and_then(NonZeroU32::new) else {
-            return Ok(());
-        };
-        match self.limiter.check_n(cells) {
-            Ok(Ok(())) => {
-                self.count(clock, n);
-                Ok(())
-            }
-            Ok(Err(not_until)) => Err(not_until.wait_time_from(GovernorClock(clock.clone()).now())),
-            // More cells than the burst: it can never pass at once.
-            Err(_) => Err(Duration::MAX),
-        }
-    }
-
-    fn count(&self, clock: &Clock, n: u64) {
-        let second = clock.now_ms().div_euclid(1000);
-        let mut slot = self.this_second.lock_unpoisoned();
-        if slot.0 != second {
-            *slot = (second, 0);
-        }
-        slot.1 += n;
-    }
-
-    fn used_this_second(&self, clock: &Clock) -> u64 {
-        let second = clock.now_ms().div_euclid(1000);
-        let slot = self.this_second.lock_unpoisoned();
-        if slot.0 == second {
-            slot.1
-        } else {
-            0
-        }
-    }
-}
-
-/// Paces deliveries of one topic to its plan's rate: deliveries wait, they
-/// never fail. A delivery of several units takes one cell per message up
-/// front and the rest as debt that the next delivery pays first.
-pub struct Pacer {
-    bucket: Bucket,
-    debt: Mutex<u64>,
-}
-
-impl Pacer {
-    /// Reserves up to `wanted` messages' worth of cells; `Err` says how long to
-    /// wait before anything may be delivered.
-    pub fn reserve(&self, clock: &Clock, wanted: usize) -> std::result::Result<usize, Duration> {
-        if wanted == 0 || !RATE_QUOTAS_ON {
-            return Ok(wanted);
-        }
-        let mut debt = self.debt.lock_unpoisoned();
-        while *debt > 0 {
-            let chunk = (*debt).min(self.bucket.burst as u64);
-            self.bucket.take(clock, chunk)?;
-            *debt -= chunk;
-        }
-        let mut granted = 0;
-        while granted < wanted {
-            match self.bucket.take(clock, 1) {
-                Ok(()) => granted += 1,
-                Err(wait) if granted == 0 => return Err(wait),
-                Err(_) => break,
-            }
-        }
-        Ok(granted)
-    }
-
-    /// Records what a delivery really cost: `units` for `messages` reserved cells.
-    pub fn settle(&self, messages: usize, units: u64) {
-        if !RATE_QUOTAS_ON {
-            return;
-        }
-        let extra = units.saturating_sub(messages as u64);
-        if extra > 0 {
-            *self.debt.lock_unpoisoned() += extra;
-        }
-    }
-
-    /// Units delivered in the current clock second.
-    pub fn used_this_second(&self, clock: &Clock) -> u64 {
-        self.bucket.used_this_second(clock)
-    }
-}
-
-/// Held by an open stream; dropping it frees the tenant's stream slot.
-pub struct StreamPermit {
-    open: Arc<AtomicU32>,
-}
-
-impl Drop for StreamPermit {
-    fn drop(&mut self) {
-        self.open.fetch_sub(1, Ordering::SeqCst);
-    }
-}
+pub use super::rate::{GovernorClock, Pacer, RATE_QUOTAS_ON};
+pub use super::streams::StreamPermit;
 
 /// The accumulated limits of every tenant.
 pub struct Admission {
     clock: Clock,
-    produce: DashMap<String, Arc<Bucket>>,
-    control: DashMap<String, Arc<Bucket>>,
-    pacers: DashMap<u64, Arc<Pacer>>,
-    streams: DashMap<String, Arc<AtomicU32>>,
-    failed_auth: DashMap<IpAddr, (i64, u32)>,
-    failed_auth_per_minute: u32,
+    produce: TenantBuckets,
+    control: TenantBuckets,
+    pacers: TopicPacers,
+    streams: StreamSlots,
+    failed_auth: FailedAuths,
     metrics: Option<Arc<Metrics>>,
 }
 
@@ -187,12 +53,11 @@ impl Admission {
     pub fn new(clock: Clock, failed_auth_per_minute: u32) -> Self {
         Admission {
             clock,
-            produce: DashMap::new(),
-            control: DashMap::new(),
-            pacers: DashMap::new(),
-            streams: DashMap::new(),
-            failed_auth: DashMap::new(),
-            failed_auth_per_minute,
+            produce: TenantBuckets::default(),
+            control: TenantBuckets::default(),
+            pacers: TopicPacers::default(),
+            streams: StreamSlots::default(),
+            failed_auth: FailedAuths::new(failed_auth_per_minute),
             metrics: None,
         }
     }
@@ -209,30 +74,13 @@ impl Admission {
         }
     }
 
-    fn bucket(
-        &self,
-        map: &DashMap<String, Arc<Bucket>>,
-        tenant: &str,
-        rate: u32,
-        burst: u32,
-    ) -> Arc<Bucket> {
-        if let Some(bucket) = map.get(tenant) {
-            if bucket.rate == rate && bucket.burst == burst {
-                return bucket.clone();
-            }
-        }
-        let bucket = Arc::new(Bucket::new(&self.clock, rate, burst));
-        map.insert(tenant.to_string(), bucket.clone());
-        bucket
-    }
-
     /// Admits `units` of produce for a tenant, or refuses with the time to wait.
     pub fn admit_produce(&self, tenant: &str, plan: &Plan, units: u64) -> Result<()> {
         if !RATE_QUOTAS_ON {
             return Ok(());
         }
-        let bucket = self.bucket(
-            &self.produce,
+        let bucket = self.produce.get(
+            &self.clock,
             tenant,
             plan.produce_units_per_second,
             plan.produce_burst_units,
@@ -253,7 +101,7 @@ impl Admission {
     /// Admits one control-plane call for a tenant.
     pub fn admit_control(&self, tenant: &str, plan: &Plan) -> Result<()> {
         let rate = plan.control_calls_per_second;
-        let bucket = self.bucket(&self.control, tenant, rate, rate);
+        let bucket = self.control.get(&self.clock, tenant, rate, rate);
         bucket.take(&self.clock, 1).map_err(|wait| {
             self.refused("control_rate");
             retry_message(
@@ -265,65 +113,38 @@ impl Admission {
 
     /// The delivery pacer of a topic at its plan's rate.
     pub fn pacer(&self, topic_id: u64, plan: &Plan) -> Arc<Pacer> {
-        let rate = plan.consume_units_per_second_per_topic;
-        if let Some(pacer) = self.pacers.get(&topic_id) {
-            if pacer.bucket.rate == rate {
-                return pacer.clone();
-            }
-        }
-        let pacer = Arc::new(Pacer {
-            bucket: Bucket::new(&self.clock, rate, rate),
-            debt: Mutex::new(0),
-        });
-        self.pacers.insert(topic_id, pacer.clone());
-        pacer
+        self.pacers.get(
+            &self.clock,
+            topic_id,
+            plan.consume_units_per_second_per_topic,
+        )
     }
 
     /// Opens a stream slot for a tenant, or refuses when all are in use.
     pub fn open_stream(&self, tenant: &str, plan: &Plan) -> Result<StreamPermit> {
-        let open = self
-            .streams
-            .entry(tenant.to_string())
-            .or_insert_with(|| Arc::new(AtomicU32::new(0)))
-            .clone();
         let limit = plan.max_concurrent_streams;
-        let admitted = open
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-                (n < limit).then_some(n + 1)
-            })
-            .is_ok();
-        if !admitted {
+        self.streams.open(tenant, limit).ok_or_else(|| {
             self.refused("streams");
-            return Err(Error::exhausted(format!(
+            Error::exhausted(format!(
                 "concurrent stream limit: the plan allows {limit} open streams per tenant; \
                  close one first"
-            )));
-        }
-        Ok(StreamPermit { open })
+            ))
+        })
     }
 
     /// Streams a tenant has open.
     pub fn open_streams(&self, tenant: &str) -> u64 {
-        self.streams
-            .get(tenant)
-            .map(|n| n.load(Ordering::SeqCst) as u64)
-            .unwrap_or(0)
+        self.streams.count(tenant)
     }
 
     /// Produce units admitted in the current clock second.
     pub fn produce_used(&self, tenant: &str) -> u64 {
-        self.produce
-            .get(tenant)
-            .map(|b| b.used_this_second(&self.clock))
-            .unwrap_or(0)
+        self.produce.used_this_second(&self.clock, tenant)
     }
 
     /// Control-plane calls admitted in the current clock second.
     pub fn control_used(&self, tenant: &str) -> u64 {
-        self.control
-            .get(tenant)
-            .map(|b| b.used_this_second(&self.clock))
-            .unwrap_or(0)
+        self.control.used_this_second(&self.clock, tenant)
     }
 
     /// Refuses an address that failed authentication too often this minute.
@@ -331,42 +152,29 @@ impl Admission {
         let Some(address) = address else {
             return Ok(());
         };
-        let now = self.clock.now_ms();
-        let minute = now.div_euclid(60_000);
-        if let Some(entry) = self.failed_auth.get(&address) {
-            let (at, count) = *entry;
-            if at == minute && count >= self.failed_auth_per_minute {
-                self.refused("failed_auth");
-                let wait = Duration::from_millis(((minute + 1) * 60_000 - now).max(1) as u64);
-                return Err(retry_message(
-                    format!(
-                        "too many failed authentications from this address: at most {} per minute",
-                        self.failed_auth_per_minute
-                    ),
-                    wait,
-                ));
-            }
-        }
-        Ok(())
+        let Some(wait) = self.failed_auth.blocked_for(address, self.clock.now_ms()) else {
+            return Ok(());
+        };
+        self.refused("failed_auth");
+        Err(retry_message(
+            format!(
+                "too many failed authentications from this address: at most {} per minute",
+                self.failed_auth.per_minute()
+            ),
+            wait,
+        ))
     }
 
     /// Counts a failed authentication from `address`.
     pub fn note_failed_auth(&self, address: Option<IpAddr>) {
-        let Some(address) = address else {
-            return;
-        };
-        let minute = self.clock.now_ms().div_euclid(60_000);
-        let mut entry = self.failed_auth.entry(address).or_insert((minute, 0));
-        if entry.0 != minute {
-            *entry = (minute, 0);
+        if let Some(address) = address {
+            self.failed_auth.note(address, self.clock.now_ms());
         }
-        entry.1 += 1;
     }
 
     /// Forgets old failed-authentication counters (bounded memory).
     pub fn sweep(&self) {
-        let minute = self.clock.now_ms().div_euclid(60_000);
-        self.failed_auth.retain(|_, (at, _)| *at == minute);
+        self.failed_auth.sweep(self.clock.now_ms());
     }
 }
 
@@ -444,5 +252,23 @@ mod tests {
         assert!(admission.check_address(Some(ip)).is_err());
         clock.advance(Duration::from_secs(60));
         assert!(admission.check_address(Some(ip)).is_ok());
+    }
+
+    #[test]
+    fn a_plan_change_rebuilds_the_limiter_and_counters_are_per_second() {
+        let clock = Clock::manual(0);
+        let admission = Admission::new(clock.clone(), 20);
+        assert!(admission.admit_produce("a", &plan(10, 20), 20).is_ok());
+        assert_eq!(admission.produce_used("a"), 20);
+        assert!(admission.admit_produce("a", &plan(10, 20), 1).is_err());
+        assert!(
+            admission.admit_produce("a", &plan(10, 30), 30).is_ok(),
+            "a new burst starts a full bucket"
+        );
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(admission.produce_used("a"), 0);
+        assert_eq!(admission.open_streams("a"), 0);
+        let _permit = admission.open_stream("a", &Plan::default()).unwrap();
+        assert_eq!(admission.open_streams("a"), 1);
     }
 }

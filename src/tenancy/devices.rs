@@ -1,0 +1,98 @@
+//! Device bindings: which tenant a device id belongs to, so one tenant
+//! cannot produce as another tenant's device.
+
+use super::{validate_device_id, Tenancy};
+use crate::error::{Error, Result};
+use crate::storage::records::DeviceRecord;
+use crate::storage::{keys, WriteSet};
+
+impl Tenancy {
+    /// Binds a device id to a tenant (operator). Moving it from another tenant
+    /// needs `rebind`.
+    pub async fn bind_device(
+        &self,
+        device_id: &str,
+        tenant: &str,
+        rebind: bool,
+    ) -> Result<DeviceRecord> {
+        validate_device_id(device_id)?;
+        let _guard = self.write_lock.lock().await;
+        self.get_tenant(tenant)?;
+        let previous = self.devices.get(device_id).map(|d| d.tenant.clone());
+        if let Some(owner) = &previous {
+            if owner != tenant && !rebind {
+                return Err(Error::FailedPrecondition(format!(
+                    "device '{device_id}' is bound to tenant '{owner}'; set rebind to move it"
+                )));
+            }
+        }
+        let record = DeviceRecord {
+            device_id: device_id.to_string(),
+            tenant: tenant.to_string(),
+            bound_ms: self.clock.now_ms(),
+        };
+        let mut writes = WriteSet::new();
+        writes.put(keys::device(device_id), &record);
+        let (action, detail) = match previous {
+            Some(owner) if owner != tenant => (
+                "device.rebind",
+                format!("device {device_id} moved from {owner} to {tenant}"),
+            ),
+            _ => (
+                "device.bind",
+                format!("device {device_id} bound to {tenant}"),
+            ),
+        };
+        self.commit_audited(writes, "operator", action, tenant, detail)
+            .await?;
+        self.devices.insert(device_id.to_string(), record.clone());
+        Ok(record)
+    }
+
+    /// Removes a device binding (operator).
+    pub async fn unbind_device(&self, device_id: &str) -> Result<()> {
+        let _guard = self.write_lock.lock().await;
+        let record = self
+            .devices
+            .get(device_id)
+            .map(|d| d.clone())
+            .ok_or_else(|| Error::not_found("device binding", device_id))?;
+        let mut writes = WriteSet::new();
+        writes.delete(keys::device(device_id));
+        self.commit_audited(
+            writes,
+            "operator",
+            "device.unbind",
+            &record.tenant,
+            format!("device {device_id} unbound from {}", record.tenant),
+        )
+        .await?;
+        self.devices.remove(device_id);
+        Ok(())
+    }
+
+    /// Device bindings of one tenant, or of all when `tenant` is empty.
+    pub fn list_devices(&self, tenant: &str) -> Vec<DeviceRecord> {
+        let mut all: Vec<_> = self
+            .devices
+            .iter()
+            .filter(|d| tenant.is_empty() || d.tenant == tenant)
+            .map(|d| d.value().clone())
+            .collect();
+        all.sort_by(|a, b| a.device_id.cmp(&b.device_id));
+        all
+    }
+
+    /// Refuses a device id bound to another tenant.
+    pub fn check_device(&self, tenant: &str, device_id: &str) -> Result<()> {
+        if device_id.is_empty() {
+            return Ok(());
+        }
+        match self.devices.get(device_id) {
+            Some(binding) if binding.tenant != tenant => Err(Error::PermissionDenied(format!(
+                "device_id '{device_id}' is bound to another tenant"
+            ))),
+            _ => Ok(()),
+        }
+    }
+}

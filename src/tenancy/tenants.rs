@@ -1,0 +1,328 @@
+//! Tenant records and their status: create, update, suspend, resume,
+//! erase; the plan each tenant is on; the data-plane gate (status and
+//! maintenance mode).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use super::{validate_tenant_id, Tenancy};
+use crate::error::{Error, Result};
+use crate::plan::{self, Plan, DEFAULT_PLAN};
+use crate::storage::records::TenantRecord;
+use crate::storage::{keys, WriteSet};
+use crate::sync::RwLockExt;
+
+/// A tenant's lifecycle state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TenantStatus {
+    /// In service.
+    Active = 1,
+    /// Data plane refused; data kept.
+    Suspended = 2,
+    /// Erased; the record stays.
+    Terminated = 3,
+}
+
+impl TenantStatus {
+    /// From the stored / wire number (unknown values read as active).
+    pub fn from_i32(value: i32) -> TenantStatus {
+        match value {
+            2 => TenantStatus::Suspended,
+            3 => TenantStatus::Terminated,
+            _ => TenantStatus::Active,
+        }
+    }
+}
+
+/// Why a tenant is suspended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SuspendReason {
+    /// Unpaid charges past the grace period.
+    Arrears,
+    /// Abuse of the service.
+    Abuse,
+    /// Any other operator decision.
+    Operator,
+}
+
+impl SuspendReason {
+    /// The word stored and shown in errors.
+    pub fn name(self) -> &'static str {
+        match self {
+            SuspendReason::Arrears => "arrears",
+            SuspendReason::Abuse => "abuse",
+            SuspendReason::Operator => "operator",
+        }
+    }
+}
+
+/// Changes to a tenant; `None` leaves a field as it is.
+#[derive(Debug, Default)]
+pub struct TenantUpdate {
+    /// New display name.
+    pub display_name: Option<String>,
+    /// New contact e-mail.
+    pub contact_email: Option<String>,
+    /// New plan.
+    pub plan: Option<String>,
+    /// Overrides to set.
+    pub set_overrides: HashMap<String, u64>,
+    /// Overrides to remove.
+    pub clear_overrides: Vec<String>,
+}
+
+/// Fields of a new tenant.
+pub struct NewTenant {
+    /// The tenant id.
+    pub id: String,
+    /// Free-form name.
+    pub display_name: String,
+    /// Contact e-mail.
+    pub contact_email: String,
+    /// Plan name ("" for the default).
+    pub plan: String,
+}
+
+impl Tenancy {
+    /// Enters (Some(reason)) or leaves (None) maintenance mode: data-plane
+    /// work is refused with UNAVAILABLE; the control plane keeps working.
+    pub fn set_maintenance(&self, reason: Option<String>) {
+        *self.maintenance.write_unpoisoned() = reason;
+        self.status_changed();
+    }
+
+    /// The maintenance reason, while in maintenance mode.
+    pub fn maintenance(&self) -> Option<String> {
+        self.maintenance.read_unpoisoned().clone()
+    }
+
+    /// Refuses data-plane work for a tenant that is not active, and for
+    /// everyone during maintenance.
+    pub fn check_data_plane(&self, tenant: &str) -> Result<()> {
+        if let Some(reason) = self.maintenance() {
+            return Err(Error::Unavailable(format!(
+                "the broker is in maintenance ({reason}); data-plane requests are refused, retry later"
+            )));
+        }
+        let tenant = self
+            .tenants
+            .get(tenant)
+            .ok_or_else(|| Error::Unauthenticated("invalid or revoked API key".into()))?;
+        match TenantStatus::from_i32(tenant.status) {
+            TenantStatus::Active => Ok(()),
+            TenantStatus::Suspended => Err(Error::FailedPrecondition(format!(
+                "tenant is suspended ({}): data-plane requests are refused",
+                tenant.status_reason
+            ))),
+            TenantStatus::Terminated => Err(Error::FailedPrecondition(
+                "tenant is terminated".to_string(),
+            )),
+        }
+    }
+
+    /// The plan the tenant is on, with its overrides applied.
+    pub fn plan_of(&self, tenant: &str) -> Arc<Plan> {
+        self.effective_plans
+            .get(tenant)
+            .map(|p| p.value().clone())
+            .unwrap_or_else(|| Arc::new(Plan::default()))
+    }
+
+    /// The configured plan `name` with `overrides` applied.
+    pub(super) fn effective_plan(
+        &self,
+        name: &str,
+        overrides: &HashMap<String, u64>,
+    ) -> Result<Plan> {
+        plan::resolve(&self.plans, name, overrides)
+    }
+
+    /// Wakes every [`Tenancy::watch_status`] receiver.
+    fn status_changed(&self) {
+        self.status_changes.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    /// A receiver that changes whenever any tenant's status changes.
+    pub fn watch_status(&self) -> watch::Receiver<u64> {
+        self.status_changes.subscribe()
+    }
+
+    /// Changes a tenant's details, plan or quota overrides (operator).
+    pub async fn update_tenant(&self, id: &str, update: TenantUpdate) -> Result<TenantRecord> {
+        let _guard = self.write_lock.lock().await;
+        let mut record = self.get_tenant(id)?;
+        if let Some(v) = update.display_name {
+            record.display_name = v;
+        }
+        if let Some(v) = update.contact_email {
+            record.contact_email = v;
+        }
+        if let Some(v) = update.plan {
+            record.plan = plan_name(v);
+        }
+        for name in &update.clear_overrides {
+            record.quota_overrides.remove(name);
+        }
+        record.quota_overrides.extend(update.set_overrides);
+        check_contact(&record.display_name, &record.contact_email)?;
+        let plan = self.effective_plan(&record.plan, &record.quota_overrides)?;
+        let mut writes = WriteSet::new();
+        writes.put(keys::tenant(id), &record);
+        let mut overrides: Vec<_> = record.quota_overrides.iter().collect();
+        overrides.sort();
+        self.commit_audited(
+            writes,
+            "operator",
+            "tenant.update",
+            id,
+            format!("plan={} overrides={overrides:?}", record.plan),
+        )
+        .await?;
+        self.effective_plans.insert(id.to_string(), Arc::new(plan));
+        self.tenants.insert(id.to_string(), record.clone());
+        Ok(record)
+    }
+
+    /// Suspends a tenant (data plane refused, data kept) or, with `None`,
+    /// resumes it. Open streams notice at once.
+    pub async fn set_suspended(
+        &self,
+        id: &str,
+        reason: Option<SuspendReason>,
+        actor: &str,
+    ) -> Result<TenantRecord> {
+        let _guard = self.write_lock.lock().await;
+        let mut record = self.get_tenant(id)?;
+        refuse_terminated(id, record.status)?;
+        let (status, reason_name, action) = match reason {
+            Some(r) => (TenantStatus::Suspended, r.name(), "tenant.suspend"),
+            None => (TenantStatus::Active, "", "tenant.resume"),
+        };
+        record.status = status as i32;
+        record.status_reason = reason_name.to_string();
+        let mut writes = WriteSet::new();
+        writes.put(keys::tenant(id), &record);
+        self.commit_audited(writes, actor, action, id, reason_name.to_string())
+            .await?;
+        self.tenants.insert(id.to_string(), record.clone());
+        self.status_changed();
+        Ok(record)
+    }
+
+    /// Marks a tenant terminated and erases its keys, device bindings and
+    /// contact data; the record stays (status `terminated`).
+    pub async fn erase_tenant(&self, id: &str, reason: &str, actor: &str) -> Result<TenantRecord> {
+        let _guard = self.write_lock.lock().await;
+        let mut record = self.get_tenant(id)?;
+        record.status = TenantStatus::Terminated as i32;
+        record.status_reason = reason.to_string();
+        record.display_name.clear();
+        record.contact_email.clear();
+        let mut writes = WriteSet::new();
+        writes.put(keys::tenant(id), &record);
+        // `id` names a stored tenant, so it is never empty (which would make
+        // list_devices return every tenant's bindings).
+        let keys_of_tenant = self.list_keys(id)?;
+        for key in &keys_of_tenant {
+            writes.delete(keys::api_key(&key.id));
+        }
+        let devices = self.list_devices(id);
+        for device in &devices {
+            writes.delete(keys::device(&device.device_id));
+        }
+        self.commit_audited(writes, actor, "tenant.terminate", id, reason.to_string())
+            .await?;
+        for key in &keys_of_tenant {
+            self.forget_key(key);
+        }
+        for device in &devices {
+            self.devices.remove(&device.device_id);
+        }
+        self.tenants.insert(id.to_string(), record.clone());
+        self.status_changed();
+        Ok(record)
+    }
+
+    /// Creates a tenant (operator).
+    pub async fn create_tenant(&self, new: NewTenant) -> Result<TenantRecord> {
+        validate_tenant_id(&new.id)?;
+        let plan = plan_name(new.plan);
+        check_contact(&new.display_name, &new.contact_email)?;
+        let plan_limits = self.effective_plan(&plan, &HashMap::new())?;
+        let _guard = self.write_lock.lock().await;
+        if self.tenants.contains_key(&new.id) {
+            return Err(Error::already_exists("tenant", new.id));
+        }
+        let record = TenantRecord {
+            id: new.id,
+            display_name: new.display_name,
+            contact_email: new.contact_email,
+            plan,
+            status: TenantStatus::Active as i32,
+            created_ms: self.clock.now_ms(),
+            status_reason: String::new(),
+            quota_overrides: HashMap::new(),
+        };
+        let mut writes = WriteSet::new();
+        writes.put(keys::tenant(&record.id), &record);
+        self.commit_audited(
+            writes,
+            "operator",
+            "tenant.create",
+            &record.id,
+            format!("plan={}", record.plan),
+        )
+        .await?;
+        self.effective_plans
+            .insert(record.id.clone(), Arc::new(plan_limits));
+        self.tenants.insert(record.id.clone(), record.clone());
+        Ok(record)
+    }
+
+    /// One tenant (operator).
+    pub fn get_tenant(&self, id: &str) -> Result<TenantRecord> {
+        self.tenants
+            .get(id)
+            .map(|t| t.clone())
+            .ok_or_else(|| Error::not_found("tenant", id))
+    }
+
+    /// Every tenant, by id.
+    pub fn list_tenants(&self) -> Vec<TenantRecord> {
+        let mut all: Vec<_> = self.tenants.iter().map(|t| t.value().clone()).collect();
+        all.sort_by(|a, b| a.id.cmp(&b.id));
+        all
+    }
+}
+
+/// "" means the default plan.
+fn plan_name(name: String) -> String {
+    if name.is_empty() {
+        DEFAULT_PLAN.to_string()
+    } else {
+        name
+    }
+}
+
+/// Display name and contact e-mail are free text of at most 200 bytes.
+fn check_contact(display_name: &str, contact_email: &str) -> Result<()> {
+    if display_name.len() > 200 || contact_email.len() > 200 {
+        return Err(Error::invalid(
+            "display_name and contact_email may be at most 200 bytes",
+        ));
+    }
+    Ok(())
+}
+
+/// FAILED_PRECONDITION when a tenant of this stored status is terminated:
+/// nothing about it may change any more.
+pub(super) fn refuse_terminated(id: &str, status: i32) -> Result<()> {
+    if TenantStatus::from_i32(status) == TenantStatus::Terminated {
+        return Err(Error::FailedPrecondition(format!(
+            "tenant '{id}' is terminated"
+        )));
+    }
+    Ok(())
+}
