@@ -1,0 +1,73 @@
+//! Appending to the hash-chained ledger in the store (the in-memory tail,
+//! sequence numbers, the idempotency index) and reading it back.
+
+use super::ledger::{entry_hash, LedgerEntry};
+use super::Billing;
+use crate::error::Result;
+use crate::storage::records::LedgerKeyRecord;
+use crate::storage::{keys, WriteSet};
+
+/// The tail of the chain.
+pub(super) struct LedgerHead {
+    pub(super) next_sequence: u64,
+    pub(super) last_hash: Vec<u8>,
+}
+
+impl Billing {
+    /// Appends `entry` to the chain in `writes` (sequence, node, hashes,
+    /// idempotency index) and returns it as written.
+    pub(super) fn chain(
+        &self,
+        head: &mut LedgerHead,
+        mut entry: LedgerEntry,
+        writes: &mut WriteSet,
+    ) -> LedgerEntry {
+        entry.sequence = head.next_sequence;
+        entry.node_id = self.node_id.clone();
+        entry.created_ms = self.clock.now_ms();
+        entry.prev_hash = head.last_hash.clone();
+        entry.hash = entry_hash(&entry);
+        writes.put(keys::ledger(entry.sequence), &entry);
+        writes.put(
+            keys::ledger_key(&entry.idempotency_key),
+            &LedgerKeyRecord {
+                sequence: entry.sequence,
+            },
+        );
+        head.next_sequence += 1;
+        head.last_hash = entry.hash.clone();
+        entry
+    }
+
+    pub(super) fn already_written(&self, idempotency_key: &str) -> Result<Option<u64>> {
+        Ok(self
+            .store
+            .get::<LedgerKeyRecord>(&keys::ledger_key(idempotency_key))?
+            .map(|r| r.sequence))
+    }
+
+    /// Ledger entries from `from` on (at most `limit`), of one tenant or all.
+    pub fn entries(
+        &self,
+        from: u64,
+        limit: usize,
+        tenant: Option<&str>,
+    ) -> Result<(Vec<LedgerEntry>, u64)> {
+        let mut entries = Vec::new();
+        let mut next = from.max(1);
+        for item in self
+            .store
+            .scan_from::<LedgerEntry>(&[keys::LEDGER], &keys::ledger(from.max(1)))
+        {
+            let (_, entry) = item?;
+            next = entry.sequence + 1;
+            if tenant.is_none_or(|t| t == entry.tenant) {
+                entries.push(entry);
+                if entries.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok((entries, next))
+    }
+}

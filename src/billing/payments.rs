@@ -1,0 +1,84 @@
+//! Payments: recorded once per payment id, then arrears re-checked.
+
+use super::ledger::{kind, LedgerEntry};
+use super::Billing;
+use crate::error::{Error, Result};
+use crate::storage::{keys, WriteSet};
+
+impl Billing {
+    /// Records a payment, idempotent by `payment_id`; resumes a tenant
+    /// suspended for arrears once its debt is cleared. Returns (entry
+    /// sequence, balance, duplicate).
+    pub async fn record_payment(
+        &self,
+        tenant: &str,
+        payment_id: &str,
+        amount: i64,
+        currency: &str,
+        note: String,
+    ) -> Result<(u64, i64, bool)> {
+        let record = self.tenancy.get_tenant(tenant)?;
+        if payment_id.is_empty() || payment_id.len() > 128 {
+            return Err(Error::invalid("payment_id must be 1 to 128 characters"));
+        }
+        if amount <= 0 {
+            return Err(Error::invalid(
+                "a payment amount must be positive (minor units)",
+            ));
+        }
+        let plan = self.tenancy.plan_of(tenant);
+        if currency != plan.rates.currency {
+            return Err(Error::invalid(format!(
+                "currency '{currency}' does not match the plan's currency '{}'",
+                plan.rates.currency
+            )));
+        }
+        let idempotency_key = format!("payment/{payment_id}");
+        let mut head = self.head.lock().await;
+        if let Some(sequence) = self.already_written(&idempotency_key)? {
+            let existing: Option<LedgerEntry> = self.store.get(&keys::ledger(sequence))?;
+            let same = existing
+                .as_ref()
+                .is_some_and(|e| e.tenant == tenant && e.amount_minor == amount);
+            if !same {
+                return Err(Error::already_exists("payment", payment_id));
+            }
+            let balance = self.accounts.get(tenant).map(|a| a.balance()).unwrap_or(0);
+            return Ok((sequence, balance, true));
+        }
+        let mut writes = WriteSet::new();
+        let entry = self.chain(
+            &mut head,
+            LedgerEntry {
+                tenant: record.id.clone(),
+                kind: kind::PAYMENT.into(),
+                amount_minor: amount,
+                currency: currency.to_string(),
+                idempotency_key,
+                note,
+                ..Default::default()
+            },
+            &mut writes,
+        );
+        self.tenancy.audit(
+            &mut writes,
+            "operator",
+            "payment.record",
+            tenant,
+            format!("payment {payment_id} of {amount} {currency} (minor units)"),
+        )?;
+        if let Err(e) = self.store.commit(writes).await {
+            head.next_sequence = entry.sequence;
+            head.last_hash = entry.prev_hash.clone();
+            return Err(e.into());
+        }
+        drop(head);
+        let balance = {
+            let mut account = self.accounts.entry(tenant.to_string()).or_default();
+            account.apply(&entry, &self.calendar);
+            account.balance()
+        };
+        self.enforce_arrears().await?;
+        Ok((entry.sequence, balance, false))
+    }
+}

@@ -1,0 +1,68 @@
+//! Termination: final settlement, erasure of the tenant's data, and the
+//! final statement in the ledger.
+
+use super::ledger::{kind, LedgerEntry};
+use super::{pricing, Billing};
+use crate::error::{Error, Result};
+use crate::storage::records::TenantRecord;
+use crate::storage::WriteSet;
+use crate::tenancy::{SuspendReason, TenantStatus};
+
+impl Billing {
+    /// Terminates a tenant: settles its usage up to now (today included),
+    /// erases its topics, messages, subscriptions, keys, devices and contact
+    /// data, keeps the ledger, and writes a final statement.
+    pub async fn terminate(&self, tenant: &str, reason: &str, actor: &str) -> Result<TenantRecord> {
+        let record = self.tenancy.get_tenant(tenant)?;
+        if TenantStatus::from_i32(record.status) == TenantStatus::Terminated {
+            return Err(Error::FailedPrecondition(format!(
+                "tenant '{tenant}' is terminated already"
+            )));
+        }
+        // Stop the data plane first so no usage arrives after the last line.
+        self.tenancy
+            .set_suspended(tenant, Some(SuspendReason::Operator), actor)
+            .await?;
+        self.broker.sample_storage(true).await?;
+        self.store.sync_counters().await?;
+        self.settle_tenants(std::slice::from_ref(&record), self.today())
+            .await?;
+        self.broker.erase_tenant_data(tenant).await?;
+        let terminated = self.tenancy.erase_tenant(tenant, reason, actor).await?;
+
+        let mut head = self.head.lock().await;
+        let (balance, currency) = (
+            self.accounts.get(tenant).map(|a| a.balance()).unwrap_or(0),
+            self.tenancy.plan_of(tenant).rates.currency.clone(),
+        );
+        let mut writes = WriteSet::new();
+        let note = if balance > 0 {
+            format!("refund {} {currency}", pricing::format_minor(balance))
+        } else {
+            format!("owed {} {currency}", pricing::format_minor(-balance))
+        };
+        let entry = self.chain(
+            &mut head,
+            LedgerEntry {
+                tenant: tenant.to_string(),
+                kind: kind::FINAL_STATEMENT.into(),
+                amount_minor: balance,
+                currency,
+                idempotency_key: format!("{tenant}/final_statement"),
+                note,
+                ..Default::default()
+            },
+            &mut writes,
+        );
+        if let Err(e) = self.store.commit(writes).await {
+            head.next_sequence = entry.sequence;
+            head.last_hash = entry.prev_hash.clone();
+            return Err(e.into());
+        }
+        self.accounts
+            .entry(tenant.to_string())
+            .or_default()
+            .apply(&entry, &self.calendar);
+        Ok(terminated)
+    }
+}
