@@ -15,6 +15,7 @@ mod account;
 mod arrears;
 mod chain;
 mod payments;
+mod port;
 mod settle;
 mod statement;
 mod terminate;
@@ -24,10 +25,10 @@ use std::sync::Arc;
 
 use dashmap::DashMap;
 
-use crate::broker::Broker;
 use crate::clock::Clock;
 use crate::error::Result;
 use crate::metering::Calendar;
+use crate::observability::Metrics;
 use crate::storage::{keys, Store};
 use crate::tenancy::Tenancy;
 use account::Account;
@@ -35,6 +36,7 @@ use chain::LedgerHead;
 use ledger::{genesis_hash, LedgerEntry};
 
 pub use account::AccountView;
+pub use port::{BrokerPort, PortFuture};
 pub use statement::{Statement, StatementDay};
 pub use usage::UsageLine;
 
@@ -57,16 +59,25 @@ pub struct Billing {
     calendar: Calendar,
     node_id: String,
     tenancy: Arc<Tenancy>,
-    broker: Arc<Broker>,
+    metrics: Arc<Metrics>,
+    broker: Arc<dyn BrokerPort>,
     head: tokio::sync::Mutex<LedgerHead>,
     accounts: DashMap<String, Account>,
 }
 
 impl Billing {
-    /// Loads the ledger's tail and every account from the store.
-    pub fn load(broker: Arc<Broker>, node_id: String) -> Result<Self> {
-        let store = broker.store().clone();
-        let calendar = broker.calendar();
+    /// Loads the ledger's tail and every account from the store. Billing
+    /// reads usage from `store` and asks the broker only through `broker`
+    /// (see [`BrokerPort`]); `node_id` is stamped on every entry it writes.
+    pub fn load(
+        store: Store,
+        clock: Clock,
+        tenancy: Arc<Tenancy>,
+        calendar: Calendar,
+        metrics: Arc<Metrics>,
+        broker: Arc<dyn BrokerPort>,
+        node_id: String,
+    ) -> Result<Self> {
         let accounts: DashMap<String, Account> = DashMap::new();
         let mut head = LedgerHead {
             next_sequence: 1,
@@ -83,10 +94,11 @@ impl Billing {
         }
         Ok(Billing {
             store,
-            clock: broker.clock().clone(),
+            clock,
             calendar,
             node_id,
-            tenancy: broker.tenancy().clone(),
+            tenancy,
+            metrics,
             broker,
             head: tokio::sync::Mutex::new(head),
             accounts,

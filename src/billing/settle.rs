@@ -114,7 +114,7 @@ impl Billing {
                 self.calendar.day_name(self.today())
             )));
         }
-        self.broker.sample_storage(true).await?;
+        self.broker.meter_storage_now().await?;
         self.store.sync_counters().await?;
         let tenants: Vec<TenantRecord> = self
             .tenancy
@@ -130,7 +130,7 @@ impl Billing {
             closed += c;
         }
         if closed > 0 {
-            self.broker.metrics().gauge(
+            self.metrics.gauge(
                 crate::observability::name::LAST_SETTLEMENT,
                 &[],
                 self.clock.now_ms() as f64 / 1000.0,

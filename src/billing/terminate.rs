@@ -23,7 +23,7 @@ impl Billing {
         self.tenancy
             .set_suspended(tenant, Some(SuspendReason::Operator), actor)
             .await?;
-        self.broker.sample_storage(true).await?;
+        self.broker.meter_storage_now().await?;
         self.store.sync_counters().await?;
         self.settle_tenants(std::slice::from_ref(&record), self.today())
             .await?;
