@@ -7,8 +7,6 @@ use super::ledger::{kind, LedgerEntry};
 use super::{meter, Billing};
 use crate::error::Result;
 use crate::metering::Calendar;
-use crate::storage::keys;
-use crate::storage::records::SettledRecord;
 use crate::tenancy::TenantStatus;
 
 /// A tenant's money, rebuilt from the ledger at start-up.
@@ -91,22 +89,35 @@ impl Billing {
     /// A tenant's account.
     pub fn account(&self, tenant: &str) -> Result<AccountView> {
         let record = self.tenancy.get_tenant(tenant)?;
-        let account = self
-            .accounts
-            .get(tenant)
-            .map(|a| a.clone())
-            .unwrap_or_default();
-        let settled: Option<SettledRecord> = self.store.get(&keys::settled(tenant))?;
+        let account = self.account_of(tenant);
         Ok(AccountView {
             tenant: tenant.to_string(),
-            currency: self.tenancy.plan_of(tenant).rates.currency.clone(),
+            currency: self.currency_of(tenant),
             charges_minor: account.charged,
             payments_minor: account.paid,
             balance_minor: account.balance(),
             oldest_unpaid_due_ms: account.oldest_unpaid_due(),
             status: TenantStatus::from_i32(record.status),
             status_reason: record.status_reason,
-            settled_through: settled.map(|s| s.last_settled_day),
+            settled_through: self.settled_through(tenant)?,
         })
+    }
+
+    /// A copy of a tenant's account (empty before its first entry).
+    pub(super) fn account_of(&self, tenant: &str) -> Account {
+        self.accounts
+            .get(tenant)
+            .map(|a| a.clone())
+            .unwrap_or_default()
+    }
+
+    /// A tenant's balance (0 before its first entry).
+    pub(super) fn balance_of(&self, tenant: &str) -> i64 {
+        self.accounts.get(tenant).map(|a| a.balance()).unwrap_or(0)
+    }
+
+    /// The currency of a tenant's plan.
+    pub(super) fn currency_of(&self, tenant: &str) -> String {
+        self.tenancy.plan_of(tenant).rates.currency.clone()
     }
 }

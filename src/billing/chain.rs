@@ -39,6 +39,32 @@ impl Billing {
         entry
     }
 
+    /// Commits `writes`, which append `chained` (in chain order) to the
+    /// ledger, then applies those entries to the accounts. A failed commit
+    /// wrote nothing, so the tail is rewound to before the first of them.
+    pub(super) async fn commit_chained(
+        &self,
+        head: &mut LedgerHead,
+        writes: WriteSet,
+        chained: &[LedgerEntry],
+    ) -> Result<()> {
+        if let Err(e) = self.store.commit(writes).await {
+            if let Some(first) = chained.first() {
+                head.next_sequence = first.sequence;
+                head.last_hash = first.prev_hash.clone();
+            }
+            return Err(e.into());
+        }
+        for entry in chained {
+            self.accounts
+                .entry(entry.tenant.clone())
+                .or_default()
+                .apply(entry, &self.calendar);
+        }
+        Ok(())
+    }
+
+    /// The sequence of the entry written under `idempotency_key`, if any.
     pub(super) fn already_written(&self, idempotency_key: &str) -> Result<Option<u64>> {
         Ok(self
             .store

@@ -43,8 +43,7 @@ impl Billing {
             if !same {
                 return Err(Error::already_exists("payment", payment_id));
             }
-            let balance = self.accounts.get(tenant).map(|a| a.balance()).unwrap_or(0);
-            return Ok((sequence, balance, true));
+            return Ok((sequence, self.balance_of(tenant), true));
         }
         let mut writes = WriteSet::new();
         let entry = self.chain(
@@ -67,17 +66,11 @@ impl Billing {
             tenant,
             format!("payment {payment_id} of {amount} {currency} (minor units)"),
         )?;
-        if let Err(e) = self.store.commit(writes).await {
-            head.next_sequence = entry.sequence;
-            head.last_hash = entry.prev_hash.clone();
-            return Err(e.into());
-        }
+        self.commit_chained(&mut head, writes, std::slice::from_ref(&entry))
+            .await?;
+        // Read under the head lock: no other entry is applied in between.
+        let balance = self.balance_of(tenant);
         drop(head);
-        let balance = {
-            let mut account = self.accounts.entry(tenant.to_string()).or_default();
-            account.apply(&entry, &self.calendar);
-            account.balance()
-        };
         self.enforce_arrears().await?;
         Ok((entry.sequence, balance, false))
     }

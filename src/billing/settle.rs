@@ -16,11 +16,27 @@ use crate::tenancy::TenantStatus;
 const SETTLE_CHUNK: usize = 256;
 
 impl Billing {
+    /// The last settled day of a tenant, if any day was settled.
+    pub(super) fn settled_through(&self, tenant: &str) -> Result<Option<i64>> {
+        Ok(self
+            .store
+            .get::<SettledRecord>(&keys::settled(tenant))?
+            .map(|r| r.last_settled_day))
+    }
+
+    /// The last settled day of a tenant, or the day before it was created.
     pub(super) fn last_settled(&self, tenant: &TenantRecord) -> Result<i64> {
-        let record: Option<SettledRecord> = self.store.get(&keys::settled(&tenant.id))?;
-        Ok(record
-            .map(|r| r.last_settled_day)
+        Ok(self
+            .settled_through(&tenant.id)?
             .unwrap_or_else(|| self.calendar.day_of(tenant.created_ms) - 1))
+    }
+
+    /// Brings the usage counters up to now before they are priced: storage
+    /// metered through the broker, buffered counters flushed to the store.
+    pub(super) async fn bring_usage_up_to_now(&self) -> Result<()> {
+        self.broker.meter_storage_now().await?;
+        self.store.sync_counters().await?;
+        Ok(())
     }
 
     /// Topics of a tenant that existed at any moment of `day`.
@@ -114,8 +130,7 @@ impl Billing {
                 self.calendar.day_name(self.today())
             )));
         }
-        self.broker.meter_storage_now().await?;
-        self.store.sync_counters().await?;
+        self.bring_usage_up_to_now().await?;
         let tenants: Vec<TenantRecord> = self
             .tenancy
             .list_tenants()
@@ -145,6 +160,9 @@ impl Billing {
         self.settle_through(self.today() - 1).await.map(|_| ())
     }
 
+    /// Settles `tenants` through `through_day` in one atomic write: their
+    /// unsettled days' lines (skipping any already in the ledger) and their
+    /// progress records. Returns (entries written, tenant-days closed).
     pub(super) async fn settle_tenants(
         &self,
         tenants: &[TenantRecord],
@@ -190,24 +208,7 @@ impl Billing {
         if writes.is_empty() {
             return Ok((0, 0));
         }
-        match self.store.commit(writes).await {
-            Ok(()) => {
-                for entry in &written {
-                    self.accounts
-                        .entry(entry.tenant.clone())
-                        .or_default()
-                        .apply(entry, &self.calendar);
-                }
-                Ok((written.len() as u64, closed))
-            }
-            Err(e) => {
-                // Nothing was written: rewind the in-memory chain tail.
-                if let Some(first) = written.first() {
-                    head.next_sequence = first.sequence;
-                    head.last_hash = first.prev_hash.clone();
-                }
-                Err(e.into())
-            }
-        }
+        self.commit_chained(&mut head, writes, &written).await?;
+        Ok((written.len() as u64, closed))
     }
 }

@@ -52,15 +52,11 @@ impl Billing {
             .calendar
             .month_days(year, month)
             .ok_or_else(|| Error::invalid("month must be YYYY-MM"))?;
-        let account = self
-            .accounts
-            .get(tenant)
-            .map(|a| a.clone())
-            .unwrap_or_default();
+        let account = self.account_of(tenant);
         let mut statement = Statement {
             tenant: tenant.to_string(),
             month: format!("{year:04}-{month:02}"),
-            currency: self.tenancy.plan_of(tenant).rates.currency.clone(),
+            currency: self.currency_of(tenant),
             balance_minor: account.balance(),
             ..Default::default()
         };

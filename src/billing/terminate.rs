@@ -23,18 +23,14 @@ impl Billing {
         self.tenancy
             .set_suspended(tenant, Some(SuspendReason::Operator), actor)
             .await?;
-        self.broker.meter_storage_now().await?;
-        self.store.sync_counters().await?;
+        self.bring_usage_up_to_now().await?;
         self.settle_tenants(std::slice::from_ref(&record), self.today())
             .await?;
         self.broker.erase_tenant_data(tenant).await?;
         let terminated = self.tenancy.erase_tenant(tenant, reason, actor).await?;
 
         let mut head = self.head.lock().await;
-        let (balance, currency) = (
-            self.accounts.get(tenant).map(|a| a.balance()).unwrap_or(0),
-            self.tenancy.plan_of(tenant).rates.currency.clone(),
-        );
+        let (balance, currency) = (self.balance_of(tenant), self.currency_of(tenant));
         let mut writes = WriteSet::new();
         let note = if balance > 0 {
             format!("refund {} {currency}", pricing::format_minor(balance))
@@ -54,15 +50,8 @@ impl Billing {
             },
             &mut writes,
         );
-        if let Err(e) = self.store.commit(writes).await {
-            head.next_sequence = entry.sequence;
-            head.last_hash = entry.prev_hash.clone();
-            return Err(e.into());
-        }
-        self.accounts
-            .entry(tenant.to_string())
-            .or_default()
-            .apply(&entry, &self.calendar);
+        self.commit_chained(&mut head, writes, std::slice::from_ref(&entry))
+            .await?;
         Ok(terminated)
     }
 }

@@ -3,8 +3,7 @@
 use super::Billing;
 use crate::error::Result;
 use crate::metering::{parse_usage_key, tenant_prefix, Dimension, Usage};
-use crate::storage::keys;
-use crate::storage::records::{CountersRecord, SettledRecord};
+use crate::storage::records::CountersRecord;
 
 /// Live usage lines of the unsettled days.
 #[derive(Debug, Clone)]
@@ -23,10 +22,7 @@ impl Billing {
         self.store.sync_counters().await?;
         let record = self.tenancy.get_tenant(tenant)?;
         let last = self.last_settled(&record)?;
-        let settled = self
-            .store
-            .get::<SettledRecord>(&keys::settled(tenant))?
-            .map(|s| s.last_settled_day);
+        let settled = self.settled_through(tenant)?;
         let mut lines = Vec::new();
         for item in self.store.scan::<CountersRecord>(&tenant_prefix(tenant)) {
             let (key, counters) = item?;
