@@ -3,6 +3,7 @@
 
 use super::{Billing, DAY_MS};
 use crate::error::Result;
+use crate::quota::Plan;
 use crate::tenancy::{SuspendReason, TenantStatus};
 
 impl Billing {
@@ -17,39 +18,81 @@ impl Billing {
                 continue;
             };
             let status = TenantStatus::from_i32(record.status);
-            if status == TenantStatus::Terminated {
-                continue;
-            }
             let (oldest_unpaid, balance) = match self.accounts.get(&tenant) {
                 Some(a) => (a.oldest_unpaid_due(), a.balance()),
                 None => continue,
             };
             let plan = self.tenancy.plan_of(&tenant);
-            let in_arrears_since = oldest_unpaid.filter(|_| balance < 0);
-            match in_arrears_since {
-                Some(due) => {
-                    let overdue = now - due;
-                    if plan.terminate_after_arrears_days > 0
-                        && overdue > plan.terminate_after_arrears_days as i64 * DAY_MS
-                    {
-                        self.terminate(&tenant, "arrears", "billing").await?;
-                    } else if overdue > plan.grace_period_days as i64 * DAY_MS
-                        && status == TenantStatus::Active
-                    {
-                        self.tenancy
-                            .set_suspended(&tenant, Some(SuspendReason::Arrears), "billing")
-                            .await?;
-                    }
+            let step = arrears_step(
+                &plan,
+                status,
+                &record.status_reason,
+                oldest_unpaid,
+                balance,
+                now,
+            );
+            match step {
+                Some(ArrearsStep::Terminate) => {
+                    self.terminate(&tenant, "arrears", "billing").await?;
                 }
-                None => {
-                    if status == TenantStatus::Suspended
-                        && record.status_reason == SuspendReason::Arrears.name()
-                    {
-                        self.tenancy.set_suspended(&tenant, None, "billing").await?;
-                    }
+                Some(ArrearsStep::Suspend) => {
+                    self.tenancy
+                        .set_suspended(&tenant, Some(SuspendReason::Arrears), "billing")
+                        .await?;
                 }
+                Some(ArrearsStep::Resume) => {
+                    self.tenancy.set_suspended(&tenant, None, "billing").await?;
+                }
+                None => {}
             }
         }
         Ok(())
+    }
+}
+
+/// What arrears enforcement does to one tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ArrearsStep {
+    /// In arrears longer than the plan allows at all.
+    Terminate,
+    /// Active, with a charge unpaid past the grace period.
+    Suspend,
+    /// Suspended for arrears, and nothing is owed any more.
+    Resume,
+}
+
+/// The step for a tenant in `status` (suspended for `status_reason`) whose
+/// oldest charge that payments do not cover fell due at `oldest_unpaid`, with
+/// `balance`, at `now`; `None` leaves it as it is. Debt is paid oldest charge
+/// first, so a late payment only clears the oldest days.
+fn arrears_step(
+    plan: &Plan,
+    status: TenantStatus,
+    status_reason: &str,
+    oldest_unpaid: Option<i64>,
+    balance: i64,
+    now: i64,
+) -> Option<ArrearsStep> {
+    if status == TenantStatus::Terminated {
+        return None;
+    }
+    match oldest_unpaid.filter(|_| balance < 0) {
+        Some(due) => {
+            let overdue = now - due;
+            if plan.terminate_after_arrears_days > 0
+                && overdue > plan.terminate_after_arrears_days as i64 * DAY_MS
+            {
+                Some(ArrearsStep::Terminate)
+            } else if overdue > plan.grace_period_days as i64 * DAY_MS
+                && status == TenantStatus::Active
+            {
+                Some(ArrearsStep::Suspend)
+            } else {
+                None
+            }
+        }
+        None => (status == TenantStatus::Suspended
+            && status_reason == SuspendReason::Arrears.name())
+        .then_some(ArrearsStep::Resume),
     }
 }

@@ -7,6 +7,22 @@ use crate::error::Result;
 use crate::storage::records::LedgerKeyRecord;
 use crate::storage::{keys, WriteSet};
 
+/// The idempotency key of a charge: one per tenant, day and meter. Stored
+/// in the ledger's index, so its format may never change.
+pub(super) fn charge_key(tenant: &str, day_name: &str, meter: &str) -> String {
+    format!("{tenant}/{day_name}/{meter}")
+}
+
+/// The idempotency key of a payment: one per payment id, over all tenants.
+pub(super) fn payment_key(payment_id: &str) -> String {
+    format!("payment/{payment_id}")
+}
+
+/// The idempotency key of a tenant's final statement.
+pub(super) fn final_statement_key(tenant: &str) -> String {
+    format!("{tenant}/final_statement")
+}
+
 /// The tail of the chain.
 pub(super) struct LedgerHead {
     pub(super) next_sequence: u64,

@@ -1,5 +1,6 @@
 //! Payments: recorded once per payment id, then arrears re-checked.
 
+use super::chain::payment_key;
 use super::ledger::{kind, LedgerEntry};
 use super::Billing;
 use crate::error::{Error, Result};
@@ -33,7 +34,7 @@ impl Billing {
                 plan.rates.currency
             )));
         }
-        let idempotency_key = format!("payment/{payment_id}");
+        let idempotency_key = payment_key(payment_id);
         let mut head = self.head.lock().await;
         if let Some(sequence) = self.already_written(&idempotency_key)? {
             let existing: Option<LedgerEntry> = self.store.get(&keys::ledger(sequence))?;

@@ -2,11 +2,15 @@
 //! idempotent by tenant/day/meter, with the tenant's progress in the same
 //! atomic write.
 
+use std::collections::HashMap;
+use std::ops::RangeInclusive;
+
+use super::chain::charge_key;
 use super::ledger::{kind, LedgerEntry};
 use super::pricing::{amount_minor, free_applied, milli_gib_hours};
 use super::{meter, Billing, DAY_MS};
 use crate::error::{Error, Result};
-use crate::metering::{usage_key, Dimension, Usage};
+use crate::metering::{usage_key, Calendar, Dimension, Usage};
 use crate::quota::Plan;
 use crate::storage::records::{CountersRecord, SettledRecord, TenantRecord, TopicLifeRecord};
 use crate::storage::{keys, WriteSet};
@@ -39,85 +43,27 @@ impl Billing {
         Ok(())
     }
 
-    /// Topics of a tenant that existed at any moment of `day`.
-    fn topic_days(&self, tenant: &str, day: i64) -> Result<u64> {
-        let start = self.calendar.day_start_ms(day);
-        let end = start + DAY_MS;
-        let mut count = 0;
-        for item in self
-            .store
-            .scan::<TopicLifeRecord>(&keys::topic_life_prefix(tenant))
-        {
-            let (_, life) = item?;
-            if life.created_ms < end && (life.deleted_ms == 0 || life.deleted_ms >= start) {
-                count += 1;
-            }
-        }
-        Ok(count)
-    }
-
-    /// The priced lines of one tenant-day (not yet chained).
-    fn day_lines(
-        &self,
-        tenant: &str,
-        plan: &Plan,
-        day: i64,
-        free_remaining: u64,
-    ) -> Result<Vec<LedgerEntry>> {
+    /// What was measured for `tenant` on `day`: its usage counters and the
+    /// topics that existed at any moment of the day.
+    fn measure_day(&self, tenant: &str, day: i64) -> Result<DayUsage> {
         let usage = self
             .store
             .get::<CountersRecord>(&usage_key(tenant, day, &Dimension::Total))?
             .map(|r| Usage::from_record(&r))
             .unwrap_or_default();
-        let topic_days = self.topic_days(tenant, day)?;
-        let storage = milli_gib_hours(usage.storage_byte_ms);
-        let units = usage.message_units();
-        if units == 0 && topic_days == 0 && storage == 0 {
-            return Ok(Vec::new());
+        let start = self.calendar.day_start_ms(day);
+        let end = start + DAY_MS;
+        let mut topic_days = 0;
+        for item in self
+            .store
+            .scan::<TopicLifeRecord>(&keys::topic_life_prefix(tenant))
+        {
+            let (_, life) = item?;
+            if existed_during(life.created_ms, life.deleted_ms, start, end) {
+                topic_days += 1;
+            }
         }
-        let rates = &plan.rates;
-        let day_name = self.calendar.day_name(day);
-        let due_ms = self.calendar.day_start_ms(day + 1);
-        let line = |meter: &str, quantity: u64, free: u64, price: u64| LedgerEntry {
-            tenant: tenant.to_string(),
-            kind: kind::CHARGE.into(),
-            day: day_name.clone(),
-            meter: meter.into(),
-            quantity,
-            free_applied: free,
-            billable: quantity - free,
-            unit_price_nano_minor: price,
-            amount_minor: amount_minor(quantity - free, price),
-            currency: rates.currency.clone(),
-            idempotency_key: format!("{tenant}/{day_name}/{meter}"),
-            due_ms,
-            ..Default::default()
-        };
-        let free = free_applied(units, free_remaining);
-        let mut message = line(
-            meter::MESSAGE_UNITS,
-            units,
-            free,
-            rates.message_unit_price_nano_minor,
-        );
-        message.produced_units = usage.produced_units;
-        message.delivered_units = usage.delivered_units;
-        message.redelivered_units = usage.redelivered_units;
-        Ok(vec![
-            message,
-            line(
-                meter::TOPIC_DAYS,
-                topic_days,
-                0,
-                rates.topic_day_price_nano_minor,
-            ),
-            line(
-                meter::STORAGE_GIB_HOURS,
-                storage,
-                0,
-                rates.storage_milli_gib_hour_price_nano_minor,
-            ),
-        ])
+        Ok(DayUsage { usage, topic_days })
     }
 
     /// Settles every tenant's days up to and including `through_day`, which
@@ -178,26 +124,24 @@ impl Billing {
                 continue;
             }
             let plan = self.tenancy.plan_of(&tenant.id);
-            let mut free_used = self
+            let free_used = self
                 .accounts
                 .get(&tenant.id)
                 .map(|a| a.free_used.clone())
                 .unwrap_or_default();
-            for day in last + 1..=through_day {
-                let month = self.calendar.month_of(day);
-                let used = free_used.get(&month).copied().unwrap_or(0);
-                let remaining = plan.rates.free_message_units_per_month.saturating_sub(used);
-                for line in self.day_lines(&tenant.id, &plan, day, remaining)? {
-                    if self.already_written(&line.idempotency_key)?.is_some() {
-                        continue;
-                    }
-                    if line.meter == meter::MESSAGE_UNITS {
-                        *free_used.entry(month).or_default() += line.free_applied;
-                    }
-                    written.push(self.chain(&mut head, line, &mut writes));
-                }
-                closed += 1;
+            let lines = tenant_lines(
+                &tenant.id,
+                &plan,
+                &self.calendar,
+                last + 1..=through_day,
+                free_used,
+                |day| self.measure_day(&tenant.id, day),
+                |key| Ok(self.already_written(key)?.is_some()),
+            )?;
+            for line in lines {
+                written.push(self.chain(&mut head, line, &mut writes));
             }
+            closed += (through_day - last) as u64;
             writes.put(
                 keys::settled(&tenant.id),
                 &SettledRecord {
@@ -211,4 +155,112 @@ impl Billing {
         self.commit_chained(&mut head, writes, &written).await?;
         Ok((written.len() as u64, closed))
     }
+}
+
+/// What was measured for one tenant-day.
+#[derive(Debug, Clone, Copy, Default)]
+struct DayUsage {
+    /// The day's usage counters (in total over the tenant's topics).
+    usage: Usage,
+    /// Topics that existed at any moment of the day.
+    topic_days: u64,
+}
+
+/// Whether a topic created at `created_ms` and deleted at `deleted_ms` (0:
+/// not deleted) existed at any moment of `[start, end)`.
+fn existed_during(created_ms: i64, deleted_ms: i64, start: i64, end: i64) -> bool {
+    created_ms < end && (deleted_ms == 0 || deleted_ms >= start)
+}
+
+/// The lines that settle `days` of `tenant`, not yet chained. Each day is
+/// priced with what its month's free allowance has left (`free_used` holds
+/// what earlier lines applied, per month); a line whose idempotency key is
+/// `already_written` is skipped and uses no allowance, so a re-run after a
+/// crash writes no line twice and prices the rest as the first run would.
+fn tenant_lines(
+    tenant: &str,
+    plan: &Plan,
+    calendar: &Calendar,
+    days: RangeInclusive<i64>,
+    mut free_used: HashMap<(i32, u32), u64>,
+    mut measure: impl FnMut(i64) -> Result<DayUsage>,
+    mut already_written: impl FnMut(&str) -> Result<bool>,
+) -> Result<Vec<LedgerEntry>> {
+    let mut lines = Vec::new();
+    for day in days {
+        let month = calendar.month_of(day);
+        let used = free_used.get(&month).copied().unwrap_or(0);
+        let remaining = plan.rates.free_message_units_per_month.saturating_sub(used);
+        for line in price_day(tenant, plan, calendar, day, measure(day)?, remaining) {
+            if already_written(&line.idempotency_key)? {
+                continue;
+            }
+            if line.meter == meter::MESSAGE_UNITS {
+                *free_used.entry(month).or_default() += line.free_applied;
+            }
+            lines.push(line);
+        }
+    }
+    Ok(lines)
+}
+
+/// The priced lines of one tenant-day, one per meter (none for a day without
+/// usage or topics), due at the end of the day.
+fn price_day(
+    tenant: &str,
+    plan: &Plan,
+    calendar: &Calendar,
+    day: i64,
+    measured: DayUsage,
+    free_remaining: u64,
+) -> Vec<LedgerEntry> {
+    let DayUsage { usage, topic_days } = measured;
+    let storage = milli_gib_hours(usage.storage_byte_ms);
+    let units = usage.message_units();
+    if units == 0 && topic_days == 0 && storage == 0 {
+        return Vec::new();
+    }
+    let rates = &plan.rates;
+    let day_name = calendar.day_name(day);
+    let due_ms = calendar.day_start_ms(day + 1);
+    let line = |meter: &str, quantity: u64, free: u64, price: u64| LedgerEntry {
+        tenant: tenant.to_string(),
+        kind: kind::CHARGE.into(),
+        day: day_name.clone(),
+        meter: meter.into(),
+        quantity,
+        free_applied: free,
+        billable: quantity - free,
+        unit_price_nano_minor: price,
+        amount_minor: amount_minor(quantity - free, price),
+        currency: rates.currency.clone(),
+        idempotency_key: charge_key(tenant, &day_name, meter),
+        due_ms,
+        ..Default::default()
+    };
+    let free = free_applied(units, free_remaining);
+    let mut message = line(
+        meter::MESSAGE_UNITS,
+        units,
+        free,
+        rates.message_unit_price_nano_minor,
+    );
+    message.produced_units = usage.produced_units;
+    message.delivered_units = usage.delivered_units;
+    message.redelivered_units = usage.redelivered_units;
+    vec![
+        message,
+        line(
+            meter::TOPIC_DAYS,
+            topic_days,
+            0,
+            rates.topic_day_price_nano_minor,
+        ),
+        line(
+            meter::STORAGE_GIB_HOURS,
+            storage,
+            0,
+            rates.storage_milli_gib_hour_price_nano_minor,
+        ),
+    ]
 }

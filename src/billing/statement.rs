@@ -1,9 +1,13 @@
 //! Monthly statements: a tenant's settled days, charges and payments of one
 //! month.
 
+use std::collections::BTreeMap;
+use std::ops::Range;
+
 use super::ledger::{kind, LedgerEntry};
 use super::{meter, Billing};
 use crate::error::{Error, Result};
+use crate::metering::Calendar;
 use crate::storage::keys;
 
 /// One day of a statement.
@@ -53,55 +57,84 @@ impl Billing {
             .month_days(year, month)
             .ok_or_else(|| Error::invalid("month must be YYYY-MM"))?;
         let account = self.account_of(tenant);
-        let mut statement = Statement {
+        let statement = Statement {
             tenant: tenant.to_string(),
             month: format!("{year:04}-{month:02}"),
             currency: self.currency_of(tenant),
             balance_minor: account.balance(),
             ..Default::default()
         };
-        let mut days: std::collections::BTreeMap<String, StatementDay> = Default::default();
+        let mut summer = MonthSummer::new(statement, self.calendar, first..next);
         for sequence in &account.entries {
-            let Some(entry) = self.store.get::<LedgerEntry>(&keys::ledger(*sequence))? else {
-                continue;
-            };
-            let in_month = |ms: i64| {
-                let day = self.calendar.day_of(ms);
-                (first..next).contains(&day)
-            };
-            match entry.kind.as_str() {
-                kind::CHARGE => {
-                    let Some(day) = self.calendar.parse_day(&entry.day) else {
-                        continue;
-                    };
-                    if !(first..next).contains(&day) {
-                        continue;
-                    }
-                    let line = days
-                        .entry(entry.day.clone())
-                        .or_insert_with(|| StatementDay {
-                            day: entry.day.clone(),
-                            ..Default::default()
-                        });
-                    match entry.meter.as_str() {
-                        meter::MESSAGE_UNITS => {
-                            line.message_units += entry.quantity;
-                            line.free_units_applied += entry.free_applied;
-                        }
-                        meter::TOPIC_DAYS => line.topic_days += entry.quantity,
-                        _ => line.storage_milli_gib_hours += entry.quantity,
-                    }
-                    line.amount_minor += entry.amount_minor;
-                    statement.charges_minor += entry.amount_minor;
-                }
-                kind::PAYMENT if in_month(entry.created_ms) => {
-                    statement.payments_minor += entry.amount_minor;
-                }
-                kind::FINAL_STATEMENT => statement.final_statement = Some(entry),
-                _ => {}
+            if let Some(entry) = self.store.get::<LedgerEntry>(&keys::ledger(*sequence))? {
+                summer.add(entry);
             }
         }
-        statement.days = days.into_values().collect();
+        let statement = summer.finish();
         Ok(statement)
+    }
+}
+
+/// Sums a tenant's ledger entries, in ledger order, into the statement of one
+/// month: a charge counts in the month of its billing day, a payment in the
+/// month it was recorded, and the final statement whenever it was written.
+struct MonthSummer {
+    statement: Statement,
+    days: BTreeMap<String, StatementDay>,
+    calendar: Calendar,
+    month: Range<i64>,
+}
+
+impl MonthSummer {
+    /// Starts from `statement` (its sums at zero) for the days in `month`.
+    fn new(statement: Statement, calendar: Calendar, month: Range<i64>) -> Self {
+        MonthSummer {
+            statement,
+            days: BTreeMap::new(),
+            calendar,
+            month,
+        }
+    }
+
+    /// Adds one entry.
+    fn add(&mut self, entry: LedgerEntry) {
+        match entry.kind.as_str() {
+            kind::CHARGE => {
+                let Some(day) = self.calendar.parse_day(&entry.day) else {
+                    return;
+                };
+                if !self.month.contains(&day) {
+                    return;
+                }
+                let line = self
+                    .days
+                    .entry(entry.day.clone())
+                    .or_insert_with(|| StatementDay {
+                        day: entry.day.clone(),
+                        ..Default::default()
+                    });
+                match entry.meter.as_str() {
+                    meter::MESSAGE_UNITS => {
+                        line.message_units += entry.quantity;
+                        line.free_units_applied += entry.free_applied;
+                    }
+                    meter::TOPIC_DAYS => line.topic_days += entry.quantity,
+                    _ => line.storage_milli_gib_hours += entry.quantity,
+                }
+                line.amount_minor += entry.amount_minor;
+                self.statement.charges_minor += entry.amount_minor;
+            }
+            kind::PAYMENT if self.month.contains(&self.calendar.day_of(entry.created_ms)) => {
+                self.statement.payments_minor += entry.amount_minor;
+            }
+            kind::FINAL_STATEMENT => self.statement.final_statement = Some(entry),
+            _ => {}
+        }
+    }
+
+    /// The statement, its days in date order.
+    fn finish(mut self) -> Statement {
+        self.statement.days = self.days.into_values().collect();
+        self.statement
     }
 }

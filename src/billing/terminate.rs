@@ -1,6 +1,7 @@
 //! Termination: final settlement, erasure of the tenant's data, and the
 //! final statement in the ledger.
 
+use super::chain::final_statement_key;
 use super::ledger::{kind, LedgerEntry};
 use super::{pricing, Billing};
 use crate::error::{Error, Result};
@@ -44,7 +45,7 @@ impl Billing {
                 kind: kind::FINAL_STATEMENT.into(),
                 amount_minor: balance,
                 currency,
-                idempotency_key: format!("{tenant}/final_statement"),
+                idempotency_key: final_statement_key(tenant),
                 note,
                 ..Default::default()
             },
