@@ -121,3 +121,90 @@ impl Billing {
         self.tenancy.plan_of(tenant).rates.currency.clone()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn calendar() -> Calendar {
+        Calendar::new(0)
+    }
+
+    fn account(charges: &[(i64, i64)], paid: i64) -> Account {
+        let mut account = Account::default();
+        for (sequence, &(due_ms, amount)) in (1..).zip(charges) {
+            account.apply(
+                &LedgerEntry {
+                    sequence,
+                    kind: kind::CHARGE.into(),
+                    meter: meter::TOPIC_DAYS.into(),
+                    amount_minor: amount,
+                    due_ms,
+                    ..Default::default()
+                },
+                &calendar(),
+            );
+        }
+        account.apply(
+            &LedgerEntry {
+                sequence: 100,
+                kind: kind::PAYMENT.into(),
+                amount_minor: paid,
+                ..Default::default()
+            },
+            &calendar(),
+        );
+        account
+    }
+
+    #[test]
+    fn payments_cover_the_oldest_charges_first() {
+        // Zero charges never count as unpaid.
+        let charges = [(1, 100), (2, 0), (3, 50), (4, 70)];
+        assert_eq!(account(&charges, 0).oldest_unpaid_due(), Some(1));
+        assert_eq!(account(&charges, 99).oldest_unpaid_due(), Some(1));
+        assert_eq!(account(&charges, 100).oldest_unpaid_due(), Some(3));
+        assert_eq!(account(&charges, 120).oldest_unpaid_due(), Some(3));
+        assert_eq!(account(&charges, 150).oldest_unpaid_due(), Some(4));
+        assert_eq!(account(&charges, 220).oldest_unpaid_due(), None);
+        assert_eq!(account(&charges, 500).oldest_unpaid_due(), None);
+    }
+
+    #[test]
+    fn the_balance_is_payments_less_charges() {
+        let a = account(&[(1, 100), (2, 50)], 120);
+        assert_eq!((a.charged, a.paid, a.balance()), (150, 120, -30));
+        assert_eq!(a.entries, [1, 2, 100]);
+    }
+
+    #[test]
+    fn free_units_are_tracked_per_month_from_message_charges_only() {
+        let mut a = Account::default();
+        let line = |day: &str, meter: &str, free| LedgerEntry {
+            kind: kind::CHARGE.into(),
+            day: day.into(),
+            meter: meter.into(),
+            free_applied: free,
+            ..Default::default()
+        };
+        a.apply(&line("2024-01-30", meter::MESSAGE_UNITS, 60), &calendar());
+        a.apply(&line("2024-01-31", meter::MESSAGE_UNITS, 40), &calendar());
+        a.apply(&line("2024-01-31", meter::TOPIC_DAYS, 7), &calendar());
+        a.apply(&line("2024-02-01", meter::MESSAGE_UNITS, 5), &calendar());
+        let final_statement = LedgerEntry {
+            kind: kind::FINAL_STATEMENT.into(),
+            amount_minor: -9,
+            ..Default::default()
+        };
+        a.apply(&final_statement, &calendar());
+        assert_eq!(
+            a.free_used,
+            HashMap::from([((2024, 1), 100), ((2024, 2), 5)])
+        );
+        assert_eq!(
+            (a.charged, a.paid),
+            (0, 0),
+            "a final statement moves no money"
+        );
+    }
+}

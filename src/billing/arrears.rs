@@ -96,3 +96,99 @@ fn arrears_step(
         .then_some(ArrearsStep::Resume),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 100 * DAY_MS;
+
+    fn plan(grace_days: u32, terminate_days: u32) -> Plan {
+        Plan {
+            grace_period_days: grace_days,
+            terminate_after_arrears_days: terminate_days,
+            ..Default::default()
+        }
+    }
+
+    /// The step for a tenant whose oldest unpaid charge fell due a little
+    /// over `days_ago` days before now.
+    fn owing(
+        plan: &Plan,
+        status: TenantStatus,
+        reason: &str,
+        days_ago: i64,
+    ) -> Option<ArrearsStep> {
+        arrears_step(
+            plan,
+            status,
+            reason,
+            Some(NOW - days_ago * DAY_MS - 1),
+            -100,
+            NOW,
+        )
+    }
+
+    #[test]
+    fn an_unpaid_charge_within_the_grace_period_changes_nothing() {
+        assert_eq!(owing(&plan(7, 0), TenantStatus::Active, "", 6), None);
+    }
+
+    #[test]
+    fn past_the_grace_period_an_active_tenant_is_suspended_once() {
+        assert_eq!(
+            owing(&plan(7, 0), TenantStatus::Active, "", 7),
+            Some(ArrearsStep::Suspend)
+        );
+        let operator = SuspendReason::Operator.name();
+        assert_eq!(
+            owing(&plan(7, 0), TenantStatus::Suspended, operator, 7),
+            None
+        );
+    }
+
+    #[test]
+    fn past_the_plan_limit_a_tenant_is_terminated_whatever_its_status() {
+        let arrears = SuspendReason::Arrears.name();
+        assert_eq!(
+            owing(&plan(7, 30), TenantStatus::Suspended, arrears, 30),
+            Some(ArrearsStep::Terminate)
+        );
+        assert_eq!(
+            owing(&plan(7, 30), TenantStatus::Active, "", 30),
+            Some(ArrearsStep::Terminate)
+        );
+        assert_eq!(
+            owing(&plan(7, 0), TenantStatus::Suspended, arrears, 3_000),
+            None,
+            "0 days: never terminated"
+        );
+        assert_eq!(owing(&plan(7, 30), TenantStatus::Terminated, "", 99), None);
+    }
+
+    #[test]
+    fn once_paid_only_a_tenant_suspended_for_arrears_resumes() {
+        let paid = |status, reason: SuspendReason| {
+            arrears_step(&plan(7, 30), status, reason.name(), None, 0, NOW)
+        };
+        assert_eq!(
+            paid(TenantStatus::Suspended, SuspendReason::Arrears),
+            Some(ArrearsStep::Resume)
+        );
+        assert_eq!(paid(TenantStatus::Suspended, SuspendReason::Operator), None);
+        assert_eq!(paid(TenantStatus::Active, SuspendReason::Arrears), None);
+    }
+
+    #[test]
+    fn a_credit_balance_is_never_in_arrears() {
+        let step = arrears_step(
+            &plan(7, 30),
+            TenantStatus::Active,
+            "",
+            Some(NOW - 99 * DAY_MS),
+            0,
+            NOW,
+        );
+        assert_eq!(step, None);
+    }
+}

@@ -113,3 +113,32 @@ impl Billing {
         Ok((entries, next))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idempotency_keys_keep_their_stored_format() {
+        // The index holds these keys: a changed format would let a re-run
+        // settle a day twice or record a payment twice.
+        assert_eq!(
+            charge_key("acme", "2024-01-31", "topic_days"),
+            "acme/2024-01-31/topic_days"
+        );
+        assert_eq!(payment_key("wire-7"), "payment/wire-7");
+        assert_eq!(final_statement_key("acme"), "acme/final_statement");
+    }
+
+    #[test]
+    fn charge_keys_differ_by_tenant_day_and_meter() {
+        let keys = [
+            charge_key("acme", "2024-01-31", "topic_days"),
+            charge_key("acme", "2024-01-31", "message_units"),
+            charge_key("acme", "2024-02-01", "topic_days"),
+            charge_key("beta", "2024-01-31", "topic_days"),
+        ];
+        let distinct: std::collections::HashSet<_> = keys.iter().collect();
+        assert_eq!(distinct.len(), keys.len());
+    }
+}

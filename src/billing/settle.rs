@@ -264,3 +264,166 @@ fn price_day(
         ),
     ]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: &str = "2024-01-31";
+
+    fn calendar() -> Calendar {
+        Calendar::new(0)
+    }
+
+    fn day(name: &str) -> i64 {
+        calendar().parse_day(name).expect("a valid day")
+    }
+
+    fn units(n: u64) -> DayUsage {
+        DayUsage {
+            usage: Usage {
+                produced_units: n,
+                ..Default::default()
+            },
+            topic_days: 0,
+        }
+    }
+
+    fn plan_with_free(free: u64) -> Plan {
+        let mut plan = Plan::default();
+        plan.rates.free_message_units_per_month = free;
+        plan
+    }
+
+    fn message_lines(lines: &[LedgerEntry]) -> Vec<(String, u64, u64)> {
+        lines
+            .iter()
+            .filter(|l| l.meter == meter::MESSAGE_UNITS)
+            .map(|l| (l.day.clone(), l.quantity, l.free_applied))
+            .collect()
+    }
+
+    #[test]
+    fn a_day_without_usage_or_topics_has_no_lines() {
+        let lines = price_day("acme", &Plan::default(), &calendar(), day(DAY), units(0), 0);
+        assert!(lines.is_empty());
+    }
+
+    #[test]
+    fn a_day_is_priced_per_meter_under_its_idempotency_key() {
+        let measured = DayUsage {
+            usage: Usage {
+                produced_units: 3_000_000,
+                delivered_units: 514_540,
+                redelivered_units: 40,
+                ..Default::default()
+            },
+            topic_days: 3,
+        };
+        let lines = price_day("acme", &Plan::default(), &calendar(), day(DAY), measured, 0);
+        let summary: Vec<_> = lines
+            .iter()
+            .map(|l| (l.idempotency_key.as_str(), l.quantity, l.amount_minor))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("acme/2024-01-31/message_units", 3_514_540, 421),
+                ("acme/2024-01-31/topic_days", 3, 600),
+                ("acme/2024-01-31/storage_gib_hours", 0, 0),
+            ]
+        );
+        let message = &lines[0];
+        assert_eq!(message.kind, kind::CHARGE);
+        assert_eq!(
+            (message.produced_units, message.delivered_units),
+            (3_000_000, 514_540)
+        );
+        assert_eq!(message.redelivered_units, 40);
+        assert!(lines
+            .iter()
+            .all(|l| l.due_ms == calendar().day_start_ms(day("2024-02-01"))));
+    }
+
+    #[test]
+    fn the_free_allowance_carries_over_days_and_resets_with_the_month() {
+        let lines = tenant_lines(
+            "acme",
+            &plan_with_free(100),
+            &calendar(),
+            day("2024-01-30")..=day("2024-02-01"),
+            HashMap::new(),
+            |_| Ok(units(60)),
+            |_| Ok(false),
+        )
+        .unwrap();
+        assert_eq!(
+            message_lines(&lines),
+            [
+                ("2024-01-30".into(), 60, 60),
+                ("2024-01-31".into(), 60, 40),
+                ("2024-02-01".into(), 60, 60),
+            ]
+        );
+        let jan_31 = lines
+            .iter()
+            .find(|l| l.idempotency_key == "acme/2024-01-31/message_units")
+            .expect("a message line for 2024-01-31");
+        assert_eq!(jan_31.billable, 20);
+    }
+
+    #[test]
+    fn a_rerun_skips_lines_already_written_and_prices_the_rest_as_before() {
+        // A first run wrote 2024-01-30 (60 free units, now in the account)
+        // and crashed before 2024-01-31.
+        let written_before = "acme/2024-01-30/message_units";
+        let free_used = HashMap::from([((2024, 1), 60)]);
+        let mut asked = Vec::new();
+        let lines = tenant_lines(
+            "acme",
+            &plan_with_free(100),
+            &calendar(),
+            day("2024-01-30")..=day("2024-01-31"),
+            free_used,
+            |_| Ok(units(60)),
+            |key| {
+                asked.push(key.to_string());
+                Ok(key == written_before)
+            },
+        )
+        .unwrap();
+        assert_eq!(message_lines(&lines), [("2024-01-31".into(), 60, 40)]);
+        assert!(lines.iter().all(|l| l.idempotency_key != written_before));
+        assert_eq!(asked.len(), 6, "every line's key is checked: {asked:?}");
+    }
+
+    #[test]
+    fn a_failed_measurement_stops_the_settlement() {
+        let result = tenant_lines(
+            "acme",
+            &Plan::default(),
+            &calendar(),
+            day("2024-01-30")..=day("2024-01-31"),
+            HashMap::new(),
+            |d| {
+                if d == day("2024-01-31") {
+                    Err(Error::invalid("unreadable"))
+                } else {
+                    Ok(units(1))
+                }
+            },
+            |_| Ok(false),
+        );
+        assert!(result.is_err());
+    }
+
+    #[test]
+    fn a_topic_counts_on_every_day_it_existed_at_any_moment() {
+        let (start, end) = (1_000, 2_000);
+        assert!(existed_during(0, 0, start, end), "never deleted");
+        assert!(existed_during(1_999, 0, start, end), "created in the day");
+        assert!(existed_during(0, 1_000, start, end), "deleted as it began");
+        assert!(!existed_during(2_000, 0, start, end), "created after it");
+        assert!(!existed_during(0, 999, start, end), "deleted before it");
+    }
+}

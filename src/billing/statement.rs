@@ -138,3 +138,101 @@ impl MonthSummer {
         self.statement
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn calendar() -> Calendar {
+        Calendar::new(0)
+    }
+
+    fn charge(day: &str, meter: &str, quantity: u64, amount: i64) -> LedgerEntry {
+        LedgerEntry {
+            kind: kind::CHARGE.into(),
+            day: day.into(),
+            meter: meter.into(),
+            quantity,
+            free_applied: quantity / 2,
+            amount_minor: amount,
+            ..Default::default()
+        }
+    }
+
+    fn entry(kind: &str, on_day: &str, amount: i64) -> LedgerEntry {
+        let day = calendar().parse_day(on_day).expect("a valid day");
+        LedgerEntry {
+            kind: kind.into(),
+            amount_minor: amount,
+            created_ms: calendar().day_start_ms(day) + 3_600_000,
+            ..Default::default()
+        }
+    }
+
+    fn january(entries: Vec<LedgerEntry>) -> Statement {
+        let (first, next) = calendar().month_days(2024, 1).expect("a valid month");
+        let mut summer = MonthSummer::new(Statement::default(), calendar(), first..next);
+        for e in entries {
+            summer.add(e);
+        }
+        summer.finish()
+    }
+
+    #[test]
+    fn charges_sum_per_day_and_meter_in_date_order() {
+        let s = january(vec![
+            charge("2024-01-02", meter::MESSAGE_UNITS, 10, 5),
+            charge("2024-01-01", meter::MESSAGE_UNITS, 4, 2),
+            charge("2024-01-01", meter::TOPIC_DAYS, 3, 600),
+            charge("2024-01-01", meter::STORAGE_GIB_HOURS, 7, 1),
+        ]);
+        assert_eq!(
+            s.days,
+            [
+                StatementDay {
+                    day: "2024-01-01".into(),
+                    message_units: 4,
+                    free_units_applied: 2,
+                    topic_days: 3,
+                    storage_milli_gib_hours: 7,
+                    amount_minor: 603,
+                },
+                StatementDay {
+                    day: "2024-01-02".into(),
+                    message_units: 10,
+                    free_units_applied: 5,
+                    amount_minor: 5,
+                    ..Default::default()
+                },
+            ]
+        );
+        assert_eq!(s.charges_minor, 608);
+    }
+
+    #[test]
+    fn a_charge_counts_in_the_month_of_its_day_a_payment_when_it_was_made() {
+        // December's charge is settled (written) in January; it is not
+        // January's. A payment made in January for December is.
+        let mut december = charge("2023-12-31", meter::TOPIC_DAYS, 1, 200);
+        december.created_ms = entry(kind::CHARGE, "2024-01-01", 0).created_ms;
+        let s = january(vec![
+            december,
+            charge("2024-02-01", meter::TOPIC_DAYS, 1, 200),
+            charge("2024-01-31", meter::TOPIC_DAYS, 1, 200),
+            entry(kind::PAYMENT, "2024-01-15", 150),
+            entry(kind::PAYMENT, "2023-12-31", 1_000),
+            entry(kind::PAYMENT, "2024-02-01", 1_000),
+        ]);
+        assert_eq!(s.days.len(), 1);
+        assert_eq!(s.charges_minor, 200);
+        assert_eq!(s.payments_minor, 150);
+        assert!(s.final_statement.is_none());
+    }
+
+    #[test]
+    fn the_final_statement_is_shown_whenever_it_was_written() {
+        let s = january(vec![entry(kind::FINAL_STATEMENT, "2024-03-05", -42)]);
+        assert_eq!(s.final_statement.map(|e| e.amount_minor), Some(-42));
+        assert_eq!((s.charges_minor, s.payments_minor), (0, 0));
+    }
+}
