@@ -1,11 +1,15 @@
 //! Appending to the hash-chained ledger in the store (the in-memory tail,
 //! sequence numbers, the idempotency index) and reading it back.
 
-use super::ledger::{entry_hash, LedgerEntry};
+use dashmap::DashMap;
+
+use super::account::Account;
+use super::ledger::{entry_hash, genesis_hash, LedgerEntry};
 use super::Billing;
 use crate::error::Result;
+use crate::metering::Calendar;
 use crate::storage::records::LedgerKeyRecord;
-use crate::storage::{keys, WriteSet};
+use crate::storage::{keys, Store, WriteSet};
 
 /// The idempotency key of a charge: one per tenant, day and meter. Stored
 /// in the ledger's index, so its format may never change.
@@ -27,6 +31,29 @@ pub(super) fn final_statement_key(tenant: &str) -> String {
 pub(super) struct LedgerHead {
     pub(super) next_sequence: u64,
     pub(super) last_hash: Vec<u8>,
+}
+
+/// Reads the whole ledger at start-up: the chain's tail and every tenant's
+/// account.
+pub(super) fn load_ledger(
+    store: &Store,
+    calendar: &Calendar,
+) -> Result<(LedgerHead, DashMap<String, Account>)> {
+    let accounts: DashMap<String, Account> = DashMap::new();
+    let mut head = LedgerHead {
+        next_sequence: 1,
+        last_hash: genesis_hash(),
+    };
+    for item in store.scan::<LedgerEntry>(&[keys::LEDGER]) {
+        let (_, entry) = item?;
+        accounts
+            .entry(entry.tenant.clone())
+            .or_default()
+            .apply(&entry, calendar);
+        head.next_sequence = entry.sequence + 1;
+        head.last_hash = entry.hash.clone();
+    }
+    Ok((head, accounts))
 }
 
 impl Billing {
@@ -86,6 +113,11 @@ impl Billing {
             .store
             .get::<LedgerKeyRecord>(&keys::ledger_key(idempotency_key))?
             .map(|r| r.sequence))
+    }
+
+    /// The ledger entry numbered `sequence`, if there is one.
+    pub(super) fn entry_at(&self, sequence: u64) -> Result<Option<LedgerEntry>> {
+        Ok(self.store.get(&keys::ledger(sequence))?)
     }
 
     /// Ledger entries from `from` on (at most `limit`), of one tenant or all.

@@ -29,11 +29,10 @@ use crate::clock::Clock;
 use crate::error::Result;
 use crate::metering::Calendar;
 use crate::observability::Metrics;
-use crate::storage::{keys, Store};
+use crate::storage::Store;
 use crate::tenancy::Tenancy;
 use account::Account;
 use chain::LedgerHead;
-use ledger::{genesis_hash, LedgerEntry};
 
 pub use account::AccountView;
 pub use port::{BrokerPort, PortFuture};
@@ -78,20 +77,7 @@ impl Billing {
         broker: Arc<dyn BrokerPort>,
         node_id: String,
     ) -> Result<Self> {
-        let accounts: DashMap<String, Account> = DashMap::new();
-        let mut head = LedgerHead {
-            next_sequence: 1,
-            last_hash: genesis_hash(),
-        };
-        for item in store.scan::<LedgerEntry>(&[keys::LEDGER]) {
-            let (_, entry) = item?;
-            accounts
-                .entry(entry.tenant.clone())
-                .or_default()
-                .apply(&entry, &calendar);
-            head.next_sequence = entry.sequence + 1;
-            head.last_hash = entry.hash.clone();
-        }
+        let (head, accounts) = chain::load_ledger(&store, &calendar)?;
         Ok(Billing {
             store,
             clock,

@@ -4,7 +4,7 @@ use super::chain::payment_key;
 use super::ledger::{kind, LedgerEntry};
 use super::Billing;
 use crate::error::{Error, Result};
-use crate::storage::{keys, WriteSet};
+use crate::storage::WriteSet;
 
 impl Billing {
     /// Records a payment, idempotent by `payment_id`; resumes a tenant
@@ -37,9 +37,8 @@ impl Billing {
         let idempotency_key = payment_key(payment_id);
         let mut head = self.head.lock().await;
         if let Some(sequence) = self.already_written(&idempotency_key)? {
-            let existing: Option<LedgerEntry> = self.store.get(&keys::ledger(sequence))?;
-            let same = existing
-                .as_ref()
+            let same = self
+                .entry_at(sequence)?
                 .is_some_and(|e| e.tenant == tenant && e.amount_minor == amount);
             if !same {
                 return Err(Error::already_exists("payment", payment_id));

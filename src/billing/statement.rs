@@ -8,7 +8,6 @@ use super::ledger::{kind, LedgerEntry};
 use super::{meter, Billing};
 use crate::error::{Error, Result};
 use crate::metering::Calendar;
-use crate::storage::keys;
 
 /// One day of a statement.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -66,7 +65,7 @@ impl Billing {
         };
         let mut summer = MonthSummer::new(statement, self.calendar, first..next);
         for sequence in &account.entries {
-            if let Some(entry) = self.store.get::<LedgerEntry>(&keys::ledger(*sequence))? {
+            if let Some(entry) = self.entry_at(*sequence)? {
                 summer.add(entry);
             }
         }
