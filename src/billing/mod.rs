@@ -7,6 +7,33 @@
 //! ledger entry per meter (idempotent by tenant/day/meter) together with the
 //! tenant's settlement progress in one atomic write. A crash between two
 //! tenant-days resumes from the progress record: no gap, no duplicate.
+//!
+//! ## Where things are
+//!
+//! | file | what it holds |
+//! |---|---|
+//! | `mod.rs` | [`Billing`] and its start-up ([`Billing::load`]), meter names |
+//! | `port.rs` | [`BrokerPort`]: the only things billing asks of the broker |
+//! | `settle.rs` | closing ended days: measure, price, skip what is written, chain |
+//! | `chain.rs` | the ledger in the store: append, commit or rewind, read, idempotency keys |
+//! | `account.rs` | a tenant's money rebuilt from its entries; [`AccountView`] |
+//! | `payments.rs` | recording a payment once per payment id |
+//! | `arrears.rs` | suspend, resume, terminate by how long a charge is unpaid |
+//! | `statement.rs` | the monthly [`Statement`] |
+//! | `terminate.rs` | final settlement, erasure, the final statement entry |
+//! | `usage.rs` | live usage of the days not settled yet ([`UsageLine`]) |
+//! | `ledger.rs` | the entry format and its hash chain (pure; the CLI verifies with it) |
+//! | `pricing.rs` | integer price arithmetic |
+//!
+//! Rules a change must keep: every ledger append and every account update
+//! happens under the chain lock (`head`) through `Billing::chain` and
+//! `Billing::commit_chained`, so sequences have no gaps and a failed commit
+//! rewinds the tail; the idempotency key formats in `chain.rs` are stored and
+//! never change. Decisions (pricing a day, the free allowance, statement sums,
+//! arrears steps) are pure functions with unit tests next to them; the
+//! methods around them only read and write. Billing reads the store directly
+//! (the storage layout it names is confined to `chain.rs`, `settle.rs` and
+//! `usage.rs`) and reaches the broker only through [`BrokerPort`].
 
 pub mod ledger;
 pub mod pricing;
