@@ -195,7 +195,15 @@ pub async fn run(
         Calendar::new(config.billing_utc_offset_minutes),
         metrics.clone(),
     )?);
-    let billing = Arc::new(Billing::load(broker.clone(), config.node_id.clone())?);
+    let billing = Arc::new(Billing::load(
+        store.clone(),
+        broker.clock().clone(),
+        tenancy.clone(),
+        Calendar::new(config.billing_utc_offset_minutes),
+        metrics.clone(),
+        broker.clone(),
+        config.node_id.clone(),
+    )?);
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let retention = tokio::spawn(run_retention(broker.clone(), stop_rx.clone()));

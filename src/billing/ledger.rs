@@ -60,7 +60,8 @@ pub struct LedgerEntry {
     /// ISO currency code.
     #[prost(string, tag = "12")]
     pub currency: String,
-    /// tenant/day/meter for charges, payment/<id> for payments.
+    /// `tenant/day/meter` for charges, `payment/<id>` for payments,
+    /// `tenant/final_statement` for a final statement.
     #[prost(string, tag = "13")]
     pub idempotency_key: String,
     /// When the entry was written, Unix ms.

@@ -9,6 +9,7 @@
 //! the order they were made. Lock order: subscription state, then topic log.
 
 pub mod admin;
+mod billing_port;
 pub mod delivery;
 pub mod export;
 pub mod produce;

@@ -1,0 +1,27 @@
+//! What billing needs from the broker, and nothing more.
+//!
+//! Billing reads usage, topic lifetimes and its own ledger straight from the
+//! store; from the broker it needs only two actions: meter retained storage
+//! up to now (so a day's storage time is counted before the day is settled)
+//! and erase a terminated tenant's topics. The broker implements this port in
+//! `broker/billing_port.rs`; tests may hand in their own.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::error::Result;
+
+/// The future a port call returns: boxed so the trait stays object-safe
+/// (`Arc<dyn BrokerPort>`) without the `async-trait` crate.
+pub type PortFuture<'a> = Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>>;
+
+/// The broker as billing sees it.
+pub trait BrokerPort: Send + Sync {
+    /// Writes every topic's retained storage up to now into the usage
+    /// counters, so settlement and termination price all of it.
+    fn meter_storage_now(&self) -> PortFuture<'_>;
+
+    /// Erases a tenant's topics, messages and subscriptions (termination;
+    /// the ledger and the tenant record are billing's and tenancy's).
+    fn erase_tenant_data<'a>(&'a self, tenant: &'a str) -> PortFuture<'a>;
+}
