@@ -1,0 +1,219 @@
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::counters::{
+    add_deltas, fold_counters, recover_journal, PendingCounters, FOLD_AT_KEYS, FOLD_EVERY,
+    MAX_JOURNAL_ENTRY_DELTAS,
+};
+use super::{keys, records, segments, StorageError, StorageResult, WriteSet};
+
+/// A hook run on the committer thread right after the write it belongs to is
+/// durable, in commit order. Must be quick and must not block.
+pub type AfterCommit = Box<dyn FnOnce() + Send>;
+
+pub(super) struct CommitRequest {
+    pub(super) writes: WriteSet,
+    pub(super) after: Option<AfterCommit>,
+    pub(super) done: oneshot::Sender<StorageResult<()>>,
+}
+
+/// Most writes merged into one group commit.
+pub(super) const MAX_GROUP_WRITES: usize = 4096;
+/// Most bytes merged into one group commit.
+pub(super) const MAX_GROUP_BYTES: usize = 64 * 1024 * 1024;
+
+/// Owns the committer thread; [`CommitterHandle::join`] waits until every
+/// queued write is committed after the last [`Store`] clone is dropped.
+pub struct CommitterHandle {
+    pub(super) thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl CommitterHandle {
+    /// Waits for the committer to drain and stop. Call after dropping every
+    /// `Store` clone (otherwise it waits for them).
+    pub fn join(mut self) {
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A queued commit; [`PendingCommit::wait`] resolves after its flush.
+pub struct PendingCommit {
+    pub(super) rx: oneshot::Receiver<StorageResult<()>>,
+}
+
+impl PendingCommit {
+    /// Waits until the write is durable (or failed).
+    pub async fn wait(self) -> StorageResult<()> {
+        self.rx.await.unwrap_or(Err(StorageError::Closed))
+    }
+}
+
+/// The group committer loop: take everything queued, one batch, one flush.
+///
+/// Counter increments do not rewrite their counters on every commit (that
+/// would cost a read and a write per counter per group): the group's summed
+/// increments go into one journal entry in the same atomic batch as the data
+/// they count, and are folded into the counters about once a second, or when
+/// a reader asks ([`Store::sync_counters`]), again atomically.
+pub(super) fn run_committer(
+    db: sled::Db,
+    sled_log: std::fs::File,
+    tree: sled::Tree,
+    segments: Arc<segments::Segments>,
+    mut rx: mpsc::Receiver<CommitRequest>,
+) {
+    let (mut pending, mut journal_seq) = match recover_journal(&tree) {
+        Ok(found) => found,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the counter journal");
+            (PendingCounters::default(), u64::MAX / 2)
+        }
+    };
+    if let Err(e) = fold_counters(&tree, &mut pending) {
+        tracing::error!(error = %e, "cannot fold the counter journal");
+    }
+    while let Some(first) = rx.blocking_recv() {
+        let mut group = vec![first];
+        let mut bytes = group[0].writes.bytes;
+        while group.len() < MAX_GROUP_WRITES && bytes < MAX_GROUP_BYTES {
+            match rx.try_recv() {
+                Ok(request) => {
+                    bytes += request.writes.bytes;
+                    group.push(request);
+                }
+                Err(_) => break,
+            }
+        }
+        let mut batch = sled::Batch::default();
+        let mut group_deltas: HashMap<Vec<u8>, Vec<u64>> = HashMap::new();
+        let mut fold_requested = false;
+        let mut released = Vec::new();
+        for request in &mut group {
+            released.append(&mut request.writes.released_blobs);
+            fold_requested |= request.writes.fold_counters;
+            for (key, value) in request.writes.ops.drain(..) {
+                match value {
+                    Some(value) => batch.insert(key, value),
+                    None => batch.remove(key),
+                }
+            }
+            for (key, deltas) in request.writes.increments.drain(..) {
+                add_deltas(&mut group_deltas, key, &deltas);
+            }
+        }
+        // The group's summed increments, moved (not copied) into journal
+        // entries of at most MAX_JOURNAL_ENTRY_DELTAS each.
+        let mut rest: Vec<records::CounterDelta> = group_deltas
+            .into_iter()
+            .map(|(key, values)| records::CounterDelta { key, values })
+            .collect();
+        let mut journal = Vec::new();
+        while !rest.is_empty() {
+            let tail = rest.split_off(rest.len().min(MAX_JOURNAL_ENTRY_DELTAS));
+            let key = keys::counter_journal(journal_seq + journal.len() as u64);
+            let record = records::CounterJournalRecord { entries: rest };
+            batch.insert(key.clone(), prost::Message::encode_to_vec(&record));
+            journal.push((key, record));
+            rest = tail;
+        }
+        // Blobs first: a reference must never be durable before its bytes.
+        let mut result = segments.sync_dirty().and_then(|()| {
+            tree.apply_batch(batch)
+                .and_then(|()| db.flush().map(|_| ()))
+                .map_err(StorageError::from)
+                .and_then(|()| {
+                    sled_log
+                        .sync_data()
+                        .map_err(|e| StorageError::Sync(format!("sled's log: {e}")))
+                })
+        });
+        if result.is_ok() {
+            segments.release(&released);
+            if !journal.is_empty() {
+                journal_seq += journal.len() as u64;
+                pending.since.get_or_insert_with(std::time::Instant::now);
+                for (key, record) in journal {
+                    pending.journal_keys.push(key);
+                    for entry in record.entries {
+                        add_deltas(&mut pending.deltas, entry.key, &entry.values);
+                    }
+                }
+            }
+            let due = pending
+                .since
+                .is_some_and(|since| since.elapsed() >= FOLD_EVERY)
+                || pending.deltas.len() >= FOLD_AT_KEYS;
+            if fold_requested || due {
+                if let Err(e) = fold_counters(&tree, &mut pending) {
+                    tracing::error!(error = %e, "folding counters failed");
+                    if fold_requested {
+                        result = Err(e);
+                    }
+                }
+            }
+        }
+        if let Err(e) = &result {
+            tracing::error!(error = %e, writes = group.len(), "group commit failed");
+        }
+        for request in group {
+            if result.is_ok() {
+                if let Some(after) = request.after {
+                    after();
+                }
+            }
+            let _ = request.done.send(result.clone());
+        }
+    }
+    if let Err(e) = fold_counters(&tree, &mut pending) {
+        tracing::error!(error = %e, "final counter fold failed");
+    }
+    if let Err(e) = db.flush() {
+        tracing::error!(error = %e, "final flush failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::records::CursorRecord;
+    use crate::storage::Store;
+
+    #[tokio::test]
+    async fn concurrent_commits_are_all_durable_and_hooks_run_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, committer) = Store::open(dir.path(), 8 << 20).unwrap();
+        let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut pending = Vec::new();
+        for i in 0..200u64 {
+            let mut ws = WriteSet::new();
+            ws.put(
+                keys::cursor(i),
+                &CursorRecord {
+                    next_offset: i,
+                    dead_lettered: 0,
+                },
+            );
+            let order = order.clone();
+            pending.push(
+                store
+                    .enqueue(ws, Some(Box::new(move || order.lock().unwrap().push(i))))
+                    .await
+                    .unwrap(),
+            );
+        }
+        for p in pending {
+            p.wait().await.unwrap();
+        }
+        assert_eq!(*order.lock().unwrap(), (0..200).collect::<Vec<_>>());
+        let got: Option<CursorRecord> = store.get(&keys::cursor(199)).unwrap();
+        assert_eq!(got.unwrap().next_offset, 199);
+        drop(store);
+        committer.join();
+        let (store, _committer) = Store::open(dir.path(), 8 << 20).unwrap();
+        assert_eq!(store.scan::<CursorRecord>(&[keys::CURSOR]).count(), 200);
+    }
+}

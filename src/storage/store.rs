@@ -1,0 +1,259 @@
+use std::path::Path;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::committer::{run_committer, CommitRequest, MAX_GROUP_WRITES};
+use super::{
+    records, segments, AfterCommit, CommitterHandle, PendingCommit, StorageError, StorageResult,
+    WriteSet,
+};
+
+/// The handle to the store: reads go straight to sled, writes through the
+/// group committer. Clone freely.
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    tree: sled::Tree,
+    segments: Arc<segments::Segments>,
+    commits: mpsc::Sender<CommitRequest>,
+}
+
+impl Store {
+    /// Opens (or creates) the store under `data_dir`.
+    pub fn open(
+        data_dir: &Path,
+        cache_capacity_bytes: u64,
+    ) -> StorageResult<(Store, CommitterHandle)> {
+        let path = data_dir.join("db");
+        let open_error = |reason: String| StorageError::Open {
+            path: data_dir.to_path_buf(),
+            reason,
+        };
+        std::fs::create_dir_all(data_dir).map_err(|e| open_error(e.to_string()))?;
+        let config = sled::Config::new()
+            .path(&path)
+            .cache_capacity(cache_capacity_bytes)
+            .flush_every_ms(Some(500));
+        // sled 0.34 can panic on a store damaged by an abrupt stop; report it
+        // as an error that names the directory instead of a bare panic.
+        // A store closed a moment ago may still be locked while sled's I/O
+        // threads let go of it (seen when a test reopens a directory in the
+        // same process); wait a little for the lock rather than fail.
+        let waiting_since = std::time::Instant::now();
+        let db = loop {
+            let attempt = config.clone();
+            let opened =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || attempt.open()))
+                    .map_err(|_| {
+                        open_error(
+                            "sled panicked while opening the store (it may be damaged)".into(),
+                        )
+                    })?;
+            match opened {
+                Ok(db) => break db,
+                Err(e)
+                    if e.to_string().contains("could not acquire lock")
+                        && waiting_since.elapsed() < std::time::Duration::from_secs(5) =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(e) => return Err(open_error(e.to_string())),
+            }
+        };
+        // sled's log, opened to fdatasync it after each flush (see the module doc).
+        let sled_log = std::fs::File::open(path.join("db"))
+            .map_err(|e| open_error(format!("cannot open sled's log for syncing: {e}")))?;
+        let tree = db
+            .open_tree("tallyq")
+            .map_err(|e| open_error(e.to_string()))?;
+        let segments = Arc::new(
+            segments::Segments::open(&data_dir.join("segments"))
+                .map_err(|e| open_error(e.to_string()))?,
+        );
+
+        let (commits, rx) = mpsc::channel(MAX_GROUP_WRITES);
+        let thread = {
+            let db = db.clone();
+            let tree = tree.clone();
+            let segments = segments.clone();
+            std::thread::Builder::new()
+                .name("tallyq-committer".into())
+                .spawn(move || run_committer(db, sled_log, tree, segments, rx))
+                .map_err(|e| open_error(format!("cannot start the committer thread: {e}")))?
+        };
+        Ok((
+            Store {
+                db,
+                tree,
+                segments,
+                commits,
+            },
+            CommitterHandle {
+                thread: Some(thread),
+            },
+        ))
+    }
+
+    /// Folds every journaled counter increment into its counter, so reads of
+    /// counters that follow see everything committed before this call.
+    pub async fn sync_counters(&self) -> StorageResult<()> {
+        let writes = WriteSet {
+            fold_counters: true,
+            ..WriteSet::default()
+        };
+        self.commit(writes).await
+    }
+
+    /// Commits `writes` atomically and durably; resolves after the flush.
+    pub async fn commit(&self, writes: WriteSet) -> StorageResult<()> {
+        self.commit_then(writes, None).await
+    }
+
+    /// Like [`Store::commit`], running `after` on the committer thread once the
+    /// write is durable and before any later write's hook.
+    pub async fn commit_then(
+        &self,
+        writes: WriteSet,
+        after: Option<AfterCommit>,
+    ) -> StorageResult<()> {
+        self.enqueue(writes, after).await?.wait().await
+    }
+
+    /// Queues `writes` and returns at once; the returned [`PendingCommit`]
+    /// resolves after the flush. Queue order is commit order, so a caller that
+    /// holds a lock while enqueueing gets its writes committed in lock order.
+    pub async fn enqueue(
+        &self,
+        writes: WriteSet,
+        after: Option<AfterCommit>,
+    ) -> StorageResult<PendingCommit> {
+        let (done, rx) = oneshot::channel();
+        self.commits
+            .send(CommitRequest {
+                writes,
+                after,
+                done,
+            })
+            .await
+            .map_err(|_| StorageError::Closed)?;
+        Ok(PendingCommit { rx })
+    }
+
+    /// Reads and decodes one record.
+    pub fn get<T: prost::Message + Default>(&self, key: &[u8]) -> StorageResult<Option<T>> {
+        match self.tree.get(key)? {
+            Some(value) => decode(key, &value).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// All records whose key starts with `prefix`, in key order.
+    pub fn scan<T: prost::Message + Default>(
+        &self,
+        prefix: &[u8],
+    ) -> impl Iterator<Item = StorageResult<(Vec<u8>, T)>> + '_ {
+        self.tree.scan_prefix(prefix).map(|item| {
+            let (key, value) = item?;
+            let record = decode(&key, &value)?;
+            Ok((key.to_vec(), record))
+        })
+    }
+
+    /// Records whose key starts with `prefix` and is at least `start`, in key order.
+    pub fn scan_from<T: prost::Message + Default>(
+        &self,
+        prefix: &[u8],
+        start: &[u8],
+    ) -> impl Iterator<Item = StorageResult<(Vec<u8>, T)>> + '_ {
+        let prefix = prefix.to_vec();
+        self.tree
+            .range(start.to_vec()..)
+            .take_while(move |item| match item {
+                Ok((key, _)) => key.starts_with(&prefix),
+                Err(_) => true,
+            })
+            .map(|item| {
+                let (key, value) = item?;
+                let record = decode(&key, &value)?;
+                Ok((key.to_vec(), record))
+            })
+    }
+
+    /// Keys (without values) that start with `prefix`.
+    pub fn scan_keys(&self, prefix: &[u8]) -> impl Iterator<Item = StorageResult<Vec<u8>>> + '_ {
+        self.tree
+            .scan_prefix(prefix)
+            .keys()
+            .map(|k| k.map(|k| k.to_vec()).map_err(StorageError::from))
+    }
+
+    /// The last record whose key is at most `key` and starts with `prefix`.
+    pub fn last_at_or_before<T: prost::Message + Default>(
+        &self,
+        prefix: &[u8],
+        key: &[u8],
+    ) -> StorageResult<Option<(Vec<u8>, T)>> {
+        match self.tree.range(prefix..=key).next_back() {
+            Some(item) => {
+                let (k, v) = item?;
+                Ok(Some((k.to_vec(), decode(&k, &v)?)))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Appends an encoded blob to the segment files and returns where it is.
+    /// Store the returned reference in a [`WriteSet`] queued afterwards: the
+    /// committer makes the blob durable before that write.
+    pub fn append_blob(&self, bytes: &[u8]) -> StorageResult<records::BlobRef> {
+        self.segments.append(bytes)
+    }
+
+    /// Reads a blob back and decodes it.
+    pub fn read_blob<T: prost::Message + Default>(
+        &self,
+        blob: &records::BlobRef,
+    ) -> StorageResult<T> {
+        let bytes = bytes::Bytes::from(self.segments.read(blob)?);
+        T::decode(bytes).map_err(|e| StorageError::Corrupt {
+            key: format!("segment {} position {}", blob.segment, blob.position),
+            reason: e.to_string(),
+        })
+    }
+
+    /// At start-up: records a blob that a stored reference points to.
+    pub fn mark_blob_live(&self, blob: &records::BlobRef) {
+        self.segments.mark_live(blob);
+    }
+
+    /// At start-up, after every live blob was marked: deletes the segments
+    /// nothing refers to.
+    pub fn remove_unreferenced_blobs(&self) {
+        self.segments.remove_unreferenced();
+    }
+
+    /// A new unique id (never reused, even across crashes).
+    pub fn generate_id(&self) -> StorageResult<u64> {
+        Ok(self.db.generate_id()?)
+    }
+
+    /// Flushes everything written so far (used at shutdown; every commit
+    /// already flushes before it answers).
+    pub fn flush(&self) -> StorageResult<()> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Bytes the store occupies on disk.
+    pub fn size_on_disk(&self) -> StorageResult<u64> {
+        Ok(self.db.size_on_disk()? + self.segments.size_on_disk())
+    }
+}
+
+pub(super) fn decode<T: prost::Message + Default>(key: &[u8], value: &[u8]) -> StorageResult<T> {
+    T::decode(value).map_err(|e| StorageError::Corrupt {
+        key: hex::encode(key),
+        reason: e.to_string(),
+    })
+}
