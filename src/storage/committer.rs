@@ -4,8 +4,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 use super::counters::{
-    add_deltas, fold_counters, recover_journal, PendingCounters, FOLD_AT_KEYS, FOLD_EVERY,
-    MAX_JOURNAL_ENTRY_DELTAS,
+    add_deltas, fold_counters, PendingCounters, FOLD_AT_KEYS, FOLD_EVERY, MAX_JOURNAL_ENTRY_DELTAS,
 };
 use super::{keys, records, segments, StorageError, StorageResult, WriteSet};
 
@@ -64,18 +63,10 @@ pub(super) fn run_committer(
     sled_log: std::fs::File,
     tree: sled::Tree,
     segments: Arc<segments::Segments>,
+    mut pending: PendingCounters,
+    mut journal_seq: u64,
     mut rx: mpsc::Receiver<CommitRequest>,
 ) {
-    let (mut pending, mut journal_seq) = match recover_journal(&tree) {
-        Ok(found) => found,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot read the counter journal");
-            (PendingCounters::default(), u64::MAX / 2)
-        }
-    };
-    if let Err(e) = fold_counters(&tree, &mut pending) {
-        tracing::error!(error = %e, "cannot fold the counter journal");
-    }
     while let Some(first) = rx.blocking_recv() {
         let mut group = vec![first];
         let mut bytes = group[0].writes.bytes;

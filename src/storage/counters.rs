@@ -147,4 +147,30 @@ mod tests {
         }
         assert_eq!(store.scan::<CountersRecord>(b"Udevice-").count(), 3000);
     }
+
+    #[tokio::test]
+    async fn a_counter_journal_that_does_not_decode_fails_the_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, committer) = Store::open(dir.path(), 8 << 20).unwrap();
+        // A cursor's bytes are not a journal entry (field 1 has another wire type).
+        let mut ws = WriteSet::new();
+        ws.put(
+            keys::counter_journal(0),
+            &crate::storage::records::CursorRecord {
+                next_offset: 5,
+                dead_lettered: 0,
+            },
+        );
+        store.commit(ws).await.unwrap();
+        drop(store);
+        committer.join();
+        let error = match Store::open(dir.path(), 8 << 20) {
+            Ok(_) => panic!("a store whose counter journal is unreadable opened"),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            error.contains("cannot read the counter journal"),
+            "names the cause: {error}"
+        );
+    }
 }
