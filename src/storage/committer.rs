@@ -1,12 +1,9 @@
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::counters::{
-    add_deltas, fold_counters, PendingCounters, FOLD_AT_KEYS, FOLD_EVERY, MAX_JOURNAL_ENTRY_DELTAS,
-};
-use super::{keys, records, segments, StorageError, StorageResult, WriteSet};
+use super::counters::{CounterJournal, Deltas};
+use super::{segments, StorageError, StorageResult, WriteSet};
 
 /// A hook run on the committer thread right after the write it belongs to is
 /// durable, in commit order. Must be quick and must not block.
@@ -63,8 +60,7 @@ pub(super) fn run_committer(
     sled_log: std::fs::File,
     tree: sled::Tree,
     segments: Arc<segments::Segments>,
-    mut pending: PendingCounters,
-    mut journal_seq: u64,
+    mut journal: CounterJournal,
     mut rx: mpsc::Receiver<CommitRequest>,
 ) {
     while let Some(first) = rx.blocking_recv() {
@@ -80,7 +76,7 @@ pub(super) fn run_committer(
             }
         }
         let mut batch = sled::Batch::default();
-        let mut group_deltas: HashMap<Vec<u8>, Vec<u64>> = HashMap::new();
+        let mut group_deltas = Deltas::default();
         let mut fold_requested = false;
         let mut released = Vec::new();
         for request in &mut group {
@@ -93,24 +89,10 @@ pub(super) fn run_committer(
                 }
             }
             for (key, deltas) in request.writes.increments.drain(..) {
-                add_deltas(&mut group_deltas, key, &deltas);
+                group_deltas.add(key, &deltas);
             }
         }
-        // The group's summed increments, moved (not copied) into journal
-        // entries of at most MAX_JOURNAL_ENTRY_DELTAS each.
-        let mut rest: Vec<records::CounterDelta> = group_deltas
-            .into_iter()
-            .map(|(key, values)| records::CounterDelta { key, values })
-            .collect();
-        let mut journal = Vec::new();
-        while !rest.is_empty() {
-            let tail = rest.split_off(rest.len().min(MAX_JOURNAL_ENTRY_DELTAS));
-            let key = keys::counter_journal(journal_seq + journal.len() as u64);
-            let record = records::CounterJournalRecord { entries: rest };
-            batch.insert(key.clone(), prost::Message::encode_to_vec(&record));
-            journal.push((key, record));
-            rest = tail;
-        }
+        let staged = journal.stage(group_deltas, &mut batch);
         // Blobs first: a reference must never be durable before its bytes.
         let mut result = segments.sync_dirty().and_then(|()| {
             tree.apply_batch(batch)
@@ -124,22 +106,9 @@ pub(super) fn run_committer(
         });
         if result.is_ok() {
             segments.release(&released);
-            if !journal.is_empty() {
-                journal_seq += journal.len() as u64;
-                pending.since.get_or_insert_with(std::time::Instant::now);
-                for (key, record) in journal {
-                    pending.journal_keys.push(key);
-                    for entry in record.entries {
-                        add_deltas(&mut pending.deltas, entry.key, &entry.values);
-                    }
-                }
-            }
-            let due = pending
-                .since
-                .is_some_and(|since| since.elapsed() >= FOLD_EVERY)
-                || pending.deltas.len() >= FOLD_AT_KEYS;
-            if fold_requested || due {
-                if let Err(e) = fold_counters(&tree, &mut pending) {
+            journal.record(staged);
+            if fold_requested || journal.fold_due() {
+                if let Err(e) = journal.fold(&tree) {
                     tracing::error!(error = %e, "folding counters failed");
                     if fold_requested {
                         result = Err(e);
@@ -159,7 +128,7 @@ pub(super) fn run_committer(
             let _ = request.done.send(result.clone());
         }
     }
-    if let Err(e) = fold_counters(&tree, &mut pending) {
+    if let Err(e) = journal.fold(&tree) {
         tracing::error!(error = %e, "final counter fold failed");
     }
     if let Err(e) = db.flush() {
@@ -171,7 +140,7 @@ pub(super) fn run_committer(
 mod tests {
     use super::*;
     use crate::storage::records::CursorRecord;
-    use crate::storage::Store;
+    use crate::storage::{keys, Store};
 
     #[tokio::test]
     async fn concurrent_commits_are_all_durable_and_hooks_run_in_order() {

@@ -1,4 +1,21 @@
+//! The counter journal: how a counter increment commits atomically with the
+//! data it counts without a read and a write of the counter on every commit.
+//!
+//! [`WriteSet::increment`](super::WriteSet::increment) only records deltas.
+//! The committer sums a group's deltas and writes them as journal entries
+//! (keyspace [`keys::COUNTER_JOURNAL`], by sequence) into the group's own
+//! atomic batch ([`CounterJournal::stage`]); once that batch is durable it
+//! keeps them in memory as well ([`CounterJournal::record`]). About once a
+//! second, when [`FOLD_AT_KEYS`] counters are pending, or when a reader asks
+//! ([`Store::sync_counters`](super::Store::sync_counters)),
+//! [`CounterJournal::fold`] adds them into their
+//! [`CountersRecord`](records::CountersRecord)s and deletes the entries, again
+//! in one batch. [`CounterJournal::recover`] reads what an earlier process
+//! left; `Store::open` folds it before the store serves, and refuses to open
+//! when it cannot (billing would miss the usage those entries count).
+
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use super::store::decode;
 use super::{keys, records, StorageResult};
@@ -7,76 +24,140 @@ use super::{keys, records, StorageResult};
 /// sled's blob threshold, whose files sled never syncs).
 pub(super) const MAX_JOURNAL_ENTRY_DELTAS: usize = 1024;
 
-/// Counter deltas not folded into their counters yet, with the journal keys
-/// that hold them durably.
+/// Fold pending counter deltas at least this often...
+const FOLD_EVERY: Duration = Duration::from_secs(1);
+/// ...or once this many counters are pending.
+const FOLD_AT_KEYS: usize = 20_000;
+
+/// Counter deltas summed by counter key.
 #[derive(Default)]
-pub(super) struct PendingCounters {
-    pub(super) deltas: HashMap<Vec<u8>, Vec<u64>>,
-    pub(super) journal_keys: Vec<Vec<u8>>,
-    pub(super) since: Option<std::time::Instant>,
+pub(super) struct Deltas(HashMap<Vec<u8>, Vec<u64>>);
+
+impl Deltas {
+    /// Adds `deltas` to what is summed for `key`.
+    pub(super) fn add(&mut self, key: Vec<u8>, deltas: &[u64]) {
+        add_into(self.0.entry(key).or_default(), deltas);
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
 }
 
-/// Fold pending counter deltas at least this often...
-pub(super) const FOLD_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
-/// ...or once this many counters are pending.
-pub(super) const FOLD_AT_KEYS: usize = 20_000;
-
-pub(super) fn add_deltas(into: &mut HashMap<Vec<u8>, Vec<u64>>, key: Vec<u8>, deltas: &[u64]) {
-    let current = into.entry(key).or_default();
-    if current.len() < deltas.len() {
-        current.resize(deltas.len(), 0);
+/// Adds `deltas` position by position to `values`, growing it as needed.
+fn add_into(values: &mut Vec<u64>, deltas: &[u64]) {
+    if values.len() < deltas.len() {
+        values.resize(deltas.len(), 0);
     }
-    for (value, delta) in current.iter_mut().zip(deltas) {
+    for (value, delta) in values.iter_mut().zip(deltas) {
         *value = value.saturating_add(*delta);
     }
 }
 
-/// Folds pending deltas into their counters and deletes the journal entries
-/// that held them, in one atomic batch. Not flushed on purpose: if a crash
-/// loses it, the journal entries are still there and are folded at start-up.
-pub(super) fn fold_counters(tree: &sled::Tree, pending: &mut PendingCounters) -> StorageResult<()> {
-    if pending.journal_keys.is_empty() {
-        return Ok(());
-    }
-    let mut batch = sled::Batch::default();
-    for (key, deltas) in pending.deltas.drain() {
-        let mut values = match tree.get(&key)? {
-            Some(v) => decode::<records::CountersRecord>(&key, &v)?.values,
-            None => Vec::new(),
-        };
-        if values.len() < deltas.len() {
-            values.resize(deltas.len(), 0);
-        }
-        for (value, delta) in values.iter_mut().zip(deltas) {
-            *value = value.saturating_add(delta);
-        }
-        batch.insert(
-            key,
-            prost::Message::encode_to_vec(&records::CountersRecord { values }),
-        );
-    }
-    for key in pending.journal_keys.drain(..) {
-        batch.remove(key);
-    }
-    pending.since = None;
-    tree.apply_batch(batch)?;
-    Ok(())
+/// Journal entries staged into a batch, not yet durable.
+pub(super) type Staged = Vec<(Vec<u8>, records::CounterJournalRecord)>;
+
+/// The committer's view of the journal: deltas durable in journal entries but
+/// not folded into their counters yet.
+#[derive(Default)]
+pub(super) struct CounterJournal {
+    /// Unfolded deltas by counter key.
+    pending: Deltas,
+    /// The journal entries that hold them (deleted by the fold).
+    journal_keys: Vec<Vec<u8>>,
+    /// When the oldest unfolded delta became durable.
+    since: Option<Instant>,
+    /// Sequence of the next journal entry.
+    next_seq: u64,
 }
 
-/// Reads every journal entry left by an earlier process into `pending`.
-pub(super) fn recover_journal(tree: &sled::Tree) -> StorageResult<(PendingCounters, u64)> {
-    let mut pending = PendingCounters::default();
-    let mut next_seq = 0;
-    for item in tree.scan_prefix([keys::COUNTER_JOURNAL]) {
-        let (key, value) = item?;
-        let record: records::CounterJournalRecord = decode(&key, &value)?;
-        for entry in record.entries {
-            add_deltas(&mut pending.deltas, entry.key, &entry.values);
+impl CounterJournal {
+    /// Reads every journal entry left by an earlier process.
+    pub(super) fn recover(tree: &sled::Tree) -> StorageResult<CounterJournal> {
+        let mut journal = CounterJournal::default();
+        for item in tree.scan_prefix([keys::COUNTER_JOURNAL]) {
+            let (key, value) = item?;
+            let record: records::CounterJournalRecord = decode(&key, &value)?;
+            journal.next_seq = keys::u64_at(&key, 1).unwrap_or(0) + 1;
+            journal.add_entry(key.to_vec(), record);
         }
-        next_seq = keys::u64_at(&key, 1).unwrap_or(0) + 1;
-        pending.journal_keys.push(key.to_vec());
+        Ok(journal)
     }
-    Ok((pending, next_seq))
+
+    /// Writes a group's summed `deltas` into `batch` as journal entries of at
+    /// most [`MAX_JOURNAL_ENTRY_DELTAS`] each (moved, not copied). Hand the
+    /// result to [`CounterJournal::record`] once `batch` is durable.
+    pub(super) fn stage(&self, deltas: Deltas, batch: &mut sled::Batch) -> Staged {
+        let mut rest: Vec<records::CounterDelta> = deltas
+            .0
+            .into_iter()
+            .map(|(key, values)| records::CounterDelta { key, values })
+            .collect();
+        let mut staged = Vec::new();
+        while !rest.is_empty() {
+            let tail = rest.split_off(rest.len().min(MAX_JOURNAL_ENTRY_DELTAS));
+            let key = keys::counter_journal(self.next_seq + staged.len() as u64);
+            let record = records::CounterJournalRecord { entries: rest };
+            batch.insert(key.clone(), prost::Message::encode_to_vec(&record));
+            staged.push((key, record));
+            rest = tail;
+        }
+        staged
+    }
+
+    /// After the batch holding `staged` is durable: its deltas are pending.
+    pub(super) fn record(&mut self, staged: Staged) {
+        if staged.is_empty() {
+            return;
+        }
+        self.next_seq += staged.len() as u64;
+        self.since.get_or_insert_with(Instant::now);
+        for (key, record) in staged {
+            self.add_entry(key, record);
+        }
+    }
+
+    fn add_entry(&mut self, key: Vec<u8>, record: records::CounterJournalRecord) {
+        self.journal_keys.push(key);
+        for entry in record.entries {
+            self.pending.add(entry.key, &entry.values);
+        }
+    }
+
+    /// True when a periodic fold is due (time or size).
+    pub(super) fn fold_due(&self) -> bool {
+        self.since
+            .is_some_and(|since| since.elapsed() >= FOLD_EVERY)
+            || self.pending.len() >= FOLD_AT_KEYS
+    }
+
+    /// Folds pending deltas into their counters and deletes the journal
+    /// entries that held them, in one atomic batch. Not flushed on purpose: if
+    /// a crash loses it, the journal entries are still there and are folded at
+    /// start-up.
+    pub(super) fn fold(&mut self, tree: &sled::Tree) -> StorageResult<()> {
+        if self.journal_keys.is_empty() {
+            return Ok(());
+        }
+        let mut batch = sled::Batch::default();
+        for (key, deltas) in self.pending.0.drain() {
+            let mut values = match tree.get(&key)? {
+                Some(v) => decode::<records::CountersRecord>(&key, &v)?.values,
+                None => Vec::new(),
+            };
+            add_into(&mut values, &deltas);
+            batch.insert(
+                key,
+                prost::Message::encode_to_vec(&records::CountersRecord { values }),
+            );
+        }
+        for key in self.journal_keys.drain(..) {
+            batch.remove(key);
+        }
+        self.since = None;
+        tree.apply_batch(batch)?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

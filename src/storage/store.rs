@@ -4,7 +4,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 use super::committer::{run_committer, CommitRequest, MAX_GROUP_WRITES};
-use super::counters::{fold_counters, recover_journal};
+use super::counters::CounterJournal;
 use super::{
     records, segments, AfterCommit, CommitterHandle, PendingCommit, StorageError, StorageResult,
     WriteSet,
@@ -75,9 +75,10 @@ impl Store {
 
         // Fold what an earlier process journaled before anything is served: a
         // store that cannot would count usage short, so it does not open.
-        let (mut pending, journal_seq) = recover_journal(&tree)
+        let mut journal = CounterJournal::recover(&tree)
             .map_err(|e| open_error(format!("cannot read the counter journal: {e}")))?;
-        fold_counters(&tree, &mut pending)
+        journal
+            .fold(&tree)
             .map_err(|e| open_error(format!("cannot fold the counter journal: {e}")))?;
 
         let (commits, rx) = mpsc::channel(MAX_GROUP_WRITES);
@@ -87,9 +88,7 @@ impl Store {
             let segments = segments.clone();
             std::thread::Builder::new()
                 .name("tallyq-committer".into())
-                .spawn(move || {
-                    run_committer(db, sled_log, tree, segments, pending, journal_seq, rx)
-                })
+                .spawn(move || run_committer(db, sled_log, tree, segments, journal, rx))
                 .map_err(|e| open_error(format!("cannot start the committer thread: {e}")))?
         };
         Ok((
