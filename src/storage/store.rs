@@ -3,7 +3,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::committer::{run_committer, CommitRequest, MAX_GROUP_WRITES};
+use super::committer::{CommitRequest, Committer};
 use super::counters::CounterJournal;
 use super::{
     records, segments, AfterCommit, CommitterHandle, PendingCommit, StorageError, StorageResult,
@@ -81,16 +81,15 @@ impl Store {
             .fold(&tree)
             .map_err(|e| open_error(format!("cannot fold the counter journal: {e}")))?;
 
-        let (commits, rx) = mpsc::channel(MAX_GROUP_WRITES);
-        let thread = {
-            let db = db.clone();
-            let tree = tree.clone();
-            let segments = segments.clone();
-            std::thread::Builder::new()
-                .name("tallyq-committer".into())
-                .spawn(move || run_committer(db, sled_log, tree, segments, journal, rx))
-                .map_err(|e| open_error(format!("cannot start the committer thread: {e}")))?
-        };
+        let (commits, committer) = Committer {
+            db: db.clone(),
+            sled_log,
+            tree: tree.clone(),
+            segments: segments.clone(),
+            journal,
+        }
+        .start()
+        .map_err(|e| open_error(format!("cannot start the committer thread: {e}")))?;
         Ok((
             Store {
                 db,
@@ -98,9 +97,7 @@ impl Store {
                 segments,
                 commits,
             },
-            CommitterHandle {
-                thread: Some(thread),
-            },
+            committer,
         ))
     }
 
