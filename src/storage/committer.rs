@@ -19,6 +19,14 @@
 //!
 //! A failed step fails the whole group: no hook runs and every writer gets
 //! the same error.
+//!
+//! Shutdown: the thread stops when its queue is closed and empty. That
+//! happens by itself once the last [`Store`](super::Store) clone is dropped,
+//! or on purpose through [`CommitterHandle::join`], which queues a stop sign:
+//! the committer commits every write queued before it, closes the queue (a
+//! later commit gets [`StorageError::Closed`]), commits what was already
+//! queued behind the sign, folds the counter journal, flushes and
+//! `fdatasync`s sled's log once more, and ends.
 
 use std::sync::Arc;
 
@@ -32,6 +40,15 @@ use super::{segments, StorageError, StorageResult, WriteSet};
 /// durable, in commit order. Must be quick and must not block.
 pub type AfterCommit = Box<dyn FnOnce() + Send>;
 
+/// What the queue carries.
+pub(super) enum Job {
+    /// A write to commit.
+    Commit(CommitRequest),
+    /// From [`CommitterHandle::join`]: close the queue and stop once it is
+    /// empty.
+    Stop,
+}
+
 /// One queued write and how to answer it.
 pub(super) struct CommitRequest {
     pub(super) writes: WriteSet,
@@ -44,18 +61,51 @@ const MAX_GROUP_WRITES: usize = 4096;
 /// Most bytes merged into one group commit.
 const MAX_GROUP_BYTES: usize = 64 * 1024 * 1024;
 
-/// Owns the committer thread; [`CommitterHandle::join`] waits until every
-/// queued write is committed after the last [`Store`](super::Store) clone is
-/// dropped.
+/// Owns the committer thread, returned by [`Store::open`](super::Store::open).
+///
+/// Dropping it leaves the thread running until the last `Store` clone is
+/// gone. At shutdown call [`CommitterHandle::join`] once the last writer has
+/// finished (every request task and background job that commits has
+/// stopped): it does not wait for `Store` clones that are merely still held,
+/// e.g. by a broker kept for reads.
 pub struct CommitterHandle {
     thread: std::thread::JoinHandle<()>,
+    /// The queue, without keeping it open (so dropping every `Store` still
+    /// stops the thread).
+    queue: mpsc::WeakSender<Job>,
 }
 
 impl CommitterHandle {
-    /// Waits for the committer to drain and stop. Call after dropping every
-    /// `Store` clone (otherwise it waits for them).
+    /// Stops the committer and waits for it: every write queued before this
+    /// call is committed and answered, the counter journal is folded and
+    /// everything is flushed to disk before it returns; a commit queued after
+    /// it fails with [`StorageError::Closed`] (reads keep working).
+    ///
+    /// Blocks the calling thread for about one group commit. From async code
+    /// call it through `tokio::task::spawn_blocking`, or accept that short
+    /// block on a runtime worker at the very end of shutdown (the committer
+    /// itself needs no runtime, so this cannot deadlock).
     pub fn join(self) {
-        let _ = self.thread.join();
+        if let Some(queue) = self.queue.upgrade() {
+            send_stop(&queue);
+        }
+        // Otherwise every Store clone is gone: the thread stops by itself.
+        if self.thread.join().is_err() {
+            tracing::error!("the committer thread panicked");
+        }
+    }
+}
+
+/// Queues the stop sign behind every write already queued. The queue is only
+/// full while writers are still busy; the committer frees room every group.
+fn send_stop(queue: &mpsc::Sender<Job>) {
+    loop {
+        match queue.try_send(Job::Stop) {
+            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => return,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                std::thread::sleep(std::time::Duration::from_millis(1))
+            }
+        }
     }
 }
 
@@ -87,30 +137,40 @@ pub(super) struct Committer {
 
 impl Committer {
     /// Starts the committer thread; returns the queue writers send to.
-    pub(super) fn start(self) -> std::io::Result<(mpsc::Sender<CommitRequest>, CommitterHandle)> {
+    pub(super) fn start(self) -> std::io::Result<(mpsc::Sender<Job>, CommitterHandle)> {
         let (queue, rx) = mpsc::channel(MAX_GROUP_WRITES);
         let thread = std::thread::Builder::new()
             .name("tallyq-committer".into())
             .spawn(move || self.run(rx))?;
-        Ok((queue, CommitterHandle { thread }))
+        let handle = CommitterHandle {
+            thread,
+            queue: queue.downgrade(),
+        };
+        Ok((queue, handle))
     }
 
     /// The loop: one group per round until the queue is closed and empty, then
     /// a last fold and flush.
-    fn run(mut self, mut queue: mpsc::Receiver<CommitRequest>) {
-        while let Some(mut group) = gather(&mut queue) {
-            let result = self.commit(&mut group);
-            if let Err(e) = &result {
-                tracing::error!(error = %e, writes = group.len(), "group commit failed");
-            } else {
-                run_hooks(&mut group);
+    fn run(mut self, mut queue: mpsc::Receiver<Job>) {
+        while let Some(Group { mut requests, stop }) = gather(&mut queue) {
+            if !requests.is_empty() {
+                let result = self.commit(&mut requests);
+                if let Err(e) = &result {
+                    tracing::error!(error = %e, writes = requests.len(), "group commit failed");
+                } else {
+                    run_hooks(&mut requests);
+                }
+                reply(requests, result);
             }
-            reply(group, result);
+            if stop {
+                // What is queued already still commits; nothing new gets in.
+                queue.close();
+            }
         }
         if let Err(e) = self.journal.fold(&self.tree) {
             tracing::error!(error = %e, "final counter fold failed");
         }
-        if let Err(e) = self.db.flush() {
+        if let Err(e) = self.flush() {
             tracing::error!(error = %e, "final flush failed");
         }
     }
@@ -160,18 +220,38 @@ impl Committer {
     }
 }
 
-/// Waits for the next write, then takes whatever else is queued already, up
-/// to the group limits. `None` once the queue is closed and empty.
-fn gather(queue: &mut mpsc::Receiver<CommitRequest>) -> Option<Vec<CommitRequest>> {
-    let first = queue.blocking_recv()?;
-    let mut bytes = first.writes.bytes;
-    let mut group = vec![first];
-    while group.len() < MAX_GROUP_WRITES && bytes < MAX_GROUP_BYTES {
-        match queue.try_recv() {
-            Ok(request) => {
-                bytes += request.writes.bytes;
-                group.push(request);
+/// The writes of one round, and whether the stop sign came behind them.
+struct Group {
+    requests: Vec<CommitRequest>,
+    stop: bool,
+}
+
+/// Waits for the next job, then takes whatever else is queued already, up to
+/// the group limits or the stop sign. `None` once the queue is closed and
+/// empty.
+fn gather(queue: &mut mpsc::Receiver<Job>) -> Option<Group> {
+    let mut next = queue.blocking_recv()?;
+    let mut group = Group {
+        requests: Vec::new(),
+        stop: false,
+    };
+    let mut bytes = 0;
+    loop {
+        match next {
+            Job::Stop => {
+                group.stop = true;
+                break;
             }
+            Job::Commit(request) => {
+                bytes += request.writes.bytes;
+                group.requests.push(request);
+            }
+        }
+        if group.requests.len() >= MAX_GROUP_WRITES || bytes >= MAX_GROUP_BYTES {
+            break;
+        }
+        match queue.try_recv() {
+            Ok(job) => next = job,
             Err(_) => break,
         }
     }
@@ -236,7 +316,7 @@ fn reply(group: Vec<CommitRequest>, result: StorageResult<()>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::records::CursorRecord;
+    use crate::storage::records::{CountersRecord, CursorRecord};
     use crate::storage::{keys, Store};
 
     #[tokio::test]
@@ -272,5 +352,40 @@ mod tests {
         committer.join();
         let (store, _committer) = Store::open(dir.path(), 8 << 20).unwrap();
         assert_eq!(store.scan::<CursorRecord>(&[keys::CURSOR]).count(), 200);
+    }
+
+    #[tokio::test]
+    async fn join_commits_what_was_queued_and_closes_the_queue_while_clones_remain() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, committer) = Store::open(dir.path(), 8 << 20).unwrap();
+        let mut pending = Vec::new();
+        for i in 0..100u64 {
+            let mut ws = WriteSet::new();
+            ws.put(
+                keys::cursor(i),
+                &CursorRecord {
+                    next_offset: i,
+                    dead_lettered: 0,
+                },
+            );
+            ws.increment(b"Ucounter".to_vec(), vec![1]);
+            pending.push(store.enqueue(ws, None).await.unwrap());
+        }
+        // `store` is still held: join must not wait for it.
+        committer.join();
+        for p in pending {
+            p.wait().await.unwrap();
+        }
+        assert!(matches!(
+            store.commit(WriteSet::new()).await,
+            Err(StorageError::Closed)
+        ));
+        // The last fold ran: the counter is exact without sync_counters.
+        let counter: CountersRecord = store.get(b"Ucounter").unwrap().unwrap();
+        assert_eq!(counter.values, vec![100]);
+        assert_eq!(store.scan_keys(&[keys::COUNTER_JOURNAL]).count(), 0);
+        drop(store);
+        let (store, _committer) = Store::open(dir.path(), 8 << 20).unwrap();
+        assert_eq!(store.scan::<CursorRecord>(&[keys::CURSOR]).count(), 100);
     }
 }

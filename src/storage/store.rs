@@ -3,7 +3,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::committer::{CommitRequest, Committer};
+use super::committer::{CommitRequest, Committer, Job};
 use super::counters::CounterJournal;
 use super::{
     records, segments, AfterCommit, CommitterHandle, PendingCommit, StorageError, StorageResult,
@@ -17,7 +17,7 @@ pub struct Store {
     db: sled::Db,
     tree: sled::Tree,
     segments: Arc<segments::Segments>,
-    commits: mpsc::Sender<CommitRequest>,
+    commits: mpsc::Sender<Job>,
 }
 
 impl Store {
@@ -136,11 +136,11 @@ impl Store {
     ) -> StorageResult<PendingCommit> {
         let (done, rx) = oneshot::channel();
         self.commits
-            .send(CommitRequest {
+            .send(Job::Commit(CommitRequest {
                 writes,
                 after,
                 done,
-            })
+            }))
             .await
             .map_err(|_| StorageError::Closed)?;
         Ok(PendingCommit { rx })
