@@ -202,9 +202,10 @@ impl Committer {
     }
 
     /// Folds the counter journal when a reader asked or a periodic fold is
-    /// due. A failed periodic fold is only logged (the journal entries are
-    /// durable, so nothing is lost); a failed fold a reader asked for fails
-    /// the group, since that reader would read short counters.
+    /// due. A failed periodic fold is logged and tried again later (the
+    /// journal entries are durable and the deltas stay pending, so nothing is
+    /// lost); a failed fold a reader asked for fails the group, since that
+    /// reader would read short counters.
     fn fold_if_due(&mut self, requested: bool) -> StorageResult<()> {
         if !requested && !self.journal.fold_due() {
             return Ok(());

@@ -134,29 +134,46 @@ impl CounterJournal {
     /// Folds pending deltas into their counters and deletes the journal
     /// entries that held them, in one atomic batch. Not flushed on purpose: if
     /// a crash loses it, the journal entries are still there and are folded at
-    /// start-up.
+    /// start-up. When it fails, the deltas stay pending and the next fold (a
+    /// second later at the earliest, unless asked for) tries again.
     pub(super) fn fold(&mut self, tree: &sled::Tree) -> StorageResult<()> {
         if self.journal_keys.is_empty() {
             return Ok(());
         }
+        let folded = self.fold_batch(tree).and_then(|batch| {
+            tree.apply_batch(batch)?;
+            Ok(())
+        });
+        match folded {
+            Ok(()) => {
+                self.pending.0.clear();
+                self.journal_keys.clear();
+                self.since = None;
+            }
+            Err(_) => self.since = Some(Instant::now()),
+        }
+        folded
+    }
+
+    /// The batch that adds every pending delta to its counter and deletes the
+    /// journal entries.
+    fn fold_batch(&self, tree: &sled::Tree) -> StorageResult<sled::Batch> {
         let mut batch = sled::Batch::default();
-        for (key, deltas) in self.pending.0.drain() {
-            let mut values = match tree.get(&key)? {
-                Some(v) => decode::<records::CountersRecord>(&key, &v)?.values,
+        for (key, deltas) in &self.pending.0 {
+            let mut values = match tree.get(key)? {
+                Some(v) => decode::<records::CountersRecord>(key, &v)?.values,
                 None => Vec::new(),
             };
-            add_into(&mut values, &deltas);
+            add_into(&mut values, deltas);
             batch.insert(
-                key,
+                key.as_slice(),
                 prost::Message::encode_to_vec(&records::CountersRecord { values }),
             );
         }
-        for key in self.journal_keys.drain(..) {
-            batch.remove(key);
+        for key in &self.journal_keys {
+            batch.remove(key.as_slice());
         }
-        self.since = None;
-        tree.apply_batch(batch)?;
-        Ok(())
+        Ok(batch)
     }
 }
 
