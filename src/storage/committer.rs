@@ -198,7 +198,7 @@ impl Committer {
         self.db.flush()?;
         self.sled_log
             .sync_data()
-            .map_err(|e| StorageError::Sync(format!("sled's log: {e}")))
+            .map_err(|e| StorageError::io("cannot sync sled's log to disk", e))
     }
 
     /// Folds the counter journal when a reader asked or a periodic fold is

@@ -264,11 +264,20 @@ mod tests {
         committer.join();
         let error = match Store::open(dir.path(), 8 << 20) {
             Ok(_) => panic!("a store whose counter journal is unreadable opened"),
-            Err(e) => e.to_string(),
+            Err(e) => e,
         };
+        let message = error.to_string();
         assert!(
-            error.contains("cannot read the counter journal"),
-            "names the cause: {error}"
+            message.contains("cannot read the counter journal"),
+            "names the cause: {message}"
         );
+        // The cause itself is kept, down to prost's decode error.
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&error);
+        let mut found = false;
+        while let Some(e) = cause {
+            found |= e.downcast_ref::<prost::DecodeError>().is_some();
+            cause = e.source();
+        }
+        assert!(found, "the decode error is in the source chain: {error:?}");
     }
 }

@@ -27,11 +27,12 @@ impl Store {
         cache_capacity_bytes: u64,
     ) -> StorageResult<(Store, CommitterHandle)> {
         let path = data_dir.join("db");
-        let open_error = |reason: String| StorageError::Open {
+        let open_error = |source: StorageError| StorageError::Open {
             path: data_dir.to_path_buf(),
-            reason,
+            source: Box::new(source),
         };
-        std::fs::create_dir_all(data_dir).map_err(|e| open_error(e.to_string()))?;
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| open_error(StorageError::io("cannot create it", e)))?;
         let config = sled::Config::new()
             .path(&path)
             .cache_capacity(cache_capacity_bytes)
@@ -46,11 +47,7 @@ impl Store {
             let attempt = config.clone();
             let opened =
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || attempt.open()))
-                    .map_err(|_| {
-                        open_error(
-                            "sled panicked while opening the store (it may be damaged)".into(),
-                        )
-                    })?;
+                    .map_err(|_| open_error(StorageError::SledPanicked))?;
             match opened {
                 Ok(db) => break db,
                 Err(e)
@@ -59,27 +56,29 @@ impl Store {
                 {
                     std::thread::sleep(std::time::Duration::from_millis(50));
                 }
-                Err(e) => return Err(open_error(e.to_string())),
+                Err(e) => return Err(open_error(e.into())),
             }
         };
         // sled's log, opened to fdatasync it after each flush (see the module doc).
         let sled_log = std::fs::File::open(path.join("db"))
-            .map_err(|e| open_error(format!("cannot open sled's log for syncing: {e}")))?;
-        let tree = db
-            .open_tree("tallyq")
-            .map_err(|e| open_error(e.to_string()))?;
-        let segments = Arc::new(
-            segments::Segments::open(&data_dir.join("segments"))
-                .map_err(|e| open_error(e.to_string()))?,
-        );
+            .map_err(|e| open_error(StorageError::io("cannot open sled's log for syncing", e)))?;
+        let tree = db.open_tree("tallyq").map_err(|e| open_error(e.into()))?;
+        let segments =
+            Arc::new(segments::Segments::open(&data_dir.join("segments")).map_err(open_error)?);
 
         // Fold what an earlier process journaled before anything is served: a
         // store that cannot would count usage short, so it does not open.
-        let mut journal = CounterJournal::recover(&tree)
-            .map_err(|e| open_error(format!("cannot read the counter journal: {e}")))?;
+        let journal_error = |what, source| {
+            open_error(StorageError::CounterJournal {
+                what,
+                source: Box::new(source),
+            })
+        };
+        let mut journal =
+            CounterJournal::recover(&tree).map_err(|e| journal_error("cannot read", e))?;
         journal
             .fold(&tree)
-            .map_err(|e| open_error(format!("cannot fold the counter journal: {e}")))?;
+            .map_err(|e| journal_error("cannot fold", e))?;
 
         let (commits, committer) = Committer {
             db: db.clone(),
@@ -89,7 +88,7 @@ impl Store {
             journal,
         }
         .start()
-        .map_err(|e| open_error(format!("cannot start the committer thread: {e}")))?;
+        .map_err(|e| open_error(StorageError::io("cannot start the committer thread", e)))?;
         Ok((
             Store {
                 db,
@@ -222,9 +221,9 @@ impl Store {
         blob: &records::BlobRef,
     ) -> StorageResult<T> {
         let bytes = bytes::Bytes::from(self.segments.read(blob)?);
-        T::decode(bytes).map_err(|e| StorageError::Corrupt {
+        T::decode(bytes).map_err(|source| StorageError::Decode {
             key: format!("segment {} position {}", blob.segment, blob.position),
-            reason: e.to_string(),
+            source,
         })
     }
 
@@ -258,8 +257,8 @@ impl Store {
 }
 
 pub(super) fn decode<T: prost::Message + Default>(key: &[u8], value: &[u8]) -> StorageResult<T> {
-    T::decode(value).map_err(|e| StorageError::Corrupt {
+    T::decode(value).map_err(|source| StorageError::Decode {
         key: hex::encode(key),
-        reason: e.to_string(),
+        source,
     })
 }
