@@ -320,6 +320,19 @@ mod tests {
     use crate::storage::records::{CountersRecord, CursorRecord};
     use crate::storage::{keys, Store};
 
+    /// A write set that puts cursor `i`.
+    fn cursor_write(i: u64) -> WriteSet {
+        let mut ws = WriteSet::new();
+        ws.put(
+            keys::cursor(i),
+            &CursorRecord {
+                next_offset: i,
+                dead_lettered: 0,
+            },
+        );
+        ws
+    }
+
     #[tokio::test]
     async fn concurrent_commits_are_all_durable_and_hooks_run_in_order() {
         let dir = tempfile::tempdir().unwrap();
@@ -327,14 +340,7 @@ mod tests {
         let order = Arc::new(std::sync::Mutex::new(Vec::new()));
         let mut pending = Vec::new();
         for i in 0..200u64 {
-            let mut ws = WriteSet::new();
-            ws.put(
-                keys::cursor(i),
-                &CursorRecord {
-                    next_offset: i,
-                    dead_lettered: 0,
-                },
-            );
+            let ws = cursor_write(i);
             let order = order.clone();
             pending.push(
                 store
@@ -361,14 +367,7 @@ mod tests {
         let (store, committer) = Store::open(dir.path(), 8 << 20).unwrap();
         let mut pending = Vec::new();
         for i in 0..100u64 {
-            let mut ws = WriteSet::new();
-            ws.put(
-                keys::cursor(i),
-                &CursorRecord {
-                    next_offset: i,
-                    dead_lettered: 0,
-                },
-            );
+            let mut ws = cursor_write(i);
             ws.increment(b"Ucounter".to_vec(), vec![1]);
             pending.push(store.enqueue(ws, None).await.unwrap());
         }

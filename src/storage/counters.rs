@@ -256,7 +256,7 @@ mod tests {
             keys::counter_journal(0),
             &crate::storage::records::CursorRecord {
                 next_offset: 5,
-                dead_lettered: 0,
+                ..Default::default()
             },
         );
         store.commit(ws).await.unwrap();

@@ -158,11 +158,9 @@ impl Store {
         &self,
         prefix: &[u8],
     ) -> impl Iterator<Item = StorageResult<(Vec<u8>, T)>> + '_ {
-        self.tree.scan_prefix(prefix).map(|item| {
-            let (key, value) = item?;
-            let record = decode(&key, &value)?;
-            Ok((key.to_vec(), record))
-        })
+        // A closure, not `decode_item` itself: the fn item's type names `T`,
+        // which the `+ '_` of the returned iterator would then require to outlive.
+        self.tree.scan_prefix(prefix).map(|item| decode_item(item))
     }
 
     /// Records whose key starts with `prefix` and is at least `start`, in key order.
@@ -178,11 +176,7 @@ impl Store {
                 Ok((key, _)) => key.starts_with(&prefix),
                 Err(_) => true,
             })
-            .map(|item| {
-                let (key, value) = item?;
-                let record = decode(&key, &value)?;
-                Ok((key.to_vec(), record))
-            })
+            .map(|item| decode_item(item))
     }
 
     /// Keys (without values) that start with `prefix`.
@@ -199,13 +193,11 @@ impl Store {
         prefix: &[u8],
         key: &[u8],
     ) -> StorageResult<Option<(Vec<u8>, T)>> {
-        match self.tree.range(prefix..=key).next_back() {
-            Some(item) => {
-                let (k, v) = item?;
-                Ok(Some((k.to_vec(), decode(&k, &v)?)))
-            }
-            None => Ok(None),
-        }
+        self.tree
+            .range(prefix..=key)
+            .next_back()
+            .map(decode_item)
+            .transpose()
     }
 
     /// Appends an encoded blob to the segment files and returns where it is.
@@ -256,9 +248,19 @@ impl Store {
     }
 }
 
+/// Decodes a stored record, naming its key when it does not decode.
 pub(super) fn decode<T: prost::Message + Default>(key: &[u8], value: &[u8]) -> StorageResult<T> {
     T::decode(value).map_err(|source| StorageError::Decode {
         key: hex::encode(key),
         source,
     })
+}
+
+/// Decodes one item of a sled iterator into its key and record.
+fn decode_item<T: prost::Message + Default>(
+    item: sled::Result<(sled::IVec, sled::IVec)>,
+) -> StorageResult<(Vec<u8>, T)> {
+    let (key, value) = item?;
+    let record = decode(&key, &value)?;
+    Ok((key.to_vec(), record))
 }
