@@ -9,7 +9,7 @@
 //! flush that made it durable, and many concurrent requests share one flush.
 //!
 //! Message payloads do not go through sled: they are appended to segment
-//! files ([`segments`]) and sled keeps a small reference to them. The
+//! files (`segments.rs`) and sled keeps a small reference to them. The
 //! committer `fdatasync`s the segments written since its last group before it
 //! applies the group's batch, so a reference is never durable before the bytes
 //! it points to.
@@ -21,6 +21,33 @@
 //! both the segments and the index. (sled writes items over about 128 KiB to
 //! separate, never-synced blob files; the key layout keeps every item far
 //! smaller, and the counter journal is split so that it stays small too.)
+//!
+//! Counters (usage, topic totals) are not rewritten on every commit: the
+//! committer journals each group's summed increments in the group's own
+//! batch and folds them into the counters about once a second
+//! (`counters.rs` explains the journal). A journal that
+//! cannot be read or folded makes [`Store::open`] fail.
+//!
+//! Shutdown: after the last writer has finished, call
+//! [`CommitterHandle::join`]; it commits what is queued, folds, flushes and
+//! stops the thread even while `Store` clones are still held.
+//!
+//! ## Files
+//!
+//! | file | what it holds |
+//! | --- | --- |
+//! | `store.rs` | [`Store`]: open, reads (`get`, `scan*`, `last_at_or_before`), blobs, ids, size; writes go to the committer |
+//! | `write_set.rs` | [`WriteSet`]: the puts, deletes, increments and blob releases of one atomic commit |
+//! | `committer.rs` | the group-commit thread in named steps, [`CommitterHandle`], [`PendingCommit`], [`AfterCommit`] |
+//! | `counters.rs` | the counter journal: stage, record, fold, recover |
+//! | `segments.rs` | the append-only segment files that hold message payloads |
+//! | `error.rs` | [`StorageError`], each variant with its cause as `source()` |
+//! | [`keys`] | the key layout: one leading byte per keyspace, big-endian integers |
+//! | [`records`] | the prost record types stored under those keys |
+//!
+//! `keys` and `records` are still public in this round; the plan is to make
+//! them private to `storage` once callers go through repositories that hand
+//! back domain types.
 
 mod committer;
 mod counters;

@@ -1,3 +1,7 @@
+//! [`Store`]: the handle every other module uses. Opening it recovers the
+//! counter journal and starts the committer; reads go straight to sled and
+//! the segment files, writes are queued to the committer.
+
 use std::path::Path;
 use std::sync::Arc;
 
@@ -21,7 +25,12 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (or creates) the store under `data_dir`.
+    /// Opens (or creates) the store under `data_dir`, folds the counter
+    /// journal an earlier process left and starts the committer thread.
+    /// Fails (with [`StorageError::Open`] naming the step and its cause) when
+    /// sled, sled's log, the segment files or the counter journal cannot be
+    /// opened or read. Keep the [`CommitterHandle`] to
+    /// [`join`](CommitterHandle::join) it at shutdown.
     pub fn open(
         data_dir: &Path,
         cache_capacity_bytes: u64,

@@ -1,3 +1,6 @@
+//! [`WriteSet`]: what one atomic commit writes. Callers fill it; only the
+//! committer reads its fields (it moves them into one `sled::Batch`).
+
 use super::records;
 
 /// A set of puts, deletes and counter increments that commit together,
