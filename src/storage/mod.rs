@@ -54,7 +54,7 @@ mod counters;
 mod error;
 pub mod keys;
 pub mod records;
-pub mod segments;
+mod segments;
 mod store;
 mod write_set;
 
