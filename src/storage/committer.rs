@@ -12,13 +12,17 @@
 //! 4. apply the batch, atomically;
 //! 5. flush: sled's `flush`, then `fdatasync` of sled's log file (sled 0.34
 //!    only `sync_file_range`s it; see the module doc of `storage`);
-//! 6. release the blobs the group unreferenced, note the journal entries as
-//!    durable and fold the journal when due or asked;
-//! 7. [`run_hooks`]: each write's after-commit hook, in queue order;
-//! 8. [`reply`]: answer every writer with the group's result.
+//! 6. release the blobs the group unreferenced and note its journal entries
+//!    as durable;
+//! 7. fold the counter journal when due or asked
+//!    ([`Store::sync_counters`](super::Store::sync_counters));
+//! 8. [`run_hooks`]: each write's after-commit hook, in queue order;
+//! 9. [`reply`]: answer every writer.
 //!
-//! A failed step fails the whole group: no hook runs and every writer gets
-//! the same error.
+//! A failed step up to 6 fails the whole group: no hook runs and every writer
+//! gets the same error. A failed fold (7) fails only the writers that asked
+//! for it; the group's writes are durable, so their hooks run and their
+//! writers hear so.
 //!
 //! Shutdown: the thread stops when its queue is closed and empty. That
 //! happens by itself once the last [`Store`](super::Store) clone is dropped,
@@ -152,15 +156,9 @@ impl Committer {
     /// The loop: one group per round until the queue is closed and empty, then
     /// a last fold and flush.
     fn run(mut self, mut queue: mpsc::Receiver<Job>) {
-        while let Some(Group { mut requests, stop }) = gather(&mut queue) {
+        while let Some(Group { requests, stop }) = gather(&mut queue) {
             if !requests.is_empty() {
-                let result = self.commit(&mut requests);
-                if let Err(e) = &result {
-                    tracing::error!(error = %e, writes = requests.len(), "group commit failed");
-                } else {
-                    run_hooks(&mut requests);
-                }
-                reply(requests, result);
+                self.round(requests);
             }
             if stop {
                 // What is queued already still commits; nothing new gets in.
@@ -175,13 +173,26 @@ impl Committer {
         }
     }
 
+    /// One group, from commit to replies (steps 2 to 9 of the module doc).
+    fn round(&mut self, mut group: Vec<CommitRequest>) {
+        let committed = self.commit(&mut group);
+        if let Err(e) = &committed {
+            tracing::error!(error = %e, writes = group.len(), "group commit failed");
+            reply(group, &committed, &Ok(()));
+            return;
+        }
+        let fold_requested = group.iter().any(|request| request.writes.fold_counters);
+        let folded = self.fold_if_due(fold_requested);
+        run_hooks(&mut group);
+        reply(group, &committed, &folded);
+    }
+
     /// Makes one group durable (steps 2 to 6 of the module doc).
     fn commit(&mut self, group: &mut [CommitRequest]) -> StorageResult<()> {
         let Staged {
             mut batch,
             deltas,
             released,
-            fold_requested,
         } = stage(group);
         let journaled = self.journal.stage(deltas, &mut batch);
         // Blobs first: a reference must never be durable before its bytes.
@@ -190,7 +201,7 @@ impl Committer {
         self.flush()?;
         self.segments.release(&released);
         self.journal.record(journaled);
-        self.fold_if_due(fold_requested)
+        Ok(())
     }
 
     /// sled's flush, then `fdatasync` of its log (see the module doc).
@@ -204,8 +215,8 @@ impl Committer {
     /// Folds the counter journal when a reader asked or a periodic fold is
     /// due. A failed periodic fold is logged and tried again later (the
     /// journal entries are durable and the deltas stay pending, so nothing is
-    /// lost); a failed fold a reader asked for fails the group, since that
-    /// reader would read short counters.
+    /// lost); a failed fold a reader asked for is that reader's error, since
+    /// it would read short counters.
     fn fold_if_due(&mut self, requested: bool) -> StorageResult<()> {
         if !requested && !self.journal.fold_due() {
             return Ok(());
@@ -267,8 +278,6 @@ struct Staged {
     deltas: Deltas,
     /// Blobs to release once the batch is durable.
     released: Vec<BlobRef>,
-    /// A writer asked for the counters to be folded.
-    fold_requested: bool,
 }
 
 /// Merges the group's write sets (moving their contents out) into one batch.
@@ -277,12 +286,10 @@ fn stage(group: &mut [CommitRequest]) -> Staged {
         batch: sled::Batch::default(),
         deltas: Deltas::default(),
         released: Vec::new(),
-        fold_requested: false,
     };
     for request in group {
         let writes = &mut request.writes;
         staged.released.append(&mut writes.released_blobs);
-        staged.fold_requested |= writes.fold_counters;
         for (key, value) in writes.ops.drain(..) {
             match value {
                 Some(value) => staged.batch.insert(key, value),
@@ -306,11 +313,17 @@ fn run_hooks(group: &mut [CommitRequest]) {
     }
 }
 
-/// Answers every writer of the group with its result.
-fn reply(group: Vec<CommitRequest>, result: StorageResult<()>) {
+/// Answers every writer of the group: whether the group committed, and for
+/// a writer that asked for a fold, whether the fold succeeded too.
+fn reply(group: Vec<CommitRequest>, committed: &StorageResult<()>, folded: &StorageResult<()>) {
     for request in group {
+        let result = if request.writes.fold_counters {
+            committed.clone().and(folded.clone())
+        } else {
+            committed.clone()
+        };
         // A writer that stopped waiting does not need the answer.
-        let _ = request.done.send(result.clone());
+        let _ = request.done.send(result);
     }
 }
 
@@ -387,5 +400,47 @@ mod tests {
         drop(store);
         let (store, _committer) = Store::open(dir.path(), 8 << 20).unwrap();
         assert_eq!(store.scan::<CursorRecord>(&[keys::CURSOR]).count(), 100);
+    }
+
+    #[tokio::test]
+    async fn a_failed_fold_fails_only_its_reader_and_is_tried_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _committer) = Store::open(dir.path(), 8 << 20).unwrap();
+        // A counter whose stored value does not decode as a CountersRecord.
+        let mut ws = WriteSet::new();
+        ws.put(
+            b"Ubad".to_vec(),
+            &crate::storage::records::CounterDelta {
+                key: vec![0xff],
+                values: Vec::new(),
+            },
+        );
+        store.commit(ws).await.unwrap();
+        let mut ws = WriteSet::new();
+        ws.increment(b"Ubad".to_vec(), vec![3]);
+        store.commit(ws).await.unwrap();
+
+        let hooks = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut pending = Vec::new();
+        for i in 0..200u64 {
+            let hooks = hooks.clone();
+            let hook: AfterCommit = Box::new(move || {
+                hooks.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            });
+            pending.push(store.enqueue(cursor_write(i), Some(hook)).await.unwrap());
+        }
+        assert!(store.sync_counters().await.is_err(), "the fold fails");
+        for p in pending {
+            p.wait().await.unwrap();
+        }
+        assert_eq!(hooks.load(std::sync::atomic::Ordering::SeqCst), 200);
+
+        // Once the counter is readable again, the kept delta folds in.
+        let mut ws = WriteSet::new();
+        ws.put(b"Ubad".to_vec(), &CountersRecord { values: vec![10] });
+        store.commit(ws).await.unwrap();
+        store.sync_counters().await.unwrap();
+        let counter: CountersRecord = store.get(b"Ubad").unwrap().unwrap();
+        assert_eq!(counter.values, vec![13]);
     }
 }
