@@ -55,8 +55,11 @@ pub(super) enum Job {
 
 /// One queued write and how to answer it.
 pub(super) struct CommitRequest {
+    /// What to write.
     pub(super) writes: WriteSet,
+    /// Run once the write is durable.
     pub(super) after: Option<AfterCommit>,
+    /// Where the writer waits for the answer.
     pub(super) done: oneshot::Sender<StorageResult<()>>,
 }
 

@@ -10,15 +10,16 @@
 //! ([`Store::sync_counters`](super::Store::sync_counters)),
 //! [`CounterJournal::fold`] adds them into their
 //! [`CountersRecord`](records::CountersRecord)s and deletes the entries, again
-//! in one batch. [`CounterJournal::recover`] reads what an earlier process
-//! left; `Store::open` folds it before the store serves, and refuses to open
-//! when it cannot (billing would miss the usage those entries count).
+//! in one batch. [`CounterJournal::load`] reads and folds what an earlier
+//! process left, in `Store::open` before the store serves; when it cannot,
+//! the store does not open (billing would miss the usage those entries
+//! count).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use super::store::decode;
-use super::{keys, records, StorageResult};
+use super::{keys, records, StorageError, StorageResult};
 
 /// Most counter deltas in one journal entry (keeps every entry far below
 /// sled's blob threshold, whose files sled never syncs).
@@ -72,8 +73,20 @@ pub(super) struct CounterJournal {
 }
 
 impl CounterJournal {
+    /// At start-up: reads every journal entry an earlier process left and
+    /// folds them. Fails with [`StorageError::CounterJournal`] naming the step.
+    pub(super) fn load(tree: &sled::Tree) -> StorageResult<CounterJournal> {
+        let failed = |what, source| StorageError::CounterJournal {
+            what,
+            source: Box::new(source),
+        };
+        let mut journal = CounterJournal::recover(tree).map_err(|e| failed("cannot read", e))?;
+        journal.fold(tree).map_err(|e| failed("cannot fold", e))?;
+        Ok(journal)
+    }
+
     /// Reads every journal entry left by an earlier process.
-    pub(super) fn recover(tree: &sled::Tree) -> StorageResult<CounterJournal> {
+    fn recover(tree: &sled::Tree) -> StorageResult<CounterJournal> {
         let mut journal = CounterJournal::default();
         for item in tree.scan_prefix([keys::COUNTER_JOURNAL]) {
             let (key, value) = item?;

@@ -35,60 +35,28 @@ impl Store {
         data_dir: &Path,
         cache_capacity_bytes: u64,
     ) -> StorageResult<(Store, CommitterHandle)> {
-        let path = data_dir.join("db");
-        let open_error = |source: StorageError| StorageError::Open {
+        Store::open_steps(data_dir, cache_capacity_bytes).map_err(|source| StorageError::Open {
             path: data_dir.to_path_buf(),
             source: Box::new(source),
-        };
-        std::fs::create_dir_all(data_dir)
-            .map_err(|e| open_error(StorageError::io("cannot create it", e)))?;
-        let config = sled::Config::new()
-            .path(&path)
-            .cache_capacity(cache_capacity_bytes)
-            .flush_every_ms(Some(500));
-        // sled 0.34 can panic on a store damaged by an abrupt stop; report it
-        // as an error that names the directory instead of a bare panic.
-        // A store closed a moment ago may still be locked while sled's I/O
-        // threads let go of it (seen when a test reopens a directory in the
-        // same process); wait a little for the lock rather than fail.
-        let waiting_since = std::time::Instant::now();
-        let db = loop {
-            let attempt = config.clone();
-            let opened =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || attempt.open()))
-                    .map_err(|_| open_error(StorageError::SledPanicked))?;
-            match opened {
-                Ok(db) => break db,
-                Err(e)
-                    if e.to_string().contains("could not acquire lock")
-                        && waiting_since.elapsed() < std::time::Duration::from_secs(5) =>
-                {
-                    std::thread::sleep(std::time::Duration::from_millis(50));
-                }
-                Err(e) => return Err(open_error(e.into())),
-            }
-        };
+        })
+    }
+
+    /// [`Store::open`] without naming the directory in its errors.
+    fn open_steps(
+        data_dir: &Path,
+        cache_capacity_bytes: u64,
+    ) -> StorageResult<(Store, CommitterHandle)> {
+        std::fs::create_dir_all(data_dir).map_err(|e| StorageError::io("cannot create it", e))?;
+        let path = data_dir.join("db");
+        let db = open_sled(&path, cache_capacity_bytes)?;
         // sled's log, opened to fdatasync it after each flush (see the module doc).
         let sled_log = std::fs::File::open(path.join("db"))
-            .map_err(|e| open_error(StorageError::io("cannot open sled's log for syncing", e)))?;
-        let tree = db.open_tree("tallyq").map_err(|e| open_error(e.into()))?;
-        let segments =
-            Arc::new(segments::Segments::open(&data_dir.join("segments")).map_err(open_error)?);
-
-        // Fold what an earlier process journaled before anything is served: a
-        // store that cannot would count usage short, so it does not open.
-        let journal_error = |what, source| {
-            open_error(StorageError::CounterJournal {
-                what,
-                source: Box::new(source),
-            })
-        };
-        let mut journal =
-            CounterJournal::recover(&tree).map_err(|e| journal_error("cannot read", e))?;
-        journal
-            .fold(&tree)
-            .map_err(|e| journal_error("cannot fold", e))?;
-
+            .map_err(|e| StorageError::io("cannot open sled's log for syncing", e))?;
+        let tree = db.open_tree("tallyq")?;
+        let segments = Arc::new(segments::Segments::open(&data_dir.join("segments"))?);
+        // Before anything is served: a store that cannot fold what an earlier
+        // process journaled would count usage short.
+        let journal = CounterJournal::load(&tree)?;
         let (commits, committer) = Committer {
             db: db.clone(),
             sled_log,
@@ -97,16 +65,14 @@ impl Store {
             journal,
         }
         .start()
-        .map_err(|e| open_error(StorageError::io("cannot start the committer thread", e)))?;
-        Ok((
-            Store {
-                db,
-                tree,
-                segments,
-                commits,
-            },
-            committer,
-        ))
+        .map_err(|e| StorageError::io("cannot start the committer thread", e))?;
+        let store = Store {
+            db,
+            tree,
+            segments,
+            commits,
+        };
+        Ok((store, committer))
     }
 
     /// Folds every journaled counter increment into its counter, so reads of
@@ -254,6 +220,34 @@ impl Store {
     /// Bytes the store occupies on disk.
     pub fn size_on_disk(&self) -> StorageResult<u64> {
         Ok(self.db.size_on_disk()? + self.segments.size_on_disk())
+    }
+}
+
+/// Opens sled at `path`. sled 0.34 can panic on a store damaged by an
+/// abrupt stop; that becomes [`StorageError::SledPanicked`] instead of a bare
+/// panic. A store closed a moment ago may still be locked while sled's I/O
+/// threads let go of it (seen when a test reopens a directory in the same
+/// process), so a lock conflict is retried for up to five seconds.
+fn open_sled(path: &Path, cache_capacity_bytes: u64) -> StorageResult<sled::Db> {
+    let config = sled::Config::new()
+        .path(path)
+        .cache_capacity(cache_capacity_bytes)
+        .flush_every_ms(Some(500));
+    let waiting_since = std::time::Instant::now();
+    loop {
+        let attempt = config.clone();
+        let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || attempt.open()))
+            .map_err(|_| StorageError::SledPanicked)?;
+        match opened {
+            Ok(db) => return Ok(db),
+            Err(e)
+                if e.to_string().contains("could not acquire lock")
+                    && waiting_since.elapsed() < std::time::Duration::from_secs(5) =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
 }
 

@@ -7,10 +7,15 @@ use super::records;
 /// atomically.
 #[derive(Default)]
 pub struct WriteSet {
+    /// Puts (`Some` encoded record) and deletes (`None`), in order.
     pub(super) ops: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    /// Counter increments: counter key, deltas by position.
     pub(super) increments: Vec<(Vec<u8>, Vec<u64>)>,
+    /// Blobs to release once this set committed.
     pub(super) released_blobs: Vec<records::BlobRef>,
+    /// Set by `Store::sync_counters` only: fold the counter journal.
     pub(super) fold_counters: bool,
+    /// About how many bytes this set writes (bounds a group commit).
     pub(super) bytes: usize,
 }
 
