@@ -58,7 +58,7 @@ pub struct Segments {
 }
 
 fn io_error(what: &str, path: &Path, e: std::io::Error) -> StorageError {
-    StorageError::Segment(format!("{what} {}: {e}", path.display()))
+    StorageError::io(format!("{what} {}", path.display()), e)
 }
 
 fn segment_name(id: u64) -> String {
@@ -130,7 +130,7 @@ impl Segments {
             (active.id, active.file.clone(), position)
         };
         file.write_all_at(bytes, position)
-            .map_err(|e| StorageError::Segment(format!("cannot append to segment {id}: {e}")))?;
+            .map_err(|e| StorageError::io(format!("cannot append to segment {id}"), e))?;
         // Marked after the write: a commit queued after this returns finds it.
         self.dirty.lock_unpoisoned().insert(id);
         Ok(BlobRef {
@@ -151,10 +151,13 @@ impl Segments {
             .ok_or_else(|| StorageError::Segment(format!("segment {} is missing", blob.segment)))?;
         let mut buf = vec![0; blob.len as usize];
         file.read_exact_at(&mut buf, blob.position).map_err(|e| {
-            StorageError::Segment(format!(
-                "cannot read {} bytes at {} of segment {}: {e}",
-                blob.len, blob.position, blob.segment
-            ))
+            StorageError::io(
+                format!(
+                    "cannot read {} bytes at {} of segment {}",
+                    blob.len, blob.position, blob.segment
+                ),
+                e,
+            )
         })?;
         if crc32fast::hash(&buf) != blob.crc32 {
             return Err(StorageError::Segment(format!(
@@ -183,9 +186,7 @@ impl Segments {
                 if let Err(e) = file.sync_data() {
                     // Keep it dirty so the next commit tries again.
                     self.dirty.lock_unpoisoned().insert(id);
-                    return Err(StorageError::Segment(format!(
-                        "cannot sync segment {id}: {e}"
-                    )));
+                    return Err(StorageError::io(format!("cannot sync segment {id}"), e));
                 }
             }
         }

@@ -1,0 +1,269 @@
+//! [`Store`]: the handle every other module uses. Opening it recovers the
+//! counter journal and starts the committer; reads go straight to sled and
+//! the segment files, writes are queued to the committer.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::committer::{CommitRequest, Committer, Job};
+use super::counters::CounterJournal;
+use super::{
+    records, segments, AfterCommit, CommitterHandle, PendingCommit, StorageError, StorageResult,
+    WriteSet,
+};
+
+/// The handle to the store: reads go straight to sled, writes through the
+/// group committer. Clone freely.
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    tree: sled::Tree,
+    segments: Arc<segments::Segments>,
+    commits: mpsc::Sender<Job>,
+}
+
+impl Store {
+    /// Opens (or creates) the store under `data_dir`, folds the counter
+    /// journal an earlier process left and starts the committer thread.
+    /// Fails (with [`StorageError::Open`] naming the step and its cause) when
+    /// sled, sled's log, the segment files or the counter journal cannot be
+    /// opened or read. Keep the [`CommitterHandle`] to
+    /// [`join`](CommitterHandle::join) it at shutdown.
+    pub fn open(
+        data_dir: &Path,
+        cache_capacity_bytes: u64,
+    ) -> StorageResult<(Store, CommitterHandle)> {
+        Store::open_steps(data_dir, cache_capacity_bytes).map_err(|source| StorageError::Open {
+            path: data_dir.to_path_buf(),
+            source: Box::new(source),
+        })
+    }
+
+    /// [`Store::open`] without naming the directory in its errors.
+    fn open_steps(
+        data_dir: &Path,
+        cache_capacity_bytes: u64,
+    ) -> StorageResult<(Store, CommitterHandle)> {
+        std::fs::create_dir_all(data_dir).map_err(|e| StorageError::io("cannot create it", e))?;
+        let path = data_dir.join("db");
+        let db = open_sled(&path, cache_capacity_bytes)?;
+        // sled's log, opened to fdatasync it after each flush (see the module doc).
+        let sled_log = std::fs::File::open(path.join("db"))
+            .map_err(|e| StorageError::io("cannot open sled's log for syncing", e))?;
+        let tree = db.open_tree("tallyq")?;
+        let segments = Arc::new(segments::Segments::open(&data_dir.join("segments"))?);
+        // Before anything is served: a store that cannot fold what an earlier
+        // process journaled would count usage short.
+        let journal = CounterJournal::load(&tree)?;
+        let (commits, committer) = Committer {
+            db: db.clone(),
+            sled_log,
+            tree: tree.clone(),
+            segments: segments.clone(),
+            journal,
+        }
+        .start()
+        .map_err(|e| StorageError::io("cannot start the committer thread", e))?;
+        let store = Store {
+            db,
+            tree,
+            segments,
+            commits,
+        };
+        Ok((store, committer))
+    }
+
+    /// Folds every journaled counter increment into its counter, so reads of
+    /// counters that follow see everything committed before this call.
+    pub async fn sync_counters(&self) -> StorageResult<()> {
+        let writes = WriteSet {
+            fold_counters: true,
+            ..WriteSet::default()
+        };
+        self.commit(writes).await
+    }
+
+    /// Commits `writes` atomically and durably; resolves after the flush.
+    pub async fn commit(&self, writes: WriteSet) -> StorageResult<()> {
+        self.commit_then(writes, None).await
+    }
+
+    /// Like [`Store::commit`], running `after` on the committer thread once the
+    /// write is durable and before any later write's hook.
+    pub async fn commit_then(
+        &self,
+        writes: WriteSet,
+        after: Option<AfterCommit>,
+    ) -> StorageResult<()> {
+        self.enqueue(writes, after).await?.wait().await
+    }
+
+    /// Queues `writes` and returns at once; the returned [`PendingCommit`]
+    /// resolves after the flush. Queue order is commit order, so a caller that
+    /// holds a lock while enqueueing gets its writes committed in lock order.
+    pub async fn enqueue(
+        &self,
+        writes: WriteSet,
+        after: Option<AfterCommit>,
+    ) -> StorageResult<PendingCommit> {
+        let (done, rx) = oneshot::channel();
+        self.commits
+            .send(Job::Commit(CommitRequest {
+                writes,
+                after,
+                done,
+            }))
+            .await
+            .map_err(|_| StorageError::Closed)?;
+        Ok(PendingCommit { rx })
+    }
+
+    /// Reads and decodes one record.
+    pub fn get<T: prost::Message + Default>(&self, key: &[u8]) -> StorageResult<Option<T>> {
+        match self.tree.get(key)? {
+            Some(value) => decode(key, &value).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// All records whose key starts with `prefix`, in key order.
+    pub fn scan<T: prost::Message + Default>(
+        &self,
+        prefix: &[u8],
+    ) -> impl Iterator<Item = StorageResult<(Vec<u8>, T)>> + '_ {
+        // A closure, not `decode_item` itself: the fn item's type names `T`,
+        // which the `+ '_` of the returned iterator would then require to outlive.
+        self.tree.scan_prefix(prefix).map(|item| decode_item(item))
+    }
+
+    /// Records whose key starts with `prefix` and is at least `start`, in key order.
+    pub fn scan_from<T: prost::Message + Default>(
+        &self,
+        prefix: &[u8],
+        start: &[u8],
+    ) -> impl Iterator<Item = StorageResult<(Vec<u8>, T)>> + '_ {
+        let prefix = prefix.to_vec();
+        self.tree
+            .range(start.to_vec()..)
+            .take_while(move |item| match item {
+                Ok((key, _)) => key.starts_with(&prefix),
+                Err(_) => true,
+            })
+            .map(|item| decode_item(item))
+    }
+
+    /// Keys (without values) that start with `prefix`.
+    pub fn scan_keys(&self, prefix: &[u8]) -> impl Iterator<Item = StorageResult<Vec<u8>>> + '_ {
+        self.tree
+            .scan_prefix(prefix)
+            .keys()
+            .map(|k| k.map(|k| k.to_vec()).map_err(StorageError::from))
+    }
+
+    /// The last record whose key is at most `key` and starts with `prefix`.
+    pub fn last_at_or_before<T: prost::Message + Default>(
+        &self,
+        prefix: &[u8],
+        key: &[u8],
+    ) -> StorageResult<Option<(Vec<u8>, T)>> {
+        self.tree
+            .range(prefix..=key)
+            .next_back()
+            .map(decode_item)
+            .transpose()
+    }
+
+    /// Appends an encoded blob to the segment files and returns where it is.
+    /// Store the returned reference in a [`WriteSet`] queued afterwards: the
+    /// committer makes the blob durable before that write.
+    pub fn append_blob(&self, bytes: &[u8]) -> StorageResult<records::BlobRef> {
+        self.segments.append(bytes)
+    }
+
+    /// Reads a blob back and decodes it.
+    pub fn read_blob<T: prost::Message + Default>(
+        &self,
+        blob: &records::BlobRef,
+    ) -> StorageResult<T> {
+        let bytes = bytes::Bytes::from(self.segments.read(blob)?);
+        T::decode(bytes).map_err(|source| StorageError::Decode {
+            key: format!("segment {} position {}", blob.segment, blob.position),
+            source,
+        })
+    }
+
+    /// At start-up: records a blob that a stored reference points to.
+    pub fn mark_blob_live(&self, blob: &records::BlobRef) {
+        self.segments.mark_live(blob);
+    }
+
+    /// At start-up, after every live blob was marked: deletes the segments
+    /// nothing refers to.
+    pub fn remove_unreferenced_blobs(&self) {
+        self.segments.remove_unreferenced();
+    }
+
+    /// A new unique id (never reused, even across crashes).
+    pub fn generate_id(&self) -> StorageResult<u64> {
+        Ok(self.db.generate_id()?)
+    }
+
+    /// Flushes everything written so far (used at shutdown; every commit
+    /// already flushes before it answers).
+    pub fn flush(&self) -> StorageResult<()> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Bytes the store occupies on disk.
+    pub fn size_on_disk(&self) -> StorageResult<u64> {
+        Ok(self.db.size_on_disk()? + self.segments.size_on_disk())
+    }
+}
+
+/// Opens sled at `path`. sled 0.34 can panic on a store damaged by an
+/// abrupt stop; that becomes [`StorageError::SledPanicked`] instead of a bare
+/// panic. A store closed a moment ago may still be locked while sled's I/O
+/// threads let go of it (seen when a test reopens a directory in the same
+/// process), so a lock conflict is retried for up to five seconds.
+fn open_sled(path: &Path, cache_capacity_bytes: u64) -> StorageResult<sled::Db> {
+    let config = sled::Config::new()
+        .path(path)
+        .cache_capacity(cache_capacity_bytes)
+        .flush_every_ms(Some(500));
+    let waiting_since = std::time::Instant::now();
+    loop {
+        let attempt = config.clone();
+        let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || attempt.open()))
+            .map_err(|_| StorageError::SledPanicked)?;
+        match opened {
+            Ok(db) => return Ok(db),
+            Err(e)
+                if e.to_string().contains("could not acquire lock")
+                    && waiting_since.elapsed() < std::time::Duration::from_secs(5) =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Decodes a stored record, naming its key when it does not decode.
+pub(super) fn decode<T: prost::Message + Default>(key: &[u8], value: &[u8]) -> StorageResult<T> {
+    T::decode(value).map_err(|source| StorageError::Decode {
+        key: hex::encode(key),
+        source,
+    })
+}
+
+/// Decodes one item of a sled iterator into its key and record.
+fn decode_item<T: prost::Message + Default>(
+    item: sled::Result<(sled::IVec, sled::IVec)>,
+) -> StorageResult<(Vec<u8>, T)> {
+    let (key, value) = item?;
+    let record = decode(&key, &value)?;
+    Ok((key.to_vec(), record))
+}
