@@ -1,9 +1,13 @@
 //! The `tallyq` binary: parses arguments, sets up logging, and either runs
-//! the broker (`serve`) or a client command. All logic lives in the library.
+//! the broker (`serve`) or a client command. The broker lives in the
+//! library; the command line and the load tool belong to this binary
+//! ([`cli`]).
+
+mod cli;
 
 use anyhow::Context;
 use clap::Parser;
-use tallyq::cli::{Cli, Command};
+use cli::{Cli, Command};
 use tallyq::config::LogFormat;
 
 /// Resolves on Ctrl-C or SIGTERM (a background process ignores SIGINT).

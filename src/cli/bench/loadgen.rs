@@ -12,8 +12,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
 
-use crate::client::Client;
-use crate::proto::v1 as pb;
+use tallyq::client::Client;
+use tallyq::proto::v1 as pb;
 
 /// What to run.
 #[derive(Debug, Clone)]
