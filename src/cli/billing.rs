@@ -1,19 +1,62 @@
-//! `tallyq statement`: a tenant's monthly statement.
+//! Billing for operators and tenants: `tallyq statement`, `account`,
+//! `usage`, `settle` and `payment`.
 
 use anyhow::Result;
+use clap::Args;
 
+use super::print::status_name;
 use tallyq::billing::pricing::format_minor;
 use tallyq::client::Client;
 use tallyq::proto::v1 as pb;
 
-pub(super) async fn statement(client: &Client, tenant: &str, month: &str) -> Result<()> {
+/// `tallyq statement` arguments.
+#[derive(Debug, Args)]
+pub struct StatementArgs {
+    /// Tenant id (a tenant key may omit it).
+    pub tenant: String,
+    /// Month, YYYY-MM.
+    pub month: String,
+}
+
+/// `tallyq account` arguments.
+#[derive(Debug, Args)]
+pub struct AccountArgs {
+    /// Tenant id (omit with a tenant key).
+    pub tenant: Option<String>,
+}
+
+/// `tallyq settle` arguments.
+#[derive(Debug, Args)]
+pub struct SettleArgs {
+    /// Last day to settle, YYYY-MM-DD (must have ended).
+    pub through_day: String,
+}
+
+/// `tallyq payment` arguments.
+#[derive(Debug, Args)]
+pub struct PaymentArgs {
+    /// Tenant id.
+    pub tenant: String,
+    /// Your unique id for this payment.
+    pub payment_id: String,
+    /// Amount in minor units (fen for CNY).
+    pub amount_minor: i64,
+    /// Currency (the plan's).
+    #[arg(long, default_value = "CNY")]
+    pub currency: String,
+    /// Note.
+    #[arg(long, default_value = "")]
+    pub note: String,
+}
+
+pub(super) async fn statement(client: &Client, args: &StatementArgs) -> Result<()> {
     let s = call!(
         client,
         billing,
         get_statement,
         pb::GetStatementRequest {
-            tenant: tenant.to_string(),
-            month: month.to_string(),
+            tenant: args.tenant.clone(),
+            month: args.month.clone(),
         }
     );
     println!("statement {} {} ({})", s.tenant, s.month, s.currency);
@@ -49,5 +92,84 @@ pub(super) async fn statement(client: &Client, tenant: &str, month: &str) -> Res
             f.note
         );
     }
+    Ok(())
+}
+
+pub(super) async fn account(client: &Client, args: &AccountArgs) -> Result<()> {
+    let a = call!(
+        client,
+        billing,
+        get_account,
+        pb::GetAccountRequest {
+            tenant: args.tenant.clone().unwrap_or_default(),
+        }
+    );
+    println!(
+        "{}\tbalance={} {}\tcharges={}\tpayments={}\toldest_unpaid_due_ms={}\tstatus={}{}\tsettled_through={}",
+        a.tenant,
+        format_minor(a.balance_minor),
+        a.currency,
+        format_minor(a.charges_minor),
+        format_minor(a.payments_minor),
+        a.oldest_unpaid_due_unix_ms,
+        status_name(a.status),
+        if a.status_reason.is_empty() { String::new() } else { format!(" ({})", a.status_reason) },
+        a.settled_through
+    );
+    Ok(())
+}
+
+pub(super) async fn usage(client: &Client) -> Result<()> {
+    let usage = call!(client, admin, get_usage, pb::GetUsageRequest {});
+    println!("settled through {:?}", usage.settled_through);
+    for l in usage.lines {
+        println!(
+            "{}\t{}\t{}\tmessage_units={}\tproduced={}\tdelivered={}\tredelivered={}\tstorage_mgib_h={}",
+            l.day, l.dimension, l.name, l.message_units, l.produced_units,
+            l.delivered_units, l.redelivered_units, l.storage_milli_gib_hours
+        );
+    }
+    Ok(())
+}
+
+pub(super) async fn settle(client: &Client, args: &SettleArgs) -> Result<()> {
+    let r = call!(
+        client,
+        billing,
+        settle,
+        pb::SettleRequest {
+            through_day: args.through_day.clone(),
+        }
+    );
+    println!(
+        "settled {} tenant-days, {} ledger entries written",
+        r.tenant_days, r.entries_written
+    );
+    Ok(())
+}
+
+pub(super) async fn payment(client: &Client, args: &PaymentArgs) -> Result<()> {
+    let r = call!(
+        client,
+        operator,
+        record_payment,
+        pb::RecordPaymentRequest {
+            tenant: args.tenant.clone(),
+            payment_id: args.payment_id.clone(),
+            amount_minor: args.amount_minor,
+            currency: args.currency.clone(),
+            note: args.note.clone(),
+        }
+    );
+    println!(
+        "payment at ledger sequence {}{}; balance {}",
+        r.sequence,
+        if r.duplicate {
+            " (recorded before)"
+        } else {
+            ""
+        },
+        format_minor(r.balance_minor)
+    );
     Ok(())
 }

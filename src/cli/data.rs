@@ -1,7 +1,8 @@
-//! The data plane: `tallyq produce`, `consume` and `seek`.
+//! The data plane: `tallyq produce`, `consume`, `seek` and `export`.
 
 use std::collections::HashMap;
 use std::io::BufRead;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Result};
@@ -193,5 +194,34 @@ pub(super) async fn seek(client: &Client, args: &SeekArgs) -> Result<()> {
     )
     .next_offset;
     println!("next_offset={next}");
+    Ok(())
+}
+
+/// `tallyq export` arguments.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Output file ("-" for standard output).
+    pub file: PathBuf,
+}
+
+pub(super) async fn export(client: &Client, args: &ExportArgs) -> Result<()> {
+    use std::io::Write;
+    let mut stream = client
+        .admin()
+        .export_data(pb::ExportDataRequest {})
+        .await?
+        .into_inner();
+    let mut out: Box<dyn Write> = if args.file.as_os_str() == "-" {
+        Box::new(std::io::stdout())
+    } else {
+        Box::new(std::fs::File::create(&args.file)?)
+    };
+    let mut bytes = 0;
+    while let Some(chunk) = stream.message().await? {
+        bytes += chunk.jsonl.len();
+        out.write_all(&chunk.jsonl)?;
+    }
+    out.flush()?;
+    eprintln!("exported {bytes} bytes");
     Ok(())
 }

@@ -6,9 +6,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
-use tallyq::billing::pricing::format_minor;
 use tallyq::client::Client;
-use tallyq::proto::v1 as pb;
 
 /// Calls `$client.$service().$method(request)`, retrying refusals that carry
 /// `retry-after-ms` (bounded), and unwraps the response.
@@ -37,17 +35,16 @@ mod serve;
 mod tenant;
 mod topic;
 
-use bench::{bench, BenchArgs};
-use billing::statement;
-use data::{consume, produce, seek, ConsumeArgs, ProduceArgs, SeekArgs};
-use device::{device, DeviceCommand};
-use key::{key, KeyCommand};
-use ledger::{ledger, LedgerCommand};
-use ops::{ClockCommand, OnOff};
-use print::status_name;
+use bench::BenchArgs;
+use billing::{AccountArgs, PaymentArgs, SettleArgs, StatementArgs};
+use data::{ConsumeArgs, ExportArgs, ProduceArgs, SeekArgs};
+use device::DeviceCommand;
+use key::KeyCommand;
+use ledger::LedgerCommand;
+use ops::{AuditArgs, ClockCommand, MaintenanceArgs};
 use serve::ServeArgs;
-use tenant::{tenant, TenantCommand};
-use topic::{sub, topic, SubCommand, TopicCommand};
+use tenant::TenantCommand;
+use topic::{SubCommand, TopicCommand};
 
 /// tallyq: a multi-tenant, metered message-queue broker for IoT platforms.
 #[derive(Debug, Parser)]
@@ -111,31 +108,11 @@ pub enum Command {
     #[command(subcommand)]
     Device(DeviceCommand),
     /// The audit log (operator).
-    Audit {
-        /// First sequence number.
-        #[arg(long, default_value_t = 0)]
-        from: u64,
-        /// Only this tenant's events.
-        #[arg(long, default_value = "")]
-        tenant: String,
-        /// At most this many events.
-        #[arg(long, default_value_t = 100)]
-        limit: u32,
-    },
+    Audit(AuditArgs),
     /// Maintenance mode (operator): refuse data-plane work with UNAVAILABLE.
-    Maintenance {
-        /// on or off.
-        #[arg(value_enum)]
-        state: OnOff,
-        /// Why (shown to clients).
-        #[arg(long, default_value = "")]
-        reason: String,
-    },
+    Maintenance(MaintenanceArgs),
     /// Export all of the tenant's data as JSON Lines to a file (tenant key, manage scope).
-    Export {
-        /// Output file ("-" for standard output).
-        file: PathBuf,
-    },
+    Export(ExportArgs),
     /// Load tool: producers and consumers against a broker; prints throughput,
     /// latency percentiles and (with --server-pid) the broker's CPU and peak RSS.
     Bench(BenchArgs),
@@ -143,39 +120,15 @@ pub enum Command {
     #[command(subcommand)]
     Ledger(LedgerCommand),
     /// A tenant's monthly statement.
-    Statement {
-        /// Tenant id (a tenant key may omit it).
-        tenant: String,
-        /// Month, YYYY-MM.
-        month: String,
-    },
+    Statement(StatementArgs),
     /// A tenant's account: balance, oldest unpaid charge, status.
-    Account {
-        /// Tenant id (omit with a tenant key).
-        tenant: Option<String>,
-    },
+    Account(AccountArgs),
     /// The tenant's live (unsettled) usage, per day, topic and device.
     Usage,
     /// Settle every tenant's ended days up to a day (operator).
-    Settle {
-        /// Last day to settle, YYYY-MM-DD (must have ended).
-        through_day: String,
-    },
+    Settle(SettleArgs),
     /// Record a payment (operator); idempotent by payment id.
-    Payment {
-        /// Tenant id.
-        tenant: String,
-        /// Your unique id for this payment.
-        payment_id: String,
-        /// Amount in minor units (fen for CNY).
-        amount_minor: i64,
-        /// Currency (the plan's).
-        #[arg(long, default_value = "CNY")]
-        currency: String,
-        /// Note.
-        #[arg(long, default_value = "")]
-        note: String,
-    },
+    Payment(PaymentArgs),
     /// The tenant's limits and current use (tenant key with manage scope).
     Quota,
     /// The manual test clock (operator; only with clock = "manual").
@@ -184,6 +137,8 @@ pub enum Command {
 }
 
 impl Cli {
+    /// The credential: `--token`, else the `--token-file`, else
+    /// ./data/operator.token when it exists, else none.
     fn credential(&self) -> Result<String> {
         if let Some(token) = &self.token {
             return Ok(token.clone());
@@ -199,208 +154,67 @@ impl Cli {
         }
     }
 
-    /// Runs a client command against the broker.
-    pub async fn run_client(&self) -> Result<()> {
-        let client = match &self.tls_ca {
-            Some(ca) => {
-                let ca = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
-                let domain = match &self.tls_domain {
-                    Some(d) => d.clone(),
-                    None => self
-                        .server
-                        .split("://")
-                        .nth(1)
-                        .and_then(|rest| rest.split([':', '/']).next())
-                        .unwrap_or("localhost")
-                        .to_string(),
-                };
-                let identity = match (&self.tls_cert, &self.tls_key) {
-                    (Some(c), Some(k)) => Some((std::fs::read(c)?, std::fs::read(k)?)),
-                    _ => None,
-                };
-                Client::connect_tls(
-                    &self.server,
-                    &self.credential()?,
-                    &ca,
-                    &domain,
-                    identity.as_ref().map(|(c, k)| (c.as_slice(), k.as_slice())),
-                )
-                .await?
-            }
-            None => Client::connect(&self.server, &self.credential()?).await?,
+    /// Connects to `--server` with the credential; over TLS when `--tls-ca`
+    /// is given, presenting `--tls-cert`/`--tls-key` when both are.
+    async fn connect(&self) -> Result<Client> {
+        let Some(ca) = &self.tls_ca else {
+            return Ok(Client::connect(&self.server, &self.credential()?).await?);
         };
+        let ca = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
+        let domain = match &self.tls_domain {
+            Some(d) => d.clone(),
+            None => host_of(&self.server).to_string(),
+        };
+        let identity = match (&self.tls_cert, &self.tls_key) {
+            (Some(c), Some(k)) => Some((std::fs::read(c)?, std::fs::read(k)?)),
+            _ => None,
+        };
+        Ok(Client::connect_tls(
+            &self.server,
+            &self.credential()?,
+            &ca,
+            &domain,
+            identity.as_ref().map(|(c, k)| (c.as_slice(), k.as_slice())),
+        )
+        .await?)
+    }
+
+    /// Runs a client command against the broker: connects, then hands the
+    /// command to its group's module.
+    pub async fn run_client(&self) -> Result<()> {
+        let client = self.connect().await?;
         match &self.command {
             Command::Serve(_) => bail!("serve is not a client command"),
-            Command::Tenant(cmd) => tenant(&client, cmd).await,
-            Command::Key(cmd) => key(&client, cmd).await,
-            Command::Topic(cmd) => topic(&client, cmd).await,
-            Command::Sub(cmd) => sub(&client, cmd).await,
-            Command::Produce(args) => produce(&client, args).await,
-            Command::Consume(args) => consume(&client, args).await,
-            Command::Seek(args) => seek(&client, args).await,
-            Command::Device(cmd) => device(&client, cmd).await,
-            Command::Ledger(cmd) => ledger(&client, cmd).await,
-            Command::Bench(args) => bench(&client, args).await,
-            Command::Audit {
-                from,
-                tenant,
-                limit,
-            } => {
-                let page = call!(
-                    client,
-                    operator,
-                    list_audit_events,
-                    pb::ListAuditEventsRequest {
-                        from_sequence: *from,
-                        limit: *limit,
-                        tenant: tenant.clone(),
-                    }
-                );
-                for e in page.events {
-                    println!(
-                        "{}\t{}\t{}\t{}\t{}\t{}",
-                        e.sequence, e.time_unix_ms, e.actor, e.action, e.tenant, e.detail
-                    );
-                }
-                eprintln!("next: --from {}", page.next_sequence);
-                Ok(())
-            }
-            Command::Maintenance { state, reason } => {
-                let enabled = matches!(state, OnOff::On);
-                call!(
-                    client,
-                    operator,
-                    set_maintenance,
-                    pb::SetMaintenanceRequest {
-                        enabled,
-                        reason: reason.clone(),
-                    }
-                );
-                println!("maintenance {}", if enabled { "on" } else { "off" });
-                Ok(())
-            }
-            Command::Export { file } => {
-                use std::io::Write;
-                let mut stream = client
-                    .admin()
-                    .export_data(pb::ExportDataRequest {})
-                    .await?
-                    .into_inner();
-                let mut out: Box<dyn Write> = if file.as_os_str() == "-" {
-                    Box::new(std::io::stdout())
-                } else {
-                    Box::new(std::fs::File::create(file)?)
-                };
-                let mut bytes = 0;
-                while let Some(chunk) = stream.message().await? {
-                    bytes += chunk.jsonl.len();
-                    out.write_all(&chunk.jsonl)?;
-                }
-                out.flush()?;
-                eprintln!("exported {bytes} bytes");
-                Ok(())
-            }
-            Command::Statement { tenant, month } => statement(&client, tenant, month).await,
-            Command::Account { tenant } => {
-                let a = call!(
-                    client,
-                    billing,
-                    get_account,
-                    pb::GetAccountRequest {
-                        tenant: tenant.clone().unwrap_or_default(),
-                    }
-                );
-                println!(
-                    "{}\tbalance={} {}\tcharges={}\tpayments={}\toldest_unpaid_due_ms={}\tstatus={}{}\tsettled_through={}",
-                    a.tenant,
-                    format_minor(a.balance_minor),
-                    a.currency,
-                    format_minor(a.charges_minor),
-                    format_minor(a.payments_minor),
-                    a.oldest_unpaid_due_unix_ms,
-                    status_name(a.status),
-                    if a.status_reason.is_empty() { String::new() } else { format!(" ({})", a.status_reason) },
-                    a.settled_through
-                );
-                Ok(())
-            }
-            Command::Usage => {
-                let usage = call!(client, admin, get_usage, pb::GetUsageRequest {});
-                println!("settled through {:?}", usage.settled_through);
-                for l in usage.lines {
-                    println!(
-                        "{}\t{}\t{}\tmessage_units={}\tproduced={}\tdelivered={}\tredelivered={}\tstorage_mgib_h={}",
-                        l.day, l.dimension, l.name, l.message_units, l.produced_units,
-                        l.delivered_units, l.redelivered_units, l.storage_milli_gib_hours
-                    );
-                }
-                Ok(())
-            }
-            Command::Settle { through_day } => {
-                let r = call!(
-                    client,
-                    billing,
-                    settle,
-                    pb::SettleRequest {
-                        through_day: through_day.clone(),
-                    }
-                );
-                println!(
-                    "settled {} tenant-days, {} ledger entries written",
-                    r.tenant_days, r.entries_written
-                );
-                Ok(())
-            }
-            Command::Payment {
-                tenant,
-                payment_id,
-                amount_minor,
-                currency,
-                note,
-            } => {
-                let r = call!(
-                    client,
-                    operator,
-                    record_payment,
-                    pb::RecordPaymentRequest {
-                        tenant: tenant.clone(),
-                        payment_id: payment_id.clone(),
-                        amount_minor: *amount_minor,
-                        currency: currency.clone(),
-                        note: note.clone(),
-                    }
-                );
-                println!(
-                    "payment at ledger sequence {}{}; balance {}",
-                    r.sequence,
-                    if r.duplicate {
-                        " (recorded before)"
-                    } else {
-                        ""
-                    },
-                    format_minor(r.balance_minor)
-                );
-                Ok(())
-            }
-            Command::Quota => {
-                let quota = call!(client, admin, get_quota, pb::GetQuotaRequest {});
-                println!("plan {}", quota.plan);
-                for q in quota.quotas {
-                    println!("{}\tlimit={}\tused={}\t{}", q.name, q.limit, q.used, q.unit);
-                }
-                Ok(())
-            }
-            Command::Clock(ClockCommand::Advance { ms }) => {
-                let now = call!(
-                    client,
-                    operator,
-                    advance_clock,
-                    pb::AdvanceClockRequest { advance_ms: *ms }
-                )
-                .now_unix_ms;
-                println!("clock now {now} (Unix ms, UTC)");
-                Ok(())
-            }
+            Command::Tenant(cmd) => tenant::tenant(&client, cmd).await,
+            Command::Key(cmd) => key::key(&client, cmd).await,
+            Command::Topic(cmd) => topic::topic(&client, cmd).await,
+            Command::Sub(cmd) => topic::sub(&client, cmd).await,
+            Command::Produce(args) => data::produce(&client, args).await,
+            Command::Consume(args) => data::consume(&client, args).await,
+            Command::Seek(args) => data::seek(&client, args).await,
+            Command::Device(cmd) => device::device(&client, cmd).await,
+            Command::Audit(args) => ops::audit(&client, args).await,
+            Command::Maintenance(args) => ops::maintenance(&client, args).await,
+            Command::Export(args) => data::export(&client, args).await,
+            Command::Bench(args) => bench::bench(&client, args).await,
+            Command::Ledger(cmd) => ledger::ledger(&client, cmd).await,
+            Command::Statement(args) => billing::statement(&client, args).await,
+            Command::Account(args) => billing::account(&client, args).await,
+            Command::Usage => billing::usage(&client).await,
+            Command::Settle(args) => billing::settle(&client, args).await,
+            Command::Payment(args) => billing::payment(&client, args).await,
+            Command::Quota => ops::quota(&client).await,
+            Command::Clock(cmd) => ops::clock(&client, cmd).await,
         }
     }
+}
+
+/// The host part of a server address (`https://host:port/...`), the name a
+/// TLS certificate is checked against unless `--tls-domain` says otherwise.
+fn host_of(server: &str) -> &str {
+    server
+        .split("://")
+        .nth(1)
+        .and_then(|rest| rest.split([':', '/']).next())
+        .unwrap_or("localhost")
 }
