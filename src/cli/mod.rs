@@ -42,6 +42,7 @@ use device::DeviceCommand;
 use key::KeyCommand;
 use ledger::LedgerCommand;
 use ops::{AuditArgs, ClockCommand, MaintenanceArgs};
+pub use serve::serve;
 use serve::ServeArgs;
 use tenant::TenantCommand;
 use topic::{SubCommand, TopicCommand};

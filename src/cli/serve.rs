@@ -1,9 +1,12 @@
-//! `tallyq serve`: its flags, layered over the config file.
+//! `tallyq serve`: its flags, layered over the config file, and the
+//! start-up around [`tallyq::run`]: bind the listener, make sure the
+//! operator credential exists and say where it is, run until Ctrl-C or
+//! SIGTERM.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 
 use tallyq::clock::ClockKind;
@@ -110,5 +113,51 @@ impl ServeArgs {
         }
         config.validate()?;
         Ok(config)
+    }
+}
+
+/// Runs the broker with `config` until Ctrl-C or SIGTERM.
+pub async fn serve(config: Config) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    // Make sure the operator credential exists before anyone is told
+    // where it is; `run` reads the same file.
+    let token_path = config.operator_token_path();
+    let (_, generated) = tallyq::tenancy::load_or_create_operator_token(&token_path)
+        .with_context(|| format!("operator credential file {}", token_path.display()))?;
+    println!(
+        "operator credential: {}{}",
+        token_path.display(),
+        if generated {
+            " (generated now, mode 0600)"
+        } else {
+            ""
+        }
+    );
+    println!("tallyq listening on {}", listener.local_addr()?);
+    tallyq::run(config, listener, shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM (a background process ignores SIGINT).
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
     }
 }
