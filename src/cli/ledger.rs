@@ -123,9 +123,7 @@ pub(super) async fn ledger(client: &Client, cmd: &LedgerCommand) -> Result<()> {
         }
         LedgerCommand::Verify => {
             let entries = ledger_entries(client, 1).await?;
-            let checked = tallyq::billing::ledger::verify_chain(
-                entries.iter().map(tallyq::api::billing::ledger_entry),
-            )?;
+            let checked = tallyq::client::verify_ledger(&entries)?;
             println!("ledger verified: {checked} entries, hash chain intact");
             Ok(())
         }
