@@ -1,7 +1,8 @@
 //! `tallyq bench`: optional setup of a tenant, key, topic and subscription,
 //! then the load tool ([`loadgen`]).
 
-pub mod loadgen;
+mod loadgen;
+mod report;
 
 use std::time::Duration;
 
@@ -57,75 +58,10 @@ pub struct BenchArgs {
     pub server_pid: Option<u32>,
 }
 
+/// `tallyq bench`: sets up when asked, runs the load, prints one report line.
 pub(super) async fn bench(client: &Client, args: &BenchArgs) -> Result<()> {
     let client = match &args.setup {
-        Some(tenant) => {
-            call!(
-                client,
-                operator,
-                create_tenant,
-                pb::CreateTenantRequest {
-                    id: tenant.clone(),
-                    ..Default::default()
-                }
-            );
-            let unbounded = 1_000_000_000u64;
-            call!(
-                client,
-                operator,
-                update_tenant,
-                pb::UpdateTenantRequest {
-                    id: tenant.clone(),
-                    set_quota_overrides: [
-                        ("produce_units_per_second", unbounded),
-                        ("produce_burst_units", unbounded),
-                        ("consume_units_per_second_per_topic", unbounded),
-                        ("control_calls_per_second", unbounded),
-                        ("max_concurrent_streams", 10_000),
-                        ("max_tenant_storage_bytes", 1 << 40),
-                    ]
-                    .into_iter()
-                    .map(|(k, v)| (k.to_string(), v))
-                    .collect(),
-                    ..Default::default()
-                }
-            );
-            let key = call!(
-                client,
-                operator,
-                create_api_key,
-                pb::CreateApiKeyRequest {
-                    tenant: tenant.clone(),
-                    scopes: vec![1, 2, 3],
-                    ..Default::default()
-                }
-            );
-            let tenant_client = client.with_token(&key.secret)?;
-            call!(
-                tenant_client,
-                admin,
-                create_topic,
-                pb::CreateTopicRequest {
-                    name: args.topic.clone(),
-                    config: None,
-                }
-            );
-            call!(
-                tenant_client,
-                admin,
-                create_subscription,
-                pb::CreateSubscriptionRequest {
-                    topic: args.topic.clone(),
-                    name: args.subscription.clone(),
-                    config: Some(pb::SubscriptionConfig {
-                        lock_seconds: 30,
-                        ..Default::default()
-                    }),
-                    start: pb::StartPosition::Latest as i32,
-                }
-            );
-            tenant_client
-        }
+        Some(tenant) => setup(client, tenant, args).await?,
         None => client.clone(),
     };
     let spec = loadgen::LoadSpec {
@@ -144,4 +80,80 @@ pub(super) async fn bench(client: &Client, args: &BenchArgs) -> Result<()> {
     let report = loadgen::run(&client, &spec, args.server_pid).await;
     println!("system=tallyq {}", report.line());
     Ok(())
+}
+
+/// With the operator's `client`: creates `tenant` with its quotas lifted so
+/// they do not bind, a key with every scope, `args.topic` and
+/// `args.subscription` (at-least-once, from the latest message); returns a
+/// client with that key.
+async fn setup(client: &Client, tenant: &str, args: &BenchArgs) -> Result<Client> {
+    call!(
+        client,
+        operator,
+        create_tenant,
+        pb::CreateTenantRequest {
+            id: tenant.to_string(),
+            ..Default::default()
+        }
+    );
+    let unbounded = 1_000_000_000u64;
+    call!(
+        client,
+        operator,
+        update_tenant,
+        pb::UpdateTenantRequest {
+            id: tenant.to_string(),
+            set_quota_overrides: [
+                ("produce_units_per_second", unbounded),
+                ("produce_burst_units", unbounded),
+                ("consume_units_per_second_per_topic", unbounded),
+                ("control_calls_per_second", unbounded),
+                ("max_concurrent_streams", 10_000),
+                ("max_tenant_storage_bytes", 1 << 40),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+            ..Default::default()
+        }
+    );
+    let key = call!(
+        client,
+        operator,
+        create_api_key,
+        pb::CreateApiKeyRequest {
+            tenant: tenant.to_string(),
+            scopes: vec![
+                pb::Scope::Produce as i32,
+                pb::Scope::Consume as i32,
+                pb::Scope::Manage as i32,
+            ],
+            ..Default::default()
+        }
+    );
+    let tenant_client = client.with_token(&key.secret)?;
+    call!(
+        tenant_client,
+        admin,
+        create_topic,
+        pb::CreateTopicRequest {
+            name: args.topic.clone(),
+            config: None,
+        }
+    );
+    call!(
+        tenant_client,
+        admin,
+        create_subscription,
+        pb::CreateSubscriptionRequest {
+            topic: args.topic.clone(),
+            name: args.subscription.clone(),
+            config: Some(pb::SubscriptionConfig {
+                lock_seconds: 30,
+                ..Default::default()
+            }),
+            start: pb::StartPosition::Latest as i32,
+        }
+    );
+    Ok(tenant_client)
 }
