@@ -49,6 +49,7 @@ pub struct PaymentArgs {
     pub note: String,
 }
 
+/// Prints a monthly statement: one line per day, the totals, payments and balance.
 pub(super) async fn statement(client: &Client, args: &StatementArgs) -> Result<()> {
     let s = call!(
         client,
@@ -95,6 +96,7 @@ pub(super) async fn statement(client: &Client, args: &StatementArgs) -> Result<(
     Ok(())
 }
 
+/// Prints a tenant's account on one line.
 pub(super) async fn account(client: &Client, args: &AccountArgs) -> Result<()> {
     let a = call!(
         client,
@@ -119,6 +121,7 @@ pub(super) async fn account(client: &Client, args: &AccountArgs) -> Result<()> {
     Ok(())
 }
 
+/// Prints the tenant's live usage, one line per day and dimension.
 pub(super) async fn usage(client: &Client) -> Result<()> {
     let usage = call!(client, admin, get_usage, pb::GetUsageRequest {});
     println!("settled through {:?}", usage.settled_through);
@@ -132,6 +135,7 @@ pub(super) async fn usage(client: &Client) -> Result<()> {
     Ok(())
 }
 
+/// Settles every ended day through the given day.
 pub(super) async fn settle(client: &Client, args: &SettleArgs) -> Result<()> {
     let r = call!(
         client,
@@ -148,6 +152,7 @@ pub(super) async fn settle(client: &Client, args: &SettleArgs) -> Result<()> {
     Ok(())
 }
 
+/// Records a payment and prints its ledger sequence and the new balance.
 pub(super) async fn payment(client: &Client, args: &PaymentArgs) -> Result<()> {
     let r = call!(
         client,

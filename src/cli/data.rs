@@ -80,6 +80,8 @@ pub struct SeekArgs {
     pub timestamp_ms: Option<i64>,
 }
 
+/// Produces the arguments as one batch (printing their offsets), or standard
+/// input in batches of `--batch` lines; the totals go to stderr.
 pub(super) async fn produce(client: &Client, args: &ProduceArgs) -> Result<()> {
     let headers: HashMap<String, String> = args.headers.iter().cloned().collect();
     let make = |payload: String| pb::Message {
@@ -127,6 +129,8 @@ pub(super) async fn produce(client: &Client, args: &ProduceArgs) -> Result<()> {
     Ok(())
 }
 
+/// Prints deliveries as they arrive and acks them (unless `--no-ack`) until
+/// `--max` messages, `--idle-ms` without one, or the end of the stream.
 pub(super) async fn consume(client: &Client, args: &ConsumeArgs) -> Result<()> {
     let mut consumer = client
         .consume(&args.topic, &args.subscription, args.window, 0)
@@ -168,6 +172,7 @@ pub(super) async fn consume(client: &Client, args: &ConsumeArgs) -> Result<()> {
     Ok(())
 }
 
+/// Moves the subscription's cursor and prints where it now stands.
 pub(super) async fn seek(client: &Client, args: &SeekArgs) -> Result<()> {
     let (position, offset, timestamp) = if args.earliest {
         (pb::SeekPosition::Earliest, 0, 0)
@@ -204,6 +209,7 @@ pub struct ExportArgs {
     pub file: PathBuf,
 }
 
+/// Streams the tenant's export to the file (or stdout); the size goes to stderr.
 pub(super) async fn export(client: &Client, args: &ExportArgs) -> Result<()> {
     use std::io::Write;
     let mut stream = client

@@ -31,6 +31,7 @@ pub enum DeviceCommand {
     },
 }
 
+/// Runs a `tallyq device` command and prints the bindings it returns.
 pub(super) async fn device(client: &Client, cmd: &DeviceCommand) -> Result<()> {
     let print = |d: &pb::DeviceBinding| {
         println!(

@@ -47,6 +47,7 @@ pub enum KeyCommand {
     },
 }
 
+/// Runs a `tallyq key` command; a new secret goes to stdout, the rest to stderr.
 pub(super) async fn key(client: &Client, cmd: &KeyCommand) -> Result<()> {
     match cmd {
         KeyCommand::Create {

@@ -105,6 +105,7 @@ fn ledger_json(e: &pb::LedgerEntry) -> String {
     .to_string()
 }
 
+/// Runs `tallyq ledger export` or `verify`; the export count goes to stderr.
 pub(super) async fn ledger(client: &Client, cmd: &LedgerCommand) -> Result<()> {
     match cmd {
         LedgerCommand::Export { from, format } => {

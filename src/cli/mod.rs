@@ -42,6 +42,7 @@ use device::DeviceCommand;
 use key::KeyCommand;
 use ledger::LedgerCommand;
 use ops::{AuditArgs, ClockCommand, MaintenanceArgs};
+/// Runs the broker (main.rs calls it for `tallyq serve`).
 pub use serve::serve;
 use serve::ServeArgs;
 use tenant::TenantCommand;

@@ -51,6 +51,7 @@ pub enum ClockCommand {
     },
 }
 
+/// Prints one page of the audit log, tab-separated; where to resume goes to stderr.
 pub(super) async fn audit(client: &Client, args: &AuditArgs) -> Result<()> {
     let page = call!(
         client,
@@ -72,6 +73,7 @@ pub(super) async fn audit(client: &Client, args: &AuditArgs) -> Result<()> {
     Ok(())
 }
 
+/// Turns maintenance mode on or off.
 pub(super) async fn maintenance(client: &Client, args: &MaintenanceArgs) -> Result<()> {
     let enabled = matches!(args.state, OnOff::On);
     call!(
@@ -87,6 +89,7 @@ pub(super) async fn maintenance(client: &Client, args: &MaintenanceArgs) -> Resu
     Ok(())
 }
 
+/// Prints the tenant's plan and each limit with its current use.
 pub(super) async fn quota(client: &Client) -> Result<()> {
     let quota = call!(client, admin, get_quota, pb::GetQuotaRequest {});
     println!("plan {}", quota.plan);
@@ -96,6 +99,7 @@ pub(super) async fn quota(client: &Client) -> Result<()> {
     Ok(())
 }
 
+/// Moves the manual clock forward and prints the new time.
 pub(super) async fn clock(client: &Client, cmd: &ClockCommand) -> Result<()> {
     let ClockCommand::Advance { ms } = cmd;
     let now = call!(

@@ -3,6 +3,7 @@
 
 use tallyq::proto::v1 as pb;
 
+/// A tenant status as the CLI prints it.
 pub(super) fn status_name(status: i32) -> &'static str {
     match pb::TenantStatus::try_from(status) {
         Ok(pb::TenantStatus::Active) => "active",
@@ -12,6 +13,7 @@ pub(super) fn status_name(status: i32) -> &'static str {
     }
 }
 
+/// Prints a tenant: id, plan, status (with its reason), names, quota overrides.
 pub(super) fn print_tenant(t: &pb::Tenant) {
     let mut overrides: Vec<String> = t
         .quota_overrides
@@ -48,10 +50,12 @@ fn scope_names(scopes: &[i32]) -> String {
         .join(",")
 }
 
+/// Prints an API key as [`key_line`] writes it.
 pub(super) fn print_key(k: &pb::ApiKey) {
     println!("{}", key_line(k));
 }
 
+/// An API key on one line: id, tenant, scopes, topics (`*` for all), revoked, description.
 pub(super) fn key_line(k: &pb::ApiKey) -> String {
     format!(
         "{}\ttenant={}\tscopes={}\ttopics={}\trevoked={}\t{:?}",
@@ -68,6 +72,7 @@ pub(super) fn key_line(k: &pb::ApiKey) -> String {
     )
 }
 
+/// Prints a topic with its settings and figures.
 pub(super) fn print_topic(t: &pb::Topic) {
     let c = t.config.unwrap_or_default();
     let s = t.stats.unwrap_or_default();
@@ -83,6 +88,7 @@ pub(super) fn print_topic(t: &pb::Topic) {
     );
 }
 
+/// Prints a subscription with its settings and figures.
 pub(super) fn print_sub(s: &pb::Subscription) {
     let c = s.config.clone().unwrap_or_default();
     let st = s.stats.unwrap_or_default();

@@ -93,6 +93,7 @@ fn parse_quota(text: &str) -> Result<(String, u64), String> {
     Ok((name.to_string(), value))
 }
 
+/// Runs a `tallyq tenant` command and prints the tenant(s) it returns.
 pub(super) async fn tenant(client: &Client, cmd: &TenantCommand) -> Result<()> {
     match cmd {
         TenantCommand::Create {

@@ -145,6 +145,7 @@ pub enum SubCommand {
     },
 }
 
+/// Runs a `tallyq topic` command and prints the topic(s) it returns.
 pub(super) async fn topic(client: &Client, cmd: &TopicCommand) -> Result<()> {
     match cmd {
         TopicCommand::Create { name, settings } => {
@@ -206,6 +207,7 @@ pub(super) async fn topic(client: &Client, cmd: &TopicCommand) -> Result<()> {
     Ok(())
 }
 
+/// Runs a `tallyq sub` command and prints the subscription(s) it returns.
 pub(super) async fn sub(client: &Client, cmd: &SubCommand) -> Result<()> {
     match cmd {
         SubCommand::Create {

@@ -27,10 +27,12 @@ pub struct LoadReport {
     pub server_peak_rss: Option<u64>,
 }
 
+/// A latency histogram in microseconds, 1 µs to 120 s, 3 significant digits.
 pub(super) fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 120_000_000, 3).expect("histogram bounds")
 }
 
+/// p50, p99 and p99.9 of a histogram.
 pub(super) fn percentiles(h: &Histogram<u64>) -> (u64, u64, u64) {
     (
         h.value_at_quantile(0.5),
