@@ -1,7 +1,9 @@
 //! The Rust client for tallyq, used by the CLI and the tests, and usable by
 //! any Rust application: typed access to the three services with the
 //! credential attached to every call, plus conveniences for produce and the
-//! Consume stream.
+//! Consume stream, and [`verify_ledger`] to check the billing ledger's hash
+//! chain. It shares only `wire` (limits, retry key) and the pure hash-chain
+//! code of `billing::ledger` with the server.
 
 use std::time::Duration;
 
@@ -12,6 +14,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Request, Status, Streaming};
 
+use crate::billing::ledger::{verify_chain, ChainBroken, LedgerEntry};
 use crate::proto::v1 as pb;
 use crate::proto::v1::admin_client::AdminClient;
 use crate::proto::v1::billing_client::BillingClient;
@@ -323,4 +326,87 @@ impl Consumer {
 
     /// Closes the client side of the stream.
     pub fn close(self) {}
+}
+
+/// Checks the hash chain of ledger entries as the Billing service lists them
+/// (in order, from sequence 1): how many entries were checked, or the first
+/// bad one. `tallyq ledger verify` and the tests use it.
+pub fn verify_ledger(entries: &[pb::LedgerEntry]) -> Result<u64, ChainBroken> {
+    verify_chain(entries.iter().map(hashed_form))
+}
+
+/// A wire entry back in the form its hash covers. The hashes travel as hex;
+/// one that is not hex becomes empty, so the chain check names that entry.
+fn hashed_form(e: &pb::LedgerEntry) -> LedgerEntry {
+    LedgerEntry {
+        sequence: e.sequence,
+        node_id: e.node_id.clone(),
+        tenant: e.tenant.clone(),
+        kind: e.kind.clone(),
+        day: e.day.clone(),
+        meter: e.meter.clone(),
+        quantity: e.quantity,
+        free_applied: e.free_applied,
+        billable: e.billable,
+        unit_price_nano_minor: e.unit_price_nano_minor,
+        amount_minor: e.amount_minor,
+        currency: e.currency.clone(),
+        idempotency_key: e.idempotency_key.clone(),
+        created_ms: e.created_unix_ms,
+        due_ms: e.due_unix_ms,
+        produced_units: e.produced_units,
+        delivered_units: e.delivered_units,
+        redelivered_units: e.redelivered_units,
+        note: e.note.clone(),
+        prev_hash: hex::decode(&e.prev_hash).unwrap_or_default(),
+        hash: hex::decode(&e.hash).unwrap_or_default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::billing::ledger::{entry_hash, genesis_hash};
+
+    /// A chain of `n` wire entries, hashed the way the server hashes them.
+    fn wire_chain(n: u64) -> Vec<pb::LedgerEntry> {
+        let mut prev = genesis_hash();
+        (1..=n)
+            .map(|sequence| {
+                let mut wire = pb::LedgerEntry {
+                    sequence,
+                    tenant: "acme".into(),
+                    kind: "charge".into(),
+                    amount_minor: 100,
+                    created_unix_ms: 1_000 * sequence as i64,
+                    prev_hash: hex::encode(&prev),
+                    ..Default::default()
+                };
+                let hash = entry_hash(&hashed_form(&wire));
+                wire.hash = hex::encode(&hash);
+                prev = hash;
+                wire
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_intact_wire_chain_verifies() {
+        assert_eq!(verify_ledger(&wire_chain(4)), Ok(4));
+        assert_eq!(verify_ledger(&[]), Ok(0));
+    }
+
+    #[test]
+    fn an_edited_entry_is_named() {
+        let mut entries = wire_chain(4);
+        entries[1].amount_minor = 1;
+        assert_eq!(verify_ledger(&entries).unwrap_err().sequence, 2);
+    }
+
+    #[test]
+    fn a_hash_that_is_not_hex_is_named() {
+        let mut entries = wire_chain(4);
+        entries[2].hash = "not hex".into();
+        assert_eq!(verify_ledger(&entries).unwrap_err().sequence, 3);
+    }
 }

@@ -22,8 +22,6 @@
 //! | [`config`] | layered configuration and its validation |
 //! | [`observability`] | Prometheus metrics (bounded tenant labels) and logging |
 //! | [`client`] | the Rust client the CLI and the tests use |
-//! | [`loadgen`] | the load tool behind `tallyq bench` |
-//! | [`cli`] | the `tallyq` command line |
 //!
 //! Data flows one way: api → (tenancy, quota) → broker → storage. Nothing
 //! below `api` knows tonic; nothing outside `storage` knows sled.
@@ -32,12 +30,10 @@
 pub mod api;
 pub mod billing;
 pub mod broker;
-pub mod cli;
 pub mod client;
 pub mod clock;
 pub mod config;
 pub mod error;
-pub mod loadgen;
 pub mod metering;
 pub mod observability;
 pub mod plan;

@@ -1,0 +1,163 @@
+//! `tallyq serve`: its flags, layered over the config file, and the
+//! start-up around [`tallyq::run`]: bind the listener, make sure the
+//! operator credential exists and say where it is, run until Ctrl-C or
+//! SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Args, ValueEnum};
+
+use tallyq::clock::ClockKind;
+use tallyq::config::{Config, LogFormat};
+
+/// `tallyq serve` options; each overrides the config file.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// TOML config file.
+    #[arg(long, env = "TALLYQ_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Data directory.
+    #[arg(long, env = "TALLYQ_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// gRPC listen address.
+    #[arg(long, env = "TALLYQ_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Prometheus listen address.
+    #[arg(long, env = "TALLYQ_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Node id stamped on ledger entries.
+    #[arg(long, env = "TALLYQ_NODE_ID")]
+    pub node_id: Option<String>,
+    /// Clock: system (default) or manual (test clock).
+    #[arg(long, env = "TALLYQ_CLOCK", value_enum)]
+    pub clock: Option<ClockArg>,
+    /// Operator credential file.
+    #[arg(long, env = "TALLYQ_OPERATOR_TOKEN_FILE")]
+    pub operator_token_file: Option<PathBuf>,
+    /// Log format: text (default) or json.
+    #[arg(long, env = "TALLYQ_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormatArg>,
+    /// TLS certificate chain (PEM); with --tls-key-file, serve gRPC over TLS.
+    #[arg(long, env = "TALLYQ_TLS_CERT_FILE")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, env = "TALLYQ_TLS_KEY_FILE")]
+    pub tls_key_file: Option<PathBuf>,
+    /// CA (PEM) that client certificates must be signed by (mutual TLS).
+    #[arg(long, env = "TALLYQ_TLS_CLIENT_CA_FILE")]
+    pub tls_client_ca_file: Option<PathBuf>,
+}
+
+/// Clock choice on the command line.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ClockArg {
+    /// Wall clock.
+    System,
+    /// Test clock.
+    Manual,
+}
+
+/// Log format on the command line.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormatArg {
+    /// Human-readable.
+    Text,
+    /// JSON lines.
+    Json,
+}
+
+impl ServeArgs {
+    /// Embedded defaults, then the file, then these flags / env variables.
+    pub fn to_config(&self) -> Result<Config> {
+        let mut config = match &self.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        if let Some(v) = &self.data_dir {
+            config.data_dir = v.clone();
+        }
+        if let Some(v) = self.listen {
+            config.listen = v;
+        }
+        if let Some(v) = self.metrics_listen {
+            config.metrics_listen = v;
+        }
+        if let Some(v) = &self.node_id {
+            config.node_id = v.clone();
+        }
+        if let Some(v) = self.clock {
+            config.clock = match v {
+                ClockArg::System => ClockKind::System,
+                ClockArg::Manual => ClockKind::Manual,
+            };
+        }
+        if let Some(v) = &self.operator_token_file {
+            config.operator_token_file = Some(v.clone());
+        }
+        if let Some(v) = &self.tls_cert_file {
+            config.tls_cert_file = Some(v.clone());
+        }
+        if let Some(v) = &self.tls_key_file {
+            config.tls_key_file = Some(v.clone());
+        }
+        if let Some(v) = &self.tls_client_ca_file {
+            config.tls_client_ca_file = Some(v.clone());
+        }
+        if let Some(v) = self.log_format {
+            config.log_format = match v {
+                LogFormatArg::Text => LogFormat::Text,
+                LogFormatArg::Json => LogFormat::Json,
+            };
+        }
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+/// Runs the broker with `config` until Ctrl-C or SIGTERM.
+pub async fn serve(config: Config) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    // Make sure the operator credential exists before anyone is told
+    // where it is; `run` reads the same file.
+    let token_path = config.operator_token_path();
+    let (_, generated) = tallyq::tenancy::load_or_create_operator_token(&token_path)
+        .with_context(|| format!("operator credential file {}", token_path.display()))?;
+    println!(
+        "operator credential: {}{}",
+        token_path.display(),
+        if generated {
+            " (generated now, mode 0600)"
+        } else {
+            ""
+        }
+    );
+    println!("tallyq listening on {}", listener.local_addr()?);
+    tallyq::run(config, listener, shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM (a background process ignores SIGINT).
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
