@@ -11,8 +11,10 @@
 pub mod admin;
 pub mod delivery;
 pub mod export;
+mod gauges;
 pub mod produce;
 pub mod retention;
+mod storage_meter;
 pub mod subscription;
 pub mod topic;
 

@@ -1,20 +1,30 @@
 //! Produce: validate a batch against the plan, drop duplicates by dedup_id,
 //! make room under the topic's size cap, append one message set, and answer
 //! only after the group commit that made it durable.
+//!
+//! - [`pending`]: [`PendingProduce`], a queued batch that answers once durable.
+//! - [`dedup`]: finding the original of a dedup_id within its window.
+//! - [`room`]: making room under a topic's size cap (also for dead letters).
+
+mod dedup;
+mod pending;
+mod room;
+
+pub use pending::PendingProduce;
+pub(super) use room::{reclaim, room_needed};
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
-use super::topic::{Topic, TopicLog, OVERFLOW_REFUSE};
 use super::Broker;
 use crate::error::{Error, Result};
 use crate::metering::{units_for_bytes, UsageDelta};
-use crate::observability::{name, Metrics};
+use crate::observability::name;
 use crate::quota::{human_bytes, MessageShape};
 use crate::storage::records::{DedupRecord, StoredMessage};
-use crate::storage::{keys, PendingCommit, WriteSet};
+use crate::storage::{keys, WriteSet};
 use crate::sync::MutexExt;
 use crate::tenancy::{Scope, TenantKey};
+use pending::StoredFigures;
 
 /// What happened to one message of a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,57 +44,6 @@ pub struct ProduceOutcome {
     pub results: Vec<ProducedMessage>,
     /// Sum of the units billed.
     pub units: u64,
-}
-
-/// A produce that is queued for commit; [`PendingProduce::wait`] answers once
-/// it is durable. Lets a stream pipeline batches while keeping replies in order.
-pub struct PendingProduce {
-    commit: Option<PendingCommit>,
-    outcome: ProduceOutcome,
-    topic: Arc<Topic>,
-    dedup_ids: Vec<String>,
-    stored: StoredFigures,
-}
-
-/// What a produce stored, for the metrics once it is durable.
-#[derive(Default)]
-struct StoredFigures {
-    metrics: Option<Arc<Metrics>>,
-    messages: u64,
-    bytes: u64,
-    reclaimed: u64,
-}
-
-impl PendingProduce {
-    /// Waits until the batch is durable and returns its outcome.
-    pub async fn wait(self) -> Result<ProduceOutcome> {
-        let result = match self.commit {
-            Some(commit) => commit.wait().await,
-            None => Ok(()),
-        };
-        if !self.dedup_ids.is_empty() {
-            let mut uncommitted = self.topic.uncommitted_dedup.lock_unpoisoned();
-            for id in &self.dedup_ids {
-                uncommitted.remove(id);
-            }
-        }
-        result?;
-        if let Some(metrics) = &self.stored.metrics {
-            let tenant = &self.topic.tenant;
-            metrics.count(name::PRODUCED_MESSAGES, tenant, self.stored.messages);
-            metrics.count(name::PRODUCED_BYTES, tenant, self.stored.bytes);
-            metrics.count(name::RECLAIMED_MESSAGES, tenant, self.stored.reclaimed);
-            metrics.count_labeled(
-                name::BILLABLE_UNITS,
-                &[
-                    ("tenant", metrics.tenant_label(tenant)),
-                    ("part", "produced".into()),
-                ],
-                self.outcome.units,
-            );
-        }
-        Ok(self.outcome)
-    }
 }
 
 impl Broker {
@@ -277,76 +236,5 @@ impl Broker {
                 reclaimed,
             },
         })
-    }
-
-    /// The offset of the message that first used `dedup_id` within the
-    /// window, if any.
-    fn original_of(
-        &self,
-        topic: &Topic,
-        dedup_id: &str,
-        now: i64,
-        window_ms: i64,
-    ) -> Result<Option<u64>> {
-        let recent = topic
-            .uncommitted_dedup
-            .lock_unpoisoned()
-            .get(dedup_id)
-            .copied();
-        if let Some((offset, publish_ms)) = recent {
-            if publish_ms + window_ms > now {
-                return Ok(Some(offset));
-            }
-        }
-        let stored: Option<DedupRecord> = self.store.get(&keys::dedup(topic.id, dedup_id))?;
-        Ok(stored
-            .filter(|d| d.publish_ms + window_ms > now)
-            .map(|d| d.offset))
-    }
-}
-
-/// How many of the oldest sets must go to fit `new_bytes` under the topic's
-/// size cap, and the bytes that frees; refuses when the batch can never fit or
-/// the topic's policy refuses produce when full. Changes nothing.
-pub(super) fn room_needed(topic: &Topic, log: &TopicLog, new_bytes: u64) -> Result<(usize, u64)> {
-    let settings = topic.settings();
-    let cap = settings.max_bytes;
-    if new_bytes > cap {
-        return Err(Error::invalid(format!(
-            "batch of {new_bytes} bytes is larger than topic '{}''s size cap of {cap} bytes ({})",
-            topic.name,
-            human_bytes(cap)
-        )));
-    }
-    if log.bytes + new_bytes <= cap {
-        return Ok((0, 0));
-    }
-    if settings.overflow_policy == OVERFLOW_REFUSE {
-        return Err(Error::exhausted(format!(
-            "topic '{}' is full: {} of its {cap}-byte ({}) size cap is used and its overflow \
-             policy refuses new messages until old ones expire",
-            topic.name,
-            log.bytes,
-            human_bytes(cap)
-        )));
-    }
-    let mut freed = 0;
-    let mut sets = 0;
-    for set in &log.sets {
-        if log.bytes - freed + new_bytes <= cap {
-            break;
-        }
-        freed += set.bytes;
-        sets += 1;
-    }
-    Ok((sets, freed))
-}
-
-/// Drops the `sets` oldest sets, counting their messages as reclaimed.
-pub(super) fn reclaim(topic: &Topic, log: &mut TopicLog, sets: usize, writes: &mut WriteSet) {
-    for _ in 0..sets {
-        if let Some(set) = log.drop_oldest(topic.id, writes) {
-            log.state.reclaimed_messages += set.count as u64;
-        }
     }
 }
