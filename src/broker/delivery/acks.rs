@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::wake_consumers;
 use crate::broker::subscription::Subscription;
 use crate::broker::Broker;
 use crate::error::{Error, Result};
@@ -45,7 +46,6 @@ impl Broker {
         offsets: &[u64],
     ) -> Result<u32> {
         let mut state = sub.state.lock().await;
-        let mut writes = WriteSet::new();
         let mut acked = 0;
         for &offset in offsets {
             if state.ack(offset) {
@@ -55,10 +55,7 @@ impl Broker {
         if acked == 0 {
             return Ok(0);
         }
-        state.persist(sub.id, &mut writes);
-        let commit = self.store.enqueue(writes, None).await?;
-        drop(state);
-        commit.wait().await?;
+        self.commit_state(sub, state, WriteSet::new(), None).await?;
         self.metrics
             .count(name::ACKED_MESSAGES, tenant, acked as u64);
         Ok(acked)
@@ -92,7 +89,6 @@ impl Broker {
         }
         let mut state = sub.state.lock().await;
         let at = self.clock.now_ms() + delay.as_millis() as i64;
-        let mut writes = WriteSet::new();
         let mut nacked = 0;
         for &offset in offsets {
             if state.nack(offset, at) {
@@ -102,14 +98,8 @@ impl Broker {
         if nacked == 0 {
             return Ok(0);
         }
-        state.persist(sub.id, &mut writes);
-        let notify = sub.clone();
-        let commit = self
-            .store
-            .enqueue(writes, Some(Box::new(move || notify.notify())))
+        self.commit_state(sub, state, WriteSet::new(), wake_consumers(sub))
             .await?;
-        drop(state);
-        commit.wait().await?;
         Ok(nacked)
     }
 
@@ -133,16 +123,9 @@ impl Broker {
                 SeekTarget::Timestamp(ts) => log.offset_at_time(ts),
             }
         };
-        let mut writes = WriteSet::new();
         state.seek(offset);
-        state.persist(sub.id, &mut writes);
-        let notify = sub.clone();
-        let commit = self
-            .store
-            .enqueue(writes, Some(Box::new(move || notify.notify())))
+        self.commit_state(&sub, state, WriteSet::new(), wake_consumers(&sub))
             .await?;
-        drop(state);
-        commit.wait().await?;
         Ok(offset)
     }
 }

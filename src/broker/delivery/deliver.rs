@@ -180,11 +180,8 @@ impl Broker {
                 }
             }
         }
-        state.persist(sub.id, &mut writes);
         let dead_lettered = state.dead_lettered;
-        let commit = self.store.enqueue(writes, after).await?;
-        drop(state);
-        commit.wait().await?;
+        self.commit_state(sub, state, writes, after).await?;
         let m = &self.metrics;
         let tenant = &topic.tenant;
         let redelivered = delivered.iter().filter(|d| d.attempt > 1).count() as u64;

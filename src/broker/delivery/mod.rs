@@ -17,9 +17,15 @@ mod session;
 pub use acks::SeekTarget;
 pub use session::{ConsumerSession, FlowWindow};
 
+use std::sync::Arc;
+
+use tokio::sync::MutexGuard;
+
+use super::subscription::{SubState, Subscription};
 use super::Broker;
 use crate::error::Result;
 use crate::storage::records::StoredMessage;
+use crate::storage::{AfterCommit, WriteSet};
 use crate::tenancy::{Scope, TenantKey};
 
 /// One message handed to a consumer.
@@ -48,4 +54,29 @@ impl Broker {
         self.tenancy.check_data_plane(&key.tenant)?;
         key.require(Scope::Consume, Some(topic))
     }
+
+    /// Makes a change to a subscription's state durable: adds what changed
+    /// to `writes`, enqueues them while the state lock is still held (so the
+    /// subscription's writes commit in the order they were made), releases
+    /// the lock, and waits for the commit. `after` runs once it is durable.
+    async fn commit_state(
+        &self,
+        sub: &Subscription,
+        mut state: MutexGuard<'_, SubState>,
+        mut writes: WriteSet,
+        after: Option<AfterCommit>,
+    ) -> Result<()> {
+        state.persist(sub.id, &mut writes);
+        let commit = self.store.enqueue(writes, after).await?;
+        drop(state);
+        commit.wait().await?;
+        Ok(())
+    }
+}
+
+/// Wakes the subscription's waiting consumers once a change is durable (a
+/// nack or a seek may make messages deliverable again).
+fn wake_consumers(sub: &Arc<Subscription>) -> Option<AfterCommit> {
+    let sub = sub.clone();
+    Some(Box::new(move || sub.notify()))
 }
