@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use super::{message_bytes, Delivered};
-use crate::broker::produce::{reclaim, room_needed};
+use crate::broker::produce::Room;
 use crate::broker::subscription::{Claim, ClaimRules, Subscription};
 use crate::broker::topic::{SetCache, Topic};
 use crate::broker::Broker;
@@ -146,16 +146,13 @@ impl Broker {
             let bytes: u64 = dead.iter().map(|(_, m)| message_bytes(m)).sum();
             let mut log = dlq.log.lock().await;
             let mut dlq_writes = WriteSet::new();
-            let appended = room_needed(&dlq, &log, bytes).and_then(|(sets, _)| {
+            let appended = Room::needed(&dlq, &log, bytes).and_then(|room| {
                 let messages = dead.iter().map(|(_, m)| m.clone()).collect();
-                log.append(&self.store, dlq.id, messages, bytes, now, &mut dlq_writes)?;
-                reclaim(&dlq, &mut log, sets, &mut dlq_writes);
-                Ok(())
+                room.append(&self.store, &dlq, &mut log, messages, now, &mut dlq_writes)
             });
             match appended {
-                Ok(()) => {
+                Ok(_) => {
                     dlq_writes.put(keys::topic_state(dlq.id), &log.state);
-                    dlq.sync_from(&log);
                     writes.extend(dlq_writes);
                     state.dead_lettered += moved;
                     let end = log.state.next_offset;

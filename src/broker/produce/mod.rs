@@ -11,7 +11,7 @@ mod pending;
 mod room;
 
 pub use pending::PendingProduce;
-pub(super) use room::{reclaim, room_needed};
+pub(super) use room::Room;
 
 use std::collections::HashMap;
 
@@ -149,7 +149,7 @@ impl Broker {
             });
         }
 
-        let (reclaim_sets, freed) = room_needed(&topic, &log, stored_bytes).inspect_err(|e| {
+        let room = Room::needed(&topic, &log, stored_bytes).inspect_err(|e| {
             if matches!(e, Error::ResourceExhausted { .. }) {
                 self.metrics.count_labeled(
                     name::QUOTA_REFUSALS,
@@ -158,7 +158,7 @@ impl Broker {
                 );
             }
         })?;
-        let tenant_bytes = topic.tenant_bytes() - freed.min(topic.tenant_bytes());
+        let tenant_bytes = topic.tenant_bytes() - room.freed.min(topic.tenant_bytes());
         if tenant_bytes + stored_bytes > plan.max_tenant_storage_bytes {
             self.metrics.count_labeled(
                 name::QUOTA_REFUSALS,
@@ -176,19 +176,8 @@ impl Broker {
         self.admission
             .admit_produce(&key.tenant, &plan, outcome.units)?;
         let stored_messages = stored.len() as u64;
-        // The messages go to the segment files first: if that fails, the log
-        // is unchanged and nothing is queued.
-        log.append(
-            &self.store,
-            topic.id,
-            stored,
-            stored_bytes,
-            now,
-            &mut writes,
-        )?;
-        let reclaimed_before = log.state.reclaimed_messages;
-        reclaim(&topic, &mut log, reclaim_sets, &mut writes);
-        let reclaimed = log.state.reclaimed_messages - reclaimed_before;
+        // If appending fails, the log is unchanged and nothing is queued.
+        let reclaimed = room.append(&self.store, &topic, &mut log, stored, now, &mut writes)?;
         for (dedup_id, offset) in &batch_dedup {
             writes.put(
                 keys::dedup(topic.id, dedup_id),
@@ -206,7 +195,6 @@ impl Broker {
         if reclaimed > 0 {
             writes.put(keys::topic_state(topic.id), &log.state);
         }
-        topic.sync_from(&log);
         let dedup_ids: Vec<String> = batch_dedup.keys().cloned().collect();
         if !dedup_ids.is_empty() {
             let mut uncommitted = topic.uncommitted_dedup.lock_unpoisoned();
