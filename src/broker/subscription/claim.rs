@@ -38,6 +38,15 @@ pub struct ClaimRules {
 }
 
 impl SubState {
+    /// How many messages a claim could hand out at `now`: the redeliveries
+    /// due and the new messages not yet delivered.
+    pub fn deliverable(&self, now: i64, rules: &ClaimRules) -> usize {
+        let new = rules
+            .visible_end
+            .saturating_sub(self.next_offset.max(rules.first_offset));
+        (self.due_now(now) + new) as usize
+    }
+
     /// Hands out the next message: a due redelivery first, else the next new
     /// message. `None` when nothing is deliverable now.
     pub fn claim(&mut self, now: i64, rules: &ClaimRules) -> Option<Claim> {
