@@ -109,24 +109,17 @@ pub(super) fn rules(lock_ms: i64, visible_end: u64) -> ClaimRules {
 mod tests {
     use super::*;
 
+    /// The claim that delivers `offset` as its delivery number `attempt`.
+    fn deliver(offset: u64, attempt: u32) -> Option<Claim> {
+        Some(Claim::Deliver { offset, attempt })
+    }
+
     #[test]
     fn at_most_once_never_redelivers() {
         let mut s = SubState::default();
         let r = rules(0, 2);
-        assert_eq!(
-            s.claim(0, &r),
-            Some(Claim::Deliver {
-                offset: 0,
-                attempt: 1
-            })
-        );
-        assert_eq!(
-            s.claim(0, &r),
-            Some(Claim::Deliver {
-                offset: 1,
-                attempt: 1
-            })
-        );
+        assert_eq!(s.claim(0, &r), deliver(0, 1));
+        assert_eq!(s.claim(0, &r), deliver(1, 1));
         assert_eq!(s.claim(1_000_000, &r), None);
         assert!(s.pending.is_empty());
     }
@@ -135,29 +128,11 @@ mod tests {
     fn redelivery_after_lock_comes_before_new_messages() {
         let mut s = SubState::default();
         let r = rules(10_000, 1);
-        assert_eq!(
-            s.claim(0, &r),
-            Some(Claim::Deliver {
-                offset: 0,
-                attempt: 1
-            })
-        );
+        assert_eq!(s.claim(0, &r), deliver(0, 1));
         assert_eq!(s.claim(9_999, &r), None);
         let r = rules(10_000, 2);
-        assert_eq!(
-            s.claim(10_000, &r),
-            Some(Claim::Deliver {
-                offset: 0,
-                attempt: 2
-            })
-        );
-        assert_eq!(
-            s.claim(10_000, &r),
-            Some(Claim::Deliver {
-                offset: 1,
-                attempt: 1
-            })
-        );
+        assert_eq!(s.claim(10_000, &r), deliver(0, 2));
+        assert_eq!(s.claim(10_000, &r), deliver(1, 1));
         assert!(s.ack(0));
         assert!(!s.ack(0));
         assert_eq!(s.pending.len(), 1);
@@ -173,21 +148,9 @@ mod tests {
             first_offset: 0,
             visible_end: 1,
         };
-        assert_eq!(
-            s.claim(0, &r),
-            Some(Claim::Deliver {
-                offset: 0,
-                attempt: 1
-            })
-        );
+        assert_eq!(s.claim(0, &r), deliver(0, 1));
         assert!(s.nack(0, 0));
-        assert_eq!(
-            s.claim(0, &r),
-            Some(Claim::Deliver {
-                offset: 0,
-                attempt: 2
-            })
-        );
+        assert_eq!(s.claim(0, &r), deliver(0, 2));
         assert!(s.nack(0, 5));
         assert_eq!(s.claim(4, &r), None);
         assert_eq!(s.claim(5, &r), Some(Claim::DeadLetter { offset: 0 }));
@@ -199,22 +162,10 @@ mod tests {
         let mut s = SubState::default();
         let mut r = rules(10_000, 10);
         r.first_offset = 5;
-        assert_eq!(
-            s.claim(0, &r),
-            Some(Claim::Deliver {
-                offset: 5,
-                attempt: 1
-            })
-        );
+        assert_eq!(s.claim(0, &r), deliver(5, 1));
         s.seek(2);
         assert!(s.pending.is_empty());
         assert_eq!(s.next_deadline(), None);
-        assert_eq!(
-            s.claim(0, &r),
-            Some(Claim::Deliver {
-                offset: 5,
-                attempt: 1
-            })
-        );
+        assert_eq!(s.claim(0, &r), deliver(5, 1));
     }
 }
