@@ -1,11 +1,13 @@
 //! Reading retained messages back: the message at an offset, through a
-//! one-set cache so a sequential reader decodes each message set once.
+//! one-set cache so a sequential reader decodes each message set once, and
+//! every retained set in order (for export). A set may expire between
+//! reading its header and its bytes; both readers then treat it as gone.
 
 use super::Topic;
 use crate::broker::Broker;
 use crate::error::Result;
 use crate::storage::keys;
-use crate::storage::records::{MessageSetRecord, SetHeaderRecord, StoredMessage};
+use crate::storage::records::{BlobRef, MessageSetRecord, SetHeaderRecord, StoredMessage};
 
 /// The last message set read, so sequential reads decode each set once.
 #[derive(Default)]
@@ -35,12 +37,9 @@ impl Broker {
             cache.entry = None;
             if let Some((key, header)) = found {
                 if let (Some(first), Some(blob)) = (keys::u64_at(&key, 9), header.blob) {
-                    match self.store.read_blob::<MessageSetRecord>(&blob) {
-                        Ok(set) => cache.entry = Some((topic.id, first, set)),
-                        // Expired or reclaimed between reading its header and
-                        // its bytes (its segment may be gone): not retained.
-                        Err(_) if offset < topic.first_offset() => return Ok(None),
-                        Err(e) => return Err(e.into()),
+                    match self.read_set(topic, &blob, offset)? {
+                        Some(set) => cache.entry = Some((topic.id, first, set)),
+                        None => return Ok(None),
                     }
                 }
             }
@@ -51,5 +50,45 @@ impl Broker {
                 .and_then(|i| set.messages.get(i as usize))
                 .map(|m| (m.clone(), set.publish_ms))
         }))
+    }
+
+    /// Every retained message set of `topic` in offset order, with its first
+    /// offset. Sets are read one at a time, so memory holds one set whatever
+    /// the topic's size; a set that expires meanwhile is skipped.
+    pub(in crate::broker) fn retained_sets<'a>(
+        &'a self,
+        topic: &'a Topic,
+    ) -> impl Iterator<Item = Result<(u64, MessageSetRecord)>> + 'a {
+        let prefix = keys::id_prefix(keys::SET_HEADER, topic.id);
+        self.store
+            .scan::<SetHeaderRecord>(&prefix)
+            .filter_map(move |item| {
+                let (key, header) = match item {
+                    Ok(item) => item,
+                    Err(e) => return Some(Err(e.into())),
+                };
+                let blob = header.blob?;
+                let first = keys::u64_at(&key, 9).unwrap_or_default();
+                self.read_set(topic, &blob, first)
+                    .transpose()
+                    .map(|set| set.map(|set| (first, set)))
+            })
+    }
+
+    /// Reads the message set stored at `blob`, wanted for `offset`: `None`
+    /// when reading fails because the set expired or was reclaimed since its
+    /// header was read (its segment may be gone), an error when it fails with
+    /// `offset` still retained.
+    fn read_set(
+        &self,
+        topic: &Topic,
+        blob: &BlobRef,
+        offset: u64,
+    ) -> Result<Option<MessageSetRecord>> {
+        match self.store.read_blob::<MessageSetRecord>(blob) {
+            Ok(set) => Ok(Some(set)),
+            Err(_) if offset < topic.first_offset() => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 }
