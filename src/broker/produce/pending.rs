@@ -29,6 +29,18 @@ pub(super) struct StoredFigures {
 }
 
 impl PendingProduce {
+    /// A batch of duplicates only: nothing was queued, so it is answered at
+    /// once.
+    pub(super) fn nothing_stored(outcome: ProduceOutcome, topic: Arc<Topic>) -> PendingProduce {
+        PendingProduce {
+            commit: None,
+            outcome,
+            topic,
+            dedup_ids: Vec::new(),
+            stored: StoredFigures::default(),
+        }
+    }
+
     /// Waits until the batch is durable and returns its outcome.
     pub async fn wait(self) -> Result<ProduceOutcome> {
         let result = match self.commit {
