@@ -144,6 +144,16 @@ impl Broker {
         Ok(topic)
     }
 
+    /// Counts a request refused by a quota of `kind` (topic_full,
+    /// tenant_storage, topics, subscriptions).
+    fn count_refusal(&self, kind: &'static str) {
+        self.metrics.count_labeled(
+            crate::observability::name::QUOTA_REFUSALS,
+            &[("kind", kind.into())],
+            1,
+        );
+    }
+
     /// The shared retained-bytes counter of a tenant.
     fn tenant_bytes_counter(&self, tenant: &str) -> Arc<AtomicU64> {
         self.tenant_bytes

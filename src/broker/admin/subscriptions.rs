@@ -57,11 +57,7 @@ impl Broker {
         sub: &Subscription,
         writes: &mut WriteSet,
     ) -> Result<()> {
-        for keyspace in [keys::PENDING, keys::PENDING_RUN] {
-            for key in self.store.scan_keys(&keys::id_prefix(keyspace, sub.id)) {
-                writes.delete(key?);
-            }
-        }
+        self.delete_keyspaces(&[keys::PENDING, keys::PENDING_RUN], sub.id, writes)?;
         writes.delete(keys::cursor(sub.id));
         writes.delete(keys::subscription(topic.id, &sub.name));
         Ok(())
@@ -99,11 +95,7 @@ impl Broker {
         }
         let count = topic.subscription_list().len();
         if count >= plan.max_subscriptions_per_topic as usize {
-            self.metrics.count_labeled(
-                crate::observability::name::QUOTA_REFUSALS,
-                &[("kind", "subscriptions".into())],
-                1,
-            );
+            self.count_refusal("subscriptions");
             return Err(Error::exhausted(format!(
                 "subscription limit reached: the plan allows {} subscriptions per topic and \
                  topic '{topic_name}' has {count}",

@@ -70,11 +70,7 @@ impl Broker {
         }
         let count = self.tenant_topics(&key.tenant).len();
         if count >= plan.max_topics as usize {
-            self.metrics.count_labeled(
-                crate::observability::name::QUOTA_REFUSALS,
-                &[("kind", "topics".into())],
-                1,
-            );
+            self.count_refusal("topics");
             return Err(Error::exhausted(format!(
                 "topic limit reached: the plan allows {} topics per tenant and {count} exist",
                 plan.max_topics
@@ -192,11 +188,7 @@ impl Broker {
         for set in &log.sets {
             writes.release_blob(set.blob);
         }
-        for keyspace in [keys::SET_HEADER, keys::DEDUP] {
-            for key in self.store.scan_keys(&keys::id_prefix(keyspace, topic.id)) {
-                writes.delete(key?);
-            }
-        }
+        self.delete_keyspaces(&[keys::SET_HEADER, keys::DEDUP], topic.id, &mut writes)?;
         writes.delete(keys::topic_state(topic.id));
         writes.delete(keys::topic(&topic.tenant, &topic.name));
         // Topic-days still count the days it existed.

@@ -8,7 +8,6 @@ use super::Room;
 use crate::broker::topic::{Topic, TopicLog};
 use crate::broker::Broker;
 use crate::error::{Error, Result};
-use crate::observability::name;
 use crate::quota::{human_bytes, MessageShape, Plan};
 use crate::storage::records::StoredMessage;
 use crate::tenancy::{Scope, TenantKey};
@@ -62,12 +61,12 @@ impl Broker {
     ) -> Result<Room> {
         let room = Room::needed(topic, log, bytes).inspect_err(|e| {
             if matches!(e, Error::ResourceExhausted { .. }) {
-                self.refused("topic_full");
+                self.count_refusal("topic_full");
             }
         })?;
         let tenant_bytes = topic.tenant_bytes() - room.freed.min(topic.tenant_bytes());
         if tenant_bytes + bytes > plan.max_tenant_storage_bytes {
-            self.refused("tenant_storage");
+            self.count_refusal("tenant_storage");
             return Err(Error::exhausted(format!(
                 "tenant storage quota: the plan allows {} bytes ({}) of retained messages and \
                  {tenant_bytes} are in use; this batch needs {bytes} more",
@@ -77,11 +76,5 @@ impl Broker {
         }
         self.admission.admit_produce(tenant, plan, units)?;
         Ok(room)
-    }
-
-    /// Counts a quota refusal of `kind`.
-    fn refused(&self, kind: &'static str) {
-        self.metrics
-            .count_labeled(name::QUOTA_REFUSALS, &[("kind", kind.into())], 1);
     }
 }
