@@ -2,9 +2,9 @@
 //! update, delete, with the plan's ranges and counts checked first so a
 //! refused request changes nothing.
 //!
-//! - [`topics`]: topic management (and erasing a tenant's topics).
-//! - [`subscriptions`]: subscription management.
-//! - [`stats`]: the live figures of topics and subscriptions, and GetQuota.
+//! - `topics`: topic management (and erasing a tenant's topics).
+//! - `subscriptions`: subscription management.
+//! - `stats`: the live figures of topics and subscriptions, and GetQuota.
 
 mod stats;
 mod subscriptions;

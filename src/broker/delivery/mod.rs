@@ -4,11 +4,11 @@
 //! nacks and seeks, plus the flow-controlled [`ConsumerSession`] behind the
 //! Consume stream and the long-poll behind Fetch.
 //!
-//! - [`deliver`]: one delivery pass (pace, claim, read, record, meter).
-//! - [`dead_letters`]: moving messages over their attempt limit.
-//! - [`acks`]: acks, nacks and seeks.
-//! - [`fetch`]: the long-poll behind Fetch.
-//! - [`session`]: [`ConsumerSession`] and its [`FlowWindow`].
+//! - `deliver`: one delivery pass (pace, claim, read, record, meter).
+//! - `dead_letters`: moving messages over their attempt limit.
+//! - `acks`: acks, nacks and seeks.
+//! - `fetch`: the long-poll behind Fetch.
+//! - `session`: [`ConsumerSession`] and its [`FlowWindow`].
 
 mod acks;
 mod dead_letters;

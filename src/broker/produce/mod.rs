@@ -5,14 +5,14 @@
 //! A produce runs in this order, under the topic's log lock from the dedup
 //! step on (so offsets are handed out, and commits queued, in order):
 //!
-//! - [`admit`]: the policy checks: data plane, scope, message shapes and
+//! - `admit`: the policy checks: data plane, scope, message shapes and
 //!   devices first; the topic's cap, the tenant's storage and the produce
 //!   rate once the batch's stored size is known.
-//! - [`dedup`]: sorting a batch into new messages and duplicates of one
+//! - `dedup`: sorting a batch into new messages and duplicates of one
 //!   within the dedup window; remembering the new ones' dedup_ids.
-//! - [`room`]: making room under a topic's size cap and appending (also
+//! - `room`: making room under a topic's size cap and appending (also
 //!   for dead letters).
-//! - [`pending`]: [`PendingProduce`], a queued batch that answers once durable.
+//! - `pending`: [`PendingProduce`], a queued batch that answers once durable.
 
 mod admit;
 mod dedup;

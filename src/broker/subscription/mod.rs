@@ -6,11 +6,11 @@
 //! changed to a write set the broker commits, and [`SubState::load`] reads it
 //! back at start-up.
 //!
-//! - [`state`]: [`SubState`], the cursor and the pending messages, with the
+//! - `state`: [`SubState`], the cursor and the pending messages, with the
 //!   simple moves (ack, nack, seek).
-//! - [`claim`]: which message goes out next ([`SubState::claim`]).
-//! - [`runs`]: first deliveries made together, stored as one run record.
-//! - [`persist`]: what changed, into a write set; and back at start-up.
+//! - `claim`: which message goes out next ([`SubState::claim`]).
+//! - `runs`: first deliveries made together, stored as one run record.
+//! - `persist`: what changed, into a write set; and back at start-up.
 //! - this file: [`Subscription`], the shared handle (settings, wake-ups,
 //!   deletion).
 

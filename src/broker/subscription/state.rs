@@ -9,7 +9,7 @@ use crate::storage::records::PendingRecord;
 /// A subscription's cursor and in-flight messages.
 ///
 /// In memory every pending message has its own [`PendingRecord`]. On disk,
-/// messages first delivered together share one [`PendingRunRecord`] (a
+/// messages first delivered together share one [`PendingRunRecord`](crate::storage::records::PendingRunRecord) (a
 /// delivery pass of a thousand messages writes one key, and an ack of them
 /// rewrites that key), and only a message whose attempts or deadline differ
 /// from its run's (redelivered or nacked) gets a record of its own. Every

@@ -1,8 +1,8 @@
 //! A topic: its settings, its log (message sets in offset order), retention,
 //! and its subscriptions.
 //!
-//! - [`log`]: the write side, [`TopicLog`] (sets, counters, append, drop).
-//! - [`reader`]: reading one retained message back (with a one-set cache).
+//! - `log`: the write side, [`TopicLog`] (sets, counters, append, drop).
+//! - `reader`: reading one retained message back (with a one-set cache).
 //! - this file: [`Topic`], the shared handle: settings, the durable end
 //!   consumers may see, retained bytes, subscriptions, deletion.
 
