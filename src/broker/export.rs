@@ -9,8 +9,7 @@ use tokio::sync::mpsc;
 use super::Broker;
 use crate::error::Result;
 use crate::metering::{parse_usage_key, tenant_prefix, Dimension, Usage};
-use crate::storage::keys;
-use crate::storage::records::{CountersRecord, MessageSetRecord, SetHeaderRecord};
+use crate::storage::records::CountersRecord;
 
 /// Bytes gathered before a chunk is sent.
 const CHUNK_BYTES: usize = 1 << 20;
@@ -83,19 +82,8 @@ impl Broker {
                     .await;
             }
             // One message set in memory at a time.
-            let prefix = keys::id_prefix(keys::SET_HEADER, topic.id);
-            for item in self.store.scan::<SetHeaderRecord>(&prefix) {
-                let (key, header) = item?;
-                let Some(blob) = header.blob else {
-                    continue;
-                };
-                let first = keys::u64_at(&key, 9).unwrap_or_default();
-                let set: MessageSetRecord = match self.store.read_blob(&blob) {
-                    Ok(set) => set,
-                    // Expired meanwhile (its segment may be gone): no longer retained.
-                    Err(_) if first < topic.first_offset() => continue,
-                    Err(e) => return Err(e.into()),
-                };
+            for item in self.retained_sets(&topic) {
+                let (first, set) = item?;
                 for (i, m) in set.messages.into_iter().enumerate() {
                     let alive = out
                         .line(json!({"type": "message", "topic": t.name,

@@ -7,13 +7,41 @@
 //! held while a write is built *and enqueued* (not while it flushes), so the
 //! group committer commits each topic's and each subscription's changes in
 //! the order they were made. Lock order: subscription state, then topic log.
+//!
+//! ## Where things are
+//!
+//! A produce goes [`produce`] (admit, dedup, room, append, queue) onto a
+//! [`topic`]'s log; a consume goes [`delivery`] (pace, claim, read, record,
+//! dead-letter) over a [`subscription`]'s state, reading the topic back
+//! through [`topic`]'s reader.
+//!
+//! | module | what it owns |
+//! |---|---|
+//! | this file | [`Broker`]: the registry of topics, start-up loading, lookups |
+//! | [`topic`] | a topic, its log (`log`) and reading it back (`reader`) |
+//! | [`subscription`] | a subscription's state machine: `state`, `claim`, `runs`, `persist` |
+//! | [`produce`] | `admit`, `dedup`, `room` (shared with dead letters), `pending` |
+//! | [`delivery`] | `deliver`, `dead_letters`, `acks`, `fetch`, `session` |
+//! | [`admin`] | topic and subscription management (`topics`, `subscriptions`) and `stats` |
+//! | [`retention`] | expiry of messages and of dedup entries |
+//! | `storage_meter` | metering of retained bytes over time |
+//! | `gauges` | the backlog, in-flight and retained-bytes gauges |
+//! | [`export`] | a tenant's data as JSON Lines |
+//!
+//! Where to put things: a new rule about what goes out next belongs in
+//! `subscription/claim.rs`; a new produce check in `produce/admit.rs`; any new
+//! writer of a topic's log appends through `produce::Room` so the size cap
+//! and overflow policy hold; any change to a subscription's state is made
+//! durable through `delivery`'s `commit_state`, which keeps the lock rule.
 
 pub mod admin;
 mod billing_port;
 pub mod delivery;
 pub mod export;
+mod gauges;
 pub mod produce;
 pub mod retention;
+mod storage_meter;
 pub mod subscription;
 pub mod topic;
 
@@ -141,6 +169,16 @@ impl Broker {
         }
         *topic.subscriptions.write_unpoisoned() = subs;
         Ok(topic)
+    }
+
+    /// Counts a request refused by a quota of `kind` (topic_full,
+    /// tenant_storage, topics, subscriptions).
+    fn count_refusal(&self, kind: &'static str) {
+        self.metrics.count_labeled(
+            crate::observability::name::QUOTA_REFUSALS,
+            &[("kind", kind.into())],
+            1,
+        );
     }
 
     /// The shared retained-bytes counter of a tenant.

@@ -9,7 +9,6 @@ use tokio::sync::watch;
 
 use super::Broker;
 use crate::error::Result;
-use crate::metering::UsageDelta;
 use crate::storage::records::DedupRecord;
 use crate::storage::{keys, WriteSet};
 use crate::sync::MutexExt;
@@ -56,115 +55,6 @@ impl Broker {
             total += expired;
         }
         Ok(total)
-    }
-
-    /// Meters retained storage: each topic's bytes times the time since it was
-    /// last metered, split at day boundaries. Without `force`, a topic is
-    /// metered at most once a minute of clock time (and at each new day).
-    pub async fn sample_storage(&self, force: bool) -> Result<()> {
-        let now = self.clock.now_ms();
-        let mut writes = WriteSet::new();
-        for topic in self.all_topics() {
-            let last = topic
-                .storage_metered_until
-                .load(std::sync::atomic::Ordering::SeqCst);
-            let same_day = self.calendar.day_of(last) == self.calendar.day_of(now);
-            if last != i64::MIN && !force && now - last < 60_000 && same_day {
-                continue;
-            }
-            let last = topic
-                .storage_metered_until
-                .swap(now, std::sync::atomic::Ordering::SeqCst);
-            if last == i64::MIN || last >= now {
-                continue;
-            }
-            let bytes = topic.stored_bytes();
-            if bytes == 0 {
-                continue;
-            }
-            let mut from = last;
-            while from < now {
-                let day = self.calendar.day_of(from);
-                let until = now.min(self.calendar.day_start_ms(day + 1));
-                let mut usage = UsageDelta::default();
-                usage.stored(&topic.name, bytes * (until - from) as u64);
-                usage.write(&topic.tenant, day, &mut writes);
-                from = until;
-            }
-        }
-        if !writes.is_empty() {
-            self.store.commit(writes).await?;
-        }
-        Ok(())
-    }
-
-    /// Sets the per-tenant gauges (backlog, in-flight, retained bytes), the
-    /// store size and the tenant counts by status.
-    pub async fn refresh_gauges(&self) {
-        use crate::observability::name;
-        use std::collections::HashMap;
-        let now = self.clock.now_ms();
-        let mut per_tenant: HashMap<String, (u64, u64, u64)> = HashMap::new();
-        for tenant in self.tenancy.list_tenants() {
-            per_tenant
-                .entry(self.metrics.tenant_label(&tenant.id))
-                .or_default();
-        }
-        for topic in self.all_topics() {
-            let label = self.metrics.tenant_label(&topic.tenant);
-            let first = topic.first_offset();
-            let end = topic.visible_end();
-            let mut backlog = 0;
-            let mut in_flight = 0;
-            for sub in topic.subscription_list() {
-                let state = sub.state.lock().await;
-                backlog += end.saturating_sub(state.next_offset.max(first)) + state.due_now(now);
-                in_flight += state.in_flight(now);
-            }
-            let entry = per_tenant.entry(label).or_default();
-            entry.0 += backlog;
-            entry.1 += in_flight;
-            entry.2 += topic.stored_bytes();
-        }
-        for (tenant, (backlog, in_flight, retained)) in per_tenant {
-            let labels = [("tenant", tenant)];
-            self.metrics.gauge(name::BACKLOG, &labels, backlog as f64);
-            self.metrics
-                .gauge(name::IN_FLIGHT, &labels, in_flight as f64);
-            self.metrics
-                .gauge(name::RETAINED_BYTES, &labels, retained as f64);
-        }
-        if let Ok(size) = self.store.size_on_disk() {
-            self.metrics.gauge(name::STORAGE_BYTES, &[], size as f64);
-        }
-        let mut by_status: HashMap<&'static str, u64> =
-            [("active", 0), ("suspended", 0), ("terminated", 0)]
-                .into_iter()
-                .collect();
-        for tenant in self.tenancy.list_tenants() {
-            let status = match crate::tenancy::TenantStatus::from_i32(tenant.status) {
-                crate::tenancy::TenantStatus::Active => "active",
-                crate::tenancy::TenantStatus::Suspended => "suspended",
-                crate::tenancy::TenantStatus::Terminated => "terminated",
-            };
-            *by_status.entry(status).or_default() += 1;
-        }
-        for (status, count) in by_status {
-            self.metrics.gauge(
-                name::TENANTS,
-                &[("status", status.to_string())],
-                count as f64,
-            );
-        }
-        self.metrics.gauge(
-            name::MAINTENANCE,
-            &[],
-            if self.tenancy.maintenance().is_some() {
-                1.0
-            } else {
-                0.0
-            },
-        );
     }
 
     /// Deletes dedup entries older than their topic's window.

@@ -1,143 +1,31 @@
 //! A topic: its settings, its log (message sets in offset order), retention,
 //! and its subscriptions.
+//!
+//! - `log`: the write side, [`TopicLog`] (sets, counters, append, drop).
+//! - `reader`: reading one retained message back (with a one-set cache).
+//! - this file: [`Topic`], the shared handle: settings, the durable end
+//!   consumers may see, retained bytes, subscriptions, deletion.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+mod log;
+mod reader;
+
+pub use self::log::{SetSummary, TopicLog};
+pub use reader::SetCache;
+
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use tokio::sync::{watch, Mutex};
 
 use super::subscription::Subscription;
-use crate::storage::keys;
-use crate::storage::records::{
-    BlobRef, MessageSetRecord, SetHeaderRecord, StoredMessage, TopicRecord, TopicStateRecord,
-};
-use crate::storage::{StorageResult, Store, WriteSet};
+use crate::storage::records::TopicRecord;
 use crate::sync::RwLockExt;
 
 /// Overflow policy value: reclaim the oldest messages (the default).
 pub const OVERFLOW_RECLAIM: i32 = 1;
 /// Overflow policy value: refuse the produce.
 pub const OVERFLOW_REFUSE: i32 = 2;
-
-/// The in-memory summary of one stored message set.
-#[derive(Debug, Clone, Copy)]
-pub struct SetSummary {
-    /// Offset of its first message.
-    pub first_offset: u64,
-    /// Messages in it.
-    pub count: u32,
-    /// Their counted bytes.
-    pub bytes: u64,
-    /// Their shared publish time.
-    pub publish_ms: i64,
-    /// Where the set's messages are in the segment files.
-    pub blob: BlobRef,
-}
-
-impl SetSummary {
-    /// One past its last offset.
-    pub fn end(&self) -> u64 {
-        self.first_offset + self.count as u64
-    }
-}
-
-/// The write side of a topic's log. Held (async) across building and
-/// enqueueing a write, so commit order is offset order.
-pub struct TopicLog {
-    /// Counters as stored.
-    pub state: TopicStateRecord,
-    /// Retained message sets, oldest first.
-    pub sets: VecDeque<SetSummary>,
-    /// Sum of the retained sets' bytes.
-    pub bytes: u64,
-}
-
-impl TopicLog {
-    /// The oldest retained offset (the next offset when empty).
-    pub fn first_offset(&self) -> u64 {
-        self.sets
-            .front()
-            .map(|s| s.first_offset)
-            .unwrap_or(self.state.next_offset)
-    }
-
-    /// Retained messages.
-    pub fn messages(&self) -> u64 {
-        self.sets.iter().map(|s| s.count as u64).sum()
-    }
-
-    /// Drops the oldest set, adding its deletion to `writes`.
-    pub fn drop_oldest(&mut self, topic_id: u64, writes: &mut WriteSet) -> Option<SetSummary> {
-        let set = self.sets.pop_front()?;
-        self.bytes -= set.bytes;
-        writes.delete(keys::set_header(topic_id, set.first_offset));
-        writes.release_blob(set.blob);
-        Some(set)
-    }
-
-    /// Appends a set of messages published at `publish_ms` (never earlier
-    /// than the previous set): the messages go to the segment files now, the
-    /// set's header into `writes`. Returns the first offset. The caller has
-    /// checked size caps; on error nothing changed.
-    pub fn append(
-        &mut self,
-        store: &Store,
-        topic_id: u64,
-        messages: Vec<StoredMessage>,
-        bytes: u64,
-        publish_ms: i64,
-        writes: &mut WriteSet,
-    ) -> StorageResult<u64> {
-        let first_offset = self.state.next_offset;
-        let count = messages.len() as u32;
-        let publish_ms = publish_ms.max(self.state.last_publish_ms);
-        let encoded = prost::Message::encode_to_vec(&MessageSetRecord {
-            publish_ms,
-            messages,
-        });
-        let blob = store.append_blob(&encoded)?;
-        writes.put(
-            keys::set_header(topic_id, first_offset),
-            &SetHeaderRecord {
-                count,
-                bytes,
-                publish_ms,
-                blob: Some(blob),
-            },
-        );
-        self.sets.push_back(SetSummary {
-            first_offset,
-            count,
-            bytes,
-            publish_ms,
-            blob,
-        });
-        self.bytes += bytes;
-        self.state.next_offset += count as u64;
-        self.state.last_publish_ms = publish_ms;
-        Ok(first_offset)
-    }
-
-    /// The first offset published at or after `timestamp_ms` (the next offset
-    /// when none is).
-    pub fn offset_at_time(&self, timestamp_ms: i64) -> u64 {
-        let index = self.sets.partition_point(|s| s.publish_ms < timestamp_ms);
-        self.sets
-            .get(index)
-            .map(|s| s.first_offset)
-            .unwrap_or(self.state.next_offset)
-    }
-
-    /// Publish time of the message at `offset`, if retained.
-    pub fn publish_time_of(&self, offset: u64) -> Option<i64> {
-        let index = self.sets.partition_point(|s| s.end() <= offset);
-        self.sets
-            .get(index)
-            .filter(|s| s.first_offset <= offset)
-            .map(|s| s.publish_ms)
-    }
-}
 
 /// A topic of one tenant.
 pub struct Topic {
@@ -286,41 +174,5 @@ impl Topic {
     /// True once deleted.
     pub fn is_deleted(&self) -> bool {
         self.deleted.load(Ordering::SeqCst)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn log_with(sets: &[(u64, u32, i64)]) -> TopicLog {
-        let mut log = TopicLog {
-            state: TopicStateRecord::default(),
-            sets: VecDeque::new(),
-            bytes: 0,
-        };
-        for &(first, count, publish_ms) in sets {
-            log.sets.push_back(SetSummary {
-                first_offset: first,
-                count,
-                bytes: 10,
-                publish_ms,
-                blob: BlobRef::default(),
-            });
-            log.state.next_offset = first + count as u64;
-        }
-        log
-    }
-
-    #[test]
-    fn offset_at_time_finds_first_set_at_or_after() {
-        let log = log_with(&[(0, 10, 100), (10, 5, 200), (15, 1, 300)]);
-        assert_eq!(log.offset_at_time(0), 0);
-        assert_eq!(log.offset_at_time(100), 0);
-        assert_eq!(log.offset_at_time(101), 10);
-        assert_eq!(log.offset_at_time(300), 15);
-        assert_eq!(log.offset_at_time(301), 16);
-        assert_eq!(log.publish_time_of(12), Some(200));
-        assert_eq!(log.publish_time_of(16), None);
     }
 }

@@ -1,0 +1,45 @@
+//! Tenant self-service over topics and subscriptions: create, read, list,
+//! update, delete, with the plan's ranges and counts checked first so a
+//! refused request changes nothing.
+//!
+//! - `topics`: topic management (and erasing a tenant's topics).
+//! - `subscriptions`: subscription management.
+//! - `stats`: the live figures of topics and subscriptions, and GetQuota.
+
+mod stats;
+mod subscriptions;
+mod topics;
+
+pub use stats::{QuotaUse, SubscriptionStats, SubscriptionView, TopicStats, TopicView};
+pub use subscriptions::{StartAt, SubscriptionSettings, SubscriptionUpdate};
+pub use topics::{TopicSettings, TopicUpdate};
+
+use std::sync::Arc;
+
+use super::Broker;
+use crate::error::Result;
+use crate::quota::Plan;
+use crate::storage::{keys, WriteSet};
+use crate::tenancy::{Scope, TenantKey};
+
+impl Broker {
+    /// Checks the manage scope (and topic allow-list) and spends one
+    /// control-plane call of the tenant's rate; returns the tenant's plan.
+    fn check_manage(&self, key: &TenantKey, topic: Option<&str>) -> Result<Arc<Plan>> {
+        key.require(Scope::Manage, topic)?;
+        let plan = self.tenancy.plan_of(&key.tenant);
+        self.admission.admit_control(&key.tenant, &plan)?;
+        Ok(plan)
+    }
+
+    /// Adds the deletion of every key of `id` in each of `keyspaces` to
+    /// `writes` (a topic's or a subscription's records, on deletion).
+    fn delete_keyspaces(&self, keyspaces: &[u8], id: u64, writes: &mut WriteSet) -> Result<()> {
+        for &keyspace in keyspaces {
+            for key in self.store.scan_keys(&keys::id_prefix(keyspace, id)) {
+                writes.delete(key?);
+            }
+        }
+        Ok(())
+    }
+}

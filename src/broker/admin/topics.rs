@@ -1,0 +1,238 @@
+//! Topic management: create, get, list, update, delete, and erasing every
+//! topic of a tenant.
+
+use std::sync::Arc;
+
+use crate::broker::topic::{Topic, TopicLog, OVERFLOW_RECLAIM, OVERFLOW_REFUSE};
+use crate::broker::Broker;
+use crate::error::{Error, Result};
+use crate::quota::Plan;
+use crate::storage::records::{TopicLifeRecord, TopicRecord, TopicStateRecord};
+use crate::storage::{keys, WriteSet};
+use crate::tenancy::{validate_resource_name, TenantKey};
+
+use super::TopicView;
+
+/// Settings asked for on topic creation; zeros mean the plan's defaults.
+#[derive(Debug, Clone, Default)]
+pub struct TopicSettings {
+    /// Message expiry in seconds.
+    pub expiry_seconds: u64,
+    /// Size cap in bytes.
+    pub max_bytes: u64,
+    /// 0 or 1 reclaim oldest, 2 refuse produce.
+    pub overflow_policy: i32,
+    /// Dedup window in seconds.
+    pub dedup_window_seconds: u64,
+}
+
+/// A topic update; `None` leaves a setting as it is.
+#[derive(Debug, Clone, Default)]
+pub struct TopicUpdate {
+    /// New expiry.
+    pub expiry_seconds: Option<u64>,
+    /// New size cap.
+    pub max_bytes: Option<u64>,
+    /// New overflow policy.
+    pub overflow_policy: Option<i32>,
+    /// New dedup window.
+    pub dedup_window_seconds: Option<u64>,
+}
+
+impl Broker {
+    /// Creates a topic.
+    pub async fn create_topic(
+        &self,
+        key: &TenantKey,
+        name: &str,
+        asked: TopicSettings,
+    ) -> Result<TopicView> {
+        validate_resource_name("topic", name)?;
+        let plan = self.check_manage(key, Some(name))?;
+        let record = TopicRecord {
+            id: 0,
+            tenant: key.tenant.clone(),
+            name: name.to_string(),
+            expiry_seconds: or_default(asked.expiry_seconds, plan.default_message_expiry_seconds),
+            max_bytes: or_default(asked.max_bytes, plan.max_topic_bytes),
+            overflow_policy: check_overflow(asked.overflow_policy)?,
+            dedup_window_seconds: or_default(
+                asked.dedup_window_seconds,
+                plan.default_dedup_window_seconds,
+            ),
+            created_ms: self.clock.now_ms(),
+        };
+        check_topic_settings(&plan, &record)?;
+
+        let _guard = self.admin_lock.lock().await;
+        if self.topic(&key.tenant, name).is_ok() {
+            return Err(Error::already_exists("topic", name));
+        }
+        let count = self.tenant_topics(&key.tenant).len();
+        if count >= plan.max_topics as usize {
+            self.count_refusal("topics");
+            return Err(Error::exhausted(format!(
+                "topic limit reached: the plan allows {} topics per tenant and {count} exist",
+                plan.max_topics
+            )));
+        }
+        let record = TopicRecord {
+            id: self.store.generate_id()?,
+            ..record
+        };
+        let state = TopicStateRecord::default();
+        let mut writes = WriteSet::new();
+        writes.put(keys::topic(&record.tenant, &record.name), &record);
+        writes.put(keys::topic_state(record.id), &state);
+        writes.put(
+            keys::topic_life(&record.tenant, record.id),
+            &TopicLifeRecord {
+                name: record.name.clone(),
+                created_ms: record.created_ms,
+                deleted_ms: 0,
+            },
+        );
+        self.store.commit(writes).await?;
+        let topic = Arc::new(Topic::new(
+            record,
+            TopicLog {
+                state,
+                sets: Default::default(),
+                bytes: 0,
+            },
+            self.tenant_bytes_counter(&key.tenant),
+        ));
+        self.insert_topic(topic.clone());
+        Ok(self.topic_view(&topic).await)
+    }
+
+    /// One topic with its figures.
+    pub async fn get_topic(&self, key: &TenantKey, name: &str) -> Result<TopicView> {
+        self.check_manage(key, Some(name))?;
+        let topic = self.topic(&key.tenant, name)?;
+        Ok(self.topic_view(&topic).await)
+    }
+
+    /// The tenant's topics this key may see.
+    pub async fn list_topics(&self, key: &TenantKey) -> Result<Vec<TopicView>> {
+        self.check_manage(key, None)?;
+        let mut views = Vec::new();
+        for topic in self.tenant_topics(&key.tenant) {
+            if key.may_touch(&topic.name) {
+                views.push(self.topic_view(&topic).await);
+            }
+        }
+        Ok(views)
+    }
+
+    /// Changes a topic's settings. A lower size cap takes effect at the next
+    /// produce.
+    pub async fn update_topic(
+        &self,
+        key: &TenantKey,
+        name: &str,
+        update: TopicUpdate,
+    ) -> Result<TopicView> {
+        let plan = self.check_manage(key, Some(name))?;
+        let topic = self.topic(&key.tenant, name)?;
+        let mut record = topic.settings();
+        if let Some(v) = update.expiry_seconds {
+            record.expiry_seconds = v;
+        }
+        if let Some(v) = update.max_bytes {
+            record.max_bytes = v;
+        }
+        if let Some(v) = update.overflow_policy {
+            record.overflow_policy = check_overflow(v)?;
+        }
+        if let Some(v) = update.dedup_window_seconds {
+            record.dedup_window_seconds = v;
+        }
+        check_topic_settings(&plan, &record)?;
+        let _guard = self.admin_lock.lock().await;
+        let mut writes = WriteSet::new();
+        writes.put(keys::topic(&record.tenant, &record.name), &record);
+        self.store.commit(writes).await?;
+        topic.set_settings(record);
+        Ok(self.topic_view(&topic).await)
+    }
+
+    /// Deletes a topic with its messages and subscriptions.
+    pub async fn delete_topic(&self, key: &TenantKey, name: &str) -> Result<()> {
+        self.check_manage(key, Some(name))?;
+        let _guard = self.admin_lock.lock().await;
+        let topic = self.topic(&key.tenant, name)?;
+        self.delete_topic_locked(topic).await
+    }
+
+    /// Erases every topic of a tenant (termination).
+    pub async fn erase_tenant_data(&self, tenant: &str) -> Result<()> {
+        let _guard = self.admin_lock.lock().await;
+        for topic in self.tenant_topics(tenant) {
+            self.delete_topic_locked(topic).await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes a topic; the caller holds the admin lock.
+    async fn delete_topic_locked(&self, topic: Arc<Topic>) -> Result<()> {
+        // Lock order: subscription states, then the log; holding them all
+        // means no delivery or produce writes behind the deletion's back.
+        let subs = topic.subscription_list();
+        let mut states = Vec::with_capacity(subs.len());
+        for sub in &subs {
+            states.push(sub.state.lock().await);
+        }
+        let log = topic.log.lock().await;
+        let mut writes = WriteSet::new();
+        for set in &log.sets {
+            writes.release_blob(set.blob);
+        }
+        self.delete_keyspaces(&[keys::SET_HEADER, keys::DEDUP], topic.id, &mut writes)?;
+        writes.delete(keys::topic_state(topic.id));
+        writes.delete(keys::topic(&topic.tenant, &topic.name));
+        // Topic-days still count the days it existed.
+        writes.put(
+            keys::topic_life(&topic.tenant, topic.id),
+            &TopicLifeRecord {
+                name: topic.name.clone(),
+                created_ms: topic.settings().created_ms,
+                deleted_ms: self.clock.now_ms(),
+            },
+        );
+        for sub in &subs {
+            self.delete_subscription_writes(&topic, sub, &mut writes)?;
+        }
+        self.store.commit(writes).await?;
+        drop(log);
+        drop(states);
+        self.remove_topic(&topic);
+        topic.forget_bytes();
+        topic.mark_deleted();
+        Ok(())
+    }
+}
+
+fn or_default(value: u64, default: u64) -> u64 {
+    if value == 0 {
+        default
+    } else {
+        value
+    }
+}
+
+fn check_overflow(value: i32) -> Result<i32> {
+    match value {
+        0 | OVERFLOW_RECLAIM => Ok(OVERFLOW_RECLAIM),
+        OVERFLOW_REFUSE => Ok(OVERFLOW_REFUSE),
+        other => Err(Error::invalid(format!(
+            "unknown overflow_policy {other}: use RECLAIM_OLDEST (1) or REFUSE_PRODUCE (2)"
+        ))),
+    }
+}
+
+fn check_topic_settings(plan: &Plan, record: &TopicRecord) -> Result<()> {
+    plan.check_expiry(record.expiry_seconds)?;
+    plan.check_topic_bytes(record.max_bytes)?;
+    plan.check_dedup_window(record.dedup_window_seconds)
+}

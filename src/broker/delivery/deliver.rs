@@ -1,0 +1,295 @@
+//! One delivery pass: claim what the pacer allows, read it, record the
+//! deliveries (and any dead letters) durably, meter and count them.
+//!
+//! The deliveries are recorded *before* they are handed out, in one atomic
+//! write with the usage they bill, so attempt counts survive a restart and
+//! an at-most-once message is never delivered twice.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::dead_letters::DeadLetters;
+use super::{message_bytes, Delivered};
+use crate::broker::subscription::{Claim, ClaimRules, SubState, Subscription};
+use crate::broker::topic::{SetCache, Topic};
+use crate::broker::Broker;
+use crate::error::{Error, Result};
+use crate::metering::{units_for_bytes, UsageDelta};
+use crate::observability::name;
+use crate::storage::records::{PendingRecord, StoredMessage};
+use crate::storage::WriteSet;
+
+/// The result of one delivery pass.
+pub(super) struct DeliverPass {
+    /// What was claimed and read, in claim order.
+    pub(super) delivered: Vec<Delivered>,
+    /// When the next pending message becomes due (if nothing was due now).
+    pub(super) next_deadline: Option<i64>,
+}
+
+impl DeliverPass {
+    /// An empty pass held back by the pacer for `wait`: the next try is due
+    /// when the pacer allows or the next pending deadline comes, whichever is
+    /// sooner.
+    fn paced(state: &SubState, now: i64, wait: Duration) -> DeliverPass {
+        let paced_until = now + wait.as_millis().min(3_600_000) as i64 + 1;
+        DeliverPass {
+            delivered: Vec::new(),
+            next_deadline: Some(
+                state
+                    .next_deadline()
+                    .map_or(paced_until, |d| d.min(paced_until)),
+            ),
+        }
+    }
+}
+
+/// A subscription's delivery settings, read once at the start of a pass.
+struct DeliveryRules {
+    /// Lock time in ms; 0 means at-most-once.
+    lock_ms: i64,
+    /// 0: unlimited.
+    max_attempts: u32,
+    /// Where messages over their attempt limit go, if it exists.
+    dead_letter_topic: Option<Arc<Topic>>,
+}
+
+impl DeliveryRules {
+    /// The rules a claim follows on `topic` now.
+    fn claim_rules(&self, topic: &Topic) -> ClaimRules {
+        ClaimRules {
+            lock_ms: self.lock_ms,
+            max_attempts: self.max_attempts,
+            dead_letter: self.dead_letter_topic.is_some(),
+            first_offset: topic.first_offset(),
+            visible_end: topic.visible_end(),
+        }
+    }
+
+    /// The dead letters of a pass, bound for the dead-letter topic; `None`
+    /// when there are none.
+    fn dead_letters(&self, messages: Vec<(u64, StoredMessage)>, now: i64) -> Option<DeadLetters> {
+        let to = self.dead_letter_topic.clone()?;
+        if messages.is_empty() {
+            return None;
+        }
+        Some(DeadLetters {
+            to,
+            messages,
+            now,
+            // Refused by the dead-letter topic: due again after a lock period.
+            retry: PendingRecord {
+                attempts: self.max_attempts,
+                deadline_ms: now + self.lock_ms.max(1000),
+                first_delivery_ms: now,
+            },
+        })
+    }
+}
+
+/// How much one pass may hand out: messages (as the pacer granted) and about
+/// this many bytes (one message may go over).
+#[derive(Debug, Clone, Copy)]
+struct Budget {
+    messages: usize,
+    bytes: u64,
+}
+
+/// What one pass claimed.
+#[derive(Default)]
+struct Claimed {
+    /// Read and to be handed out.
+    delivered: Vec<Delivered>,
+    /// At their attempt limit: offsets and messages to dead-letter.
+    dead: Vec<(u64, StoredMessage)>,
+    /// Whether any claim was made (then the state changed and is recorded).
+    any: bool,
+}
+
+impl Broker {
+    /// Claims up to `max_messages` / about `max_bytes` (at least one message
+    /// when any is deliverable) for `sub`, records the deliveries durably and
+    /// returns them. Moves messages over their attempt limit to the
+    /// dead-letter topic in the same commit.
+    pub(super) async fn deliver(
+        &self,
+        topic: &Arc<Topic>,
+        sub: &Arc<Subscription>,
+        max_messages: usize,
+        max_bytes: u64,
+        cache: &mut SetCache,
+    ) -> Result<DeliverPass> {
+        let pacer = self
+            .admission
+            .pacer(topic.id, &self.tenancy.plan_of(&topic.tenant));
+        let rules = self.delivery_rules(topic, sub);
+
+        let mut state = sub.state.lock().await;
+        if sub.is_deleted() || topic.is_deleted() {
+            return Err(Error::not_found("subscription", &sub.name));
+        }
+        let now = self.clock.now_ms();
+        let claim_rules = rules.claim_rules(topic);
+        // Pace the topic's deliveries to its plan's rate: wait, never fail.
+        let wanted = state.deliverable(now, &claim_rules).min(max_messages);
+        let granted = match pacer.reserve(&self.clock, wanted) {
+            Ok(granted) => granted,
+            Err(wait) => return Ok(DeliverPass::paced(&state, now, wait)),
+        };
+        let budget = Budget {
+            messages: granted,
+            bytes: max_bytes,
+        };
+        let claimed = self.claim_and_read(topic, &mut state, &claim_rules, now, budget, cache)?;
+        let units: u64 = claimed
+            .delivered
+            .iter()
+            .map(|d| units_for_bytes(d.bytes))
+            .sum();
+        pacer.settle(granted, units);
+        let next_deadline = state.next_deadline();
+        if !claimed.any {
+            return Ok(DeliverPass {
+                delivered: claimed.delivered,
+                next_deadline,
+            });
+        }
+
+        let mut writes = WriteSet::new();
+        self.meter_deliveries(topic, &claimed.delivered, now, &mut writes);
+        let (dead_lettered, after) = match rules.dead_letters(claimed.dead, now) {
+            Some(dead) => {
+                self.move_dead_letters(topic, sub, &mut state, dead, &mut writes)
+                    .await
+            }
+            None => (0, None),
+        };
+        self.commit_state(sub, state, writes, after).await?;
+        self.count_deliveries(&topic.tenant, &claimed.delivered, units, dead_lettered);
+        Ok(DeliverPass {
+            delivered: claimed.delivered,
+            next_deadline,
+        })
+    }
+
+    /// Reads the subscription's settings and looks up its dead-letter topic.
+    fn delivery_rules(&self, topic: &Topic, sub: &Subscription) -> DeliveryRules {
+        let settings = sub.settings();
+        let dead_letter_topic =
+            if settings.max_delivery_attempts > 0 && !settings.dead_letter_topic.is_empty() {
+                self.topic(&topic.tenant, &settings.dead_letter_topic).ok()
+            } else {
+                None
+            };
+        DeliveryRules {
+            lock_ms: settings.lock_seconds as i64 * 1000,
+            max_attempts: settings.max_delivery_attempts,
+            dead_letter_topic,
+        }
+    }
+
+    /// Claims messages within `budget` and reads each one. A message no
+    /// longer retained (expired or reclaimed meanwhile) is neither delivered
+    /// nor kept pending.
+    fn claim_and_read(
+        &self,
+        topic: &Topic,
+        state: &mut SubState,
+        rules: &ClaimRules,
+        now: i64,
+        budget: Budget,
+        cache: &mut SetCache,
+    ) -> Result<Claimed> {
+        let mut claimed = Claimed::default();
+        let mut bytes = 0u64;
+        while claimed.delivered.len() < budget.messages && bytes < budget.bytes {
+            let Some(claim) = state.claim(now, rules) else {
+                break;
+            };
+            claimed.any = true;
+            match claim {
+                Claim::Deliver { offset, attempt } => {
+                    match self.read_message(topic, offset, cache)? {
+                        Some((message, publish_ms)) => {
+                            let size = message_bytes(&message);
+                            bytes += size;
+                            claimed.delivered.push(Delivered {
+                                offset,
+                                message,
+                                publish_ms,
+                                attempt,
+                                bytes: size,
+                            });
+                        }
+                        None => {
+                            state.remove_pending(offset);
+                        }
+                    }
+                }
+                Claim::DeadLetter { offset } => {
+                    if let Some((message, _)) = self.read_message(topic, offset, cache)? {
+                        claimed.dead.push((offset, message));
+                    }
+                }
+            }
+        }
+        Ok(claimed)
+    }
+
+    /// Bills every delivery in the same atomic write that records it.
+    fn meter_deliveries(
+        &self,
+        topic: &Topic,
+        delivered: &[Delivered],
+        now: i64,
+        writes: &mut WriteSet,
+    ) {
+        let mut usage = UsageDelta::default();
+        for d in delivered {
+            usage.delivered(
+                &topic.name,
+                &d.message.device_id,
+                units_for_bytes(d.bytes),
+                d.attempt,
+            );
+        }
+        usage.write(&topic.tenant, self.calendar.day_of(now), writes);
+    }
+
+    /// Counts a durable pass in the metrics: deliveries, bytes,
+    /// redeliveries, dead letters and the units billed.
+    fn count_deliveries(
+        &self,
+        tenant: &str,
+        delivered: &[Delivered],
+        units: u64,
+        dead_lettered: u64,
+    ) {
+        let m = &self.metrics;
+        let redelivered = delivered.iter().filter(|d| d.attempt > 1).count() as u64;
+        let redelivered_units: u64 = delivered
+            .iter()
+            .filter(|d| d.attempt > 1)
+            .map(|d| units_for_bytes(d.bytes))
+            .sum();
+        m.count(name::DELIVERED_MESSAGES, tenant, delivered.len() as u64);
+        m.count(
+            name::DELIVERED_BYTES,
+            tenant,
+            delivered.iter().map(|d| d.bytes).sum(),
+        );
+        m.count(name::REDELIVERED_MESSAGES, tenant, redelivered);
+        m.count(name::DEAD_LETTERED_MESSAGES, tenant, dead_lettered);
+        let label = m.tenant_label(tenant);
+        m.count_labeled(
+            name::BILLABLE_UNITS,
+            &[("tenant", label.clone()), ("part", "delivered".into())],
+            units,
+        );
+        m.count_labeled(
+            name::BILLABLE_UNITS,
+            &[("tenant", label), ("part", "redelivered".into())],
+            redelivered_units,
+        );
+    }
+}

@@ -1,0 +1,140 @@
+//! Dedup: a message whose dedup_id was used within the topic's window is a
+//! duplicate (not stored, not billed, answered with the original's offset).
+//! The original may be earlier in the same batch, queued for commit, or
+//! stored.
+
+use std::collections::HashMap;
+
+use super::{ProduceOutcome, ProducedMessage};
+use crate::broker::topic::Topic;
+use crate::broker::Broker;
+use crate::error::Result;
+use crate::metering::{units_for_bytes, UsageDelta};
+use crate::storage::keys;
+use crate::storage::records::{DedupRecord, StoredMessage};
+use crate::storage::WriteSet;
+use crate::sync::MutexExt;
+
+/// A batch sorted into what is stored and what duplicates an earlier message.
+pub(super) struct SortedBatch {
+    /// What happens to each message, in batch order.
+    pub(super) outcome: ProduceOutcome,
+    /// The new messages, to append as one set.
+    pub(super) stored: Vec<StoredMessage>,
+    /// Their counted bytes.
+    pub(super) bytes: u64,
+    /// The dedup_ids of the new messages, with their offsets.
+    pub(super) dedup: HashMap<String, u64>,
+    /// The usage the new messages bill.
+    pub(super) usage: UsageDelta,
+}
+
+impl Broker {
+    /// Decides, message by message, what is new (getting the next offset
+    /// from `first_offset` on) and what is a duplicate. `sizes` are the
+    /// messages' counted bytes.
+    pub(super) fn sort_out_duplicates(
+        &self,
+        topic: &Topic,
+        messages: Vec<StoredMessage>,
+        sizes: &[u64],
+        first_offset: u64,
+        now: i64,
+        window_ms: i64,
+    ) -> Result<SortedBatch> {
+        let mut batch = SortedBatch {
+            outcome: ProduceOutcome {
+                results: Vec::with_capacity(messages.len()),
+                units: 0,
+            },
+            stored: Vec::with_capacity(messages.len()),
+            bytes: 0,
+            dedup: HashMap::new(),
+            usage: UsageDelta::default(),
+        };
+        for (message, &size) in messages.into_iter().zip(sizes) {
+            if !message.dedup_id.is_empty() {
+                let original = batch
+                    .dedup
+                    .get(&message.dedup_id)
+                    .copied()
+                    .or(self.original_of(topic, &message.dedup_id, now, window_ms)?);
+                if let Some(offset) = original {
+                    batch.outcome.results.push(ProducedMessage {
+                        offset,
+                        duplicate: true,
+                        units: 0,
+                    });
+                    continue;
+                }
+            }
+            let offset = first_offset + batch.stored.len() as u64;
+            if !message.dedup_id.is_empty() {
+                batch.dedup.insert(message.dedup_id.clone(), offset);
+            }
+            let units = units_for_bytes(size);
+            batch.usage.produced(&topic.name, &message.device_id, units);
+            batch.outcome.units += units;
+            batch.bytes += size;
+            batch.outcome.results.push(ProducedMessage {
+                offset,
+                duplicate: false,
+                units,
+            });
+            batch.stored.push(message);
+        }
+        Ok(batch)
+    }
+
+    /// The offset of the message that first used `dedup_id` within the
+    /// window, if any.
+    fn original_of(
+        &self,
+        topic: &Topic,
+        dedup_id: &str,
+        now: i64,
+        window_ms: i64,
+    ) -> Result<Option<u64>> {
+        let recent = topic
+            .uncommitted_dedup
+            .lock_unpoisoned()
+            .get(dedup_id)
+            .copied();
+        if let Some((offset, publish_ms)) = recent {
+            if publish_ms + window_ms > now {
+                return Ok(Some(offset));
+            }
+        }
+        let stored: Option<DedupRecord> = self.store.get(&keys::dedup(topic.id, dedup_id))?;
+        Ok(stored
+            .filter(|d| d.publish_ms + window_ms > now)
+            .map(|d| d.offset))
+    }
+}
+
+/// Stores the new messages' dedup_ids in `writes` and remembers them as
+/// queued for commit (so a produce before the commit sees them); returns
+/// them, to forget once the commit is done.
+pub(super) fn remember_dedup_ids(
+    topic: &Topic,
+    dedup: &HashMap<String, u64>,
+    now: i64,
+    writes: &mut WriteSet,
+) -> Vec<String> {
+    for (dedup_id, offset) in dedup {
+        writes.put(
+            keys::dedup(topic.id, dedup_id),
+            &DedupRecord {
+                offset: *offset,
+                publish_ms: now,
+            },
+        );
+    }
+    if !dedup.is_empty() {
+        let mut uncommitted = topic.uncommitted_dedup.lock_unpoisoned();
+        for (id, offset) in dedup {
+            uncommitted.insert(id.clone(), (*offset, now));
+        }
+    }
+    dedup.keys().cloned().collect()
+}

@@ -1,0 +1,152 @@
+//! Produce: validate a batch against the plan, drop duplicates by dedup_id,
+//! make room under the topic's size cap, append one message set, and answer
+//! only after the group commit that made it durable.
+//!
+//! A produce runs in this order, under the topic's log lock from the dedup
+//! step on (so offsets are handed out, and commits queued, in order):
+//!
+//! - `admit`: the policy checks: data plane, scope, message shapes and
+//!   devices first; the topic's cap, the tenant's storage and the produce
+//!   rate once the batch's stored size is known.
+//! - `dedup`: sorting a batch into new messages and duplicates of one
+//!   within the dedup window; remembering the new ones' dedup_ids.
+//! - `room`: making room under a topic's size cap and appending (also
+//!   for dead letters).
+//! - `pending`: [`PendingProduce`], a queued batch that answers once durable.
+
+mod admit;
+mod dedup;
+mod pending;
+mod room;
+
+pub use pending::PendingProduce;
+pub(super) use room::Room;
+
+use super::Broker;
+use crate::error::{Error, Result};
+use crate::storage::records::StoredMessage;
+use crate::storage::{keys, WriteSet};
+use crate::tenancy::TenantKey;
+use dedup::remember_dedup_ids;
+use pending::StoredFigures;
+
+/// What happened to one message of a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducedMessage {
+    /// Its offset (the original's, for a duplicate).
+    pub offset: u64,
+    /// A duplicate by dedup_id: not stored, not billed.
+    pub duplicate: bool,
+    /// Units billed for it.
+    pub units: u64,
+}
+
+/// The result of a produce, in batch order.
+#[derive(Debug, Clone, Default)]
+pub struct ProduceOutcome {
+    /// One per message.
+    pub results: Vec<ProducedMessage>,
+    /// Sum of the units billed.
+    pub units: u64,
+}
+
+impl Broker {
+    /// Produces a batch and waits until it is durable.
+    pub async fn produce(
+        &self,
+        key: &TenantKey,
+        topic: &str,
+        messages: Vec<StoredMessage>,
+    ) -> Result<ProduceOutcome> {
+        self.submit_produce(key, topic, messages)
+            .await?
+            .wait()
+            .await
+    }
+
+    /// Checks and queues a batch; the returned handle resolves when durable.
+    /// A refused batch changes nothing.
+    pub async fn submit_produce(
+        &self,
+        key: &TenantKey,
+        topic_name: &str,
+        messages: Vec<StoredMessage>,
+    ) -> Result<PendingProduce> {
+        let (plan, sizes) = self.admit_batch(key, topic_name, &messages)?;
+        let topic = self.topic(&key.tenant, topic_name)?;
+        let window_ms = topic.settings().dedup_window_seconds as i64 * 1000;
+
+        let mut log = topic.log.lock().await;
+        if topic.is_deleted() {
+            return Err(Error::not_found("topic", topic_name));
+        }
+        let now = self.clock.now_ms().max(log.state.last_publish_ms);
+        let batch = self.sort_out_duplicates(
+            &topic,
+            messages,
+            &sizes,
+            log.state.next_offset,
+            now,
+            window_ms,
+        )?;
+        if batch.stored.is_empty() {
+            return Ok(PendingProduce::nothing_stored(batch.outcome, topic.clone()));
+        }
+        let room = self.admit_storage(
+            &key.tenant,
+            &plan,
+            &topic,
+            &log,
+            batch.bytes,
+            batch.outcome.units,
+        )?;
+
+        let mut writes = WriteSet::new();
+        let stored = StoredFigures {
+            metrics: Some(self.metrics.clone()),
+            messages: batch.stored.len() as u64,
+            bytes: batch.bytes,
+            reclaimed: 0,
+        };
+        // If appending fails, the log is unchanged and nothing is queued.
+        let reclaimed = room.append(
+            &self.store,
+            &topic,
+            &mut log,
+            batch.stored,
+            now,
+            &mut writes,
+        )?;
+        let dedup_ids = remember_dedup_ids(&topic, &batch.dedup, now, &mut writes);
+        // The usage rides in the same atomic write as the messages it counts.
+        batch
+            .usage
+            .write(&key.tenant, self.calendar.day_of(now), &mut writes);
+        // The new set's header already records the new end and publish time
+        // (start-up takes them from the newest header); the stored counters
+        // need rewriting only when reclaiming moved them.
+        if reclaimed > 0 {
+            writes.put(keys::topic_state(topic.id), &log.state);
+        }
+        let new_end = log.state.next_offset;
+        let visible = topic.clone();
+        let commit = self
+            .store
+            .enqueue(
+                writes,
+                Some(Box::new(move || visible.publish_visible_end(new_end))),
+            )
+            .await?;
+        drop(log);
+        Ok(PendingProduce {
+            commit: Some(commit),
+            outcome: batch.outcome,
+            topic,
+            dedup_ids,
+            stored: StoredFigures {
+                reclaimed,
+                ..stored
+            },
+        })
+    }
+}

@@ -1,0 +1,93 @@
+//! A subscription's delivery state and the rules that move it: which message
+//! goes out next (redeliveries before new messages), locks and their
+//! deadlines, attempt counts, dead-lettering, acks, nacks and seeks.
+//!
+//! The state machine changes in memory only: [`SubState::persist`] adds what
+//! changed to a write set the broker commits, and [`SubState::load`] reads it
+//! back at start-up.
+//!
+//! - `state`: [`SubState`], the cursor and the pending messages, with the
+//!   simple moves (ack, nack, seek).
+//! - `claim`: which message goes out next ([`SubState::claim`]).
+//! - `runs`: first deliveries made together, stored as one run record.
+//! - `persist`: what changed, into a write set; and back at start-up.
+//! - this file: [`Subscription`], the shared handle (settings, wake-ups,
+//!   deletion).
+
+mod claim;
+mod persist;
+mod runs;
+mod state;
+
+pub use claim::{Claim, ClaimRules};
+pub use state::SubState;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::RwLock;
+
+use tokio::sync::{watch, Mutex};
+
+use crate::storage::records::SubscriptionRecord;
+use crate::sync::RwLockExt;
+
+/// One subscription of a topic.
+pub struct Subscription {
+    /// Internal id (storage keys).
+    pub id: u64,
+    /// Name within the topic.
+    pub name: String,
+    settings: RwLock<SubscriptionRecord>,
+    /// Delivery state. Held (async) across building and enqueueing a write, so
+    /// the commit order of the subscription's writes is the order of its changes.
+    pub state: Mutex<SubState>,
+    /// Bumped after anything that may make a message deliverable again (nack,
+    /// seek, settings) so waiting consumers look again.
+    changed: watch::Sender<u64>,
+    deleted: AtomicBool,
+}
+
+impl Subscription {
+    /// Builds a subscription from its stored parts.
+    pub fn new(record: SubscriptionRecord, state: SubState) -> Self {
+        Subscription {
+            id: record.id,
+            name: record.name.clone(),
+            settings: RwLock::new(record),
+            state: Mutex::new(state),
+            changed: watch::channel(0).0,
+            deleted: AtomicBool::new(false),
+        }
+    }
+
+    /// A copy of the current settings.
+    pub fn settings(&self) -> SubscriptionRecord {
+        self.settings.read_unpoisoned().clone()
+    }
+
+    /// Replaces the settings (after they were stored).
+    pub fn set_settings(&self, record: SubscriptionRecord) {
+        *self.settings.write_unpoisoned() = record;
+        self.notify();
+    }
+
+    /// Wakes waiting consumers.
+    pub fn notify(&self) {
+        self.changed.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    /// A receiver that changes whenever [`Subscription::notify`] runs.
+    pub fn watch(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    /// Marks the subscription deleted and wakes its consumers so they stop.
+    pub fn mark_deleted(&self) {
+        self.deleted.store(true, Ordering::SeqCst);
+        self.notify();
+    }
+
+    /// True once deleted.
+    pub fn is_deleted(&self) -> bool {
+        self.deleted.load(Ordering::SeqCst)
+    }
+}
