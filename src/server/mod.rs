@@ -11,7 +11,6 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::TcpIncoming;
-use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 use crate::api::admin::AdminService;
 use crate::api::auth::{Audience, AuthInterceptor};
@@ -21,10 +20,9 @@ use crate::api::operator::OperatorService;
 use crate::api::rpc_metrics::RpcMetricsLayer;
 use crate::api::ApiState;
 use crate::billing::Billing;
-use crate::broker::retention::run_retention;
 use crate::broker::Broker;
 use crate::clock::{wall_clock_ms, Clock, ClockKind};
-use crate::config::{Config, ConfigError};
+use crate::config::Config;
 use crate::metering::Calendar;
 use crate::observability::Metrics;
 use crate::proto::v1::admin_server::AdminServer;
@@ -33,97 +31,17 @@ use crate::proto::v1::broker_server::BrokerServer;
 use crate::proto::v1::operator_server::OperatorServer;
 use crate::quota::admission::Admission;
 use crate::storage::records::ClockRecord;
-use crate::storage::{keys, StorageError, Store};
+use crate::storage::{keys, Store};
 use crate::tenancy::{load_or_create_billing_reader_token, load_or_create_operator_token, Tenancy};
 use crate::wire::{HTTP2_CONNECTION_WINDOW, HTTP2_STREAM_WINDOW, MAX_DECODING_BYTES};
 
-/// Why the server could not start or stopped with an error.
-#[derive(Debug, thiserror::Error)]
-pub enum ServerError {
-    /// Bad configuration.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// The operator credential file could not be read or written.
-    #[error("operator credential file {path}: {source}")]
-    OperatorToken {
-        /// The file.
-        path: std::path::PathBuf,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The store failed to open or load.
-    #[error(transparent)]
-    Storage(#[from] StorageError),
-    /// Loading the stored state failed.
-    #[error("cannot load stored state: {0}")]
-    Load(#[from] crate::error::Error),
-    /// The TLS files could not be read.
-    #[error("TLS: {0}")]
-    Tls(String),
-    /// The metrics recorder could not be built.
-    #[error("metrics: {0}")]
-    Metrics(#[from] metrics_exporter_prometheus::BuildError),
-    /// Reflection could not be built.
-    #[error("reflection: {0}")]
-    Reflection(#[from] tonic_reflection::server::Error),
-    /// The gRPC transport failed.
-    #[error("gRPC transport: {0}")]
-    Transport(#[from] tonic::transport::Error),
-}
+mod error;
+mod scheduler;
+mod tls;
 
-/// The TLS settings, when certificate and key are configured.
-fn tls_config(config: &Config) -> Result<Option<ServerTlsConfig>, ServerError> {
-    let (Some(cert), Some(key)) = (&config.tls_cert_file, &config.tls_key_file) else {
-        return Ok(None);
-    };
-    let read = |path: &std::path::Path| {
-        std::fs::read(path).map_err(|e| ServerError::Tls(format!("{}: {e}", path.display())))
-    };
-    let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(read(cert)?, read(key)?));
-    if let Some(ca) = &config.tls_client_ca_file {
-        tls = tls.client_ca_root(Certificate::from_pem(read(ca)?));
-    }
-    Ok(Some(tls))
-}
-
-/// Refreshes the gauges (backlog, in-flight, retained bytes, storage, tenants)
-/// every few seconds until shutdown.
-async fn run_gauges(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
-    loop {
-        broker.refresh_gauges().await;
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
-            _ = shutdown.changed() => {}
-        }
-        if *shutdown.borrow() {
-            return;
-        }
-    }
-}
-
-/// Settles ended days and enforces arrears on a timer until shutdown.
-async fn run_settlement(
-    billing: Arc<Billing>,
-    every: Duration,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(every) => {}
-            _ = shutdown.changed() => {}
-        }
-        if *shutdown.borrow() {
-            return;
-        }
-        if let Err(e) = billing.settle_due().await {
-            tracing::error!(error = %e, "settlement failed; it resumes on the next run");
-        }
-        if let Err(e) = billing.enforce_arrears().await {
-            tracing::error!(error = %e, "arrears check failed");
-        }
-    }
-}
+pub use error::ServerError;
+use scheduler::{run_gauges, run_retention, run_settlement};
+use tls::tls_config;
 
 /// Runs the broker on `listener` until `shutdown` resolves, then stops
 /// accepting, lets in-flight RPCs finish up to the configured grace period,
