@@ -3,11 +3,11 @@
 use tonic::{Request, Response, Status};
 
 use super::auth::tenant_key;
+use super::convert::{subscription_message, topic_message};
 use super::ApiState;
 use crate::billing::pricing::milli_gib_hours;
 use crate::broker::admin::{
-    StartAt, SubscriptionSettings, SubscriptionUpdate, SubscriptionView, TopicSettings,
-    TopicUpdate, TopicView,
+    StartAt, SubscriptionSettings, SubscriptionUpdate, TopicSettings, TopicUpdate,
 };
 use crate::error::Error;
 use crate::metering::Dimension;
@@ -24,52 +24,6 @@ impl AdminService {
     /// A service over `state`.
     pub fn new(state: ApiState) -> Self {
         AdminService { state }
-    }
-}
-
-fn topic_message(view: TopicView) -> pb::Topic {
-    let r = view.record;
-    let s = view.stats;
-    pb::Topic {
-        name: r.name,
-        config: Some(pb::TopicConfig {
-            message_expiry_seconds: r.expiry_seconds,
-            max_bytes: r.max_bytes,
-            overflow_policy: r.overflow_policy,
-            dedup_window_seconds: r.dedup_window_seconds,
-        }),
-        create_time_unix_ms: r.created_ms,
-        stats: Some(pb::TopicStats {
-            messages: s.messages,
-            bytes: s.bytes,
-            first_offset: s.first_offset,
-            next_offset: s.next_offset,
-            expired_messages: s.expired_messages,
-            reclaimed_messages: s.reclaimed_messages,
-            oldest_message_age_ms: s.oldest_message_age_ms,
-        }),
-    }
-}
-
-fn subscription_message(view: SubscriptionView) -> pb::Subscription {
-    let r = view.record;
-    let s = view.stats;
-    pb::Subscription {
-        topic: view.topic,
-        name: r.name,
-        config: Some(pb::SubscriptionConfig {
-            lock_seconds: r.lock_seconds,
-            max_delivery_attempts: r.max_delivery_attempts,
-            dead_letter_topic: r.dead_letter_topic,
-        }),
-        create_time_unix_ms: r.created_ms,
-        stats: Some(pb::SubscriptionStats {
-            backlog: s.backlog,
-            in_flight: s.in_flight,
-            next_offset: s.next_offset,
-            dead_lettered: s.dead_lettered,
-            oldest_unacked_age_ms: s.oldest_unacked_age_ms,
-        }),
     }
 }
 

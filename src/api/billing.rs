@@ -4,8 +4,9 @@
 
 use tonic::{Request, Response, Status};
 
+pub use super::convert::ledger_entry;
+use super::convert::ledger_message;
 use super::ApiState;
-use crate::billing::ledger::LedgerEntry;
 use crate::error::Error;
 use crate::proto::v1 as pb;
 use crate::proto::v1::billing_server::Billing as BillingApi;
@@ -52,60 +53,6 @@ fn tenant_for(principal: &Principal, asked: &str) -> Result<String, Status> {
                 Ok(asked.to_string())
             }
         }
-    }
-}
-
-/// A stored ledger entry as the wire shows it.
-pub fn ledger_message(e: LedgerEntry) -> pb::LedgerEntry {
-    pb::LedgerEntry {
-        sequence: e.sequence,
-        node_id: e.node_id,
-        tenant: e.tenant,
-        kind: e.kind,
-        day: e.day,
-        meter: e.meter,
-        quantity: e.quantity,
-        free_applied: e.free_applied,
-        billable: e.billable,
-        unit_price_nano_minor: e.unit_price_nano_minor,
-        amount_minor: e.amount_minor,
-        currency: e.currency,
-        idempotency_key: e.idempotency_key,
-        created_unix_ms: e.created_ms,
-        due_unix_ms: e.due_ms,
-        produced_units: e.produced_units,
-        delivered_units: e.delivered_units,
-        redelivered_units: e.redelivered_units,
-        note: e.note,
-        prev_hash: hex::encode(e.prev_hash),
-        hash: hex::encode(e.hash),
-    }
-}
-
-/// The wire entry back to the stored form (for verification by clients).
-pub fn ledger_entry(e: &pb::LedgerEntry) -> LedgerEntry {
-    LedgerEntry {
-        sequence: e.sequence,
-        node_id: e.node_id.clone(),
-        tenant: e.tenant.clone(),
-        kind: e.kind.clone(),
-        day: e.day.clone(),
-        meter: e.meter.clone(),
-        quantity: e.quantity,
-        free_applied: e.free_applied,
-        billable: e.billable,
-        unit_price_nano_minor: e.unit_price_nano_minor,
-        amount_minor: e.amount_minor,
-        currency: e.currency.clone(),
-        idempotency_key: e.idempotency_key.clone(),
-        created_ms: e.created_unix_ms,
-        due_ms: e.due_unix_ms,
-        produced_units: e.produced_units,
-        delivered_units: e.delivered_units,
-        redelivered_units: e.redelivered_units,
-        note: e.note.clone(),
-        prev_hash: hex::decode(&e.prev_hash).unwrap_or_default(),
-        hash: hex::decode(&e.hash).unwrap_or_default(),
     }
 }
 

@@ -9,9 +9,10 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::auth::tenant_key;
-use super::{delivery, stored_message, ApiState};
+use super::convert::{delivery, produce_response, stored_message};
+use super::ApiState;
 use crate::broker::delivery::SeekTarget;
-use crate::broker::{ConsumerSession, FlowWindow, ProduceOutcome};
+use crate::broker::{ConsumerSession, FlowWindow};
 use crate::error::Error;
 use crate::proto::v1 as pb;
 use crate::proto::v1::broker_server::Broker as BrokerApi;
@@ -41,21 +42,6 @@ impl BrokerService {
         let broker = &self.state.broker;
         let plan = broker.tenancy().plan_of(tenant);
         Ok(broker.admission().open_stream(tenant, &plan)?)
-    }
-}
-
-fn produce_response(outcome: ProduceOutcome) -> pb::ProduceResponse {
-    pb::ProduceResponse {
-        results: outcome
-            .results
-            .into_iter()
-            .map(|r| pb::ProduceResult {
-                offset: r.offset,
-                duplicate: r.duplicate,
-                units: r.units,
-            })
-            .collect(),
-        units: outcome.units,
     }
 }
 

@@ -7,6 +7,7 @@ pub mod admin;
 pub mod auth;
 pub mod billing;
 pub mod broker;
+pub mod convert;
 pub mod operator;
 pub mod rpc_metrics;
 pub mod status;
@@ -16,9 +17,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use crate::billing::Billing;
-use crate::broker::{Broker, Delivered};
-use crate::proto::v1 as pb;
-use crate::storage::records::StoredMessage;
+use crate::broker::Broker;
 use crate::storage::Store;
 
 /// What every service handler needs.
@@ -34,29 +33,4 @@ pub struct ApiState {
     pub shutdown: watch::Receiver<bool>,
     /// gRPC health statuses (NOT_SERVING in maintenance and at shutdown).
     pub health: tonic_health::server::HealthReporter,
-}
-
-/// Wire message to stored message (fields move, nothing is copied).
-pub fn stored_message(m: pb::Message) -> StoredMessage {
-    StoredMessage {
-        payload: m.payload,
-        headers: m.headers,
-        device_id: m.device_id,
-        dedup_id: m.dedup_id,
-    }
-}
-
-/// Delivered message to wire delivery.
-pub fn delivery(d: Delivered) -> pb::Delivery {
-    pb::Delivery {
-        offset: d.offset,
-        message: Some(pb::Message {
-            payload: d.message.payload,
-            headers: d.message.headers,
-            device_id: d.message.device_id,
-            dedup_id: d.message.dedup_id,
-        }),
-        publish_time_unix_ms: d.publish_ms,
-        delivery_attempt: d.attempt,
-    }
 }

@@ -4,12 +4,13 @@ use std::time::Duration;
 
 use tonic::{Request, Response, Status};
 
+use super::convert::{device_message, key_message, tenant_message};
 use super::ApiState;
 use crate::clock::ClockKind;
 use crate::error::Error;
 use crate::proto::v1 as pb;
 use crate::proto::v1::operator_server::Operator as OperatorApi;
-use crate::storage::records::{ApiKeyRecord, ClockRecord, DeviceRecord, TenantRecord};
+use crate::storage::records::ClockRecord;
 use crate::storage::{keys, WriteSet};
 use crate::tenancy::{NewTenant, Scope, SuspendReason, TenantUpdate};
 
@@ -25,39 +26,6 @@ impl OperatorService {
     /// A service over `state`.
     pub fn new(state: ApiState) -> Self {
         OperatorService { state }
-    }
-}
-
-fn tenant_message(t: TenantRecord) -> pb::Tenant {
-    pb::Tenant {
-        id: t.id,
-        display_name: t.display_name,
-        contact_email: t.contact_email,
-        plan: t.plan,
-        status: t.status,
-        create_time_unix_ms: t.created_ms,
-        quota_overrides: t.quota_overrides,
-        status_reason: t.status_reason,
-    }
-}
-
-fn device_message(d: DeviceRecord) -> pb::DeviceBinding {
-    pb::DeviceBinding {
-        device_id: d.device_id,
-        tenant: d.tenant,
-        bound_time_unix_ms: d.bound_ms,
-    }
-}
-
-fn key_message(k: ApiKeyRecord) -> pb::ApiKey {
-    pb::ApiKey {
-        id: k.id,
-        tenant: k.tenant,
-        scopes: k.scopes,
-        topics: k.topics,
-        description: k.description,
-        create_time_unix_ms: k.created_ms,
-        revoked: k.revoked,
     }
 }
 
