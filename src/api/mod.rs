@@ -18,6 +18,7 @@ use tokio::sync::watch;
 
 use crate::billing::Billing;
 use crate::broker::Broker;
+use crate::server::tick::Ticker;
 use crate::storage::Store;
 
 /// What every service handler needs.
@@ -27,6 +28,8 @@ pub struct ApiState {
     pub broker: Arc<Broker>,
     /// Settlement, ledger, accounts.
     pub billing: Arc<Billing>,
+    /// The time-driven work AdvanceClock runs before it answers.
+    pub ticker: Arc<Ticker>,
     /// The store (for the clock record).
     pub store: Store,
     /// Turns true when the server begins to shut down; long streams end.

@@ -10,6 +10,7 @@ use crate::clock::ClockKind;
 use crate::error::Error;
 use crate::proto::v1 as pb;
 use crate::proto::v1::operator_server::Operator as OperatorApi;
+use crate::server::tick::Due;
 use crate::storage::records::ClockRecord;
 use crate::storage::{keys, WriteSet};
 use crate::tenancy::{NewTenant, Scope, SuspendReason, TenantUpdate};
@@ -389,10 +390,7 @@ impl OperatorApi for OperatorService {
         self.state.store.commit(writes).await.map_err(Error::from)?;
         // Whatever the new time makes due happens before the reply: expiry,
         // settlement of ended days, arrears.
-        self.state.broker.expire_messages().await?;
-        self.state.broker.sample_storage(false).await?;
-        self.state.billing.settle_due().await?;
-        self.state.billing.enforce_arrears().await?;
+        self.state.ticker.run(Due::Everything).await?;
         Ok(Response::new(pb::AdvanceClockResponse { now_unix_ms: now }))
     }
 }

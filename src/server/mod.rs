@@ -37,10 +37,12 @@ use crate::wire::{HTTP2_CONNECTION_WINDOW, HTTP2_STREAM_WINDOW, MAX_DECODING_BYT
 
 mod error;
 mod scheduler;
+pub mod tick;
 mod tls;
 
 pub use error::ServerError;
-use scheduler::{run_gauges, run_retention, run_settlement};
+use scheduler::Scheduler;
+use tick::Ticker;
 use tls::tls_config;
 
 /// Runs the broker on `listener` until `shutdown` resolves, then stops
@@ -124,19 +126,21 @@ pub async fn run(
     )?);
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let retention = tokio::spawn(run_retention(broker.clone(), stop_rx.clone()));
-    let gauges = tokio::spawn(run_gauges(broker.clone(), stop_rx.clone()));
-    let settlement = tokio::spawn(run_settlement(
-        billing.clone(),
+    let ticker = Arc::new(Ticker::new(broker.clone(), billing.clone()));
+    let scheduler = Scheduler::start(
+        ticker.clone(),
+        broker.clone(),
+        admission.clone(),
         Duration::from_secs(config.settlement_interval_seconds),
         stop_rx.clone(),
-    ));
+    );
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     let state = ApiState {
         health: health_reporter.clone(),
         broker: broker.clone(),
         billing: billing.clone(),
+        ticker,
         store: store.clone(),
         shutdown: stop_rx.clone(),
     };
@@ -242,9 +246,7 @@ pub async fn run(
         }
     };
     let _ = stop_tx.send(true);
-    let _ = retention.await;
-    let _ = settlement.await;
-    let _ = gauges.await;
+    scheduler.stopped().await;
     if let Some(exporter) = exporter {
         exporter.abort();
     }
