@@ -18,8 +18,7 @@ use tokio::sync::watch;
 
 use crate::billing::Billing;
 use crate::broker::Broker;
-use crate::server::tick::Ticker;
-use crate::storage::Store;
+use crate::server::clock_store::ClockStore;
 
 /// What every service handler needs.
 #[derive(Clone)]
@@ -28,10 +27,8 @@ pub struct ApiState {
     pub broker: Arc<Broker>,
     /// Settlement, ledger, accounts.
     pub billing: Arc<Billing>,
-    /// The time-driven work AdvanceClock runs before it answers.
-    pub ticker: Arc<Ticker>,
-    /// The store (for the clock record).
-    pub store: Store,
+    /// The manual test clock (AdvanceClock).
+    pub clock: Arc<ClockStore>,
     /// Turns true when the server begins to shut down; long streams end.
     pub shutdown: watch::Receiver<bool>,
     /// gRPC health statuses (NOT_SERVING in maintenance and at shutdown).

@@ -1,22 +1,13 @@
 //! The `tallyq.v1.Operator` service: tenants, API keys, the test clock.
 
-use std::time::Duration;
-
 use tonic::{Request, Response, Status};
 
 use super::convert::{device_message, key_message, tenant_message};
 use super::ApiState;
-use crate::clock::ClockKind;
 use crate::error::Error;
 use crate::proto::v1 as pb;
 use crate::proto::v1::operator_server::Operator as OperatorApi;
-use crate::server::tick::Due;
-use crate::storage::records::ClockRecord;
-use crate::storage::{keys, WriteSet};
 use crate::tenancy::{NewTenant, Scope, SuspendReason, TenantUpdate};
-
-/// Longest single AdvanceClock step: about 400 days.
-const MAX_ADVANCE_MS: u64 = 400 * 24 * 3600 * 1000;
 
 /// The Operator service.
 pub struct OperatorService {
@@ -161,19 +152,18 @@ impl OperatorApi for OperatorService {
                 .set_serving::<crate::proto::v1::broker_server::BrokerServer<crate::api::broker::BrokerService>>()
                 .await;
         }
-        let mut writes = WriteSet::new();
-        tenancy.audit(
-            &mut writes,
-            "operator",
-            if req.enabled {
-                "maintenance.on"
-            } else {
-                "maintenance.off"
-            },
-            "",
-            reason,
-        )?;
-        self.state.store.commit(writes).await.map_err(Error::from)?;
+        tenancy
+            .audit_now(
+                "operator",
+                if req.enabled {
+                    "maintenance.on"
+                } else {
+                    "maintenance.off"
+                },
+                "",
+                reason,
+            )
+            .await?;
         Ok(Response::new(pb::SetMaintenanceResponse {
             enabled: req.enabled,
         }))
@@ -361,36 +351,11 @@ impl OperatorApi for OperatorService {
         &self,
         request: Request<pb::AdvanceClockRequest>,
     ) -> Result<Response<pb::AdvanceClockResponse>, Status> {
-        let advance_ms = request.into_inner().advance_ms;
-        let clock = self.state.broker.clock();
-        if clock.kind() != ClockKind::Manual {
-            return Err(Error::FailedPrecondition(
-                "the clock can only be advanced when the config says clock = \"manual\"".into(),
-            )
-            .into());
-        }
-        if advance_ms == 0 || advance_ms > MAX_ADVANCE_MS {
-            return Err(Error::invalid(format!(
-                "advance_ms must be between 1 and {MAX_ADVANCE_MS} (400 days)"
-            ))
-            .into());
-        }
-        let now = clock
-            .advance(Duration::from_millis(advance_ms))
-            .unwrap_or_else(|| clock.now_ms());
-        let mut writes = WriteSet::new();
-        writes.put(keys::manual_clock(), &ClockRecord { now_ms: now });
-        self.state.broker.tenancy().audit(
-            &mut writes,
-            "operator",
-            "clock.advance",
-            "",
-            format!("advanced {advance_ms} ms to {now}"),
-        )?;
-        self.state.store.commit(writes).await.map_err(Error::from)?;
-        // Whatever the new time makes due happens before the reply: expiry,
-        // settlement of ended days, arrears.
-        self.state.ticker.run(Due::Everything).await?;
+        let now = self
+            .state
+            .clock
+            .advance(request.into_inner().advance_ms)
+            .await?;
         Ok(Response::new(pb::AdvanceClockResponse { now_unix_ms: now }))
     }
 }

@@ -21,7 +21,6 @@ use crate::api::rpc_metrics::RpcMetricsLayer;
 use crate::api::ApiState;
 use crate::billing::Billing;
 use crate::broker::Broker;
-use crate::clock::{wall_clock_ms, Clock, ClockKind};
 use crate::config::Config;
 use crate::metering::Calendar;
 use crate::observability::Metrics;
@@ -30,16 +29,17 @@ use crate::proto::v1::billing_server::BillingServer;
 use crate::proto::v1::broker_server::BrokerServer;
 use crate::proto::v1::operator_server::OperatorServer;
 use crate::quota::admission::Admission;
-use crate::storage::records::ClockRecord;
-use crate::storage::{keys, Store};
+use crate::storage::Store;
 use crate::tenancy::{load_or_create_billing_reader_token, load_or_create_operator_token, Tenancy};
 use crate::wire::{HTTP2_CONNECTION_WINDOW, HTTP2_STREAM_WINDOW, MAX_DECODING_BYTES};
 
+pub mod clock_store;
 mod error;
 mod scheduler;
 pub mod tick;
 mod tls;
 
+use clock_store::ClockStore;
 pub use error::ServerError;
 use scheduler::Scheduler;
 use tick::Ticker;
@@ -76,13 +76,7 @@ pub async fn run(
         })?;
 
     let (store, _committer) = Store::open(&config.data_dir, config.cache_capacity_bytes)?;
-    let clock = match config.clock {
-        ClockKind::System => Clock::system(),
-        ClockKind::Manual => {
-            let saved: Option<ClockRecord> = store.get(&keys::manual_clock())?;
-            Clock::manual(saved.map(|c| c.now_ms).unwrap_or_else(wall_clock_ms))
-        }
-    };
+    let clock = clock_store::restore(&store, config.clock)?;
     let tenancy = Arc::new(Tenancy::load(
         store.clone(),
         clock.clone(),
@@ -109,7 +103,7 @@ pub async fn run(
     );
     let broker = Arc::new(Broker::load(
         store.clone(),
-        clock,
+        clock.clone(),
         tenancy.clone(),
         admission.clone(),
         Calendar::new(config.billing_utc_offset_minutes),
@@ -140,8 +134,12 @@ pub async fn run(
         health: health_reporter.clone(),
         broker: broker.clone(),
         billing: billing.clone(),
-        ticker,
-        store: store.clone(),
+        clock: Arc::new(ClockStore::new(
+            clock,
+            store.clone(),
+            tenancy.clone(),
+            ticker,
+        )),
         shutdown: stop_rx.clone(),
     };
     health_reporter
