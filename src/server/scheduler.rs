@@ -17,6 +17,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use super::domain::Domain;
 use super::tick::{Due, Ticker};
 use crate::broker::Broker;
 use crate::quota::admission::Admission;
@@ -95,16 +96,14 @@ pub(super) struct Scheduler {
 impl Scheduler {
     /// Starts every job; they run until `shutdown` turns true.
     pub(super) fn start(
-        ticker: Arc<Ticker>,
-        broker: Arc<Broker>,
-        admission: Arc<Admission>,
+        domain: &Domain,
         settlement_every: Duration,
         shutdown: watch::Receiver<bool>,
     ) -> Scheduler {
         let work = Arc::new(Work {
-            ticker,
-            broker,
-            admission,
+            ticker: domain.ticker.clone(),
+            broker: domain.broker.clone(),
+            admission: domain.admission.clone(),
             settlement_every,
         });
         let mut jobs = JoinSet::new();
