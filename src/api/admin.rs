@@ -45,7 +45,9 @@ impl AdminApi for AdminService {
             .admission()
             .admit_control(&key.tenant, &broker.tenancy().plan_of(&key.tenant))?;
         let (tx, rx) = tokio::sync::mpsc::channel(4);
-        tokio::spawn(async move { broker.export(&key.tenant, tx).await });
+        self.state
+            .tasks
+            .spawn(async move { broker.export(&key.tenant, tx).await });
         let stream =
             tokio_stream::StreamExt::map(tokio_stream::wrappers::ReceiverStream::new(rx), |item| {
                 item.map(|jsonl| pb::ExportChunk {

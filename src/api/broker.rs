@@ -77,7 +77,7 @@ impl BrokerApi for BrokerService {
         let (queued_tx, mut queued_rx) = mpsc::channel(PRODUCE_PIPELINE_DEPTH);
         let (out_tx, out_rx) = mpsc::channel(PRODUCE_PIPELINE_DEPTH);
         // Reader: check and queue each batch as it arrives (pipelining).
-        tokio::spawn(async move {
+        self.state.tasks.spawn(async move {
             while let Some(Ok(req)) = inbound.next().await {
                 let messages = req.messages.into_iter().map(stored_message).collect();
                 let queued = broker.submit_produce(&key, &req.topic, messages).await;
@@ -88,7 +88,7 @@ impl BrokerApi for BrokerService {
             }
         });
         // Writer: answer in order, each after its commit; the first error ends the stream.
-        tokio::spawn(async move {
+        self.state.tasks.spawn(async move {
             let _permit = permit;
             while let Some(queued) = queued_rx.recv().await {
                 let result = match queued {
@@ -134,7 +134,7 @@ impl BrokerApi for BrokerService {
         )?;
         let (tx, rx) = mpsc::channel(4);
         let shutdown = self.state.shutdown.clone();
-        tokio::spawn(async move {
+        self.state.tasks.spawn(async move {
             let _permit = permit;
             run_consume(session, inbound, tx, shutdown).await
         });

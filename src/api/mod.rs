@@ -15,6 +15,7 @@ pub mod status;
 use std::sync::Arc;
 
 use tokio::sync::watch;
+use tokio_util::task::TaskTracker;
 
 use crate::billing::Billing;
 use crate::broker::Broker;
@@ -31,6 +32,9 @@ pub struct ApiState {
     pub clock: Arc<ClockStore>,
     /// Turns true when the server begins to shut down; long streams end.
     pub shutdown: watch::Receiver<bool>,
+    /// The tasks that outlive a handler (stream pumps, exports, failed-auth
+    /// audits): shutdown waits for them, up to the grace period.
+    pub tasks: TaskTracker,
     /// gRPC health statuses (NOT_SERVING in maintenance and at shutdown).
     pub health: tonic_health::server::HealthReporter,
 }

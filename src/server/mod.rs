@@ -7,6 +7,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 
@@ -35,11 +36,12 @@ pub async fn run(
     let domain::Loaded {
         domain,
         store,
-        committer: _committer,
+        committer,
         exporter,
     } = domain::load(&config)?;
     let stopping = Shutdown::new(config.shutdown_grace());
-    let (routes, health) = services::routes(&config, &domain, stopping.flag()).await?;
+    let tasks = TaskTracker::new();
+    let (routes, health) = services::routes(&config, &domain, stopping.flag(), &tasks).await?;
     let scheduler = Scheduler::start(
         &domain,
         Duration::from_secs(config.settlement_interval_seconds),
@@ -52,15 +54,14 @@ pub async fn run(
         services::incoming(listener),
         stopping.signal(shutdown, health),
     );
-    let result = stopping.serve_within_grace(serve).await;
+    let result = stopping.drain(serve, &tasks).await;
 
-    stopping.stop();
     scheduler.stopped().await;
     if let Some(exporter) = exporter {
         exporter.abort();
     }
     drop(domain);
-    store.flush()?;
+    shutdown::close_store(store, committer).await?;
     tracing::info!("tallyq stopped");
     result
 }

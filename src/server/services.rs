@@ -5,6 +5,7 @@
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_util::task::TaskTracker;
 use tonic::server::NamedService;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::{Router, TcpIncoming};
@@ -56,11 +57,13 @@ impl Health {
 }
 
 /// Builds the services over `domain`; their streams end when `shutdown`
-/// turns true. Every service starts SERVING.
+/// turns true, and the tasks they leave running are tracked in `tasks`.
+/// Every service starts SERVING.
 pub(super) async fn routes(
     config: &Config,
     domain: &Domain,
     shutdown: watch::Receiver<bool>,
+    tasks: &TaskTracker,
 ) -> Result<(Routes, Health), ServerError> {
     let (reporter, health_service) = tonic_health::server::health_reporter();
     let health = Health(reporter.clone());
@@ -71,14 +74,21 @@ pub(super) async fn routes(
         billing: domain.billing.clone(),
         clock: domain.clock_store.clone(),
         shutdown,
+        tasks: tasks.clone(),
     };
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
-    let auth =
-        |audience| AuthInterceptor::new(domain.tenancy.clone(), domain.admission.clone(), audience);
+    let auth = |audience| {
+        AuthInterceptor::new(
+            domain.tenancy.clone(),
+            domain.admission.clone(),
+            audience,
+            tasks.clone(),
+        )
+    };
 
     let mut builder = Server::builder();
     if let Some(tls) = tls_config(config)? {
