@@ -132,3 +132,18 @@ pub fn tenant_key<T>(request: &Request<T>) -> Result<Arc<TenantKey>, Status> {
         _ => Err(Status::unauthenticated("missing tenant credentials")),
     }
 }
+
+/// The tenant key of a request and the request's message.
+pub fn tenant_request<T>(request: Request<T>) -> Result<(Arc<TenantKey>, T), Status> {
+    let key = tenant_key(&request)?;
+    Ok((key, request.into_inner()))
+}
+
+/// The principal the interceptor attached to a request.
+pub fn principal<T>(request: &Request<T>) -> Result<Principal, Status> {
+    request
+        .extensions()
+        .get::<Principal>()
+        .cloned()
+        .ok_or_else(|| Status::unauthenticated("missing credentials"))
+}

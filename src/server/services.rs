@@ -71,6 +71,8 @@ pub(super) async fn routes(
     let state = ApiState {
         health: reporter,
         broker: domain.broker.clone(),
+        tenancy: domain.tenancy.clone(),
+        admission: domain.admission.clone(),
         billing: domain.billing.clone(),
         clock: domain.clock_store.clone(),
         shutdown,
