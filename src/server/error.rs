@@ -9,8 +9,9 @@ pub enum ServerError {
     /// Bad configuration.
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// The operator credential file could not be read or written.
-    #[error("operator credential file {path}: {source}")]
+    /// A credential file (the operator's or the billing reader's) could not
+    /// be read or written.
+    #[error("credential file {}: {source}", path.display())]
     OperatorToken {
         /// The file.
         path: std::path::PathBuf,
@@ -24,9 +25,15 @@ pub enum ServerError {
     /// Loading the stored state failed.
     #[error("cannot load stored state: {0}")]
     Load(#[from] crate::error::Error),
-    /// The TLS files could not be read.
-    #[error("TLS: {0}")]
-    Tls(String),
+    /// A TLS file (certificate, key or client CA) could not be read.
+    #[error("TLS: {}: {source}", path.display())]
+    Tls {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
     /// The metrics recorder could not be built.
     #[error("metrics: {0}")]
     Metrics(#[from] metrics_exporter_prometheus::BuildError),

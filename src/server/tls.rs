@@ -11,7 +11,10 @@ pub(super) fn tls_config(config: &Config) -> Result<Option<ServerTlsConfig>, Ser
         return Ok(None);
     };
     let read = |path: &std::path::Path| {
-        std::fs::read(path).map_err(|e| ServerError::Tls(format!("{}: {e}", path.display())))
+        std::fs::read(path).map_err(|source| ServerError::Tls {
+            path: path.to_path_buf(),
+            source,
+        })
     };
     let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(read(cert)?, read(key)?));
     if let Some(ca) = &config.tls_client_ca_file {
