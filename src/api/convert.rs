@@ -24,7 +24,7 @@ use crate::tenancy::{NewTenant, Scope, SuspendReason, TenantUpdate};
 const MAX_PAGE: u32 = 1000;
 
 /// A listing's page size: `default` when the request leaves it 0, refused
-/// above [`MAX_PAGE`].
+/// above 1000 (`MAX_PAGE`).
 pub fn page_limit(limit: u32, default: usize) -> Result<usize> {
     match limit {
         0 => Ok(default),

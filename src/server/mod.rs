@@ -2,6 +2,22 @@
 //! services (with auth, health and reflection), runs background work, and
 //! shuts down gracefully. `main` only parses arguments and calls [`run`];
 //! tests call it with their own listener and shutdown future.
+//!
+//! | file | what |
+//! | --- | --- |
+//! | `mod.rs` | [`run`]: the order of start-up and shutdown, nothing else |
+//! | `domain.rs` | credentials, the store, the clock, tenancy, admission, broker, billing |
+//! | `services.rs` | the four services behind their interceptors, health (one list), reflection, transport settings |
+//! | `scheduler.rs` | every background job, on one loop with one sleep-or-shutdown |
+//! | [`tick`] | expire, meter, settle, enforce arrears: run by the scheduler and by AdvanceClock |
+//! | [`clock_store`] | the manual clock's saved reading and its advance |
+//! | `shutdown.rs` | the stop flag, the grace period, draining streams, joining the committer |
+//! | `tls.rs`, `error.rs` | TLS settings; [`ServerError`] |
+//!
+//! Where things go: a new background job is a variant of the scheduler's
+//! `Job`; a new gRPC service is one more `add_service` in `services.rs` and
+//! one more name in its health list; a new domain object is built in
+//! `domain.rs` and reaches the handlers through [`crate::api::ApiState`].
 
 use std::future::Future;
 use std::time::Duration;
