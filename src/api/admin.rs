@@ -1,19 +1,19 @@
-//! The `tallyq.v1.Admin` service: a tenant's topics and subscriptions.
+//! The `tallyq.v1.Admin` service: a tenant's topics and subscriptions, its
+//! usage and quotas, and the export of its data.
 
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status};
 
-use super::auth::tenant_key;
-use super::ApiState;
-use crate::billing::pricing::milli_gib_hours;
-use crate::broker::admin::{
-    StartAt, SubscriptionSettings, SubscriptionUpdate, SubscriptionView, TopicSettings,
-    TopicUpdate, TopicView,
-};
-use crate::error::Error;
-use crate::metering::Dimension;
+use super::auth::{tenant_key, tenant_request};
+use super::convert::{settled_day, start_at};
+use super::{reply, ApiState, ResponseStream};
 use crate::proto::v1 as pb;
 use crate::proto::v1::admin_server::Admin as AdminApi;
 use crate::tenancy::Scope;
+
+/// Chunks an export may have ready before the client reads them.
+const EXPORT_BUFFER: usize = 4;
 
 /// The Admin service.
 pub struct AdminService {
@@ -27,58 +27,9 @@ impl AdminService {
     }
 }
 
-fn topic_message(view: TopicView) -> pb::Topic {
-    let r = view.record;
-    let s = view.stats;
-    pb::Topic {
-        name: r.name,
-        config: Some(pb::TopicConfig {
-            message_expiry_seconds: r.expiry_seconds,
-            max_bytes: r.max_bytes,
-            overflow_policy: r.overflow_policy,
-            dedup_window_seconds: r.dedup_window_seconds,
-        }),
-        create_time_unix_ms: r.created_ms,
-        stats: Some(pb::TopicStats {
-            messages: s.messages,
-            bytes: s.bytes,
-            first_offset: s.first_offset,
-            next_offset: s.next_offset,
-            expired_messages: s.expired_messages,
-            reclaimed_messages: s.reclaimed_messages,
-            oldest_message_age_ms: s.oldest_message_age_ms,
-        }),
-    }
-}
-
-fn subscription_message(view: SubscriptionView) -> pb::Subscription {
-    let r = view.record;
-    let s = view.stats;
-    pb::Subscription {
-        topic: view.topic,
-        name: r.name,
-        config: Some(pb::SubscriptionConfig {
-            lock_seconds: r.lock_seconds,
-            max_delivery_attempts: r.max_delivery_attempts,
-            dead_letter_topic: r.dead_letter_topic,
-        }),
-        create_time_unix_ms: r.created_ms,
-        stats: Some(pb::SubscriptionStats {
-            backlog: s.backlog,
-            in_flight: s.in_flight,
-            next_offset: s.next_offset,
-            dead_lettered: s.dead_lettered,
-            oldest_unacked_age_ms: s.oldest_unacked_age_ms,
-        }),
-    }
-}
-
-type ExportStream =
-    std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::ExportChunk, Status>> + Send>>;
-
 #[tonic::async_trait]
 impl AdminApi for AdminService {
-    type ExportDataStream = ExportStream;
+    type ExportDataStream = ResponseStream<pb::ExportChunk>;
 
     async fn export_data(
         &self,
@@ -86,19 +37,18 @@ impl AdminApi for AdminService {
     ) -> Result<Response<Self::ExportDataStream>, Status> {
         let key = tenant_key(&request)?;
         key.require(Scope::Manage, None)?;
+        self.state.admit_control(&key.tenant)?;
         let broker = self.state.broker.clone();
-        broker
-            .admission()
-            .admit_control(&key.tenant, &broker.tenancy().plan_of(&key.tenant))?;
-        let (tx, rx) = tokio::sync::mpsc::channel(4);
-        tokio::spawn(async move { broker.export(&key.tenant, tx).await });
-        let stream =
-            tokio_stream::StreamExt::map(tokio_stream::wrappers::ReceiverStream::new(rx), |item| {
-                item.map(|jsonl| pb::ExportChunk {
-                    jsonl: jsonl.into(),
-                })
-                .map_err(Status::from)
-            });
+        let (tx, rx) = tokio::sync::mpsc::channel(EXPORT_BUFFER);
+        self.state
+            .tasks
+            .spawn(async move { broker.export(&key.tenant, tx).await });
+        let stream = ReceiverStream::new(rx).map(|item| {
+            item.map(|jsonl| pb::ExportChunk {
+                jsonl: jsonl.into(),
+            })
+            .map_err(Status::from)
+        });
         Ok(Response::new(Box::pin(stream)))
     }
 
@@ -108,38 +58,13 @@ impl AdminApi for AdminService {
     ) -> Result<Response<pb::GetUsageResponse>, Status> {
         let key = tenant_key(&request)?;
         key.require(Scope::Manage, None)?;
-        let broker = &self.state.broker;
-        broker
-            .admission()
-            .admit_control(&key.tenant, &broker.tenancy().plan_of(&key.tenant))?;
-        let (lines, settled) = self.state.billing.live_usage(&key.tenant).await?;
-        let calendar = self.state.billing.calendar();
-        Ok(Response::new(pb::GetUsageResponse {
-            lines: lines
-                .into_iter()
-                .map(|line| {
-                    let (dimension, name) = match line.dimension {
-                        Dimension::Total => ("total", String::new()),
-                        Dimension::Topic(t) => ("topic", t),
-                        Dimension::Device(d) => ("device", d),
-                    };
-                    let u = line.usage;
-                    pb::UsageLine {
-                        day: line.day,
-                        dimension: dimension.into(),
-                        name,
-                        message_units: u.message_units(),
-                        produced_units: u.produced_units,
-                        delivered_units: u.delivered_units,
-                        redelivered_units: u.redelivered_units,
-                        produced_messages: u.produced_messages,
-                        delivered_messages: u.delivered_messages,
-                        storage_milli_gib_hours: milli_gib_hours(u.storage_byte_ms),
-                    }
-                })
-                .collect(),
-            settled_through: settled.map(|d| calendar.day_name(d)).unwrap_or_default(),
-        }))
+        self.state.admit_control(&key.tenant)?;
+        let billing = &self.state.billing;
+        let (lines, settled) = billing.live_usage(&key.tenant).await?;
+        reply(pb::GetUsageResponse {
+            lines: lines.into_iter().map(Into::into).collect(),
+            settled_through: settled_day(settled, &billing.calendar()),
+        })
     }
 
     async fn get_quota(
@@ -148,55 +73,28 @@ impl AdminApi for AdminService {
     ) -> Result<Response<pb::GetQuotaResponse>, Status> {
         let key = tenant_key(&request)?;
         let (plan, items) = self.state.broker.get_quota(&key).await?;
-        Ok(Response::new(pb::GetQuotaResponse {
+        reply(pb::GetQuotaResponse {
             plan,
-            quotas: items
-                .into_iter()
-                .map(|q| pb::QuotaItem {
-                    name: q.name.to_string(),
-                    limit: q.limit,
-                    used: q.used,
-                    unit: q.unit.to_string(),
-                })
-                .collect(),
-        }))
+            quotas: items.into_iter().map(Into::into).collect(),
+        })
     }
 
     async fn create_topic(
         &self,
         request: Request<pb::CreateTopicRequest>,
     ) -> Result<Response<pb::Topic>, Status> {
-        let key = tenant_key(&request)?;
-        let req = request.into_inner();
-        let config = req.config.unwrap_or_default();
-        let view = self
-            .state
-            .broker
-            .create_topic(
-                &key,
-                &req.name,
-                TopicSettings {
-                    expiry_seconds: config.message_expiry_seconds,
-                    max_bytes: config.max_bytes,
-                    overflow_policy: config.overflow_policy,
-                    dedup_window_seconds: config.dedup_window_seconds,
-                },
-            )
-            .await?;
-        Ok(Response::new(topic_message(view)))
+        let (key, req) = tenant_request(request)?;
+        let settings = req.config.unwrap_or_default().into();
+        let broker = &self.state.broker;
+        reply(broker.create_topic(&key, &req.name, settings).await?)
     }
 
     async fn get_topic(
         &self,
         request: Request<pb::GetTopicRequest>,
     ) -> Result<Response<pb::Topic>, Status> {
-        let key = tenant_key(&request)?;
-        let view = self
-            .state
-            .broker
-            .get_topic(&key, &request.into_inner().name)
-            .await?;
-        Ok(Response::new(topic_message(view)))
+        let (key, req) = tenant_request(request)?;
+        reply(self.state.broker.get_topic(&key, &req.name).await?)
     }
 
     async fn list_topics(
@@ -205,144 +103,94 @@ impl AdminApi for AdminService {
     ) -> Result<Response<pb::ListTopicsResponse>, Status> {
         let key = tenant_key(&request)?;
         let views = self.state.broker.list_topics(&key).await?;
-        Ok(Response::new(pb::ListTopicsResponse {
-            topics: views.into_iter().map(topic_message).collect(),
-        }))
+        reply(pb::ListTopicsResponse {
+            topics: views.into_iter().map(Into::into).collect(),
+        })
     }
 
     async fn update_topic(
         &self,
         request: Request<pb::UpdateTopicRequest>,
     ) -> Result<Response<pb::Topic>, Status> {
-        let key = tenant_key(&request)?;
-        let req = request.into_inner();
-        let view = self
-            .state
-            .broker
-            .update_topic(
-                &key,
-                &req.name,
-                TopicUpdate {
-                    expiry_seconds: req.message_expiry_seconds,
-                    max_bytes: req.max_bytes,
-                    overflow_policy: req.overflow_policy,
-                    dedup_window_seconds: req.dedup_window_seconds,
-                },
-            )
-            .await?;
-        Ok(Response::new(topic_message(view)))
+        let (key, req) = tenant_request(request)?;
+        let update = (&req).into();
+        reply(
+            self.state
+                .broker
+                .update_topic(&key, &req.name, update)
+                .await?,
+        )
     }
 
     async fn delete_topic(
         &self,
         request: Request<pb::DeleteTopicRequest>,
     ) -> Result<Response<pb::DeleteTopicResponse>, Status> {
-        let key = tenant_key(&request)?;
-        self.state
-            .broker
-            .delete_topic(&key, &request.into_inner().name)
-            .await?;
-        Ok(Response::new(pb::DeleteTopicResponse {}))
+        let (key, req) = tenant_request(request)?;
+        self.state.broker.delete_topic(&key, &req.name).await?;
+        reply(pb::DeleteTopicResponse {})
     }
 
     async fn create_subscription(
         &self,
         request: Request<pb::CreateSubscriptionRequest>,
     ) -> Result<Response<pb::Subscription>, Status> {
-        let key = tenant_key(&request)?;
-        let req = request.into_inner();
-        let config = req.config.unwrap_or_default();
-        let start = match pb::StartPosition::try_from(req.start) {
-            Ok(pb::StartPosition::Unspecified | pb::StartPosition::Earliest) => StartAt::Earliest,
-            Ok(pb::StartPosition::Latest) => StartAt::Latest,
-            Err(_) => {
-                return Err(Error::invalid(format!(
-                    "unknown start position {}: use EARLIEST or LATEST",
-                    req.start
-                ))
-                .into())
-            }
-        };
-        let view = self
-            .state
-            .broker
-            .create_subscription(
-                &key,
-                &req.topic,
-                &req.name,
-                SubscriptionSettings {
-                    lock_seconds: config.lock_seconds,
-                    max_delivery_attempts: config.max_delivery_attempts,
-                    dead_letter_topic: config.dead_letter_topic,
-                },
-                start,
-            )
+        let (key, req) = tenant_request(request)?;
+        let settings = req.config.unwrap_or_default().into();
+        let start = start_at(req.start)?;
+        let broker = &self.state.broker;
+        let view = broker
+            .create_subscription(&key, &req.topic, &req.name, settings, start)
             .await?;
-        Ok(Response::new(subscription_message(view)))
+        reply(view)
     }
 
     async fn get_subscription(
         &self,
         request: Request<pb::GetSubscriptionRequest>,
     ) -> Result<Response<pb::Subscription>, Status> {
-        let key = tenant_key(&request)?;
-        let req = request.into_inner();
-        let view = self
-            .state
-            .broker
-            .get_subscription(&key, &req.topic, &req.name)
-            .await?;
-        Ok(Response::new(subscription_message(view)))
+        let (key, req) = tenant_request(request)?;
+        let broker = &self.state.broker;
+        reply(broker.get_subscription(&key, &req.topic, &req.name).await?)
     }
 
     async fn list_subscriptions(
         &self,
         request: Request<pb::ListSubscriptionsRequest>,
     ) -> Result<Response<pb::ListSubscriptionsResponse>, Status> {
-        let key = tenant_key(&request)?;
+        let (key, req) = tenant_request(request)?;
         let views = self
             .state
             .broker
-            .list_subscriptions(&key, &request.into_inner().topic)
+            .list_subscriptions(&key, &req.topic)
             .await?;
-        Ok(Response::new(pb::ListSubscriptionsResponse {
-            subscriptions: views.into_iter().map(subscription_message).collect(),
-        }))
+        reply(pb::ListSubscriptionsResponse {
+            subscriptions: views.into_iter().map(Into::into).collect(),
+        })
     }
 
     async fn update_subscription(
         &self,
         request: Request<pb::UpdateSubscriptionRequest>,
     ) -> Result<Response<pb::Subscription>, Status> {
-        let key = tenant_key(&request)?;
-        let req = request.into_inner();
-        let view = self
-            .state
-            .broker
-            .update_subscription(
-                &key,
-                &req.topic,
-                &req.name,
-                SubscriptionUpdate {
-                    lock_seconds: req.lock_seconds,
-                    max_delivery_attempts: req.max_delivery_attempts,
-                    dead_letter_topic: req.dead_letter_topic,
-                },
-            )
+        let (key, req) = tenant_request(request)?;
+        let update = (&req).into();
+        let broker = &self.state.broker;
+        let view = broker
+            .update_subscription(&key, &req.topic, &req.name, update)
             .await?;
-        Ok(Response::new(subscription_message(view)))
+        reply(view)
     }
 
     async fn delete_subscription(
         &self,
         request: Request<pb::DeleteSubscriptionRequest>,
     ) -> Result<Response<pb::DeleteSubscriptionResponse>, Status> {
-        let key = tenant_key(&request)?;
-        let req = request.into_inner();
-        self.state
-            .broker
+        let (key, req) = tenant_request(request)?;
+        let broker = &self.state.broker;
+        broker
             .delete_subscription(&key, &req.topic, &req.name)
             .await?;
-        Ok(Response::new(pb::DeleteSubscriptionResponse {}))
+        reply(pb::DeleteSubscriptionResponse {})
     }
 }

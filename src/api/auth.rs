@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use tokio_util::task::TaskTracker;
 use tonic::{Request, Status};
 
 use crate::error::Error;
@@ -27,16 +28,24 @@ pub struct AuthInterceptor {
     tenancy: Arc<Tenancy>,
     admission: Arc<Admission>,
     audience: Audience,
+    tasks: TaskTracker,
 }
 
 impl AuthInterceptor {
     /// An interceptor admitting `audience`; failed authentications count
-    /// against the source address in `admission`.
-    pub fn new(tenancy: Arc<Tenancy>, admission: Arc<Admission>, audience: Audience) -> Self {
+    /// against the source address in `admission` and are audited in a task
+    /// of `tasks` (so shutdown waits for the audit write).
+    pub fn new(
+        tenancy: Arc<Tenancy>,
+        admission: Arc<Admission>,
+        audience: Audience,
+        tasks: TaskTracker,
+    ) -> Self {
         AuthInterceptor {
             tenancy,
             admission,
             audience,
+            tasks,
         }
     }
 }
@@ -65,7 +74,7 @@ impl tonic::service::Interceptor for AuthInterceptor {
                 let source = address
                     .map(|a| a.to_string())
                     .unwrap_or_else(|| "unknown".into());
-                tokio::spawn(async move {
+                self.tasks.spawn(async move {
                     if let Err(e) = tenancy.audit_now(&source, "auth.failed", "", method).await {
                         tracing::error!(error = %e, "cannot audit a failed authentication");
                     }
@@ -122,4 +131,19 @@ pub fn tenant_key<T>(request: &Request<T>) -> Result<Arc<TenantKey>, Status> {
         Some(Principal::Tenant(key)) => Ok(key.clone()),
         _ => Err(Status::unauthenticated("missing tenant credentials")),
     }
+}
+
+/// The tenant key of a request and the request's message.
+pub fn tenant_request<T>(request: Request<T>) -> Result<(Arc<TenantKey>, T), Status> {
+    let key = tenant_key(&request)?;
+    Ok((key, request.into_inner()))
+}
+
+/// The principal the interceptor attached to a request.
+pub fn principal<T>(request: &Request<T>) -> Result<Principal, Status> {
+    request
+        .extensions()
+        .get::<Principal>()
+        .cloned()
+        .ok_or_else(|| Status::unauthenticated("missing credentials"))
 }

@@ -4,12 +4,16 @@
 
 use tonic::{Request, Response, Status};
 
-use super::ApiState;
-use crate::billing::ledger::LedgerEntry;
+use super::auth::principal;
+use super::convert::{account_message, page_limit};
+use super::{reply, ApiState};
 use crate::error::Error;
 use crate::proto::v1 as pb;
 use crate::proto::v1::billing_server::Billing as BillingApi;
 use crate::tenancy::Principal;
+
+/// Ledger entries one ListLedgerEntries returns when the request leaves it 0.
+const DEFAULT_LEDGER_PAGE: usize = 500;
 
 /// The Billing service.
 pub struct BillingService {
@@ -21,14 +25,6 @@ impl BillingService {
     pub fn new(state: ApiState) -> Self {
         BillingService { state }
     }
-}
-
-fn principal<T>(request: &Request<T>) -> Result<Principal, Status> {
-    request
-        .extensions()
-        .get::<Principal>()
-        .cloned()
-        .ok_or_else(|| Status::unauthenticated("missing credentials"))
 }
 
 /// The tenant a read is for: a tenant key reads only its own (asking for
@@ -55,58 +51,12 @@ fn tenant_for(principal: &Principal, asked: &str) -> Result<String, Status> {
     }
 }
 
-/// A stored ledger entry as the wire shows it.
-pub fn ledger_message(e: LedgerEntry) -> pb::LedgerEntry {
-    pb::LedgerEntry {
-        sequence: e.sequence,
-        node_id: e.node_id,
-        tenant: e.tenant,
-        kind: e.kind,
-        day: e.day,
-        meter: e.meter,
-        quantity: e.quantity,
-        free_applied: e.free_applied,
-        billable: e.billable,
-        unit_price_nano_minor: e.unit_price_nano_minor,
-        amount_minor: e.amount_minor,
-        currency: e.currency,
-        idempotency_key: e.idempotency_key,
-        created_unix_ms: e.created_ms,
-        due_unix_ms: e.due_ms,
-        produced_units: e.produced_units,
-        delivered_units: e.delivered_units,
-        redelivered_units: e.redelivered_units,
-        note: e.note,
-        prev_hash: hex::encode(e.prev_hash),
-        hash: hex::encode(e.hash),
-    }
-}
-
-/// The wire entry back to the stored form (for verification by clients).
-pub fn ledger_entry(e: &pb::LedgerEntry) -> LedgerEntry {
-    LedgerEntry {
-        sequence: e.sequence,
-        node_id: e.node_id.clone(),
-        tenant: e.tenant.clone(),
-        kind: e.kind.clone(),
-        day: e.day.clone(),
-        meter: e.meter.clone(),
-        quantity: e.quantity,
-        free_applied: e.free_applied,
-        billable: e.billable,
-        unit_price_nano_minor: e.unit_price_nano_minor,
-        amount_minor: e.amount_minor,
-        currency: e.currency.clone(),
-        idempotency_key: e.idempotency_key.clone(),
-        created_ms: e.created_unix_ms,
-        due_ms: e.due_unix_ms,
-        produced_units: e.produced_units,
-        delivered_units: e.delivered_units,
-        redelivered_units: e.redelivered_units,
-        note: e.note.clone(),
-        prev_hash: hex::decode(&e.prev_hash).unwrap_or_default(),
-        hash: hex::decode(&e.hash).unwrap_or_default(),
-    }
+/// The month a GetStatement request names ("YYYY-MM").
+fn month(text: &str) -> Result<(i32, u32), Error> {
+    text.split_once('-')
+        .and_then(|(y, m)| Some((y.parse::<i32>().ok()?, m.parse::<u32>().ok()?)))
+        .filter(|(_, m)| (1..=12).contains(m))
+        .ok_or_else(|| Error::invalid(format!("month '{text}' is not YYYY-MM")))
 }
 
 #[tonic::async_trait]
@@ -130,23 +80,18 @@ impl BillingApi for BillingService {
                 ))
             })?;
         let (entries_written, tenant_days) = billing.settle_through(day).await?;
+        let detail = format!(
+            "through {}: {tenant_days} tenant-days, {entries_written} entries",
+            req.through_day
+        );
         self.state
-            .broker
-            .tenancy()
-            .audit_now(
-                "operator",
-                "billing.settle",
-                "",
-                format!(
-                    "through {}: {tenant_days} tenant-days, {entries_written} entries",
-                    req.through_day
-                ),
-            )
+            .tenancy
+            .audit_now("operator", "billing.settle", "", detail)
             .await?;
-        Ok(Response::new(pb::SettleResponse {
+        reply(pb::SettleResponse {
             entries_written,
             tenant_days,
-        }))
+        })
     }
 
     async fn list_ledger_entries(
@@ -158,22 +103,15 @@ impl BillingApi for BillingService {
             Principal::Operator | Principal::BillingReader => None,
         };
         let req = request.into_inner();
-        if req.limit > 1000 {
-            return Err(Error::invalid("limit may be at most 1000").into());
-        }
-        let limit = if req.limit == 0 {
-            500
-        } else {
-            req.limit as usize
-        };
+        let limit = page_limit(req.limit, DEFAULT_LEDGER_PAGE)?;
         let (entries, next_sequence) =
             self.state
                 .billing
                 .entries(req.from_sequence, limit, tenant.as_deref())?;
-        Ok(Response::new(pb::ListLedgerEntriesResponse {
-            entries: entries.into_iter().map(ledger_message).collect(),
+        reply(pb::ListLedgerEntriesResponse {
+            entries: entries.into_iter().map(Into::into).collect(),
             next_sequence,
-        }))
+        })
     }
 
     async fn get_statement(
@@ -183,38 +121,8 @@ impl BillingApi for BillingService {
         let principal = principal(&request)?;
         let req = request.into_inner();
         let tenant = tenant_for(&principal, &req.tenant)?;
-        let (year, month) = req
-            .month
-            .split_once('-')
-            .and_then(|(y, m)| Some((y.parse::<i32>().ok()?, m.parse::<u32>().ok()?)))
-            .filter(|(_, m)| (1..=12).contains(m))
-            .ok_or_else(|| Error::invalid(format!("month '{}' is not YYYY-MM", req.month)))?;
-        let s = self.state.billing.statement(&tenant, year, month)?;
-        let sum = |f: fn(&crate::billing::StatementDay) -> u64| s.days.iter().map(f).sum();
-        Ok(Response::new(pb::Statement {
-            tenant: s.tenant.clone(),
-            month: s.month.clone(),
-            currency: s.currency.clone(),
-            message_units: sum(|d| d.message_units),
-            free_units_applied: sum(|d| d.free_units_applied),
-            topic_days: sum(|d| d.topic_days),
-            days: s
-                .days
-                .iter()
-                .map(|d| pb::StatementDay {
-                    day: d.day.clone(),
-                    message_units: d.message_units,
-                    free_units_applied: d.free_units_applied,
-                    topic_days: d.topic_days,
-                    storage_milli_gib_hours: d.storage_milli_gib_hours,
-                    amount_minor: d.amount_minor,
-                })
-                .collect(),
-            charges_minor: s.charges_minor,
-            payments_minor: s.payments_minor,
-            balance_minor: s.balance_minor,
-            final_statement: s.final_statement.map(ledger_message),
-        }))
+        let (year, month) = month(&req.month)?;
+        reply(self.state.billing.statement(&tenant, year, month)?)
     }
 
     async fn get_account(
@@ -224,20 +132,7 @@ impl BillingApi for BillingService {
         let principal = principal(&request)?;
         let tenant = tenant_for(&principal, &request.into_inner().tenant)?;
         let billing = &self.state.billing;
-        let a = billing.account(&tenant)?;
-        Ok(Response::new(pb::Account {
-            tenant: a.tenant,
-            currency: a.currency,
-            charges_minor: a.charges_minor,
-            payments_minor: a.payments_minor,
-            balance_minor: a.balance_minor,
-            oldest_unpaid_due_unix_ms: a.oldest_unpaid_due_ms.unwrap_or(0),
-            status: a.status as i32,
-            status_reason: a.status_reason,
-            settled_through: a
-                .settled_through
-                .map(|d| billing.calendar().day_name(d))
-                .unwrap_or_default(),
-        }))
+        let account = billing.account(&tenant)?;
+        reply(account_message(account, &billing.calendar()))
     }
 }

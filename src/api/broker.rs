@@ -1,24 +1,24 @@
 //! The `tallyq.v1.Broker` service: produce, streams, fetch, ack, nack, seek.
 
-use std::pin::Pin;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tokio_stream::{Stream, StreamExt};
+use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::auth::tenant_key;
-use super::{delivery, stored_message, ApiState};
-use crate::broker::delivery::SeekTarget;
-use crate::broker::{ConsumerSession, FlowWindow, ProduceOutcome};
+use super::auth::{tenant_key, tenant_request};
+use super::convert::{at_most, seek_target};
+use super::{reply, ApiState, ResponseStream};
+use crate::broker::{ConsumerSession, FlowWindow};
 use crate::error::Error;
 use crate::proto::v1 as pb;
 use crate::proto::v1::broker_server::Broker as BrokerApi;
-use crate::quota::admission::StreamPermit;
 
 /// Most batches a ProduceStream has queued for commit at once.
 const PRODUCE_PIPELINE_DEPTH: usize = 32;
+/// Consume responses ready before the client reads them.
+const CONSUME_BUFFER: usize = 4;
 /// Longest Fetch wait.
 const MAX_FETCH_WAIT_MS: u32 = 30_000;
 /// Most messages one Fetch returns.
@@ -34,32 +34,7 @@ impl BrokerService {
     pub fn new(state: ApiState) -> Self {
         BrokerService { state }
     }
-
-    /// Takes one of the tenant's concurrent-stream slots (a refused stream
-    /// changes nothing and is not counted).
-    fn open_stream(&self, tenant: &str) -> Result<StreamPermit, Status> {
-        let broker = &self.state.broker;
-        let plan = broker.tenancy().plan_of(tenant);
-        Ok(broker.admission().open_stream(tenant, &plan)?)
-    }
 }
-
-fn produce_response(outcome: ProduceOutcome) -> pb::ProduceResponse {
-    pb::ProduceResponse {
-        results: outcome
-            .results
-            .into_iter()
-            .map(|r| pb::ProduceResult {
-                offset: r.offset,
-                duplicate: r.duplicate,
-                units: r.units,
-            })
-            .collect(),
-        units: outcome.units,
-    }
-}
-
-type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
 #[tonic::async_trait]
 impl BrokerApi for BrokerService {
@@ -67,15 +42,14 @@ impl BrokerApi for BrokerService {
         &self,
         request: Request<pb::ProduceRequest>,
     ) -> Result<Response<pb::ProduceResponse>, Status> {
-        let key = tenant_key(&request)?;
-        let req = request.into_inner();
-        let messages = req.messages.into_iter().map(stored_message).collect();
-        let outcome = self
-            .state
-            .broker
-            .produce(&key, &req.topic, messages)
-            .await?;
-        Ok(Response::new(produce_response(outcome)))
+        let (key, req) = tenant_request(request)?;
+        let messages = req.messages.into_iter().map(Into::into).collect();
+        reply(
+            self.state
+                .broker
+                .produce(&key, &req.topic, messages)
+                .await?,
+        )
     }
 
     type ProduceStreamStream = ResponseStream<pb::ProduceResponse>;
@@ -84,16 +58,15 @@ impl BrokerApi for BrokerService {
         &self,
         request: Request<Streaming<pb::ProduceRequest>>,
     ) -> Result<Response<Self::ProduceStreamStream>, Status> {
-        let key = tenant_key(&request)?;
-        let permit = self.open_stream(&key.tenant)?;
-        let mut inbound = request.into_inner();
+        let (key, mut inbound) = tenant_request(request)?;
+        let permit = self.state.open_stream(&key.tenant)?;
         let broker = self.state.broker.clone();
         let (queued_tx, mut queued_rx) = mpsc::channel(PRODUCE_PIPELINE_DEPTH);
         let (out_tx, out_rx) = mpsc::channel(PRODUCE_PIPELINE_DEPTH);
         // Reader: check and queue each batch as it arrives (pipelining).
-        tokio::spawn(async move {
+        self.state.tasks.spawn(async move {
             while let Some(Ok(req)) = inbound.next().await {
-                let messages = req.messages.into_iter().map(stored_message).collect();
+                let messages = req.messages.into_iter().map(Into::into).collect();
                 let queued = broker.submit_produce(&key, &req.topic, messages).await;
                 let refused = queued.is_err();
                 if queued_tx.send(queued).await.is_err() || refused {
@@ -102,7 +75,7 @@ impl BrokerApi for BrokerService {
             }
         });
         // Writer: answer in order, each after its commit; the first error ends the stream.
-        tokio::spawn(async move {
+        self.state.tasks.spawn(async move {
             let _permit = permit;
             while let Some(queued) = queued_rx.recv().await {
                 let result = match queued {
@@ -110,7 +83,7 @@ impl BrokerApi for BrokerService {
                     Err(e) => Err(e),
                 };
                 let failed = result.is_err();
-                let reply = result.map(produce_response).map_err(Status::from);
+                let reply = result.map(Into::into).map_err(Status::from);
                 if out_tx.send(reply).await.is_err() || failed {
                     break;
                 }
@@ -126,7 +99,7 @@ impl BrokerApi for BrokerService {
         request: Request<Streaming<pb::ConsumeRequest>>,
     ) -> Result<Response<Self::ConsumeStream>, Status> {
         let key = tenant_key(&request)?;
-        let permit = self.open_stream(&key.tenant)?;
+        let permit = self.state.open_stream(&key.tenant)?;
         let mut inbound = request.into_inner();
         let start = match inbound.next().await {
             Some(Ok(pb::ConsumeRequest {
@@ -146,9 +119,9 @@ impl BrokerApi for BrokerService {
             &start.subscription,
             FlowWindow::new(start.max_outstanding_messages, start.max_outstanding_bytes),
         )?;
-        let (tx, rx) = mpsc::channel(4);
+        let (tx, rx) = mpsc::channel(CONSUME_BUFFER);
         let shutdown = self.state.shutdown.clone();
-        tokio::spawn(async move {
+        self.state.tasks.spawn(async move {
             let _permit = permit;
             run_consume(session, inbound, tx, shutdown).await
         });
@@ -159,22 +132,9 @@ impl BrokerApi for BrokerService {
         &self,
         request: Request<pb::FetchRequest>,
     ) -> Result<Response<pb::FetchResponse>, Status> {
-        let key = tenant_key(&request)?;
-        let req = request.into_inner();
-        if req.max_messages > MAX_FETCH_MESSAGES {
-            return Err(Error::invalid(format!(
-                "max_messages {} is out of range: at most {MAX_FETCH_MESSAGES}",
-                req.max_messages
-            ))
-            .into());
-        }
-        if req.max_wait_ms > MAX_FETCH_WAIT_MS {
-            return Err(Error::invalid(format!(
-                "max_wait_ms {} is out of range: at most {MAX_FETCH_WAIT_MS}",
-                req.max_wait_ms
-            ))
-            .into());
-        }
+        let (key, req) = tenant_request(request)?;
+        let max_messages = at_most("max_messages", req.max_messages, MAX_FETCH_MESSAGES)?;
+        let max_wait_ms = at_most("max_wait_ms", req.max_wait_ms, MAX_FETCH_WAIT_MS)?;
         let deliveries = self
             .state
             .broker
@@ -182,74 +142,51 @@ impl BrokerApi for BrokerService {
                 &key,
                 &req.topic,
                 &req.subscription,
-                req.max_messages.max(1) as usize,
-                Duration::from_millis(req.max_wait_ms as u64),
+                max_messages.max(1) as usize,
+                Duration::from_millis(max_wait_ms as u64),
             )
             .await?;
-        Ok(Response::new(pb::FetchResponse {
-            deliveries: deliveries.into_iter().map(delivery).collect(),
-        }))
+        reply(pb::FetchResponse {
+            deliveries: deliveries.into_iter().map(Into::into).collect(),
+        })
     }
 
     async fn ack(
         &self,
         request: Request<pb::AckRequest>,
     ) -> Result<Response<pb::AckResponse>, Status> {
-        let key = tenant_key(&request)?;
-        let req = request.into_inner();
-        let acknowledged = self
-            .state
-            .broker
+        let (key, req) = tenant_request(request)?;
+        let broker = &self.state.broker;
+        let acknowledged = broker
             .ack(&key, &req.topic, &req.subscription, &req.offsets)
             .await?;
-        Ok(Response::new(pb::AckResponse { acknowledged }))
+        reply(pb::AckResponse { acknowledged })
     }
 
     async fn nack(
         &self,
         request: Request<pb::NackRequest>,
     ) -> Result<Response<pb::NackResponse>, Status> {
-        let key = tenant_key(&request)?;
-        let req = request.into_inner();
-        let nacked = self
-            .state
-            .broker
-            .nack(
-                &key,
-                &req.topic,
-                &req.subscription,
-                &req.offsets,
-                Duration::from_millis(req.delay_ms),
-            )
+        let (key, req) = tenant_request(request)?;
+        let delay = Duration::from_millis(req.delay_ms);
+        let broker = &self.state.broker;
+        let nacked = broker
+            .nack(&key, &req.topic, &req.subscription, &req.offsets, delay)
             .await?;
-        Ok(Response::new(pb::NackResponse { nacked }))
+        reply(pb::NackResponse { nacked })
     }
 
     async fn seek(
         &self,
         request: Request<pb::SeekRequest>,
     ) -> Result<Response<pb::SeekResponse>, Status> {
-        let key = tenant_key(&request)?;
-        let req = request.into_inner();
-        let target = match pb::SeekPosition::try_from(req.position) {
-            Ok(pb::SeekPosition::Earliest) => SeekTarget::Earliest,
-            Ok(pb::SeekPosition::Latest) => SeekTarget::Latest,
-            Ok(pb::SeekPosition::Offset) => SeekTarget::Offset(req.offset),
-            Ok(pb::SeekPosition::Timestamp) => SeekTarget::Timestamp(req.timestamp_unix_ms),
-            _ => {
-                return Err(Error::invalid(format!(
-                    "unknown seek position {}: use EARLIEST, LATEST, OFFSET or TIMESTAMP",
-                    req.position
-                ))
-                .into())
-            }
-        };
-        let next_offset = self
-            .state
-            .broker
+        let (key, req) = tenant_request(request)?;
+        let target = seek_target(&req)?;
+        let broker = &self.state.broker;
+        let next_offset = broker
             .seek(&key, &req.topic, &req.subscription, target)
             .await?;
-        Ok(Response::new(pb::SeekResponse { next_offset }))
+        reply(pb::SeekResponse { next_offset })
     }
 }
 
@@ -271,7 +208,7 @@ async fn run_consume(
         match session.poll().await {
             Ok(batch) if !batch.is_empty() => {
                 let response = pb::ConsumeResponse {
-                    deliveries: batch.into_iter().map(delivery).collect(),
+                    deliveries: batch.into_iter().map(Into::into).collect(),
                 };
                 if tx.send(Ok(response)).await.is_err() {
                     return;

@@ -1,12 +1,20 @@
 //! The gRPC front end: one module per service, each a thin adapter that
-//! converts wire types, calls the broker domain, and maps errors through
-//! [`status`]. Authentication is an interceptor ([`auth`]) applied once per
-//! service.
+//! converts wire types ([`convert`]), calls the domain, and maps errors
+//! through [`status`]. Authentication is an interceptor ([`auth`]) applied
+//! once per service; latency and codes are recorded by one layer
+//! ([`rpc_metrics`]) around all of them.
+//!
+//! Where things go: a new RPC is one method in its service's file, whose body
+//! reads the request, converts it with `convert`, calls one domain method and
+//! converts the answer back. Conversions and wire-only checks (enum numbers,
+//! page sizes, text lengths) go to `convert`; anything that decides or
+//! stores goes below, into the domain. Nothing here names the store.
 
 pub mod admin;
 pub mod auth;
 pub mod billing;
 pub mod broker;
+pub mod convert;
 pub mod operator;
 pub mod rpc_metrics;
 pub mod status;
@@ -14,49 +22,57 @@ pub mod status;
 use std::sync::Arc;
 
 use tokio::sync::watch;
+use tokio_util::task::TaskTracker;
 
 use crate::billing::Billing;
-use crate::broker::{Broker, Delivered};
-use crate::proto::v1 as pb;
-use crate::storage::records::StoredMessage;
-use crate::storage::Store;
+use crate::broker::Broker;
+use crate::error::Result;
+use crate::quota::admission::{Admission, StreamPermit};
+use crate::server::clock_store::ClockStore;
+use crate::tenancy::Tenancy;
 
 /// What every service handler needs.
 #[derive(Clone)]
 pub struct ApiState {
     /// The broker domain.
     pub broker: Arc<Broker>,
+    /// Tenants, keys, devices, maintenance, the audit log.
+    pub tenancy: Arc<Tenancy>,
+    /// Rate and stream limits.
+    pub admission: Arc<Admission>,
     /// Settlement, ledger, accounts.
     pub billing: Arc<Billing>,
-    /// The store (for the clock record).
-    pub store: Store,
+    /// The manual test clock (AdvanceClock).
+    pub clock: Arc<ClockStore>,
     /// Turns true when the server begins to shut down; long streams end.
     pub shutdown: watch::Receiver<bool>,
+    /// The tasks that outlive a handler (stream pumps, exports, failed-auth
+    /// audits): shutdown waits for them, up to the grace period.
+    pub tasks: TaskTracker,
     /// gRPC health statuses (NOT_SERVING in maintenance and at shutdown).
     pub health: tonic_health::server::HealthReporter,
 }
 
-/// Wire message to stored message (fields move, nothing is copied).
-pub fn stored_message(m: pb::Message) -> StoredMessage {
-    StoredMessage {
-        payload: m.payload,
-        headers: m.headers,
-        device_id: m.device_id,
-        dedup_id: m.dedup_id,
+impl ApiState {
+    /// Counts one control-plane call against the tenant's plan rate.
+    pub fn admit_control(&self, tenant: &str) -> Result<()> {
+        self.admission
+            .admit_control(tenant, &self.tenancy.plan_of(tenant))
+    }
+
+    /// Takes one of the tenant's concurrent-stream slots (a refused stream
+    /// changes nothing and is not counted).
+    pub fn open_stream(&self, tenant: &str) -> Result<StreamPermit> {
+        self.admission
+            .open_stream(tenant, &self.tenancy.plan_of(tenant))
     }
 }
 
-/// Delivered message to wire delivery.
-pub fn delivery(d: Delivered) -> pb::Delivery {
-    pb::Delivery {
-        offset: d.offset,
-        message: Some(pb::Message {
-            payload: d.message.payload,
-            headers: d.message.headers,
-            device_id: d.message.device_id,
-            dedup_id: d.message.dedup_id,
-        }),
-        publish_time_unix_ms: d.publish_ms,
-        delivery_attempt: d.attempt,
-    }
+/// A server-streaming RPC's response stream.
+pub type ResponseStream<T> =
+    std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<T, tonic::Status>> + Send + 'static>>;
+
+/// The reply of a unary RPC: the domain answer converted to its wire message.
+pub fn reply<T>(message: impl Into<T>) -> Result<tonic::Response<T>, tonic::Status> {
+    Ok(tonic::Response::new(message.into()))
 }

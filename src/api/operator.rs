@@ -1,20 +1,19 @@
-//! The `tallyq.v1.Operator` service: tenants, API keys, the test clock.
-
-use std::time::Duration;
+//! The `tallyq.v1.Operator` service: tenants, devices, API keys, payments,
+//! maintenance mode, the audit log and the test clock.
 
 use tonic::{Request, Response, Status};
 
-use super::ApiState;
-use crate::clock::ClockKind;
-use crate::error::Error;
+use super::broker::BrokerService;
+use super::convert::{audit_event, page_limit, scopes, short_text, suspend_reason, tenant_update};
+use super::{reply, ApiState};
 use crate::proto::v1 as pb;
+use crate::proto::v1::broker_server::BrokerServer;
 use crate::proto::v1::operator_server::Operator as OperatorApi;
-use crate::storage::records::{ApiKeyRecord, ClockRecord, DeviceRecord, TenantRecord};
-use crate::storage::{keys, WriteSet};
-use crate::tenancy::{NewTenant, Scope, SuspendReason, TenantUpdate};
 
-/// Longest single AdvanceClock step: about 400 days.
-const MAX_ADVANCE_MS: u64 = 400 * 24 * 3600 * 1000;
+/// Audit entries one ListAuditEvents returns when the request leaves it 0.
+const DEFAULT_AUDIT_PAGE: usize = 100;
+/// Who the operator's actions are audited as.
+const OPERATOR: &str = "operator";
 
 /// The Operator service.
 pub struct OperatorService {
@@ -28,103 +27,39 @@ impl OperatorService {
     }
 }
 
-fn tenant_message(t: TenantRecord) -> pb::Tenant {
-    pb::Tenant {
-        id: t.id,
-        display_name: t.display_name,
-        contact_email: t.contact_email,
-        plan: t.plan,
-        status: t.status,
-        create_time_unix_ms: t.created_ms,
-        quota_overrides: t.quota_overrides,
-        status_reason: t.status_reason,
-    }
-}
-
-fn device_message(d: DeviceRecord) -> pb::DeviceBinding {
-    pb::DeviceBinding {
-        device_id: d.device_id,
-        tenant: d.tenant,
-        bound_time_unix_ms: d.bound_ms,
-    }
-}
-
-fn key_message(k: ApiKeyRecord) -> pb::ApiKey {
-    pb::ApiKey {
-        id: k.id,
-        tenant: k.tenant,
-        scopes: k.scopes,
-        topics: k.topics,
-        description: k.description,
-        create_time_unix_ms: k.created_ms,
-        revoked: k.revoked,
-    }
-}
-
 #[tonic::async_trait]
 impl OperatorApi for OperatorService {
     async fn create_tenant(
         &self,
         request: Request<pb::CreateTenantRequest>,
     ) -> Result<Response<pb::Tenant>, Status> {
-        let req = request.into_inner();
-        let tenant = self
-            .state
-            .broker
-            .tenancy()
-            .create_tenant(NewTenant {
-                id: req.id,
-                display_name: req.display_name,
-                contact_email: req.contact_email,
-                plan: req.plan,
-            })
-            .await?;
-        Ok(Response::new(tenant_message(tenant)))
+        let tenant = request.into_inner().into();
+        reply(self.state.tenancy.create_tenant(tenant).await?)
     }
 
     async fn get_tenant(
         &self,
         request: Request<pb::GetTenantRequest>,
     ) -> Result<Response<pb::Tenant>, Status> {
-        let tenant = self
-            .state
-            .broker
-            .tenancy()
-            .get_tenant(&request.into_inner().id)?;
-        Ok(Response::new(tenant_message(tenant)))
+        reply(self.state.tenancy.get_tenant(&request.into_inner().id)?)
     }
 
     async fn list_tenants(
         &self,
         _request: Request<pb::ListTenantsRequest>,
     ) -> Result<Response<pb::ListTenantsResponse>, Status> {
-        let tenants = self.state.broker.tenancy().list_tenants();
-        Ok(Response::new(pb::ListTenantsResponse {
-            tenants: tenants.into_iter().map(tenant_message).collect(),
-        }))
+        let tenants = self.state.tenancy.list_tenants();
+        reply(pb::ListTenantsResponse {
+            tenants: tenants.into_iter().map(Into::into).collect(),
+        })
     }
 
     async fn update_tenant(
         &self,
         request: Request<pb::UpdateTenantRequest>,
     ) -> Result<Response<pb::Tenant>, Status> {
-        let req = request.into_inner();
-        let tenant = self
-            .state
-            .broker
-            .tenancy()
-            .update_tenant(
-                &req.id,
-                TenantUpdate {
-                    display_name: req.display_name,
-                    contact_email: req.contact_email,
-                    plan: req.plan,
-                    set_overrides: req.set_quota_overrides,
-                    clear_overrides: req.clear_quota_overrides,
-                },
-            )
-            .await?;
-        Ok(Response::new(tenant_message(tenant)))
+        let (id, update) = tenant_update(request.into_inner());
+        reply(self.state.tenancy.update_tenant(&id, update).await?)
     }
 
     async fn suspend_tenant(
@@ -132,38 +67,26 @@ impl OperatorApi for OperatorService {
         request: Request<pb::SuspendTenantRequest>,
     ) -> Result<Response<pb::Tenant>, Status> {
         let req = request.into_inner();
-        let reason = match pb::SuspensionReason::try_from(req.reason) {
-            Ok(pb::SuspensionReason::Abuse) => SuspendReason::Abuse,
-            Ok(pb::SuspensionReason::Operator) => SuspendReason::Operator,
-            Ok(pb::SuspensionReason::Arrears) => SuspendReason::Arrears,
-            _ => {
-                return Err(Error::invalid(format!(
-                    "unknown suspension reason {}: use ABUSE, OPERATOR or ARREARS",
-                    req.reason
-                ))
-                .into())
-            }
-        };
-        let tenant = self
-            .state
-            .broker
-            .tenancy()
-            .set_suspended(&req.id, Some(reason), "operator")
-            .await?;
-        Ok(Response::new(tenant_message(tenant)))
+        let reason = suspend_reason(req.reason)?;
+        let tenancy = &self.state.tenancy;
+        reply(
+            tenancy
+                .set_suspended(&req.id, Some(reason), OPERATOR)
+                .await?,
+        )
     }
 
     async fn resume_tenant(
         &self,
         request: Request<pb::ResumeTenantRequest>,
     ) -> Result<Response<pb::Tenant>, Status> {
-        let tenant = self
-            .state
-            .broker
-            .tenancy()
-            .set_suspended(&request.into_inner().id, None, "operator")
-            .await?;
-        Ok(Response::new(tenant_message(tenant)))
+        let id = request.into_inner().id;
+        reply(
+            self.state
+                .tenancy
+                .set_suspended(&id, None, OPERATOR)
+                .await?,
+        )
     }
 
     async fn set_maintenance(
@@ -171,43 +94,29 @@ impl OperatorApi for OperatorService {
         request: Request<pb::SetMaintenanceRequest>,
     ) -> Result<Response<pb::SetMaintenanceResponse>, Status> {
         let req = request.into_inner();
-        if req.reason.len() > 200 {
-            return Err(Error::invalid("reason may be at most 200 bytes").into());
-        }
-        let tenancy = self.state.broker.tenancy();
+        short_text("reason", &req.reason)?;
         let reason = if req.reason.is_empty() {
             "scheduled maintenance".to_string()
         } else {
             req.reason
         };
+        let tenancy = &self.state.tenancy;
         let health = &self.state.health;
-        if req.enabled {
+        let action = if req.enabled {
             tenancy.set_maintenance(Some(reason.clone()));
             health
-                .set_not_serving::<crate::proto::v1::broker_server::BrokerServer<crate::api::broker::BrokerService>>()
+                .set_not_serving::<BrokerServer<BrokerService>>()
                 .await;
+            "maintenance.on"
         } else {
             tenancy.set_maintenance(None);
-            health
-                .set_serving::<crate::proto::v1::broker_server::BrokerServer<crate::api::broker::BrokerService>>()
-                .await;
-        }
-        let mut writes = WriteSet::new();
-        tenancy.audit(
-            &mut writes,
-            "operator",
-            if req.enabled {
-                "maintenance.on"
-            } else {
-                "maintenance.off"
-            },
-            "",
-            reason,
-        )?;
-        self.state.store.commit(writes).await.map_err(Error::from)?;
-        Ok(Response::new(pb::SetMaintenanceResponse {
+            health.set_serving::<BrokerServer<BrokerService>>().await;
+            "maintenance.off"
+        };
+        tenancy.audit_now(OPERATOR, action, "", reason).await?;
+        reply(pb::SetMaintenanceResponse {
             enabled: req.enabled,
-        }))
+        })
     }
 
     async fn terminate_tenant(
@@ -216,19 +125,13 @@ impl OperatorApi for OperatorService {
     ) -> Result<Response<pb::Tenant>, Status> {
         let req = request.into_inner();
         let reason = if req.reason.is_empty() {
-            "operator".to_string()
+            OPERATOR.to_string()
         } else {
             req.reason
         };
-        if reason.len() > 200 {
-            return Err(Error::invalid("reason may be at most 200 bytes").into());
-        }
-        let tenant = self
-            .state
-            .billing
-            .terminate(&req.id, &reason, "operator")
-            .await?;
-        Ok(Response::new(tenant_message(tenant)))
+        short_text("reason", &reason)?;
+        let billing = &self.state.billing;
+        reply(billing.terminate(&req.id, &reason, OPERATOR).await?)
     }
 
     async fn record_payment(
@@ -236,9 +139,7 @@ impl OperatorApi for OperatorService {
         request: Request<pb::RecordPaymentRequest>,
     ) -> Result<Response<pb::RecordPaymentResponse>, Status> {
         let req = request.into_inner();
-        if req.note.len() > 200 {
-            return Err(Error::invalid("note may be at most 200 bytes").into());
-        }
+        short_text("note", &req.note)?;
         let (sequence, balance_minor, duplicate) = self
             .state
             .billing
@@ -250,11 +151,11 @@ impl OperatorApi for OperatorService {
                 req.note,
             )
             .await?;
-        Ok(Response::new(pb::RecordPaymentResponse {
+        reply(pb::RecordPaymentResponse {
             sequence,
             balance_minor,
             duplicate,
-        }))
+        })
     }
 
     async fn bind_device(
@@ -262,25 +163,21 @@ impl OperatorApi for OperatorService {
         request: Request<pb::BindDeviceRequest>,
     ) -> Result<Response<pb::DeviceBinding>, Status> {
         let req = request.into_inner();
-        let binding = self
-            .state
-            .broker
-            .tenancy()
-            .bind_device(&req.device_id, &req.tenant, req.rebind)
-            .await?;
-        Ok(Response::new(device_message(binding)))
+        let tenancy = &self.state.tenancy;
+        reply(
+            tenancy
+                .bind_device(&req.device_id, &req.tenant, req.rebind)
+                .await?,
+        )
     }
 
     async fn unbind_device(
         &self,
         request: Request<pb::UnbindDeviceRequest>,
     ) -> Result<Response<pb::UnbindDeviceResponse>, Status> {
-        self.state
-            .broker
-            .tenancy()
-            .unbind_device(&request.into_inner().device_id)
-            .await?;
-        Ok(Response::new(pb::UnbindDeviceResponse {}))
+        let device_id = request.into_inner().device_id;
+        self.state.tenancy.unbind_device(&device_id).await?;
+        reply(pb::UnbindDeviceResponse {})
     }
 
     async fn list_devices(
@@ -289,12 +186,11 @@ impl OperatorApi for OperatorService {
     ) -> Result<Response<pb::ListDevicesResponse>, Status> {
         let devices = self
             .state
-            .broker
-            .tenancy()
+            .tenancy
             .list_devices(&request.into_inner().tenant);
-        Ok(Response::new(pb::ListDevicesResponse {
-            devices: devices.into_iter().map(device_message).collect(),
-        }))
+        reply(pb::ListDevicesResponse {
+            devices: devices.into_iter().map(Into::into).collect(),
+        })
     }
 
     async fn list_audit_events(
@@ -302,33 +198,15 @@ impl OperatorApi for OperatorService {
         request: Request<pb::ListAuditEventsRequest>,
     ) -> Result<Response<pb::ListAuditEventsResponse>, Status> {
         let req = request.into_inner();
-        if req.limit > 1000 {
-            return Err(Error::invalid("limit may be at most 1000").into());
-        }
-        let limit = if req.limit == 0 {
-            100
-        } else {
-            req.limit as usize
-        };
+        let limit = page_limit(req.limit, DEFAULT_AUDIT_PAGE)?;
         let (events, next_sequence) =
             self.state
-                .broker
-                .tenancy()
+                .tenancy
                 .audit_events(req.from_sequence, limit, &req.tenant)?;
-        Ok(Response::new(pb::ListAuditEventsResponse {
-            events: events
-                .into_iter()
-                .map(|(sequence, e)| pb::AuditEvent {
-                    sequence,
-                    time_unix_ms: e.time_ms,
-                    actor: e.actor,
-                    action: e.action,
-                    tenant: e.tenant,
-                    detail: e.detail,
-                })
-                .collect(),
+        reply(pb::ListAuditEventsResponse {
+            events: events.into_iter().map(audit_event).collect(),
             next_sequence,
-        }))
+        })
     }
 
     async fn create_api_key(
@@ -336,41 +214,26 @@ impl OperatorApi for OperatorService {
         request: Request<pb::CreateApiKeyRequest>,
     ) -> Result<Response<pb::CreateApiKeyResponse>, Status> {
         let req = request.into_inner();
-        let scopes = req
-            .scopes
-            .iter()
-            .map(|s| {
-                Scope::from_i32(*s).ok_or_else(|| {
-                    Error::invalid(format!(
-                        "unknown scope {s}: use PRODUCE (1), CONSUME (2) or MANAGE (3)"
-                    ))
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let scopes = scopes(&req.scopes)?;
         let created = self
             .state
-            .broker
-            .tenancy()
+            .tenancy
             .create_key(&req.tenant, scopes, req.topics, req.description)
             .await?;
-        Ok(Response::new(pb::CreateApiKeyResponse {
-            key: Some(key_message(created.record)),
+        reply(pb::CreateApiKeyResponse {
+            key: Some(created.record.into()),
             secret: created.secret,
-        }))
+        })
     }
 
     async fn list_api_keys(
         &self,
         request: Request<pb::ListApiKeysRequest>,
     ) -> Result<Response<pb::ListApiKeysResponse>, Status> {
-        let keys = self
-            .state
-            .broker
-            .tenancy()
-            .list_keys(&request.into_inner().tenant)?;
-        Ok(Response::new(pb::ListApiKeysResponse {
-            keys: keys.into_iter().map(key_message).collect(),
-        }))
+        let keys = self.state.tenancy.list_keys(&request.into_inner().tenant)?;
+        reply(pb::ListApiKeysResponse {
+            keys: keys.into_iter().map(Into::into).collect(),
+        })
     }
 
     async fn revoke_api_key(
@@ -379,13 +242,12 @@ impl OperatorApi for OperatorService {
     ) -> Result<Response<pb::RevokeApiKeyResponse>, Status> {
         let key = self
             .state
-            .broker
-            .tenancy()
+            .tenancy
             .revoke_key(&request.into_inner().id)
             .await?;
-        Ok(Response::new(pb::RevokeApiKeyResponse {
-            key: Some(key_message(key)),
-        }))
+        reply(pb::RevokeApiKeyResponse {
+            key: Some(key.into()),
+        })
     }
 
     async fn advance_clock(
@@ -393,38 +255,7 @@ impl OperatorApi for OperatorService {
         request: Request<pb::AdvanceClockRequest>,
     ) -> Result<Response<pb::AdvanceClockResponse>, Status> {
         let advance_ms = request.into_inner().advance_ms;
-        let clock = self.state.broker.clock();
-        if clock.kind() != ClockKind::Manual {
-            return Err(Error::FailedPrecondition(
-                "the clock can only be advanced when the config says clock = \"manual\"".into(),
-            )
-            .into());
-        }
-        if advance_ms == 0 || advance_ms > MAX_ADVANCE_MS {
-            return Err(Error::invalid(format!(
-                "advance_ms must be between 1 and {MAX_ADVANCE_MS} (400 days)"
-            ))
-            .into());
-        }
-        let now = clock
-            .advance(Duration::from_millis(advance_ms))
-            .unwrap_or_else(|| clock.now_ms());
-        let mut writes = WriteSet::new();
-        writes.put(keys::manual_clock(), &ClockRecord { now_ms: now });
-        self.state.broker.tenancy().audit(
-            &mut writes,
-            "operator",
-            "clock.advance",
-            "",
-            format!("advanced {advance_ms} ms to {now}"),
-        )?;
-        self.state.store.commit(writes).await.map_err(Error::from)?;
-        // Whatever the new time makes due happens before the reply: expiry,
-        // settlement of ended days, arrears.
-        self.state.broker.expire_messages().await?;
-        self.state.broker.sample_storage(false).await?;
-        self.state.billing.settle_due().await?;
-        self.state.billing.enforce_arrears().await?;
-        Ok(Response::new(pb::AdvanceClockResponse { now_unix_ms: now }))
+        let now_unix_ms = self.state.clock.advance(advance_ms).await?;
+        reply(pb::AdvanceClockResponse { now_unix_ms })
     }
 }

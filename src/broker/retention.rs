@@ -2,21 +2,11 @@
 //! and dedup entries past their window are swept. Runs on a timer, and at once
 //! whenever the manual test clock is advanced.
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use tokio::sync::watch;
-
 use super::Broker;
 use crate::error::Result;
 use crate::storage::records::DedupRecord;
 use crate::storage::{keys, WriteSet};
 use crate::sync::MutexExt;
-
-/// How often retention runs on the wall clock.
-const RETENTION_INTERVAL: Duration = Duration::from_secs(1);
-/// Dedup sweeps run on every this-many retention passes.
-const DEDUP_SWEEP_EVERY: u64 = 60;
 
 impl Broker {
     /// Removes every expired message set of every topic; returns how many
@@ -81,33 +71,5 @@ impl Broker {
             }
         }
         Ok(())
-    }
-}
-
-/// The retention loop; ends when `shutdown` turns true.
-pub async fn run_retention(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
-    let mut passes = 0u64;
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(RETENTION_INTERVAL) => {}
-            _ = shutdown.changed() => {}
-        }
-        if *shutdown.borrow() {
-            return;
-        }
-        if let Err(e) = broker.expire_messages().await {
-            tracing::error!(error = %e, "retention pass failed");
-        }
-        if let Err(e) = broker.sample_storage(false).await {
-            tracing::error!(error = %e, "storage metering failed");
-        }
-        passes += 1;
-        if passes % DEDUP_SWEEP_EVERY == 0 {
-            // Failed-authentication counters of past minutes are of no use.
-            broker.admission().sweep();
-            if let Err(e) = broker.sweep_dedup().await {
-                tracing::error!(error = %e, "dedup sweep failed");
-            }
-        }
     }
 }

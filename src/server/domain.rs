@@ -1,0 +1,138 @@
+//! Start-up: the credentials, the store, the clock and the domain objects,
+//! loaded in dependency order (tenancy and admission before the broker that
+//! asks them, the broker before billing that reads it).
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use metrics_exporter_prometheus::ExporterFuture;
+use tokio::task::JoinHandle;
+
+use super::clock_store::{self, ClockStore};
+use super::tick::Ticker;
+use super::ServerError;
+use crate::billing::Billing;
+use crate::broker::Broker;
+use crate::config::Config;
+use crate::metering::Calendar;
+use crate::observability::Metrics;
+use crate::quota::admission::Admission;
+use crate::storage::{CommitterHandle, Store};
+use crate::tenancy::{load_or_create_billing_reader_token, load_or_create_operator_token, Tenancy};
+
+/// Everything the services and the background jobs work on. Dropping it
+/// (with the services and jobs) lets go of every [`Store`] handle but the
+/// one kept for the final flush.
+pub(super) struct Domain {
+    pub(super) tenancy: Arc<Tenancy>,
+    pub(super) admission: Arc<Admission>,
+    pub(super) metrics: Arc<Metrics>,
+    pub(super) broker: Arc<Broker>,
+    pub(super) billing: Arc<Billing>,
+    /// The tick, for the scheduler and AdvanceClock.
+    pub(super) ticker: Arc<Ticker>,
+    /// The manual clock's persistence, for AdvanceClock.
+    pub(super) clock_store: Arc<ClockStore>,
+}
+
+/// What start-up hands to `run`: the domain, the store (kept for the final
+/// flush), its committer thread, and the metrics endpoint (not yet running).
+pub(super) struct Loaded {
+    pub(super) domain: Domain,
+    pub(super) store: Store,
+    pub(super) committer: CommitterHandle,
+    pub(super) exporter: Option<ExporterFuture>,
+}
+
+/// Reads (or creates) the credentials, opens the store and loads the domain.
+pub(super) fn load(config: &Config) -> Result<Loaded, ServerError> {
+    let operator_path = config.operator_token_path();
+    let (operator_token, generated) = credential(&operator_path, load_or_create_operator_token)?;
+    if generated {
+        tracing::warn!(path = %operator_path.display(),
+            "no operator credential was configured; generated one (mode 0600)");
+    }
+    let (billing_reader_token, _) = credential(
+        &config.billing_reader_token_path(),
+        load_or_create_billing_reader_token,
+    )?;
+
+    let (store, committer) = Store::open(&config.data_dir, config.cache_capacity_bytes)?;
+    let clock = clock_store::restore(&store, config.clock)?;
+    let tenancy = Arc::new(Tenancy::load(
+        store.clone(),
+        clock.clone(),
+        config.plans.clone(),
+        &operator_token,
+        &billing_reader_token,
+    )?);
+    let (metrics, exporter) = Metrics::new(
+        &config.node_id,
+        config.metrics_max_tenant_labels,
+        Some(config.metrics_listen),
+    )?;
+    let metrics = Arc::new(metrics);
+    let admission = Arc::new(
+        Admission::new(clock.clone(), config.failed_auth_per_minute).with_metrics(metrics.clone()),
+    );
+    let broker = Arc::new(Broker::load(
+        store.clone(),
+        clock.clone(),
+        tenancy.clone(),
+        admission.clone(),
+        Calendar::new(config.billing_utc_offset_minutes),
+        metrics.clone(),
+    )?);
+    let billing = Arc::new(Billing::load(
+        store.clone(),
+        clock.clone(),
+        tenancy.clone(),
+        Calendar::new(config.billing_utc_offset_minutes),
+        metrics.clone(),
+        broker.clone(),
+        config.node_id.clone(),
+    )?);
+    let ticker = Arc::new(Ticker::new(broker.clone(), billing.clone()));
+    let clock_store = Arc::new(ClockStore::new(
+        clock,
+        store.clone(),
+        tenancy.clone(),
+        ticker.clone(),
+    ));
+    Ok(Loaded {
+        domain: Domain {
+            tenancy,
+            admission,
+            metrics,
+            broker,
+            billing,
+            ticker,
+            clock_store,
+        },
+        store,
+        committer,
+        exporter,
+    })
+}
+
+/// A credential read from `path`, or generated there (mode 0600) when the
+/// file does not exist yet (then the flag is true).
+fn credential(
+    path: &Path,
+    load_or_create: fn(&Path) -> std::io::Result<(String, bool)>,
+) -> Result<(String, bool), ServerError> {
+    load_or_create(path).map_err(|source| ServerError::OperatorToken {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Serves /metrics on `address` in a task of its own (aborted at shutdown).
+pub(super) fn serve_metrics(exporter: ExporterFuture, address: SocketAddr) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        if let Err(e) = exporter.await {
+            tracing::error!(%address, error = ?e, "the metrics endpoint stopped");
+        }
+    })
+}

@@ -1,0 +1,46 @@
+//! [`ServerError`]: why the server could not start or stopped with an error.
+
+use crate::config::ConfigError;
+use crate::storage::StorageError;
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// Bad configuration.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A credential file (the operator's or the billing reader's) could not
+    /// be read or written.
+    #[error("credential file {}: {source}", path.display())]
+    OperatorToken {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The store failed to open or load.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// Loading the stored state failed.
+    #[error("cannot load stored state: {0}")]
+    Load(#[from] crate::error::Error),
+    /// A TLS file (certificate, key or client CA) could not be read.
+    #[error("TLS: {}: {source}", path.display())]
+    Tls {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The metrics recorder could not be built.
+    #[error("metrics: {0}")]
+    Metrics(#[from] metrics_exporter_prometheus::BuildError),
+    /// Reflection could not be built.
+    #[error("reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    /// The gRPC transport failed.
+    #[error("gRPC transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}

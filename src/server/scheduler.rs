@@ -1,0 +1,143 @@
+//! The one scheduler for background work. Every job runs on its own timer in
+//! its own task, through the same loop ([`sleep_or_shutdown`] between runs),
+//! and every job ends when the server begins to shut down:
+//!
+//! | job | every | what |
+//! | --- | --- | --- |
+//! | retention | 1 s | the retention half of the [tick](super::tick): expiry, storage metering |
+//! | sweeps | 60 s | failed-authentication counters of past minutes, dedup entries past their window |
+//! | gauges | 2 s, and once at start | backlog, in-flight, retained bytes, storage, tenants |
+//! | settlement | `settlement_interval_seconds` | the settlement half of the tick: settle, arrears |
+//!
+//! A new background job is one more [`Job`] variant: its period and its body.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use super::domain::Domain;
+use super::tick::{Due, Ticker};
+use crate::broker::Broker;
+use crate::quota::admission::Admission;
+
+/// How often retention runs on the wall clock.
+const RETENTION_INTERVAL: Duration = Duration::from_secs(1);
+/// How often the dedup and failed-authentication sweeps run.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+/// How often the gauges are refreshed.
+const GAUGE_INTERVAL: Duration = Duration::from_secs(2);
+
+/// The background jobs.
+#[derive(Clone, Copy, Debug)]
+enum Job {
+    Retention,
+    Sweeps,
+    Gauges,
+    Settlement,
+}
+
+impl Job {
+    const ALL: [Job; 4] = [Job::Retention, Job::Sweeps, Job::Gauges, Job::Settlement];
+
+    /// Gauges are filled at once, so the first scrape sees them; the other
+    /// jobs first wait a period.
+    fn runs_at_start(self) -> bool {
+        matches!(self, Job::Gauges)
+    }
+}
+
+/// What the jobs work on.
+struct Work {
+    ticker: Arc<Ticker>,
+    broker: Arc<Broker>,
+    admission: Arc<Admission>,
+    settlement_every: Duration,
+}
+
+impl Work {
+    fn period(&self, job: Job) -> Duration {
+        match job {
+            Job::Retention => RETENTION_INTERVAL,
+            Job::Sweeps => SWEEP_INTERVAL,
+            Job::Gauges => GAUGE_INTERVAL,
+            Job::Settlement => self.settlement_every,
+        }
+    }
+
+    /// One run of `job`; failures are logged and the job runs again on time.
+    async fn run(&self, job: Job) {
+        match job {
+            // The ticker logs each failed step itself.
+            Job::Retention => {
+                let _ = self.ticker.run(Due::Retention).await;
+            }
+            Job::Settlement => {
+                let _ = self.ticker.run(Due::Settlement).await;
+            }
+            Job::Sweeps => {
+                // Failed-authentication counters of past minutes are of no use.
+                self.admission.sweep();
+                if let Err(e) = self.broker.sweep_dedup().await {
+                    tracing::error!(error = %e, "dedup sweep failed");
+                }
+            }
+            Job::Gauges => self.broker.refresh_gauges().await,
+        }
+    }
+}
+
+/// The running background jobs.
+pub(super) struct Scheduler {
+    jobs: JoinSet<()>,
+}
+
+impl Scheduler {
+    /// Starts every job; they run until `shutdown` turns true.
+    pub(super) fn start(
+        domain: &Domain,
+        settlement_every: Duration,
+        shutdown: watch::Receiver<bool>,
+    ) -> Scheduler {
+        let work = Arc::new(Work {
+            ticker: domain.ticker.clone(),
+            broker: domain.broker.clone(),
+            admission: domain.admission.clone(),
+            settlement_every,
+        });
+        let mut jobs = JoinSet::new();
+        for job in Job::ALL {
+            let work = work.clone();
+            let mut shutdown = shutdown.clone();
+            jobs.spawn(async move {
+                if job.runs_at_start() {
+                    work.run(job).await;
+                }
+                while !sleep_or_shutdown(work.period(job), &mut shutdown).await {
+                    work.run(job).await;
+                }
+            });
+        }
+        Scheduler { jobs }
+    }
+
+    /// Waits for every job to end (after shutdown was signalled, a job ends
+    /// once its current run is done).
+    pub(super) async fn stopped(mut self) {
+        while self.jobs.join_next().await.is_some() {}
+    }
+}
+
+/// Sleeps for `period`, or less if shutdown begins; true when the server is
+/// shutting down (or the shutdown sender is gone).
+pub(super) async fn sleep_or_shutdown(
+    period: Duration,
+    shutdown: &mut watch::Receiver<bool>,
+) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(period) => {}
+        _ = shutdown.wait_for(|stop| *stop) => return true,
+    }
+    *shutdown.borrow()
+}
