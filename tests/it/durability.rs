@@ -174,8 +174,17 @@ async fn sigkill_under_load_loses_nothing_acknowledged() {
     for round in 0..ROUNDS {
         let server = ProcessServer::start(&dir);
         let acme = server.client(&secret).await;
+        let before = seen.lock().unwrap().produced.len();
         let load = tokio::spawn(load(acme, round, seen.clone()));
-        let ms = rand::rng().random_range(100..400);
+        // Kill at a random instant once the load is really running (on a
+        // loaded machine a fixed delay may end a round before its first reply).
+        let started = std::time::Instant::now();
+        while seen.lock().unwrap().produced.len() < before + 40
+            && started.elapsed() < Duration::from_secs(10)
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let ms = rand::rng().random_range(50..300);
         tokio::time::sleep(Duration::from_millis(ms)).await;
         server.kill();
         let _ = tokio::time::timeout(Duration::from_secs(10), load).await;
