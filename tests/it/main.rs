@@ -3,6 +3,8 @@
 
 mod harness;
 mod ops;
+#[allow(dead_code)]
+mod small_fs;
 
 mod auth;
 mod billing;
