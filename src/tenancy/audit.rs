@@ -5,6 +5,24 @@ use crate::error::Result;
 use crate::storage::records::AuditRecord;
 use crate::storage::{keys, WriteSet};
 
+/// One entry of the audit log: who did what, when. Entries are numbered in
+/// the order they were written; the numbers grow but have gaps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditEvent {
+    /// The entry's number (the store's id generator hands them out).
+    pub sequence: u64,
+    /// When, Unix ms on the broker clock.
+    pub time_ms: i64,
+    /// Who: "operator", "billing", a key id, or a source address.
+    pub actor: String,
+    /// What, e.g. "device.bind", "tenant.suspend".
+    pub action: String,
+    /// The tenant concerned ("" when none).
+    pub tenant: String,
+    /// Details in words (never a secret).
+    pub detail: String,
+}
+
 impl Tenancy {
     /// Adds an audit entry to `writes`.
     pub fn audit(

@@ -6,6 +6,17 @@ use crate::error::{Error, Result};
 use crate::storage::records::DeviceRecord;
 use crate::storage::{keys, WriteSet};
 
+/// A device id bound to the one tenant that may produce with it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceBinding {
+    /// The device id.
+    pub device_id: String,
+    /// The only tenant that may produce with it.
+    pub tenant: String,
+    /// When it was bound (or last rebound), Unix ms.
+    pub bound_ms: i64,
+}
+
 impl Tenancy {
     /// Binds a device id to a tenant (operator). Moving it from another tenant
     /// needs `rebind`.

@@ -15,6 +15,27 @@ use crate::storage::{keys, WriteSet};
 /// Length of an API key's random part (base62: ~5.95 bits a character).
 const SECRET_CHARS: usize = 32;
 
+/// An API key of a tenant: never its secret, only the secret's SHA-256.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiKey {
+    /// Public key id (`key_...`), used to list and revoke.
+    pub id: String,
+    /// The tenant the key belongs to.
+    pub tenant: String,
+    /// SHA-256 of the whole secret string `tq_<tenant>_<secret>`.
+    pub secret_hash: [u8; 32],
+    /// What the key may do, sorted by their wire numbers, no repeats.
+    pub scopes: Vec<Scope>,
+    /// Topic allow-list; empty means every topic of the tenant.
+    pub topics: Vec<String>,
+    /// Free-form description.
+    pub description: String,
+    /// Creation time, Unix ms.
+    pub created_ms: i64,
+    /// A revoked key no longer authenticates (it is kept for the listing).
+    pub revoked: bool,
+}
+
 /// A new API key: its record and the secret, which is never shown again.
 pub struct CreatedKey {
     /// What is stored.

@@ -40,11 +40,13 @@ use crate::storage::records::{ApiKeyRecord, DeviceRecord, TenantRecord};
 use crate::storage::{keys as store_keys, Store};
 use keys::sha256;
 
+pub use audit::AuditEvent;
 pub use credentials::{load_or_create_billing_reader_token, load_or_create_operator_token};
-pub use keys::CreatedKey;
+pub use devices::DeviceBinding;
+pub use keys::{ApiKey, CreatedKey};
 pub use names::{validate_device_id, validate_resource_name, validate_tenant_id};
 pub use principal::{Principal, Scope, TenantKey};
-pub use tenants::{NewTenant, SuspendReason, TenantStatus, TenantUpdate};
+pub use tenants::{NewTenant, SuspendReason, Tenant, TenantStatus, TenantUpdate};
 
 /// Tenants, keys and the operator credential, cached in memory and written
 /// through the store.

@@ -36,6 +36,29 @@ impl TenantStatus {
     }
 }
 
+/// A tenant account: who it is, the plan it is on and where it is in its
+/// lifecycle. Storage keeps it as a row of its own; this is what the rest of
+/// the broker (and the API) sees.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tenant {
+    /// Tenant id, `[a-z0-9][a-z0-9-]{2,31}`.
+    pub id: String,
+    /// Free-form name shown to operators (erased on termination).
+    pub display_name: String,
+    /// Contact e-mail (erased on termination).
+    pub contact_email: String,
+    /// The plan's name.
+    pub plan: String,
+    /// Active, suspended or terminated.
+    pub status: TenantStatus,
+    /// Why the tenant is suspended or terminated ("" when active).
+    pub status_reason: String,
+    /// Creation time, Unix ms.
+    pub created_ms: i64,
+    /// Per-tenant quota overrides over the plan, by plan field name.
+    pub quota_overrides: HashMap<String, u64>,
+}
+
 /// Why a tenant is suspended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SuspendReason {
