@@ -11,7 +11,7 @@
 //! methods are grouped by idea, one file each:
 //!
 //! - `principal.rs`: who is calling ([`Principal`], [`TenantKey`], [`Scope`]);
-//! - `tenants.rs`: tenant records, status changes, plans, the data-plane gate;
+//! - `tenants.rs`: [`Tenant`], status changes, plans, the data-plane gate;
 //! - `keys.rs`: API keys (create, hash, authenticate, revoke);
 //! - `devices.rs`: device bindings;
 //! - `audit.rs`: the audit log and `commit_audited`, the one way a change is
@@ -36,8 +36,7 @@ use tokio::sync::watch;
 use crate::clock::Clock;
 use crate::error::Result;
 use crate::plan::Plan;
-use crate::storage::records::{ApiKeyRecord, DeviceRecord, TenantRecord};
-use crate::storage::{keys as store_keys, Store};
+use crate::storage::Store;
 use keys::sha256;
 
 pub use audit::AuditEvent;
@@ -56,13 +55,13 @@ pub struct Tenancy {
     plans: BTreeMap<String, Plan>,
     operator_hash: [u8; 32],
     billing_reader_hash: [u8; 32],
-    tenants: DashMap<String, TenantRecord>,
-    keys: DashMap<String, ApiKeyRecord>,
+    tenants: DashMap<String, Tenant>,
+    keys: DashMap<String, ApiKey>,
     active_keys_by_hash: DashMap<[u8; 32], Arc<TenantKey>>,
     /// Each tenant's plan with its overrides applied.
     effective_plans: DashMap<String, Arc<Plan>>,
     /// Device bindings by device id.
-    devices: DashMap<String, DeviceRecord>,
+    devices: DashMap<String, DeviceBinding>,
     /// Bumped whenever a tenant's status changes, so open streams re-check.
     status_changes: watch::Sender<u64>,
     /// Some(reason) while the broker is in maintenance mode.
@@ -95,8 +94,7 @@ impl Tenancy {
             maintenance: std::sync::RwLock::new(None),
             write_lock: tokio::sync::Mutex::new(()),
         };
-        for item in tenancy.store.scan::<TenantRecord>(&[store_keys::TENANT]) {
-            let (_, tenant) = item?;
+        for tenant in tenancy.store.tenants()? {
             let plan = tenancy
                 .effective_plan(&tenant.plan, &tenant.quota_overrides)
                 .unwrap_or_else(|e| {
@@ -109,12 +107,10 @@ impl Tenancy {
                 .insert(tenant.id.clone(), Arc::new(plan));
             tenancy.tenants.insert(tenant.id.clone(), tenant);
         }
-        for item in tenancy.store.scan::<DeviceRecord>(&[store_keys::DEVICE]) {
-            let (_, device) = item?;
+        for device in tenancy.store.device_bindings()? {
             tenancy.devices.insert(device.device_id.clone(), device);
         }
-        for item in tenancy.store.scan::<ApiKeyRecord>(&[store_keys::API_KEY]) {
-            let (_, key) = item?;
+        for key in tenancy.store.api_keys()? {
             tenancy.index_key(&key);
             tenancy.keys.insert(key.id.clone(), key);
         }
