@@ -62,3 +62,72 @@ fn to_row(key: &ApiKey) -> ApiKeyRecord {
         revoked: key.revoked,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_key_is_the_same_row_under_the_same_key_as_before_repositories() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _committer) = Store::open(dir.path(), 8 << 20).unwrap();
+        let key = ApiKey {
+            id: "key_a".into(),
+            tenant: "acme".into(),
+            secret_hash: [7; 32],
+            scopes: vec![Scope::Produce, Scope::Manage],
+            topics: vec!["t1".into()],
+            description: "sensors".into(),
+            created_ms: 5,
+            revoked: true,
+        };
+        let mut writes = WriteSet::new();
+        writes.put_api_key(&key);
+        store.commit(writes).await.unwrap();
+        let row: ApiKeyRecord = store.get(b"kkey_a").unwrap().unwrap();
+        assert_eq!(
+            row,
+            ApiKeyRecord {
+                id: "key_a".into(),
+                tenant: "acme".into(),
+                secret_hash: vec![7; 32],
+                scopes: vec![1, 3],
+                topics: vec!["t1".into()],
+                description: "sensors".into(),
+                created_ms: 5,
+                revoked: true,
+            }
+        );
+        assert_eq!(store.api_keys().unwrap(), vec![key]);
+
+        let mut writes = WriteSet::new();
+        writes.delete_api_key("key_a");
+        store.commit(writes).await.unwrap();
+        assert_eq!(store.api_keys().unwrap(), vec![]);
+    }
+
+    #[tokio::test]
+    async fn unknown_scopes_are_left_out_and_a_short_hash_is_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _committer) = Store::open(dir.path(), 8 << 20).unwrap();
+        let mut row = ApiKeyRecord {
+            id: "key_a".into(),
+            secret_hash: vec![1; 32],
+            scopes: vec![2, 9],
+            ..Default::default()
+        };
+        let mut writes = WriteSet::new();
+        writes.put(b"kkey_a".to_vec(), &row);
+        store.commit(writes).await.unwrap();
+        assert_eq!(store.api_keys().unwrap()[0].scopes, vec![Scope::Consume]);
+
+        row.secret_hash = vec![1; 5];
+        let mut writes = WriteSet::new();
+        writes.put(b"kkey_a".to_vec(), &row);
+        store.commit(writes).await.unwrap();
+        assert!(matches!(
+            store.api_keys(),
+            Err(StorageError::Corrupt { key, .. }) if key == hex::encode(b"kkey_a")
+        ));
+    }
+}

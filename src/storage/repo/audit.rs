@@ -47,3 +47,47 @@ fn to_row(event: &AuditEvent) -> AuditRecord {
         detail: event.detail.clone(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(sequence: u64) -> AuditEvent {
+        AuditEvent {
+            sequence,
+            time_ms: 9,
+            actor: "operator".into(),
+            action: "tenant.create".into(),
+            tenant: "acme".into(),
+            detail: "plan=standard".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn events_are_rows_under_their_big_endian_sequence_read_in_sequence_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _committer) = Store::open(dir.path(), 8 << 20).unwrap();
+        let mut writes = WriteSet::new();
+        for sequence in [256, 5, 7] {
+            writes.put_audit_event(&event(sequence));
+        }
+        store.commit(writes).await.unwrap();
+        let key: Vec<u8> = [&b"A"[..], &256u64.to_be_bytes()].concat();
+        let row: AuditRecord = store.get(&key).unwrap().unwrap();
+        assert_eq!(
+            row,
+            AuditRecord {
+                time_ms: 9,
+                actor: "operator".into(),
+                action: "tenant.create".into(),
+                tenant: "acme".into(),
+                detail: "plan=standard".into(),
+            }
+        );
+        let from_6: Vec<_> = store
+            .audit_events_from(6)
+            .collect::<StorageResult<_>>()
+            .unwrap();
+        assert_eq!(from_6, vec![event(7), event(256)]);
+    }
+}

@@ -41,3 +41,37 @@ fn to_row(binding: &DeviceBinding) -> DeviceRecord {
         bound_ms: binding.bound_ms,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_binding_is_the_same_row_under_the_same_key_as_before_repositories() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _committer) = Store::open(dir.path(), 8 << 20).unwrap();
+        let binding = DeviceBinding {
+            device_id: "device-7".into(),
+            tenant: "acme".into(),
+            bound_ms: 42,
+        };
+        let mut writes = WriteSet::new();
+        writes.put_device_binding(&binding);
+        store.commit(writes).await.unwrap();
+        let row: DeviceRecord = store.get(b"Vdevice-7").unwrap().unwrap();
+        assert_eq!(
+            row,
+            DeviceRecord {
+                device_id: "device-7".into(),
+                tenant: "acme".into(),
+                bound_ms: 42,
+            }
+        );
+        assert_eq!(store.device_bindings().unwrap(), vec![binding]);
+
+        let mut writes = WriteSet::new();
+        writes.delete_device_binding("device-7");
+        store.commit(writes).await.unwrap();
+        assert_eq!(store.device_bindings().unwrap(), vec![]);
+    }
+}

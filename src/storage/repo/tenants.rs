@@ -48,3 +48,42 @@ fn to_row(tenant: &Tenant) -> TenantRecord {
         quota_overrides: tenant.quota_overrides.clone(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_tenant_is_the_same_row_under_the_same_key_as_before_repositories() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _committer) = Store::open(dir.path(), 8 << 20).unwrap();
+        let tenant = Tenant {
+            id: "acme".into(),
+            display_name: "Acme".into(),
+            contact_email: "ops@acme.test".into(),
+            plan: "standard".into(),
+            status: TenantStatus::Suspended,
+            status_reason: "arrears".into(),
+            created_ms: 1_700_000_000_000,
+            quota_overrides: [("max_topics".to_string(), 3)].into(),
+        };
+        let mut writes = WriteSet::new();
+        writes.put_tenant(&tenant);
+        store.commit(writes).await.unwrap();
+        let row: TenantRecord = store.get(b"tacme").unwrap().unwrap();
+        assert_eq!(
+            row,
+            TenantRecord {
+                id: "acme".into(),
+                display_name: "Acme".into(),
+                contact_email: "ops@acme.test".into(),
+                plan: "standard".into(),
+                status: 2,
+                created_ms: 1_700_000_000_000,
+                status_reason: "arrears".into(),
+                quota_overrides: [("max_topics".to_string(), 3)].into(),
+            }
+        );
+        assert_eq!(store.tenants().unwrap(), vec![tenant]);
+    }
+}
