@@ -7,15 +7,20 @@
 //! tenant of its key.
 //!
 //! [`Tenancy`] (here) caches tenants, keys and device bindings in memory and
-//! writes every change through the store together with its audit entry. Its
-//! methods are grouped by idea, one file each:
+//! writes every change through the store together with its audit entry. It
+//! works on its own plain types ([`Tenant`], [`ApiKey`], [`DeviceBinding`],
+//! [`AuditEvent`]); the storage repositories (`storage/repo/`: tenants,
+//! api_keys, devices, audit) turn them into rows and build the keys, so
+//! nothing here knows a key layout. A new stored field goes into the type
+//! here, the row in `storage::records` (a new tag) and the two conversions in
+//! its repository. The methods are grouped by idea, one file each:
 //!
 //! - `principal.rs`: who is calling ([`Principal`], [`TenantKey`], [`Scope`]);
 //! - `tenants.rs`: [`Tenant`], status changes, plans, the data-plane gate;
-//! - `keys.rs`: API keys (create, hash, authenticate, revoke);
-//! - `devices.rs`: device bindings;
-//! - `audit.rs`: the audit log and `commit_audited`, the one way a change is
-//!   written;
+//! - `keys.rs`: [`ApiKey`]s (create, hash, authenticate, revoke);
+//! - `devices.rs`: [`DeviceBinding`]s;
+//! - `audit.rs`: the audit log ([`AuditEvent`]) and `commit_audited`, the one
+//!   way a change is written;
 //! - `credentials.rs`: the operator and billing-reader token files;
 //! - `names.rs`: the name rules for tenants, topics, subscriptions, devices.
 
