@@ -15,10 +15,10 @@ use crate::broker::{Delivered, ProduceOutcome};
 use crate::error::{Error, Result};
 use crate::metering::{Calendar, Dimension};
 use crate::proto::v1 as pb;
-use crate::storage::records::{
-    ApiKeyRecord, AuditRecord, DeviceRecord, StoredMessage, TenantRecord,
+use crate::storage::records::StoredMessage;
+use crate::tenancy::{
+    ApiKey, AuditEvent, DeviceBinding, NewTenant, Scope, SuspendReason, Tenant, TenantUpdate,
 };
-use crate::tenancy::{NewTenant, Scope, SuspendReason, TenantUpdate};
 
 /// Most items one page of a listing may ask for.
 const MAX_PAGE: u32 = 1000;
@@ -302,14 +302,14 @@ pub fn tenant_update(req: pb::UpdateTenantRequest) -> (String, TenantUpdate) {
     (req.id, update)
 }
 
-impl From<TenantRecord> for pb::Tenant {
-    fn from(t: TenantRecord) -> Self {
+impl From<Tenant> for pb::Tenant {
+    fn from(t: Tenant) -> Self {
         pb::Tenant {
             id: t.id,
             display_name: t.display_name,
             contact_email: t.contact_email,
             plan: t.plan,
-            status: t.status,
+            status: t.status as i32,
             create_time_unix_ms: t.created_ms,
             quota_overrides: t.quota_overrides,
             status_reason: t.status_reason,
@@ -317,8 +317,8 @@ impl From<TenantRecord> for pb::Tenant {
     }
 }
 
-impl From<DeviceRecord> for pb::DeviceBinding {
-    fn from(d: DeviceRecord) -> Self {
+impl From<DeviceBinding> for pb::DeviceBinding {
+    fn from(d: DeviceBinding) -> Self {
         pb::DeviceBinding {
             device_id: d.device_id,
             tenant: d.tenant,
@@ -327,12 +327,13 @@ impl From<DeviceRecord> for pb::DeviceBinding {
     }
 }
 
-impl From<ApiKeyRecord> for pb::ApiKey {
-    fn from(k: ApiKeyRecord) -> Self {
+impl From<ApiKey> for pb::ApiKey {
+    /// Scopes go out as their wire numbers; the secret's hash never does.
+    fn from(k: ApiKey) -> Self {
         pb::ApiKey {
             id: k.id,
             tenant: k.tenant,
-            scopes: k.scopes,
+            scopes: k.scopes.into_iter().map(|s| s as i32).collect(),
             topics: k.topics,
             description: k.description,
             create_time_unix_ms: k.created_ms,
@@ -341,15 +342,16 @@ impl From<ApiKeyRecord> for pb::ApiKey {
     }
 }
 
-/// An audit entry with its sequence number, as the wire shows it.
-pub fn audit_event((sequence, e): (u64, AuditRecord)) -> pb::AuditEvent {
-    pb::AuditEvent {
-        sequence,
-        time_unix_ms: e.time_ms,
-        actor: e.actor,
-        action: e.action,
-        tenant: e.tenant,
-        detail: e.detail,
+impl From<AuditEvent> for pb::AuditEvent {
+    fn from(e: AuditEvent) -> Self {
+        pb::AuditEvent {
+            sequence: e.sequence,
+            time_unix_ms: e.time_ms,
+            actor: e.actor,
+            action: e.action,
+            tenant: e.tenant,
+            detail: e.detail,
+        }
     }
 }
 

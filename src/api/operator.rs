@@ -4,7 +4,7 @@
 use tonic::{Request, Response, Status};
 
 use super::broker::BrokerService;
-use super::convert::{audit_event, page_limit, scopes, short_text, suspend_reason, tenant_update};
+use super::convert::{page_limit, scopes, short_text, suspend_reason, tenant_update};
 use super::{reply, ApiState};
 use crate::proto::v1 as pb;
 use crate::proto::v1::broker_server::BrokerServer;
@@ -204,7 +204,7 @@ impl OperatorApi for OperatorService {
                 .tenancy
                 .audit_events(req.from_sequence, limit, &req.tenant)?;
         reply(pb::ListAuditEventsResponse {
-            events: events.into_iter().map(audit_event).collect(),
+            events: events.into_iter().map(Into::into).collect(),
             next_sequence,
         })
     }
@@ -221,7 +221,7 @@ impl OperatorApi for OperatorService {
             .create_key(&req.tenant, scopes, req.topics, req.description)
             .await?;
         reply(pb::CreateApiKeyResponse {
-            key: Some(created.record.into()),
+            key: Some(created.key.into()),
             secret: created.secret,
         })
     }

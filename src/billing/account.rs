@@ -97,7 +97,7 @@ impl Billing {
             payments_minor: account.paid,
             balance_minor: account.balance(),
             oldest_unpaid_due_ms: account.oldest_unpaid_due(),
-            status: TenantStatus::from_i32(record.status),
+            status: record.status,
             status_reason: record.status_reason,
             settled_through: self.settled_through(tenant)?,
         })

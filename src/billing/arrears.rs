@@ -17,7 +17,7 @@ impl Billing {
             let Ok(record) = self.tenancy.get_tenant(&tenant) else {
                 continue;
             };
-            let status = TenantStatus::from_i32(record.status);
+            let status = record.status;
             let (oldest_unpaid, balance) = match self.accounts.get(&tenant) {
                 Some(a) => (a.oldest_unpaid_due(), a.balance()),
                 None => continue,

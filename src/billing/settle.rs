@@ -12,9 +12,9 @@ use super::{meter, Billing, DAY_MS};
 use crate::error::{Error, Result};
 use crate::metering::{usage_key, Calendar, Dimension, Usage};
 use crate::quota::Plan;
-use crate::storage::records::{CountersRecord, SettledRecord, TenantRecord, TopicLifeRecord};
+use crate::storage::records::{CountersRecord, SettledRecord, TopicLifeRecord};
 use crate::storage::{keys, WriteSet};
-use crate::tenancy::TenantStatus;
+use crate::tenancy::{Tenant, TenantStatus};
 
 /// Tenants settled per atomic write during a settlement run.
 const SETTLE_CHUNK: usize = 256;
@@ -29,7 +29,7 @@ impl Billing {
     }
 
     /// The last settled day of a tenant, or the day before it was created.
-    pub(super) fn last_settled(&self, tenant: &TenantRecord) -> Result<i64> {
+    pub(super) fn last_settled(&self, tenant: &Tenant) -> Result<i64> {
         Ok(self
             .settled_through(&tenant.id)?
             .unwrap_or_else(|| self.calendar.day_of(tenant.created_ms) - 1))
@@ -77,11 +77,11 @@ impl Billing {
             )));
         }
         self.bring_usage_up_to_now().await?;
-        let tenants: Vec<TenantRecord> = self
+        let tenants: Vec<Tenant> = self
             .tenancy
             .list_tenants()
             .into_iter()
-            .filter(|t| TenantStatus::from_i32(t.status) != TenantStatus::Terminated)
+            .filter(|t| t.status != TenantStatus::Terminated)
             .collect();
         let mut written = 0;
         let mut closed = 0;
@@ -111,7 +111,7 @@ impl Billing {
     /// progress records. Returns (entries written, tenant-days closed).
     pub(super) async fn settle_tenants(
         &self,
-        tenants: &[TenantRecord],
+        tenants: &[Tenant],
         through_day: i64,
     ) -> Result<(u64, u64)> {
         let mut head = self.head.lock().await;

@@ -5,17 +5,16 @@ use super::chain::final_statement_key;
 use super::ledger::{kind, LedgerEntry};
 use super::{pricing, Billing};
 use crate::error::{Error, Result};
-use crate::storage::records::TenantRecord;
 use crate::storage::WriteSet;
-use crate::tenancy::{SuspendReason, TenantStatus};
+use crate::tenancy::{SuspendReason, Tenant, TenantStatus};
 
 impl Billing {
     /// Terminates a tenant: settles its usage up to now (today included),
     /// erases its topics, messages, subscriptions, keys, devices and contact
     /// data, keeps the ledger, and writes a final statement.
-    pub async fn terminate(&self, tenant: &str, reason: &str, actor: &str) -> Result<TenantRecord> {
+    pub async fn terminate(&self, tenant: &str, reason: &str, actor: &str) -> Result<Tenant> {
         let record = self.tenancy.get_tenant(tenant)?;
-        if TenantStatus::from_i32(record.status) == TenantStatus::Terminated {
+        if record.status == TenantStatus::Terminated {
             return Err(Error::FailedPrecondition(format!(
                 "tenant '{tenant}' is terminated already"
             )));

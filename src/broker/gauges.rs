@@ -48,7 +48,7 @@ impl Broker {
                 .into_iter()
                 .collect();
         for tenant in self.tenancy.list_tenants() {
-            let status = match crate::tenancy::TenantStatus::from_i32(tenant.status) {
+            let status = match tenant.status {
                 crate::tenancy::TenantStatus::Active => "active",
                 crate::tenancy::TenantStatus::Suspended => "suspended",
                 crate::tenancy::TenantStatus::Terminated => "terminated",

@@ -2,8 +2,25 @@
 
 use super::Tenancy;
 use crate::error::Result;
-use crate::storage::records::AuditRecord;
-use crate::storage::{keys, WriteSet};
+use crate::storage::WriteSet;
+
+/// One entry of the audit log: who did what, when. Entries are numbered in
+/// the order they were written; the numbers grow but have gaps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditEvent {
+    /// The entry's number (the store's id generator hands them out).
+    pub sequence: u64,
+    /// When, Unix ms on the broker clock.
+    pub time_ms: i64,
+    /// Who: "operator", "billing", a key id, or a source address.
+    pub actor: String,
+    /// What, e.g. "device.bind", "tenant.suspend".
+    pub action: String,
+    /// The tenant concerned ("" when none).
+    pub tenant: String,
+    /// Details in words (never a secret).
+    pub detail: String,
+}
 
 impl Tenancy {
     /// Adds an audit entry to `writes`.
@@ -15,39 +32,34 @@ impl Tenancy {
         tenant: &str,
         detail: String,
     ) -> Result<()> {
-        let seq = self.store.generate_id()?;
-        writes.put(
-            keys::audit(seq),
-            &AuditRecord {
-                time_ms: self.clock.now_ms(),
-                actor: actor.to_string(),
-                action: action.to_string(),
-                tenant: tenant.to_string(),
-                detail,
-            },
-        );
+        let sequence = self.store.generate_id()?;
+        writes.put_audit_event(&AuditEvent {
+            sequence,
+            time_ms: self.clock.now_ms(),
+            actor: actor.to_string(),
+            action: action.to_string(),
+            tenant: tenant.to_string(),
+            detail,
+        });
         Ok(())
     }
 
     /// Audit entries from sequence `from` on, at most `limit`, optionally of
-    /// one tenant; returns them with their sequence numbers and where to continue.
+    /// one tenant; returns them and the sequence to continue from (one past
+    /// the last entry looked at, `from` when there was none).
     pub fn audit_events(
         &self,
         from: u64,
         limit: usize,
         tenant: &str,
-    ) -> Result<(Vec<(u64, AuditRecord)>, u64)> {
+    ) -> Result<(Vec<AuditEvent>, u64)> {
         let mut events = Vec::new();
         let mut next = from;
-        for item in self
-            .store
-            .scan_from::<AuditRecord>(&[keys::AUDIT], &keys::audit(from))
-        {
-            let (key, record) = item?;
-            let seq = keys::u64_at(&key, 1).unwrap_or_default();
-            next = seq + 1;
-            if tenant.is_empty() || record.tenant == tenant {
-                events.push((seq, record));
+        for event in self.store.audit_events_from(from) {
+            let event = event?;
+            next = event.sequence + 1;
+            if tenant.is_empty() || event.tenant == tenant {
+                events.push(event);
                 if events.len() >= limit {
                     break;
                 }

@@ -3,8 +3,18 @@
 
 use super::{validate_device_id, Tenancy};
 use crate::error::{Error, Result};
-use crate::storage::records::DeviceRecord;
-use crate::storage::{keys, WriteSet};
+use crate::storage::WriteSet;
+
+/// A device id bound to the one tenant that may produce with it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceBinding {
+    /// The device id.
+    pub device_id: String,
+    /// The only tenant that may produce with it.
+    pub tenant: String,
+    /// When it was bound (or last rebound), Unix ms.
+    pub bound_ms: i64,
+}
 
 impl Tenancy {
     /// Binds a device id to a tenant (operator). Moving it from another tenant
@@ -14,7 +24,7 @@ impl Tenancy {
         device_id: &str,
         tenant: &str,
         rebind: bool,
-    ) -> Result<DeviceRecord> {
+    ) -> Result<DeviceBinding> {
         validate_device_id(device_id)?;
         let _guard = self.write_lock.lock().await;
         self.get_tenant(tenant)?;
@@ -26,13 +36,13 @@ impl Tenancy {
                 )));
             }
         }
-        let record = DeviceRecord {
+        let binding = DeviceBinding {
             device_id: device_id.to_string(),
             tenant: tenant.to_string(),
             bound_ms: self.clock.now_ms(),
         };
         let mut writes = WriteSet::new();
-        writes.put(keys::device(device_id), &record);
+        writes.put_device_binding(&binding);
         let (action, detail) = match previous {
             Some(owner) if owner != tenant => (
                 "device.rebind",
@@ -45,26 +55,26 @@ impl Tenancy {
         };
         self.commit_audited(writes, "operator", action, tenant, detail)
             .await?;
-        self.devices.insert(device_id.to_string(), record.clone());
-        Ok(record)
+        self.devices.insert(device_id.to_string(), binding.clone());
+        Ok(binding)
     }
 
     /// Removes a device binding (operator).
     pub async fn unbind_device(&self, device_id: &str) -> Result<()> {
         let _guard = self.write_lock.lock().await;
-        let record = self
+        let binding = self
             .devices
             .get(device_id)
             .map(|d| d.clone())
             .ok_or_else(|| Error::not_found("device binding", device_id))?;
         let mut writes = WriteSet::new();
-        writes.delete(keys::device(device_id));
+        writes.delete_device_binding(device_id);
         self.commit_audited(
             writes,
             "operator",
             "device.unbind",
-            &record.tenant,
-            format!("device {device_id} unbound from {}", record.tenant),
+            &binding.tenant,
+            format!("device {device_id} unbound from {}", binding.tenant),
         )
         .await?;
         self.devices.remove(device_id);
@@ -72,7 +82,7 @@ impl Tenancy {
     }
 
     /// Device bindings of one tenant, or of all when `tenant` is empty.
-    pub fn list_devices(&self, tenant: &str) -> Vec<DeviceRecord> {
+    pub fn list_devices(&self, tenant: &str) -> Vec<DeviceBinding> {
         let mut all: Vec<_> = self
             .devices
             .iter()

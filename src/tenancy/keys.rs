@@ -9,16 +9,36 @@ use sha2::{Digest, Sha256};
 use super::tenants::refuse_terminated;
 use super::{validate_resource_name, Principal, Scope, Tenancy, TenantKey, TenantStatus};
 use crate::error::{Error, Result};
-use crate::storage::records::ApiKeyRecord;
-use crate::storage::{keys, WriteSet};
+use crate::storage::WriteSet;
 
 /// Length of an API key's random part (base62: ~5.95 bits a character).
 const SECRET_CHARS: usize = 32;
 
-/// A new API key: its record and the secret, which is never shown again.
+/// An API key of a tenant: never its secret, only the secret's SHA-256.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiKey {
+    /// Public key id (`key_...`), used to list and revoke.
+    pub id: String,
+    /// The tenant the key belongs to.
+    pub tenant: String,
+    /// SHA-256 of the whole secret string `tq_<tenant>_<secret>`.
+    pub secret_hash: [u8; 32],
+    /// What the key may do, sorted by their wire numbers, no repeats.
+    pub scopes: Vec<Scope>,
+    /// Topic allow-list; empty means every topic of the tenant.
+    pub topics: Vec<String>,
+    /// Free-form description.
+    pub description: String,
+    /// Creation time, Unix ms.
+    pub created_ms: i64,
+    /// A revoked key no longer authenticates (it is kept for the listing).
+    pub revoked: bool,
+}
+
+/// A new API key and its secret, which is never shown again.
 pub struct CreatedKey {
-    /// What is stored.
-    pub record: ApiKeyRecord,
+    /// The key as stored.
+    pub key: ApiKey,
     /// `tq_<tenant>_<secret>`.
     pub secret: String,
 }
@@ -30,34 +50,25 @@ pub(super) fn sha256(text: &str) -> [u8; 32] {
 impl Tenancy {
     /// Makes the authentication cache agree with `key`: an active key
     /// authenticates by its hash, a revoked one no longer does.
-    pub(super) fn index_key(&self, key: &ApiKeyRecord) {
-        let Ok(hash) = <[u8; 32]>::try_from(key.secret_hash.as_slice()) else {
-            return;
-        };
+    pub(super) fn index_key(&self, key: &ApiKey) {
         if key.revoked {
-            self.active_keys_by_hash.remove(&hash);
+            self.active_keys_by_hash.remove(&key.secret_hash);
         } else {
             self.active_keys_by_hash.insert(
-                hash,
+                key.secret_hash,
                 Arc::new(TenantKey {
                     tenant: key.tenant.clone(),
                     key_id: key.id.clone(),
-                    scopes: key
-                        .scopes
-                        .iter()
-                        .filter_map(|s| Scope::from_i32(*s))
-                        .collect(),
+                    scopes: key.scopes.clone(),
                     topics: key.topics.clone(),
                 }),
             );
         }
     }
 
-    /// Drops a key whose record was deleted from both caches.
-    pub(super) fn forget_key(&self, key: &ApiKeyRecord) {
-        if let Ok(hash) = <[u8; 32]>::try_from(key.secret_hash.as_slice()) {
-            self.active_keys_by_hash.remove(&hash);
-        }
+    /// Drops a key that was deleted from both caches.
+    pub(super) fn forget_key(&self, key: &ApiKey) {
+        self.active_keys_by_hash.remove(&key.secret_hash);
         self.keys.remove(&key.id);
     }
 
@@ -82,9 +93,7 @@ impl Tenancy {
             .map(|k| k.value().clone())
             .ok_or_else(|| Error::Unauthenticated("invalid or revoked API key".into()))?;
         match self.tenants.get(&key.tenant).map(|t| t.status) {
-            Some(status) if TenantStatus::from_i32(status) != TenantStatus::Terminated => {
-                Ok(Principal::Tenant(key))
-            }
+            Some(status) if status != TenantStatus::Terminated => Ok(Principal::Tenant(key)),
             _ => Err(Error::Unauthenticated("invalid or revoked API key".into())),
         }
     }
@@ -125,39 +134,41 @@ impl Tenancy {
                 format!("key_{}", Alphanumeric.sample_string(&mut rng, 16)),
             )
         };
-        let mut scope_values: Vec<i32> = scopes.iter().map(|s| *s as i32).collect();
-        scope_values.sort_unstable();
-        scope_values.dedup();
-        let record = ApiKeyRecord {
+        let mut scopes = scopes;
+        scopes.sort_unstable_by_key(|s| *s as i32);
+        scopes.dedup();
+        let key = ApiKey {
             id,
             tenant: tenant.to_string(),
-            secret_hash: sha256(&secret).to_vec(),
-            scopes: scope_values,
+            secret_hash: sha256(&secret),
+            scopes,
             topics,
             description,
             created_ms: self.clock.now_ms(),
             revoked: false,
         };
         let mut writes = WriteSet::new();
-        writes.put(keys::api_key(&record.id), &record);
+        writes.put_api_key(&key);
+        // The entry names scopes by their wire numbers, as it always has.
+        let scope_numbers: Vec<i32> = key.scopes.iter().map(|s| *s as i32).collect();
         self.commit_audited(
             writes,
             "operator",
             "key.create",
             tenant,
             format!(
-                "key {} scopes {:?} topics {:?}",
-                record.id, record.scopes, record.topics
+                "key {} scopes {scope_numbers:?} topics {:?}",
+                key.id, key.topics
             ),
         )
         .await?;
-        self.index_key(&record);
-        self.keys.insert(record.id.clone(), record.clone());
-        Ok(CreatedKey { record, secret })
+        self.index_key(&key);
+        self.keys.insert(key.id.clone(), key.clone());
+        Ok(CreatedKey { key, secret })
     }
 
     /// A tenant's keys (operator), never their secrets.
-    pub fn list_keys(&self, tenant: &str) -> Result<Vec<ApiKeyRecord>> {
+    pub fn list_keys(&self, tenant: &str) -> Result<Vec<ApiKey>> {
         if !self.tenants.contains_key(tenant) {
             return Err(Error::not_found("tenant", tenant));
         }
@@ -172,26 +183,26 @@ impl Tenancy {
     }
 
     /// Revokes a key (operator); it stops authenticating at once.
-    pub async fn revoke_key(&self, id: &str) -> Result<ApiKeyRecord> {
+    pub async fn revoke_key(&self, id: &str) -> Result<ApiKey> {
         let _guard = self.write_lock.lock().await;
-        let mut record = self
+        let mut key = self
             .keys
             .get(id)
             .map(|k| k.clone())
             .ok_or_else(|| Error::not_found("API key", id))?;
-        record.revoked = true;
+        key.revoked = true;
         let mut writes = WriteSet::new();
-        writes.put(keys::api_key(id), &record);
+        writes.put_api_key(&key);
         self.commit_audited(
             writes,
             "operator",
             "key.revoke",
-            &record.tenant,
+            &key.tenant,
             format!("key {id}"),
         )
         .await?;
-        self.index_key(&record);
-        self.keys.insert(record.id.clone(), record.clone());
-        Ok(record)
+        self.index_key(&key);
+        self.keys.insert(key.id.clone(), key.clone());
+        Ok(key)
     }
 }

@@ -7,15 +7,20 @@
 //! tenant of its key.
 //!
 //! [`Tenancy`] (here) caches tenants, keys and device bindings in memory and
-//! writes every change through the store together with its audit entry. Its
-//! methods are grouped by idea, one file each:
+//! writes every change through the store together with its audit entry. It
+//! works on its own plain types ([`Tenant`], [`ApiKey`], [`DeviceBinding`],
+//! [`AuditEvent`]); the storage repositories (`storage/repo/`: tenants,
+//! api_keys, devices, audit) turn them into rows and build the keys, so
+//! nothing here knows a key layout. A new stored field goes into the type
+//! here, the row in `storage::records` (a new tag) and the two conversions in
+//! its repository. The methods are grouped by idea, one file each:
 //!
 //! - `principal.rs`: who is calling ([`Principal`], [`TenantKey`], [`Scope`]);
-//! - `tenants.rs`: tenant records, status changes, plans, the data-plane gate;
-//! - `keys.rs`: API keys (create, hash, authenticate, revoke);
-//! - `devices.rs`: device bindings;
-//! - `audit.rs`: the audit log and `commit_audited`, the one way a change is
-//!   written;
+//! - `tenants.rs`: [`Tenant`], status changes, plans, the data-plane gate;
+//! - `keys.rs`: [`ApiKey`]s (create, hash, authenticate, revoke);
+//! - `devices.rs`: [`DeviceBinding`]s;
+//! - `audit.rs`: the audit log ([`AuditEvent`]) and `commit_audited`, the one
+//!   way a change is written;
 //! - `credentials.rs`: the operator and billing-reader token files;
 //! - `names.rs`: the name rules for tenants, topics, subscriptions, devices.
 
@@ -36,15 +41,16 @@ use tokio::sync::watch;
 use crate::clock::Clock;
 use crate::error::Result;
 use crate::plan::Plan;
-use crate::storage::records::{ApiKeyRecord, DeviceRecord, TenantRecord};
-use crate::storage::{keys as store_keys, Store};
+use crate::storage::Store;
 use keys::sha256;
 
+pub use audit::AuditEvent;
 pub use credentials::{load_or_create_billing_reader_token, load_or_create_operator_token};
-pub use keys::CreatedKey;
+pub use devices::DeviceBinding;
+pub use keys::{ApiKey, CreatedKey};
 pub use names::{validate_device_id, validate_resource_name, validate_tenant_id};
 pub use principal::{Principal, Scope, TenantKey};
-pub use tenants::{NewTenant, SuspendReason, TenantStatus, TenantUpdate};
+pub use tenants::{NewTenant, SuspendReason, Tenant, TenantStatus, TenantUpdate};
 
 /// Tenants, keys and the operator credential, cached in memory and written
 /// through the store.
@@ -54,13 +60,13 @@ pub struct Tenancy {
     plans: BTreeMap<String, Plan>,
     operator_hash: [u8; 32],
     billing_reader_hash: [u8; 32],
-    tenants: DashMap<String, TenantRecord>,
-    keys: DashMap<String, ApiKeyRecord>,
+    tenants: DashMap<String, Tenant>,
+    keys: DashMap<String, ApiKey>,
     active_keys_by_hash: DashMap<[u8; 32], Arc<TenantKey>>,
     /// Each tenant's plan with its overrides applied.
     effective_plans: DashMap<String, Arc<Plan>>,
     /// Device bindings by device id.
-    devices: DashMap<String, DeviceRecord>,
+    devices: DashMap<String, DeviceBinding>,
     /// Bumped whenever a tenant's status changes, so open streams re-check.
     status_changes: watch::Sender<u64>,
     /// Some(reason) while the broker is in maintenance mode.
@@ -93,8 +99,7 @@ impl Tenancy {
             maintenance: std::sync::RwLock::new(None),
             write_lock: tokio::sync::Mutex::new(()),
         };
-        for item in tenancy.store.scan::<TenantRecord>(&[store_keys::TENANT]) {
-            let (_, tenant) = item?;
+        for tenant in tenancy.store.tenants()? {
             let plan = tenancy
                 .effective_plan(&tenant.plan, &tenant.quota_overrides)
                 .unwrap_or_else(|e| {
@@ -107,12 +112,10 @@ impl Tenancy {
                 .insert(tenant.id.clone(), Arc::new(plan));
             tenancy.tenants.insert(tenant.id.clone(), tenant);
         }
-        for item in tenancy.store.scan::<DeviceRecord>(&[store_keys::DEVICE]) {
-            let (_, device) = item?;
+        for device in tenancy.store.device_bindings()? {
             tenancy.devices.insert(device.device_id.clone(), device);
         }
-        for item in tenancy.store.scan::<ApiKeyRecord>(&[store_keys::API_KEY]) {
-            let (_, key) = item?;
+        for key in tenancy.store.api_keys()? {
             tenancy.index_key(&key);
             tenancy.keys.insert(key.id.clone(), key);
         }

@@ -1,4 +1,4 @@
-//! Tenant records and their status: create, update, suspend, resume,
+//! Tenants and their status: create, update, suspend, resume,
 //! erase; the plan each tenant is on; the data-plane gate (status and
 //! maintenance mode).
 
@@ -10,8 +10,7 @@ use tokio::sync::watch;
 use super::{validate_tenant_id, Tenancy};
 use crate::error::{Error, Result};
 use crate::plan::{self, Plan, DEFAULT_PLAN};
-use crate::storage::records::TenantRecord;
-use crate::storage::{keys, WriteSet};
+use crate::storage::WriteSet;
 use crate::sync::RwLockExt;
 
 /// A tenant's lifecycle state.
@@ -21,7 +20,7 @@ pub enum TenantStatus {
     Active = 1,
     /// Data plane refused; data kept.
     Suspended = 2,
-    /// Erased; the record stays.
+    /// Erased; the tenant itself stays (with this status).
     Terminated = 3,
 }
 
@@ -34,6 +33,29 @@ impl TenantStatus {
             _ => TenantStatus::Active,
         }
     }
+}
+
+/// A tenant account: who it is, the plan it is on and where it is in its
+/// lifecycle. Storage keeps it as a row of its own; this is what the rest of
+/// the broker (and the API) sees.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tenant {
+    /// Tenant id, `[a-z0-9][a-z0-9-]{2,31}`.
+    pub id: String,
+    /// Free-form name shown to operators (erased on termination).
+    pub display_name: String,
+    /// Contact e-mail (erased on termination).
+    pub contact_email: String,
+    /// The plan's name.
+    pub plan: String,
+    /// Active, suspended or terminated.
+    pub status: TenantStatus,
+    /// Why the tenant is suspended or terminated ("" when active).
+    pub status_reason: String,
+    /// Creation time, Unix ms.
+    pub created_ms: i64,
+    /// Per-tenant quota overrides over the plan, by plan field name.
+    pub quota_overrides: HashMap<String, u64>,
 }
 
 /// Why a tenant is suspended.
@@ -110,7 +132,7 @@ impl Tenancy {
             .tenants
             .get(tenant)
             .ok_or_else(|| Error::Unauthenticated("invalid or revoked API key".into()))?;
-        match TenantStatus::from_i32(tenant.status) {
+        match tenant.status {
             TenantStatus::Active => Ok(()),
             TenantStatus::Suspended => Err(Error::FailedPrecondition(format!(
                 "tenant is suspended ({}): data-plane requests are refused",
@@ -150,39 +172,39 @@ impl Tenancy {
     }
 
     /// Changes a tenant's details, plan or quota overrides (operator).
-    pub async fn update_tenant(&self, id: &str, update: TenantUpdate) -> Result<TenantRecord> {
+    pub async fn update_tenant(&self, id: &str, update: TenantUpdate) -> Result<Tenant> {
         let _guard = self.write_lock.lock().await;
-        let mut record = self.get_tenant(id)?;
+        let mut tenant = self.get_tenant(id)?;
         if let Some(v) = update.display_name {
-            record.display_name = v;
+            tenant.display_name = v;
         }
         if let Some(v) = update.contact_email {
-            record.contact_email = v;
+            tenant.contact_email = v;
         }
         if let Some(v) = update.plan {
-            record.plan = plan_name(v);
+            tenant.plan = plan_name(v);
         }
         for name in &update.clear_overrides {
-            record.quota_overrides.remove(name);
+            tenant.quota_overrides.remove(name);
         }
-        record.quota_overrides.extend(update.set_overrides);
-        check_contact(&record.display_name, &record.contact_email)?;
-        let plan = self.effective_plan(&record.plan, &record.quota_overrides)?;
+        tenant.quota_overrides.extend(update.set_overrides);
+        check_contact(&tenant.display_name, &tenant.contact_email)?;
+        let plan = self.effective_plan(&tenant.plan, &tenant.quota_overrides)?;
         let mut writes = WriteSet::new();
-        writes.put(keys::tenant(id), &record);
-        let mut overrides: Vec<_> = record.quota_overrides.iter().collect();
+        writes.put_tenant(&tenant);
+        let mut overrides: Vec<_> = tenant.quota_overrides.iter().collect();
         overrides.sort();
         self.commit_audited(
             writes,
             "operator",
             "tenant.update",
             id,
-            format!("plan={} overrides={overrides:?}", record.plan),
+            format!("plan={} overrides={overrides:?}", tenant.plan),
         )
         .await?;
         self.effective_plans.insert(id.to_string(), Arc::new(plan));
-        self.tenants.insert(id.to_string(), record.clone());
-        Ok(record)
+        self.tenants.insert(id.to_string(), tenant.clone());
+        Ok(tenant)
     }
 
     /// Suspends a tenant (data plane refused, data kept) or, with `None`,
@@ -192,45 +214,45 @@ impl Tenancy {
         id: &str,
         reason: Option<SuspendReason>,
         actor: &str,
-    ) -> Result<TenantRecord> {
+    ) -> Result<Tenant> {
         let _guard = self.write_lock.lock().await;
-        let mut record = self.get_tenant(id)?;
-        refuse_terminated(id, record.status)?;
+        let mut tenant = self.get_tenant(id)?;
+        refuse_terminated(id, tenant.status)?;
         let (status, reason_name, action) = match reason {
             Some(r) => (TenantStatus::Suspended, r.name(), "tenant.suspend"),
             None => (TenantStatus::Active, "", "tenant.resume"),
         };
-        record.status = status as i32;
-        record.status_reason = reason_name.to_string();
+        tenant.status = status;
+        tenant.status_reason = reason_name.to_string();
         let mut writes = WriteSet::new();
-        writes.put(keys::tenant(id), &record);
+        writes.put_tenant(&tenant);
         self.commit_audited(writes, actor, action, id, reason_name.to_string())
             .await?;
-        self.tenants.insert(id.to_string(), record.clone());
+        self.tenants.insert(id.to_string(), tenant.clone());
         self.status_changed();
-        Ok(record)
+        Ok(tenant)
     }
 
     /// Marks a tenant terminated and erases its keys, device bindings and
-    /// contact data; the record stays (status `terminated`).
-    pub async fn erase_tenant(&self, id: &str, reason: &str, actor: &str) -> Result<TenantRecord> {
+    /// contact data; the tenant itself stays (status `terminated`).
+    pub async fn erase_tenant(&self, id: &str, reason: &str, actor: &str) -> Result<Tenant> {
         let _guard = self.write_lock.lock().await;
-        let mut record = self.get_tenant(id)?;
-        record.status = TenantStatus::Terminated as i32;
-        record.status_reason = reason.to_string();
-        record.display_name.clear();
-        record.contact_email.clear();
+        let mut tenant = self.get_tenant(id)?;
+        tenant.status = TenantStatus::Terminated;
+        tenant.status_reason = reason.to_string();
+        tenant.display_name.clear();
+        tenant.contact_email.clear();
         let mut writes = WriteSet::new();
-        writes.put(keys::tenant(id), &record);
+        writes.put_tenant(&tenant);
         // `id` names a stored tenant, so it is never empty (which would make
         // list_devices return every tenant's bindings).
         let keys_of_tenant = self.list_keys(id)?;
         for key in &keys_of_tenant {
-            writes.delete(keys::api_key(&key.id));
+            writes.delete_api_key(&key.id);
         }
         let devices = self.list_devices(id);
         for device in &devices {
-            writes.delete(keys::device(&device.device_id));
+            writes.delete_device_binding(&device.device_id);
         }
         self.commit_audited(writes, actor, "tenant.terminate", id, reason.to_string())
             .await?;
@@ -240,13 +262,13 @@ impl Tenancy {
         for device in &devices {
             self.devices.remove(&device.device_id);
         }
-        self.tenants.insert(id.to_string(), record.clone());
+        self.tenants.insert(id.to_string(), tenant.clone());
         self.status_changed();
-        Ok(record)
+        Ok(tenant)
     }
 
     /// Creates a tenant (operator).
-    pub async fn create_tenant(&self, new: NewTenant) -> Result<TenantRecord> {
+    pub async fn create_tenant(&self, new: NewTenant) -> Result<Tenant> {
         validate_tenant_id(&new.id)?;
         let plan = plan_name(new.plan);
         check_contact(&new.display_name, &new.contact_email)?;
@@ -255,34 +277,34 @@ impl Tenancy {
         if self.tenants.contains_key(&new.id) {
             return Err(Error::already_exists("tenant", new.id));
         }
-        let record = TenantRecord {
+        let tenant = Tenant {
             id: new.id,
             display_name: new.display_name,
             contact_email: new.contact_email,
             plan,
-            status: TenantStatus::Active as i32,
+            status: TenantStatus::Active,
             created_ms: self.clock.now_ms(),
             status_reason: String::new(),
             quota_overrides: HashMap::new(),
         };
         let mut writes = WriteSet::new();
-        writes.put(keys::tenant(&record.id), &record);
+        writes.put_tenant(&tenant);
         self.commit_audited(
             writes,
             "operator",
             "tenant.create",
-            &record.id,
-            format!("plan={}", record.plan),
+            &tenant.id,
+            format!("plan={}", tenant.plan),
         )
         .await?;
         self.effective_plans
-            .insert(record.id.clone(), Arc::new(plan_limits));
-        self.tenants.insert(record.id.clone(), record.clone());
-        Ok(record)
+            .insert(tenant.id.clone(), Arc::new(plan_limits));
+        self.tenants.insert(tenant.id.clone(), tenant.clone());
+        Ok(tenant)
     }
 
     /// One tenant (operator).
-    pub fn get_tenant(&self, id: &str) -> Result<TenantRecord> {
+    pub fn get_tenant(&self, id: &str) -> Result<Tenant> {
         self.tenants
             .get(id)
             .map(|t| t.clone())
@@ -290,7 +312,7 @@ impl Tenancy {
     }
 
     /// Every tenant, by id.
-    pub fn list_tenants(&self) -> Vec<TenantRecord> {
+    pub fn list_tenants(&self) -> Vec<Tenant> {
         let mut all: Vec<_> = self.tenants.iter().map(|t| t.value().clone()).collect();
         all.sort_by(|a, b| a.id.cmp(&b.id));
         all
@@ -316,10 +338,10 @@ fn check_contact(display_name: &str, contact_email: &str) -> Result<()> {
     Ok(())
 }
 
-/// FAILED_PRECONDITION when a tenant of this stored status is terminated:
-/// nothing about it may change any more.
-pub(super) fn refuse_terminated(id: &str, status: i32) -> Result<()> {
-    if TenantStatus::from_i32(status) == TenantStatus::Terminated {
+/// FAILED_PRECONDITION when a tenant of this status is terminated: nothing
+/// about it may change any more.
+pub(super) fn refuse_terminated(id: &str, status: TenantStatus) -> Result<()> {
+    if status == TenantStatus::Terminated {
         return Err(Error::FailedPrecondition(format!(
             "tenant '{id}' is terminated"
         )));
