@@ -1,0 +1,5 @@
+//! Repositories: one file per keyspace family, typed reads on `Store` and
+//! writes on `WriteSet` that turn domain types into rows and back. Keys are
+//! built here and nowhere outside storage.
+
+pub(crate) mod usage;
