@@ -10,9 +10,9 @@ use super::ledger::{kind, LedgerEntry};
 use super::pricing::{amount_minor, free_applied, milli_gib_hours};
 use super::{meter, Billing, DAY_MS};
 use crate::error::{Error, Result};
-use crate::metering::{usage_key, Calendar, Dimension, Usage};
+use crate::metering::{Calendar, Dimension, Usage};
 use crate::quota::Plan;
-use crate::storage::records::{CountersRecord, SettledRecord, TenantRecord, TopicLifeRecord};
+use crate::storage::records::{SettledRecord, TenantRecord, TopicLifeRecord};
 use crate::storage::{keys, WriteSet};
 use crate::tenancy::TenantStatus;
 
@@ -46,11 +46,7 @@ impl Billing {
     /// What was measured for `tenant` on `day`: its usage counters and the
     /// topics that existed at any moment of the day.
     fn measure_day(&self, tenant: &str, day: i64) -> Result<DayUsage> {
-        let usage = self
-            .store
-            .get::<CountersRecord>(&usage_key(tenant, day, &Dimension::Total))?
-            .map(|r| Usage::from_record(&r))
-            .unwrap_or_default();
+        let usage = self.store.usage_on(tenant, day, &Dimension::Total)?;
         let start = self.calendar.day_start_ms(day);
         let end = start + DAY_MS;
         let mut topic_days = 0;

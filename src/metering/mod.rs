@@ -5,13 +5,16 @@
 //! A unit is `max(1, ceil(bytes / 1024))`, where bytes is the message's
 //! counted size (payload + headers + device_id + dedup_id). Usage is kept per
 //! tenant and billing day, in total and broken down per topic and per device.
+//!
+//! Metering knows what is counted, not how it is stored: [`UsageDelta::write`]
+//! hands each [`Usage`] to [`WriteSet::add_usage`], and billing and export
+//! read them back with [`Store::usage_on`](crate::storage::Store::usage_on) /
+//! [`Store::usage_of`](crate::storage::Store::usage_of) (the key layout and
+//! the counter record are in `storage/repo/usage.rs`).
 
 use chrono::{Datelike, NaiveDate};
 
-use crate::storage::records::CountersRecord;
 use crate::storage::WriteSet;
-
-pub use crate::storage::repo::usage::{counter, parse_usage_key, tenant_prefix, usage_key};
 
 /// Billing units of one message event of `bytes` counted bytes.
 pub fn units_for_bytes(bytes: u64) -> u64 {
@@ -100,19 +103,6 @@ pub struct Usage {
 }
 
 impl Usage {
-    /// From a stored counter record.
-    pub fn from_record(record: &CountersRecord) -> Self {
-        let v = |i: usize| record.values.get(i).copied().unwrap_or(0);
-        Usage {
-            produced_units: v(counter::PRODUCED_UNITS),
-            delivered_units: v(counter::DELIVERED_UNITS),
-            redelivered_units: v(counter::REDELIVERED_UNITS),
-            produced_messages: v(counter::PRODUCED_MESSAGES),
-            delivered_messages: v(counter::DELIVERED_MESSAGES),
-            storage_byte_ms: v(counter::STORAGE_BYTE_MS),
-        }
-    }
-
     /// message_units: produced + delivered.
     pub fn message_units(&self) -> u64 {
         self.produced_units + self.delivered_units
@@ -126,17 +116,6 @@ impl Usage {
         self.produced_messages += other.produced_messages;
         self.delivered_messages += other.delivered_messages;
         self.storage_byte_ms += other.storage_byte_ms;
-    }
-
-    fn deltas(&self) -> Vec<u64> {
-        let mut d = vec![0; counter::LEN];
-        d[counter::PRODUCED_UNITS] = self.produced_units;
-        d[counter::DELIVERED_UNITS] = self.delivered_units;
-        d[counter::REDELIVERED_UNITS] = self.redelivered_units;
-        d[counter::PRODUCED_MESSAGES] = self.produced_messages;
-        d[counter::DELIVERED_MESSAGES] = self.delivered_messages;
-        d[counter::STORAGE_BYTE_MS] = self.storage_byte_ms;
-        d
     }
 }
 
@@ -219,21 +198,12 @@ impl UsageDelta {
         if !self.touched {
             return;
         }
-        writes.increment(
-            usage_key(tenant, day, &Dimension::Total),
-            self.total.deltas(),
-        );
+        writes.add_usage(tenant, day, &Dimension::Total, &self.total);
         for (topic, usage) in self.topics {
-            writes.increment(
-                usage_key(tenant, day, &Dimension::Topic(topic)),
-                usage.deltas(),
-            );
+            writes.add_usage(tenant, day, &Dimension::Topic(topic), &usage);
         }
         for (device, usage) in self.devices {
-            writes.increment(
-                usage_key(tenant, day, &Dimension::Device(device)),
-                usage.deltas(),
-            );
+            writes.add_usage(tenant, day, &Dimension::Device(device), &usage);
         }
     }
 }

@@ -54,7 +54,7 @@ mod counters;
 mod error;
 pub mod keys;
 pub mod records;
-pub(crate) mod repo;
+mod repo;
 mod segments;
 mod store;
 mod write_set;

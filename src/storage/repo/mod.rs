@@ -2,4 +2,4 @@
 //! writes on `WriteSet` that turn domain types into rows and back. Keys are
 //! built here and nowhere outside storage.
 
-pub(crate) mod usage;
+mod usage;
