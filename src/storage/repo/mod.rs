@@ -2,4 +2,5 @@
 //! writes on `WriteSet` that turn domain types into rows and back. Keys are
 //! built here and nowhere outside storage.
 
+mod ledger;
 mod usage;
