@@ -12,7 +12,7 @@ use super::{meter, Billing, DAY_MS};
 use crate::error::{Error, Result};
 use crate::metering::{Calendar, Dimension, Usage};
 use crate::quota::Plan;
-use crate::storage::records::{SettledRecord, TenantRecord, TopicLifeRecord};
+use crate::storage::records::{TenantRecord, TopicLifeRecord};
 use crate::storage::{keys, WriteSet};
 use crate::tenancy::TenantStatus;
 
@@ -22,10 +22,7 @@ const SETTLE_CHUNK: usize = 256;
 impl Billing {
     /// The last settled day of a tenant, if any day was settled.
     pub(super) fn settled_through(&self, tenant: &str) -> Result<Option<i64>> {
-        Ok(self
-            .store
-            .get::<SettledRecord>(&keys::settled(tenant))?
-            .map(|r| r.last_settled_day))
+        Ok(self.store.settled_through(tenant)?)
     }
 
     /// The last settled day of a tenant, or the day before it was created.
@@ -138,12 +135,7 @@ impl Billing {
                 written.push(self.chain(&mut head, line, &mut writes));
             }
             closed += (through_day - last) as u64;
-            writes.put(
-                keys::settled(&tenant.id),
-                &SettledRecord {
-                    last_settled_day: through_day,
-                },
-            );
+            writes.put_settled_through(&tenant.id, through_day);
         }
         if writes.is_empty() {
             return Ok((0, 0));

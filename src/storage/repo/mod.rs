@@ -3,4 +3,5 @@
 //! built here and nowhere outside storage.
 
 mod ledger;
+mod settlement;
 mod usage;
