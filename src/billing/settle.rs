@@ -12,8 +12,8 @@ use super::{meter, Billing, DAY_MS};
 use crate::error::{Error, Result};
 use crate::metering::{Calendar, Dimension, Usage};
 use crate::quota::Plan;
-use crate::storage::records::{TenantRecord, TopicLifeRecord};
-use crate::storage::{keys, WriteSet};
+use crate::storage::records::TenantRecord;
+use crate::storage::WriteSet;
 use crate::tenancy::TenantStatus;
 
 /// Tenants settled per atomic write during a settlement run.
@@ -47,11 +47,7 @@ impl Billing {
         let start = self.calendar.day_start_ms(day);
         let end = start + DAY_MS;
         let mut topic_days = 0;
-        for item in self
-            .store
-            .scan::<TopicLifeRecord>(&keys::topic_life_prefix(tenant))
-        {
-            let (_, life) = item?;
+        for life in self.store.topic_lives(tenant)? {
             if existed_during(life.created_ms, life.deleted_ms, start, end) {
                 topic_days += 1;
             }

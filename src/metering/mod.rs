@@ -130,6 +130,19 @@ pub enum Dimension {
     Device(String),
 }
 
+/// When a topic existed, for the topic-days meter: written when the topic is
+/// created and again when it is deleted, and kept afterwards, so a day still
+/// counts a topic that existed at any moment of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicLife {
+    /// The topic's name.
+    pub name: String,
+    /// Creation time, Unix ms.
+    pub created_ms: i64,
+    /// Deletion time, Unix ms; 0 while it exists.
+    pub deleted_ms: i64,
+}
+
 /// Collects the usage one write causes, then adds it to that write. Looks up
 /// before inserting so a batch allocates one key per distinct topic or device,
 /// not one per message.

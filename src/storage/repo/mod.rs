@@ -4,4 +4,5 @@
 
 mod ledger;
 mod settlement;
+mod topic_life;
 mod usage;
