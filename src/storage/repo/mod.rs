@@ -2,6 +2,7 @@
 //! writes on `WriteSet` that turn domain types into rows and back. Keys are
 //! built here and nowhere outside storage.
 
+mod clock;
 mod ledger;
 mod settlement;
 mod topic_life;
