@@ -8,8 +8,7 @@ use super::ledger::{entry_hash, genesis_hash, LedgerEntry};
 use super::Billing;
 use crate::error::Result;
 use crate::metering::Calendar;
-use crate::storage::records::LedgerKeyRecord;
-use crate::storage::{keys, Store, WriteSet};
+use crate::storage::{Store, WriteSet};
 
 /// The idempotency key of a charge: one per tenant, day and meter. Stored
 /// in the ledger's index, so its format may never change.
@@ -44,8 +43,8 @@ pub(super) fn load_ledger(
         next_sequence: 1,
         last_hash: genesis_hash(),
     };
-    for item in store.scan::<LedgerEntry>(&[keys::LEDGER]) {
-        let (_, entry) = item?;
+    for entry in store.ledger_entries_from(0) {
+        let entry = entry?;
         accounts
             .entry(entry.tenant.clone())
             .or_default()
@@ -70,13 +69,7 @@ impl Billing {
         entry.created_ms = self.clock.now_ms();
         entry.prev_hash = head.last_hash.clone();
         entry.hash = entry_hash(&entry);
-        writes.put(keys::ledger(entry.sequence), &entry);
-        writes.put(
-            keys::ledger_key(&entry.idempotency_key),
-            &LedgerKeyRecord {
-                sequence: entry.sequence,
-            },
-        );
+        writes.append_ledger_entry(&entry);
         head.next_sequence += 1;
         head.last_hash = entry.hash.clone();
         entry
@@ -109,15 +102,12 @@ impl Billing {
 
     /// The sequence of the entry written under `idempotency_key`, if any.
     pub(super) fn already_written(&self, idempotency_key: &str) -> Result<Option<u64>> {
-        Ok(self
-            .store
-            .get::<LedgerKeyRecord>(&keys::ledger_key(idempotency_key))?
-            .map(|r| r.sequence))
+        Ok(self.store.ledger_sequence_of(idempotency_key)?)
     }
 
     /// The ledger entry numbered `sequence`, if there is one.
     pub(super) fn entry_at(&self, sequence: u64) -> Result<Option<LedgerEntry>> {
-        Ok(self.store.get(&keys::ledger(sequence))?)
+        Ok(self.store.ledger_entry(sequence)?)
     }
 
     /// Ledger entries from `from` on (at most `limit`), of one tenant or all.
@@ -129,11 +119,8 @@ impl Billing {
     ) -> Result<(Vec<LedgerEntry>, u64)> {
         let mut entries = Vec::new();
         let mut next = from.max(1);
-        for item in self
-            .store
-            .scan_from::<LedgerEntry>(&[keys::LEDGER], &keys::ledger(from.max(1)))
-        {
-            let (_, entry) = item?;
+        for entry in self.store.ledger_entries_from(from.max(1)) {
+            let entry = entry?;
             next = entry.sequence + 1;
             if tenant.is_none_or(|t| t == entry.tenant) {
                 entries.push(entry);

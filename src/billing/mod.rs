@@ -31,9 +31,11 @@
 //! rewinds the tail; the idempotency key formats in `chain.rs` are stored and
 //! never change. Decisions (pricing a day, the free allowance, statement sums,
 //! arrears steps) are pure functions with unit tests next to them; the
-//! methods around them only read and write. Billing reads the store directly
-//! (the storage layout it names is confined to `chain.rs`, `settle.rs` and
-//! `usage.rs`) and reaches the broker only through [`BrokerPort`].
+//! methods around them only read and write. Billing reads and writes the
+//! store through typed methods only (`Store::usage_on`, `Store::topic_lives`,
+//! `WriteSet::append_ledger_entry`, `WriteSet::put_settled_through`, ...: the
+//! repositories in `storage/repo/` that hold the keys and rows) and reaches
+//! the broker only through [`BrokerPort`].
 
 pub mod ledger;
 pub mod pricing;

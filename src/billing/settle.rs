@@ -10,10 +10,9 @@ use super::ledger::{kind, LedgerEntry};
 use super::pricing::{amount_minor, free_applied, milli_gib_hours};
 use super::{meter, Billing, DAY_MS};
 use crate::error::{Error, Result};
-use crate::metering::{usage_key, Calendar, Dimension, Usage};
+use crate::metering::{Calendar, Dimension, Usage};
 use crate::quota::Plan;
-use crate::storage::records::{CountersRecord, SettledRecord, TopicLifeRecord};
-use crate::storage::{keys, WriteSet};
+use crate::storage::WriteSet;
 use crate::tenancy::{Tenant, TenantStatus};
 
 /// Tenants settled per atomic write during a settlement run.
@@ -22,10 +21,7 @@ const SETTLE_CHUNK: usize = 256;
 impl Billing {
     /// The last settled day of a tenant, if any day was settled.
     pub(super) fn settled_through(&self, tenant: &str) -> Result<Option<i64>> {
-        Ok(self
-            .store
-            .get::<SettledRecord>(&keys::settled(tenant))?
-            .map(|r| r.last_settled_day))
+        Ok(self.store.settled_through(tenant)?)
     }
 
     /// The last settled day of a tenant, or the day before it was created.
@@ -46,19 +42,11 @@ impl Billing {
     /// What was measured for `tenant` on `day`: its usage counters and the
     /// topics that existed at any moment of the day.
     fn measure_day(&self, tenant: &str, day: i64) -> Result<DayUsage> {
-        let usage = self
-            .store
-            .get::<CountersRecord>(&usage_key(tenant, day, &Dimension::Total))?
-            .map(|r| Usage::from_record(&r))
-            .unwrap_or_default();
+        let usage = self.store.usage_on(tenant, day, &Dimension::Total)?;
         let start = self.calendar.day_start_ms(day);
         let end = start + DAY_MS;
         let mut topic_days = 0;
-        for item in self
-            .store
-            .scan::<TopicLifeRecord>(&keys::topic_life_prefix(tenant))
-        {
-            let (_, life) = item?;
+        for life in self.store.topic_lives(tenant)? {
             if existed_during(life.created_ms, life.deleted_ms, start, end) {
                 topic_days += 1;
             }
@@ -142,12 +130,7 @@ impl Billing {
                 written.push(self.chain(&mut head, line, &mut writes));
             }
             closed += (through_day - last) as u64;
-            writes.put(
-                keys::settled(&tenant.id),
-                &SettledRecord {
-                    last_settled_day: through_day,
-                },
-            );
+            writes.put_settled_through(&tenant.id, through_day);
         }
         if writes.is_empty() {
             return Ok((0, 0));

@@ -2,8 +2,7 @@
 
 use super::Billing;
 use crate::error::Result;
-use crate::metering::{parse_usage_key, tenant_prefix, Dimension, Usage};
-use crate::storage::records::CountersRecord;
+use crate::metering::{Dimension, Usage};
 
 /// Live usage lines of the unsettled days.
 #[derive(Debug, Clone)]
@@ -24,16 +23,12 @@ impl Billing {
         let last = self.last_settled(&record)?;
         let settled = self.settled_through(tenant)?;
         let mut lines = Vec::new();
-        for item in self.store.scan::<CountersRecord>(&tenant_prefix(tenant)) {
-            let (key, counters) = item?;
-            let Some((day, dimension)) = parse_usage_key(tenant, &key) else {
-                continue;
-            };
+        for (day, dimension, usage) in self.store.usage_of(tenant)? {
             if day > last {
                 lines.push(UsageLine {
                     day: self.calendar.day_name(day),
                     dimension,
-                    usage: Usage::from_record(&counters),
+                    usage,
                 });
             }
         }

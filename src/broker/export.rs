@@ -8,8 +8,7 @@ use tokio::sync::mpsc;
 
 use super::Broker;
 use crate::error::Result;
-use crate::metering::{parse_usage_key, tenant_prefix, Dimension, Usage};
-use crate::storage::records::CountersRecord;
+use crate::metering::Dimension;
 
 /// Bytes gathered before a chunk is sent.
 const CHUNK_BYTES: usize = 1 << 20;
@@ -100,20 +99,12 @@ impl Broker {
             }
         }
         self.store.sync_counters().await?;
-        let counters: Vec<(Vec<u8>, CountersRecord)> = self
-            .store
-            .scan::<CountersRecord>(&tenant_prefix(tenant))
-            .collect::<Result<_, _>>()?;
-        for (key, counters) in counters {
-            let Some((day, dimension)) = parse_usage_key(tenant, &key) else {
-                continue;
-            };
+        for (day, dimension, u) in self.store.usage_of(tenant)? {
             let (kind, name) = match dimension {
                 Dimension::Total => ("total", String::new()),
                 Dimension::Topic(t) => ("topic", t),
                 Dimension::Device(d) => ("device", d),
             };
-            let u = Usage::from_record(&counters);
             out.line(json!({"type": "usage", "day": self.calendar.day_name(day),
                 "dimension": kind, "name": name, "produced_units": u.produced_units,
                 "delivered_units": u.delivered_units, "redelivered_units": u.redelivered_units,

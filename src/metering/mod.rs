@@ -5,11 +5,16 @@
 //! A unit is `max(1, ceil(bytes / 1024))`, where bytes is the message's
 //! counted size (payload + headers + device_id + dedup_id). Usage is kept per
 //! tenant and billing day, in total and broken down per topic and per device.
+//!
+//! Metering knows what is counted, not how it is stored: [`UsageDelta::write`]
+//! hands each [`Usage`] to [`WriteSet::add_usage`], and billing and export
+//! read them back with [`Store::usage_on`](crate::storage::Store::usage_on) /
+//! [`Store::usage_of`](crate::storage::Store::usage_of) (the key layout and
+//! the counter record are in `storage/repo/usage.rs`).
 
 use chrono::{Datelike, NaiveDate};
 
-use crate::storage::records::CountersRecord;
-use crate::storage::{keys, WriteSet};
+use crate::storage::WriteSet;
 
 /// Billing units of one message event of `bytes` counted bytes.
 pub fn units_for_bytes(bytes: u64) -> u64 {
@@ -80,24 +85,6 @@ impl Calendar {
     }
 }
 
-/// Positions in a usage [`CountersRecord`].
-pub mod counter {
-    /// Units of stored messages.
-    pub const PRODUCED_UNITS: usize = 0;
-    /// Units of every delivery (redeliveries included).
-    pub const DELIVERED_UNITS: usize = 1;
-    /// Units of redeliveries (attempt > 1), a part of delivered.
-    pub const REDELIVERED_UNITS: usize = 2;
-    /// Stored messages.
-    pub const PRODUCED_MESSAGES: usize = 3;
-    /// Deliveries.
-    pub const DELIVERED_MESSAGES: usize = 4;
-    /// Retained bytes integrated over time, in byte-milliseconds.
-    pub const STORAGE_BYTE_MS: usize = 5;
-    /// How many positions there are.
-    pub const LEN: usize = 6;
-}
-
 /// One usage counter set, read back.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Usage {
@@ -116,19 +103,6 @@ pub struct Usage {
 }
 
 impl Usage {
-    /// From a stored counter record.
-    pub fn from_record(record: &CountersRecord) -> Self {
-        let v = |i: usize| record.values.get(i).copied().unwrap_or(0);
-        Usage {
-            produced_units: v(counter::PRODUCED_UNITS),
-            delivered_units: v(counter::DELIVERED_UNITS),
-            redelivered_units: v(counter::REDELIVERED_UNITS),
-            produced_messages: v(counter::PRODUCED_MESSAGES),
-            delivered_messages: v(counter::DELIVERED_MESSAGES),
-            storage_byte_ms: v(counter::STORAGE_BYTE_MS),
-        }
-    }
-
     /// message_units: produced + delivered.
     pub fn message_units(&self) -> u64 {
         self.produced_units + self.delivered_units
@@ -143,17 +117,6 @@ impl Usage {
         self.delivered_messages += other.delivered_messages;
         self.storage_byte_ms += other.storage_byte_ms;
     }
-
-    fn deltas(&self) -> Vec<u64> {
-        let mut d = vec![0; counter::LEN];
-        d[counter::PRODUCED_UNITS] = self.produced_units;
-        d[counter::DELIVERED_UNITS] = self.delivered_units;
-        d[counter::REDELIVERED_UNITS] = self.redelivered_units;
-        d[counter::PRODUCED_MESSAGES] = self.produced_messages;
-        d[counter::DELIVERED_MESSAGES] = self.delivered_messages;
-        d[counter::STORAGE_BYTE_MS] = self.storage_byte_ms;
-        d
-    }
 }
 
 /// Which slice of a tenant-day a usage counter covers.
@@ -165,6 +128,19 @@ pub enum Dimension {
     Topic(String),
     /// One device id.
     Device(String),
+}
+
+/// When a topic existed, for the topic-days meter: written when the topic is
+/// created and again when it is deleted, and kept afterwards, so a day still
+/// counts a topic that existed at any moment of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicLife {
+    /// The topic's name.
+    pub name: String,
+    /// Creation time, Unix ms.
+    pub created_ms: i64,
+    /// Deletion time, Unix ms; 0 while it exists.
+    pub deleted_ms: i64,
 }
 
 /// Collects the usage one write causes, then adds it to that write. Looks up
@@ -235,63 +211,14 @@ impl UsageDelta {
         if !self.touched {
             return;
         }
-        writes.increment(
-            usage_key(tenant, day, &Dimension::Total),
-            self.total.deltas(),
-        );
+        writes.add_usage(tenant, day, &Dimension::Total, &self.total);
         for (topic, usage) in self.topics {
-            writes.increment(
-                usage_key(tenant, day, &Dimension::Topic(topic)),
-                usage.deltas(),
-            );
+            writes.add_usage(tenant, day, &Dimension::Topic(topic), &usage);
         }
         for (device, usage) in self.devices {
-            writes.increment(
-                usage_key(tenant, day, &Dimension::Device(device)),
-                usage.deltas(),
-            );
+            writes.add_usage(tenant, day, &Dimension::Device(device), &usage);
         }
     }
-}
-
-/// Prefix of all usage keys of a tenant.
-pub fn tenant_prefix(tenant: &str) -> Vec<u8> {
-    let mut key = vec![keys::USAGE];
-    key.extend_from_slice(tenant.as_bytes());
-    key.push(0);
-    key
-}
-
-/// Key of one usage counter.
-pub fn usage_key(tenant: &str, day: i64, dimension: &Dimension) -> Vec<u8> {
-    let mut key = tenant_prefix(tenant);
-    key.extend_from_slice(&(day as u32).to_be_bytes());
-    match dimension {
-        Dimension::Total => key.push(b'T'),
-        Dimension::Topic(name) => {
-            key.push(b'o');
-            key.extend_from_slice(name.as_bytes());
-        }
-        Dimension::Device(id) => {
-            key.push(b'd');
-            key.extend_from_slice(id.as_bytes());
-        }
-    }
-    key
-}
-
-/// Reads back (day, dimension) from a usage key of `tenant`.
-pub fn parse_usage_key(tenant: &str, key: &[u8]) -> Option<(i64, Dimension)> {
-    let rest = key.get(tenant_prefix(tenant).len()..)?;
-    let day = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?) as i64;
-    let name = String::from_utf8(rest.get(5..)?.to_vec()).ok()?;
-    let dimension = match rest.get(4)? {
-        b'T' => Dimension::Total,
-        b'o' => Dimension::Topic(name),
-        b'd' => Dimension::Device(name),
-        _ => return None,
-    };
-    Some((day, dimension))
 }
 
 #[cfg(test)]
@@ -326,14 +253,5 @@ mod tests {
         let (first, next) = utc.month_days(2026, 12).unwrap();
         assert_eq!(utc.day_name(first), "2026-12-01");
         assert_eq!(utc.day_name(next), "2027-01-01");
-    }
-
-    #[test]
-    fn usage_keys_round_trip() {
-        let key = usage_key("acme", 20_000, &Dimension::Device("imei".into()));
-        assert_eq!(
-            parse_usage_key("acme", &key),
-            Some((20_000, Dimension::Device("imei".into())))
-        );
     }
 }

@@ -2,10 +2,8 @@
 //! restored at start-up (so a restart does not move time back) and saved,
 //! together with an audit entry, on every AdvanceClock; then everything the
 //! new time makes due (the [tick](super::tick)) runs before the call returns.
-//!
-//! This is the one file of `server/` that names the store's clock key and
-//! record; it belongs in `storage/` as a small repository once storage hands
-//! those out.
+//! The reading itself is stored by `storage/repo/clock.rs`
+//! ([`Store::manual_clock_ms`], [`WriteSet::put_manual_clock_ms`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,8 +11,7 @@ use std::time::Duration;
 use super::tick::{Due, Ticker};
 use crate::clock::{wall_clock_ms, Clock, ClockKind};
 use crate::error::{Error, Result};
-use crate::storage::records::ClockRecord;
-use crate::storage::{keys, StorageError, Store, WriteSet};
+use crate::storage::{StorageError, Store, WriteSet};
 use crate::tenancy::Tenancy;
 
 /// Longest single AdvanceClock step: about 400 days.
@@ -25,10 +22,7 @@ pub const MAX_ADVANCE_MS: u64 = 400 * 24 * 3600 * 1000;
 pub fn restore(store: &Store, kind: ClockKind) -> std::result::Result<Clock, StorageError> {
     Ok(match kind {
         ClockKind::System => Clock::system(),
-        ClockKind::Manual => {
-            let saved: Option<ClockRecord> = store.get(&keys::manual_clock())?;
-            Clock::manual(saved.map(|c| c.now_ms).unwrap_or_else(wall_clock_ms))
-        }
+        ClockKind::Manual => Clock::manual(store.manual_clock_ms()?.unwrap_or_else(wall_clock_ms)),
     })
 }
 
@@ -71,7 +65,7 @@ impl ClockStore {
             .advance(Duration::from_millis(advance_ms))
             .unwrap_or_else(|| self.clock.now_ms());
         let mut writes = WriteSet::new();
-        writes.put(keys::manual_clock(), &ClockRecord { now_ms: now });
+        writes.put_manual_clock_ms(now);
         self.tenancy.audit(
             &mut writes,
             "operator",

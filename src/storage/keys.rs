@@ -29,7 +29,7 @@ pub const PENDING_RUN: u8 = b'R';
 pub const DEVICE: u8 = b'V';
 /// Audit log entry, by sequence number.
 pub const AUDIT: u8 = b'A';
-/// Usage counters, by tenant, 0, day, dimension (see `metering`).
+/// Usage counters, by tenant, 0, day, dimension (layout in `repo/usage.rs`).
 pub const USAGE: u8 = b'U';
 /// Topic lifecycle (for topic-days), by tenant, 0, topic id.
 pub const TOPIC_LIFE: u8 = b'L';

@@ -278,7 +278,7 @@ async fn sigkill_under_load_loses_nothing_acknowledged() {
 #[tokio::test]
 async fn an_entry_edited_in_the_database_is_detected_by_ledger_verify() {
     use tallyq::billing::ledger::LedgerEntry;
-    use tallyq::storage::{keys, Store, WriteSet};
+    use tallyq::storage::{Store, WriteSet};
 
     let root = tempfile::tempdir().unwrap();
     let dir = data_dir(&root);
@@ -316,10 +316,10 @@ async fn an_entry_edited_in_the_database_is_detected_by_ledger_verify() {
     // Someone edits entry 2 directly in the store.
     {
         let (store, committer) = Store::open(&dir, 8 << 20).unwrap();
-        let mut entry: LedgerEntry = store.get(&keys::ledger(2)).unwrap().unwrap();
+        let mut entry: LedgerEntry = store.ledger_entry(2).unwrap().unwrap();
         entry.amount_minor += 1;
         let mut writes = WriteSet::new();
-        writes.put(keys::ledger(2), &entry);
+        writes.put_ledger_entry(2, &entry);
         store.commit(writes).await.unwrap();
         drop(store);
         committer.join();

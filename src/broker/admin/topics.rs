@@ -6,8 +6,9 @@ use std::sync::Arc;
 use crate::broker::topic::{Topic, TopicLog, OVERFLOW_RECLAIM, OVERFLOW_REFUSE};
 use crate::broker::Broker;
 use crate::error::{Error, Result};
+use crate::metering::TopicLife;
 use crate::quota::Plan;
-use crate::storage::records::{TopicLifeRecord, TopicRecord, TopicStateRecord};
+use crate::storage::records::{TopicRecord, TopicStateRecord};
 use crate::storage::{keys, WriteSet};
 use crate::tenancy::{validate_resource_name, TenantKey};
 
@@ -84,9 +85,10 @@ impl Broker {
         let mut writes = WriteSet::new();
         writes.put(keys::topic(&record.tenant, &record.name), &record);
         writes.put(keys::topic_state(record.id), &state);
-        writes.put(
-            keys::topic_life(&record.tenant, record.id),
-            &TopicLifeRecord {
+        writes.put_topic_life(
+            &record.tenant,
+            record.id,
+            &TopicLife {
                 name: record.name.clone(),
                 created_ms: record.created_ms,
                 deleted_ms: 0,
@@ -192,9 +194,10 @@ impl Broker {
         writes.delete(keys::topic_state(topic.id));
         writes.delete(keys::topic(&topic.tenant, &topic.name));
         // Topic-days still count the days it existed.
-        writes.put(
-            keys::topic_life(&topic.tenant, topic.id),
-            &TopicLifeRecord {
+        writes.put_topic_life(
+            &topic.tenant,
+            topic.id,
+            &TopicLife {
                 name: topic.name.clone(),
                 created_ms: topic.settings().created_ms,
                 deleted_ms: self.clock.now_ms(),

@@ -1,6 +1,13 @@
-//! Repositories: typed reads on [`Store`](super::Store) and writes on [`WriteSet`](super::WriteSet) that take and return domain types, one file per keyspace family; keys and rows stay inside storage.
+//! Repositories: one file per keyspace family, typed reads on `Store` and
+//! writes on `WriteSet` that turn domain types into rows and back. Keys are
+//! built here and nowhere outside storage.
 
 mod api_keys;
 mod audit;
+mod clock;
 mod devices;
+mod ledger;
+mod settlement;
 mod tenants;
+mod topic_life;
+mod usage;
