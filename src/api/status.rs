@@ -53,7 +53,12 @@ const OUTCOME_UNKNOWN: &str =
 /// whether it may be stored; anything else is `INTERNAL`. The cause is
 /// logged, never shown (it names files).
 fn storage_status(error: StorageError) -> Status {
-    tracing::error!(error = %error, "storage failure");
+    if let StorageError::Failed(_) = error {
+        // Its cause was logged once, when the store failed.
+        tracing::debug!(error = %error, "refused: the store has failed");
+    } else {
+        tracing::error!(error = %error, "storage failure");
+    }
     match error {
         StorageError::NotApplied(_) | StorageError::Failed(_) | StorageError::Closed => {
             Status::unavailable(NOT_APPLIED)
