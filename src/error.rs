@@ -49,8 +49,10 @@ pub enum Error {
     /// The broker is shutting down or in maintenance.
     #[error("{0}")]
     Unavailable(String),
-    /// The store failed; the request may or may not have been applied only if
-    /// the message says so. Never caused by the caller's input.
+    /// The store failed. Its kind says whether a failed write may be stored
+    /// ([`StorageError::NotApplied`](crate::storage::StorageError::NotApplied),
+    /// [`StorageError::OutcomeUnknown`](crate::storage::StorageError::OutcomeUnknown));
+    /// `api::status` tells the caller. Never caused by the caller's input.
     #[error("storage failure: {0}")]
     Storage(#[from] crate::storage::StorageError),
 }

@@ -55,6 +55,10 @@ pub mod name {
     pub const LAST_SETTLEMENT: &str = "tallyq_last_settlement_timestamp_seconds";
     /// Gauge: 1 while in maintenance mode.
     pub const MAINTENANCE: &str = "tallyq_maintenance";
+    /// Gauge: 1 while the store has failed and the broker recovers.
+    pub const STORAGE_FAILED: &str = "tallyq_storage_failed";
+    /// Times the store was reopened and the state reloaded after a failure.
+    pub const STORAGE_RECOVERIES: &str = "tallyq_storage_recoveries_total";
 }
 
 /// Help text of every metric (Prometheus wants one).
@@ -116,6 +120,14 @@ const HELP: &[(&str, &str)] = &[
     (
         name::MAINTENANCE,
         "1 while the broker is in maintenance mode.",
+    ),
+    (
+        name::STORAGE_FAILED,
+        "1 while the store has failed and the broker recovers (serving health only).",
+    ),
+    (
+        name::STORAGE_RECOVERIES,
+        "Times the store was reopened and the state reloaded from disk after a failed write.",
     ),
 ];
 

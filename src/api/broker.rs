@@ -63,9 +63,23 @@ impl BrokerApi for BrokerService {
         let broker = self.state.broker.clone();
         let (queued_tx, mut queued_rx) = mpsc::channel(PRODUCE_PIPELINE_DEPTH);
         let (out_tx, out_rx) = mpsc::channel(PRODUCE_PIPELINE_DEPTH);
-        // Reader: check and queue each batch as it arrives (pipelining).
+        let mut shutdown = self.state.shutdown.clone();
+        // Reader: check and queue each batch as it arrives (pipelining), until
+        // the client ends its side or the server stops serving (shutdown, or
+        // a failed store: an idle stream must not keep the domain alive).
         self.state.tasks.spawn(async move {
-            while let Some(Ok(req)) = inbound.next().await {
+            loop {
+                let next = tokio::select! {
+                    next = inbound.next() => next,
+                    _ = shutdown.wait_for(|stop| *stop) => None,
+                };
+                let Some(Ok(req)) = next else {
+                    if *shutdown.borrow() {
+                        let ended = Error::Unavailable("the broker is shutting down".into());
+                        let _ = queued_tx.send(Err(ended)).await;
+                    }
+                    break;
+                };
                 let messages = req.messages.into_iter().map(Into::into).collect();
                 let queued = broker.submit_produce(&key, &req.topic, messages).await;
                 let refused = queued.is_err();

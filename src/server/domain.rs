@@ -1,6 +1,9 @@
-//! Start-up: the credentials, the store, the clock and the domain objects,
-//! loaded in dependency order (tenancy and admission before the broker that
-//! asks them, the broker before billing that reads it).
+//! Start-up: the credentials and the metrics once ([`prepare`]), then the
+//! store, the clock and the domain objects ([`load`]), loaded in dependency
+//! order (tenancy and admission before the broker that asks them, the broker
+//! before billing that reads it). After a store failure the supervisor calls
+//! [`load`] again: a recovered domain is built exactly as at start-up, from
+//! what is on disk.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -36,17 +39,26 @@ pub(super) struct Domain {
     pub(super) clock_store: Arc<ClockStore>,
 }
 
-/// What start-up hands to `run`: the domain, the store (kept for the final
-/// flush), its committer thread, and the metrics endpoint (not yet running).
+/// What outlives a store: read or built once, at start-up.
+#[derive(Clone)]
+pub(super) struct Prepared {
+    operator_token: String,
+    billing_reader_token: String,
+    /// The one recorder (counters keep counting across store recoveries).
+    pub(super) metrics: Arc<Metrics>,
+}
+
+/// What [`load`] hands to a serving round: the domain, the store (kept for
+/// the final flush) and its committer thread.
 pub(super) struct Loaded {
     pub(super) domain: Domain,
     pub(super) store: Store,
     pub(super) committer: CommitterHandle,
-    pub(super) exporter: Option<ExporterFuture>,
 }
 
-/// Reads (or creates) the credentials, opens the store and loads the domain.
-pub(super) fn load(config: &Config) -> Result<Loaded, ServerError> {
+/// Reads (or creates) the credentials and builds the metrics recorder; the
+/// metrics endpoint is returned not yet running.
+pub(super) fn prepare(config: &Config) -> Result<(Prepared, Option<ExporterFuture>), ServerError> {
     let operator_path = config.operator_token_path();
     let (operator_token, generated) = credential(&operator_path, load_or_create_operator_token)?;
     if generated {
@@ -57,22 +69,31 @@ pub(super) fn load(config: &Config) -> Result<Loaded, ServerError> {
         &config.billing_reader_token_path(),
         load_or_create_billing_reader_token,
     )?;
+    let (metrics, exporter) = Metrics::new(
+        &config.node_id,
+        config.metrics_max_tenant_labels,
+        Some(config.metrics_listen),
+    )?;
+    let prepared = Prepared {
+        operator_token,
+        billing_reader_token,
+        metrics: Arc::new(metrics),
+    };
+    Ok((prepared, exporter))
+}
 
+/// Opens the store and loads the domain from it.
+pub(super) fn load(config: &Config, prepared: &Prepared) -> Result<Loaded, ServerError> {
     let (store, committer) = Store::open(&config.data_dir, config.cache_capacity_bytes)?;
     let clock = clock_store::restore(&store, config.clock)?;
     let tenancy = Arc::new(Tenancy::load(
         store.clone(),
         clock.clone(),
         config.plans.clone(),
-        &operator_token,
-        &billing_reader_token,
+        &prepared.operator_token,
+        &prepared.billing_reader_token,
     )?);
-    let (metrics, exporter) = Metrics::new(
-        &config.node_id,
-        config.metrics_max_tenant_labels,
-        Some(config.metrics_listen),
-    )?;
-    let metrics = Arc::new(metrics);
+    let metrics = prepared.metrics.clone();
     let admission = Arc::new(
         Admission::new(clock.clone(), config.failed_auth_per_minute).with_metrics(metrics.clone()),
     );
@@ -112,7 +133,6 @@ pub(super) fn load(config: &Config) -> Result<Loaded, ServerError> {
         },
         store,
         committer,
-        exporter,
     })
 }
 

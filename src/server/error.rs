@@ -40,6 +40,9 @@ pub enum ServerError {
     /// Reflection could not be built.
     #[error("reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    /// The listening socket could not be handed to a serving round.
+    #[error("listener: {0}")]
+    Listener(#[source] std::io::Error),
     /// The gRPC transport failed.
     #[error("gRPC transport: {0}")]
     Transport(#[from] tonic::transport::Error),

@@ -3,10 +3,20 @@
 //! shuts down gracefully. `main` only parses arguments and calls [`run`];
 //! tests call it with their own listener and shutdown future.
 //!
+//! `run` supervises its domain: it serves in *rounds* (`round.rs`), one per
+//! opened store. When the store fails (a failed group commit, e.g. a full
+//! disk), the round ends, its domain and store are dropped, and
+//! `recovery.rs` waits for the disk, reopens the store and reloads the
+//! domain from it, then the next round serves on the same listener. Nothing
+//! in memory outlives a failed store.
+//!
 //! | file | what |
 //! | --- | --- |
-//! | `mod.rs` | [`run`]: the order of start-up and shutdown, nothing else |
-//! | `domain.rs` | credentials, the store, the clock, tenancy, admission, broker, billing |
+//! | `mod.rs` | [`run`]: the order of start-up and shutdown, and the supervision loop |
+//! | `domain.rs` | credentials and metrics (once); the store, the clock, tenancy, admission, broker, billing (per round) |
+//! | `round.rs` | one serving round over one loaded domain, until stop or a failed store |
+//! | `gate.rs` | the layer that keeps a failed store's domain from answering |
+//! | `recovery.rs` | waiting for the disk (probe), reopening, reloading; the recovering server (health only) |
 //! | `services.rs` | the four services behind their interceptors, health (one list), reflection, transport settings |
 //! | `scheduler.rs` | every background job, on one loop with one sleep-or-shutdown |
 //! | [`tick`] | expire, meter, settle, enforce arrears: run by the scheduler and by AdvanceClock |
@@ -20,16 +30,17 @@
 //! `domain.rs` and reaches the handlers through [`crate::api::ApiState`].
 
 use std::future::Future;
-use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 
 pub mod clock_store;
 mod domain;
 mod error;
+mod gate;
+mod recovery;
+mod round;
 mod scheduler;
 mod services;
 mod shutdown;
@@ -37,47 +48,62 @@ pub mod tick;
 mod tls;
 
 pub use error::ServerError;
-use scheduler::Scheduler;
-use shutdown::Shutdown;
+use round::{RoundEnd, Serving};
+use services::Health;
+use shutdown::StopRequest;
 
 /// Runs the broker on `listener` until `shutdown` resolves, then stops
 /// accepting, lets in-flight RPCs finish up to the configured grace period,
-/// flushes and returns.
+/// flushes and returns. A store that fails meanwhile is reopened and the
+/// domain reloaded from disk without returning (`recovery.rs`); only a
+/// failure at start-up ends `run` with an error.
 pub async fn run(
     config: Config,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     config.validate()?;
-    let domain::Loaded {
-        domain,
-        store,
-        committer,
-        exporter,
-    } = domain::load(&config)?;
-    let stopping = Shutdown::new(config.shutdown_grace());
-    let tasks = TaskTracker::new();
-    let (routes, health) = services::routes(&config, &domain, stopping.flag(), &tasks).await?;
-    let scheduler = Scheduler::start(
-        &domain,
-        Duration::from_secs(config.settlement_interval_seconds),
-        stopping.flag(),
-    );
+    let (prepared, exporter) = domain::prepare(&config)?;
+    let loaded = domain::load(&config, &prepared)?;
+    let listener = listener.into_std().map_err(ServerError::Listener)?;
+    let (stop, watching) = StopRequest::spawn(shutdown);
     let exporter = exporter.map(|exporter| domain::serve_metrics(exporter, config.metrics_listen));
+    recovery::report_state(&prepared.metrics, false);
     tracing::info!(address = ?listener.local_addr().ok(), node_id = %config.node_id,
         data_dir = %config.data_dir.display(), "tallyq serving");
-    let serve = routes.serve_with_incoming_shutdown(
-        services::incoming(listener),
-        stopping.signal(shutdown, health),
-    );
-    let result = stopping.drain(serve, &tasks).await;
+    let health = Health::new();
+    let serving = Serving {
+        config: &config,
+        listener: &listener,
+        stop: &stop,
+        health: &health,
+    };
+    let result = supervise(&serving, &prepared, loaded).await;
 
-    scheduler.stopped().await;
+    watching.abort();
     if let Some(exporter) = exporter {
         exporter.abort();
     }
-    drop(domain);
-    shutdown::close_store(store, committer).await?;
     tracing::info!("tallyq stopped");
     result
+}
+
+/// Serves round after round: a round ends when the caller asks to stop, or
+/// when the store fails; then the store is recovered and the next round
+/// serves the reloaded domain on the same listener.
+async fn supervise(
+    serving: &Serving<'_>,
+    prepared: &domain::Prepared,
+    mut loaded: domain::Loaded,
+) -> Result<(), ServerError> {
+    loop {
+        let failed = match serving.round(loaded).await? {
+            RoundEnd::Stopped => return Ok(()),
+            RoundEnd::StoreFailed(failed) => failed,
+        };
+        match recovery::recover(serving, prepared, failed).await? {
+            Some(reloaded) => loaded = reloaded,
+            None => return Ok(()),
+        }
+    }
 }

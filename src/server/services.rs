@@ -1,7 +1,9 @@
 //! The gRPC front door: the four tallyq services, each behind the auth
 //! interceptor of its audience, with health and reflection beside them, all
-//! under one RPC-metrics layer and the transport settings (TLS, HTTP/2
-//! windows, no Nagle).
+//! under one RPC-metrics layer, the store [gate](super::gate) and the
+//! transport settings (TLS, HTTP/2 windows, no Nagle). While the store
+//! recovers, [`recovering_routes`] serves health alone behind the same
+//! layers.
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -10,11 +12,13 @@ use tonic::server::NamedService;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::{Router, TcpIncoming};
 use tonic::transport::Server;
-use tonic_health::server::HealthReporter;
+use tonic_health::pb::health_server::HealthServer;
+use tonic_health::server::{HealthReporter, HealthService};
 use tonic_health::ServingStatus;
 use tower::layer::util::{Identity, Stack};
 
 use super::domain::Domain;
+use super::gate::GateLayer;
 use super::tls::tls_config;
 use super::ServerError;
 use crate::api::admin::AdminService;
@@ -25,14 +29,18 @@ use crate::api::operator::OperatorService;
 use crate::api::rpc_metrics::RpcMetricsLayer;
 use crate::api::ApiState;
 use crate::config::Config;
+use crate::observability::Metrics;
 use crate::proto::v1::admin_server::AdminServer;
 use crate::proto::v1::billing_server::BillingServer;
 use crate::proto::v1::broker_server::BrokerServer;
 use crate::proto::v1::operator_server::OperatorServer;
 use crate::wire::{HTTP2_CONNECTION_WINDOW, HTTP2_STREAM_WINDOW, MAX_DECODING_BYTES};
 
+/// The layers around every route: RPC metrics outside, the store gate inside.
+type Layers = Stack<GateLayer, Stack<RpcMetricsLayer, Identity>>;
+
 /// The routed services, ready to serve.
-pub(super) type Routes = Router<Stack<RpcMetricsLayer, Identity>>;
+pub(super) type Routes = Router<Layers>;
 
 /// The four tallyq services by gRPC name: health reports on exactly these.
 const SERVICES: [&str; 4] = [
@@ -43,11 +51,23 @@ const SERVICES: [&str; 4] = [
 ];
 
 /// The health statuses the server itself sets (maintenance mode sets the
-/// Broker service's from the Operator service).
+/// Broker service's from the Operator service). One for the server's whole
+/// life, so what a serving round or the recovery sets is what every round's
+/// health service reports.
 #[derive(Clone)]
 pub(super) struct Health(HealthReporter);
 
 impl Health {
+    /// Every status unknown but the server's ("" is SERVING until set).
+    pub(super) fn new() -> Self {
+        Health(HealthReporter::new())
+    }
+
+    /// The `grpc.health.v1.Health` service reporting these statuses.
+    fn service(&self) -> HealthServer<HealthService> {
+        HealthServer::new(HealthService::from_health_reporter(self.0.clone()))
+    }
+
     /// Sets every tallyq service, and the server as a whole (""), to `status`.
     pub(super) async fn set_all(&self, status: ServingStatus) {
         for service in SERVICES.into_iter().chain([""]) {
@@ -56,20 +76,20 @@ impl Health {
     }
 }
 
-/// Builds the services over `domain`; their streams end when `shutdown`
-/// turns true, and the tasks they leave running are tracked in `tasks`.
-/// Every service starts SERVING.
+/// Builds the services over `domain`, gated on its store's health; their
+/// streams end when `shutdown` turns true, and the tasks they leave running
+/// are tracked in `tasks`. Every service turns SERVING.
 pub(super) async fn routes(
     config: &Config,
     domain: &Domain,
+    health: &Health,
+    gate: GateLayer,
     shutdown: watch::Receiver<bool>,
     tasks: &TaskTracker,
-) -> Result<(Routes, Health), ServerError> {
-    let (reporter, health_service) = tonic_health::server::health_reporter();
-    let health = Health(reporter.clone());
+) -> Result<Routes, ServerError> {
     health.set_all(ServingStatus::Serving).await;
     let state = ApiState {
-        health: reporter,
+        health: health.0.clone(),
         broker: domain.broker.clone(),
         tenancy: domain.tenancy.clone(),
         admission: domain.admission.clone(),
@@ -92,17 +112,8 @@ pub(super) async fn routes(
         )
     };
 
-    let mut builder = Server::builder();
-    if let Some(tls) = tls_config(config)? {
-        builder = builder.tls_config(tls)?;
-    }
-    // Windows sized for 4 MiB batches so a large produce is not stalled by
-    // flow control.
-    let routes = builder
-        .initial_stream_window_size(Some(HTTP2_STREAM_WINDOW))
-        .initial_connection_window_size(Some(HTTP2_CONNECTION_WINDOW))
-        .layer(RpcMetricsLayer::new(domain.metrics.clone()))
-        .add_service(health_service)
+    let routes = transport(config, domain.metrics.clone(), gate)?
+        .add_service(health.service())
         .add_service(reflection().build_v1()?)
         .add_service(reflection().build_v1alpha()?)
         .add_service(InterceptedService::new(
@@ -122,7 +133,37 @@ pub(super) async fn routes(
             BillingServer::new(BillingService::new(state)),
             auth(Audience::Billing),
         ));
-    Ok((routes, health))
+    Ok(routes)
+}
+
+/// What the recovering server serves: health alone, behind a gate on the
+/// failed store that answers every other call `UNAVAILABLE`.
+pub(super) fn recovering_routes(
+    config: &Config,
+    metrics: std::sync::Arc<Metrics>,
+    health: &Health,
+    gate: GateLayer,
+) -> Result<Routes, ServerError> {
+    Ok(transport(config, metrics, gate)?.add_service(health.service()))
+}
+
+/// The transport settings and the layers every route is served behind.
+fn transport(
+    config: &Config,
+    metrics: std::sync::Arc<Metrics>,
+    gate: GateLayer,
+) -> Result<Server<Layers>, ServerError> {
+    let mut builder = Server::builder();
+    if let Some(tls) = tls_config(config)? {
+        builder = builder.tls_config(tls)?;
+    }
+    // Windows sized for 4 MiB batches so a large produce is not stalled by
+    // flow control.
+    Ok(builder
+        .initial_stream_window_size(Some(HTTP2_STREAM_WINDOW))
+        .initial_connection_window_size(Some(HTTP2_CONNECTION_WINDOW))
+        .layer(RpcMetricsLayer::new(metrics))
+        .layer(gate))
 }
 
 /// The accepted connections of `listener`, without Nagle: a reply must not

@@ -1,15 +1,19 @@
-//! Graceful shutdown, in order:
+//! Graceful shutdown, and the end of a serving round whose store failed
+//! (the same steps, then the supervisor recovers instead of returning), in
+//! order:
 //!
-//! 1. the caller's shutdown future resolves: every service turns NOT_SERVING
-//!    and the stop flag turns true (Consume streams end, background jobs
-//!    finish their current run, tonic stops accepting);
+//! 1. the caller's shutdown future resolves ([`StopRequest`]), or the store
+//!    fails: every service turns NOT_SERVING and the stop flag turns true
+//!    (Consume streams end, background jobs finish their current run, tonic
+//!    stops accepting);
 //! 2. in-flight RPCs, and the tasks they left running (stream pumps,
 //!    exports, audits), get what is left of one grace period to finish;
-//! 3. `run` waits for the background jobs, drops the domain, flushes, and
+//! 3. the round waits for the background jobs, drops the domain, flushes, and
 //!    joins the committer thread ([`close_store`]), which commits whatever
-//!    is still queued. Work that outlived the grace period (a client that
-//!    does not close its connection, a stream that does not end) may still
-//!    hold a store handle; its later commits fail as the store is closed.
+//!    is still queued (a failed store is not flushed: nothing more reaches
+//!    sled). Work that outlived the grace period (a client that does not
+//!    close its connection, a stream that does not end) may still hold a
+//!    store handle; its later commits fail as the store is closed.
 
 use std::future::Future;
 use std::time::Duration;
@@ -22,6 +26,38 @@ use tonic_health::ServingStatus;
 use super::services::Health;
 use super::ServerError;
 use crate::storage::{CommitterHandle, StorageError, Store};
+
+/// The caller's shutdown future, turned into a flag every round can watch:
+/// the future is awaited once, in a task of its own.
+#[derive(Clone)]
+pub(super) struct StopRequest(watch::Receiver<bool>);
+
+impl StopRequest {
+    /// Watches `trigger` from now on; the task ends when it resolves or when
+    /// the returned handle is aborted.
+    pub(super) fn spawn(
+        trigger: impl Future<Output = ()> + Send + 'static,
+    ) -> (StopRequest, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = watch::channel(false);
+        let task = tokio::spawn(async move {
+            trigger.await;
+            tx.send_replace(true);
+        });
+        (StopRequest(rx), task)
+    }
+
+    /// True once the caller asked the server to stop.
+    pub(super) fn is_requested(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// Resolves once the caller asked the server to stop (or its watcher is
+    /// gone, which only happens as `run` ends).
+    pub(super) async fn requested(&self) {
+        let mut flag = self.0.clone();
+        let _ = flag.wait_for(|stop| *stop).await;
+    }
+}
 
 /// The stop flag and the grace period.
 pub(super) struct Shutdown {
@@ -53,7 +89,6 @@ impl Shutdown {
         let stop = self.stop.clone();
         async move {
             trigger.await;
-            tracing::info!("shutting down: no new connections, finishing in-flight RPCs");
             health.set_all(ServingStatus::NotServing).await;
             stop.send_replace(true);
         }
@@ -97,14 +132,19 @@ impl Shutdown {
     }
 }
 
-/// The last step, once the last writer is gone: flushes, then stops and
-/// joins the committer thread, which commits and answers whatever is still
-/// queued.
+/// The last step, once the last writer is gone: flushes (unless the store
+/// failed), then stops and joins the committer thread, which commits and
+/// answers whatever is still queued (a failed store answers it "not
+/// applied").
 pub(super) async fn close_store(
     store: Store,
     committer: CommitterHandle,
 ) -> Result<(), StorageError> {
-    let flushed = store.flush();
+    let flushed = if store.health().is_failed() {
+        Ok(())
+    } else {
+        store.flush()
+    };
     drop(store);
     if tokio::task::spawn_blocking(move || committer.join())
         .await

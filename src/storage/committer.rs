@@ -20,9 +20,18 @@
 //! 9. [`reply`]: answer every writer.
 //!
 //! A failed step up to 6 fails the whole group: no hook runs and every writer
-//! gets the same error. A failed fold (7) fails only the writers that asked
-//! for it; the group's writes are durable, so their hooks run and their
-//! writers hear so.
+//! gets the same error, classified by where it failed: up to step 4 (a
+//! segment sync, or sled refusing the batch) nothing reached sled and the
+//! error is [`StorageError::NotApplied`]; in step 5 the batch is in sled's
+//! tree and may be on disk, so it is [`StorageError::OutcomeUnknown`]. A
+//! failed group also *fails the store* ([`StoreHealth`]) before anyone is
+//! answered: from then on every group is answered [`StorageError::Failed`]
+//! at once and nothing more reaches sled (sled stays failed after an I/O
+//! error, and the in-memory state above the store may be ahead of the disk;
+//! the owner reopens the store, see `failure.rs`). A failed fold (7) fails
+//! only the writers that asked for it; the group's writes are durable, so
+//! their hooks run and their writers hear so. A fold that sled itself failed
+//! fails the store too.
 //!
 //! Shutdown: the thread stops when its queue is closed and empty. That
 //! happens by itself once the last [`Store`](super::Store) clone is dropped,
@@ -30,7 +39,8 @@
 //! the committer commits every write queued before it, closes the queue (a
 //! later commit gets [`StorageError::Closed`]), commits what was already
 //! queued behind the sign, folds the counter journal, flushes and
-//! `fdatasync`s sled's log once more, and ends.
+//! `fdatasync`s sled's log once more, and ends. A failed store skips that
+//! last fold and flush: nothing more reaches sled.
 
 use std::sync::Arc;
 
@@ -38,7 +48,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::counters::{CounterJournal, Deltas};
 use super::records::BlobRef;
-use super::{segments, StorageError, StorageResult, WriteSet};
+use super::{segments, StorageError, StorageResult, StoreHealth, WriteSet};
 
 /// A hook run on the committer thread right after the write it belongs to is
 /// durable, in commit order. Must be quick and must not block.
@@ -122,9 +132,12 @@ pub struct PendingCommit {
 }
 
 impl PendingCommit {
-    /// Waits until the write is durable (or failed).
+    /// Waits until the write is durable (or failed). A committer that stops
+    /// without answering (it panicked) leaves the outcome unknown.
     pub async fn wait(self) -> StorageResult<()> {
-        self.rx.await.unwrap_or(Err(StorageError::Closed))
+        self.rx
+            .await
+            .unwrap_or_else(|_| Err(StorageError::Closed.outcome_unknown()))
     }
 }
 
@@ -140,6 +153,8 @@ pub(super) struct Committer {
     pub(super) segments: Arc<segments::Segments>,
     /// The counter journal, recovered and folded by `Store::open`.
     pub(super) journal: CounterJournal,
+    /// Failed at the first failed group; then no more writes.
+    pub(super) health: StoreHealth,
 }
 
 impl Committer {
@@ -168,6 +183,10 @@ impl Committer {
                 queue.close();
             }
         }
+        if self.health.is_failed() {
+            tracing::warn!("the store failed: no final fold and flush");
+            return;
+        }
         if let Err(e) = self.journal.fold(&self.tree) {
             tracing::error!(error = %e, "final counter fold failed");
         }
@@ -178,9 +197,16 @@ impl Committer {
 
     /// One group, from commit to replies (steps 2 to 9 of the module doc).
     fn round(&mut self, mut group: Vec<CommitRequest>) {
+        if let Some(cause) = self.health.failure() {
+            reply(group, &Err(StorageError::Failed(Box::new(cause))), &Ok(()));
+            return;
+        }
         let committed = self.commit(&mut group);
         if let Err(e) = &committed {
             tracing::error!(error = %e, writes = group.len(), "group commit failed");
+            // Before anyone hears: a writer told "failed" must find the store
+            // failed when it tries again.
+            self.health.fail(e);
             reply(group, &committed, &Ok(()));
             return;
         }
@@ -190,7 +216,9 @@ impl Committer {
         reply(group, &committed, &folded);
     }
 
-    /// Makes one group durable (steps 2 to 6 of the module doc).
+    /// Makes one group durable (steps 2 to 6 of the module doc). Fails
+    /// [`StorageError::NotApplied`] up to the batch, and
+    /// [`StorageError::OutcomeUnknown`] once it is in sled's tree.
     fn commit(&mut self, group: &mut [CommitRequest]) -> StorageResult<()> {
         let Staged {
             mut batch,
@@ -199,9 +227,15 @@ impl Committer {
         } = stage(group);
         let journaled = self.journal.stage(deltas, &mut batch);
         // Blobs first: a reference must never be durable before its bytes.
-        self.segments.sync_dirty()?;
-        self.tree.apply_batch(batch)?;
-        self.flush()?;
+        self.segments
+            .sync_dirty()
+            .map_err(StorageError::not_applied)?;
+        // sled applies a batch atomically on recovery: an error here leaves
+        // nothing of it on disk (its tree may hold part of it until reopened).
+        self.tree
+            .apply_batch(batch)
+            .map_err(|e| StorageError::from(e).not_applied())?;
+        self.flush().map_err(StorageError::outcome_unknown)?;
         self.segments.release(&released);
         self.journal.record(journaled);
         Ok(())
@@ -224,7 +258,12 @@ impl Committer {
         if !requested && !self.journal.fold_due() {
             return Ok(());
         }
-        match self.journal.fold(&self.tree) {
+        let folded = self.journal.fold(&self.tree);
+        if let Err(e @ StorageError::Sled(_)) = &folded {
+            // sled failed under the fold: its tree may hold part of it.
+            self.health.fail(e);
+        }
+        match folded {
             Err(e) if requested => Err(e),
             Err(e) => {
                 tracing::error!(error = %e, "folding counters failed");

@@ -66,9 +66,25 @@ pub enum StorageError {
         #[source]
         source: Box<StorageError>,
     },
-    /// The committer has stopped (the broker is shutting down).
+    /// The committer has stopped (the broker is shutting down, or dropping a
+    /// failed store to reopen it); the write was not queued.
     #[error("the store is closed")]
     Closed,
+    /// A write failed before any of it reached sled (a segment could not be
+    /// written or synced, an id could not be drawn, or sled refused the
+    /// batch): none of it is stored.
+    #[error("the write was not applied: {0}")]
+    NotApplied(#[source] Box<StorageError>),
+    /// A write failed after its batch was applied to sled (sled's flush or
+    /// the sync of its log failed, or the committer stopped before it
+    /// answered): it may be durable or not.
+    #[error("the write may or may not be stored: {0}")]
+    OutcomeUnknown(#[source] Box<StorageError>),
+    /// An earlier group commit failed, so the store takes no writes until it
+    /// is reopened ([`StoreHealth`](super::StoreHealth)); nothing of this
+    /// write reached sled.
+    #[error("the store failed earlier and takes no writes until it is reopened: {0}")]
+    Failed(#[source] Box<StorageError>),
 }
 
 impl StorageError {
@@ -78,6 +94,16 @@ impl StorageError {
             what: what.into(),
             source: Arc::new(source),
         }
+    }
+
+    /// `self` as the cause of a write that was not applied.
+    pub(super) fn not_applied(self) -> Self {
+        StorageError::NotApplied(Box::new(self))
+    }
+
+    /// `self` as the cause of a write whose outcome is unknown.
+    pub(super) fn outcome_unknown(self) -> Self {
+        StorageError::OutcomeUnknown(Box::new(self))
     }
 }
 

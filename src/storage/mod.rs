@@ -42,6 +42,7 @@
 //! | `counters.rs` | the counter journal: stage, record, fold, recover |
 //! | `segments.rs` | the append-only segment files that hold message payloads |
 //! | `error.rs` | [`StorageError`], each variant with its cause as `source()` |
+//! | `failure.rs` | [`StoreHealth`]: a failed group commit fails the store until it is reopened; how failed writes are classified |
 //! | [`keys`] | the key layout: one leading byte per keyspace, big-endian integers |
 //! | [`records`] | the prost record types stored under those keys |
 //!
@@ -52,6 +53,7 @@
 mod committer;
 mod counters;
 mod error;
+mod failure;
 pub mod keys;
 pub mod records;
 mod repo;
@@ -61,5 +63,6 @@ mod write_set;
 
 pub use committer::{AfterCommit, CommitterHandle, PendingCommit};
 pub use error::{StorageError, StorageResult};
+pub use failure::StoreHealth;
 pub use store::Store;
 pub use write_set::WriteSet;

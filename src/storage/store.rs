@@ -11,7 +11,7 @@ use super::committer::{CommitRequest, Committer, Job};
 use super::counters::CounterJournal;
 use super::{
     records, segments, AfterCommit, CommitterHandle, PendingCommit, StorageError, StorageResult,
-    WriteSet,
+    StoreHealth, WriteSet,
 };
 
 /// The handle to the store: reads go straight to sled, writes through the
@@ -22,6 +22,7 @@ pub struct Store {
     tree: sled::Tree,
     segments: Arc<segments::Segments>,
     commits: mpsc::Sender<Job>,
+    health: StoreHealth,
 }
 
 impl Store {
@@ -57,12 +58,14 @@ impl Store {
         // Before anything is served: a store that cannot fold what an earlier
         // process journaled would count usage short.
         let journal = CounterJournal::load(&tree)?;
+        let health = StoreHealth::new(data_dir);
         let (commits, committer) = Committer {
             db: db.clone(),
             sled_log,
             tree: tree.clone(),
             segments: segments.clone(),
             journal,
+            health: health.clone(),
         }
         .start()
         .map_err(|e| StorageError::io("cannot start the committer thread", e))?;
@@ -71,8 +74,15 @@ impl Store {
             tree,
             segments,
             commits,
+            health,
         };
         Ok((store, committer))
+    }
+
+    /// Whether the store still takes writes. After a failed group commit it
+    /// takes none until it is dropped and opened again (see `failure.rs`).
+    pub fn health(&self) -> &StoreHealth {
+        &self.health
     }
 
     /// Folds every journaled counter increment into its counter, so reads of
@@ -178,8 +188,12 @@ impl Store {
     /// Appends an encoded blob to the segment files and returns where it is.
     /// Store the returned reference in a [`WriteSet`] queued afterwards: the
     /// committer makes the blob durable before that write.
+    /// A failed append is [`StorageError::NotApplied`]: its bytes are never
+    /// referred to.
     pub fn append_blob(&self, bytes: &[u8]) -> StorageResult<records::BlobRef> {
-        self.segments.append(bytes)
+        self.segments
+            .append(bytes)
+            .map_err(StorageError::not_applied)
     }
 
     /// Reads a blob back and decodes it.
@@ -205,9 +219,13 @@ impl Store {
         self.segments.remove_unreferenced();
     }
 
-    /// A new unique id (never reused, even across crashes).
+    /// A new unique id (never reused, even across crashes). Drawing one
+    /// writes to sled; a failure is [`StorageError::NotApplied`] (it comes
+    /// before the write that would use the id).
     pub fn generate_id(&self) -> StorageResult<u64> {
-        Ok(self.db.generate_id()?)
+        self.db
+            .generate_id()
+            .map_err(|e| StorageError::from(e).not_applied())
     }
 
     /// Flushes everything written so far (used at shutdown; every commit

@@ -3,7 +3,6 @@
 
 mod harness;
 mod ops;
-#[allow(dead_code)]
 mod small_fs;
 
 mod auth;
@@ -15,3 +14,4 @@ mod produce;
 mod quotas;
 mod retention;
 mod service;
+mod write_failures;
