@@ -140,6 +140,8 @@ pub(super) struct Committer {
     pub(super) segments: Arc<segments::Segments>,
     /// The counter journal, recovered and folded by `Store::open`.
     pub(super) journal: CounterJournal,
+    /// Read before each group, so the watermark follows what is written.
+    pub(super) disk: Arc<super::disk::DiskMonitor>,
 }
 
 impl Committer {
@@ -178,6 +180,7 @@ impl Committer {
 
     /// One group, from commit to replies (steps 2 to 9 of the module doc).
     fn round(&mut self, mut group: Vec<CommitRequest>) {
+        self.disk.refresh();
         let committed = self.commit(&mut group);
         if let Err(e) = &committed {
             tracing::error!(error = %e, writes = group.len(), "group commit failed");

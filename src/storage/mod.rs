@@ -41,6 +41,7 @@
 //! | `committer.rs` | the group-commit thread in named steps, [`CommitterHandle`], [`PendingCommit`], [`AfterCommit`] |
 //! | `counters.rs` | the counter journal: stage, record, fold, recover |
 //! | `segments.rs` | the append-only segment files that hold message payloads |
+//! | `disk.rs` | [`DiskMonitor`]: free space of the data dir's file system against `min_free_disk_bytes` |
 //! | `error.rs` | [`StorageError`], each variant with its cause as `source()` |
 //! | [`keys`] | the key layout: one leading byte per keyspace, big-endian integers |
 //! | [`records`] | the prost record types stored under those keys |
@@ -51,6 +52,7 @@
 
 mod committer;
 mod counters;
+mod disk;
 mod error;
 pub mod keys;
 pub mod records;
@@ -59,6 +61,7 @@ mod store;
 mod write_set;
 
 pub use committer::{AfterCommit, CommitterHandle, PendingCommit};
+pub use disk::{approx_bytes, DiskMonitor, DiskSpace, MinFreeDisk};
 pub use error::{StorageError, StorageResult};
 pub use store::Store;
 pub use write_set::WriteSet;

@@ -9,6 +9,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::committer::{CommitRequest, Committer, Job};
 use super::counters::CounterJournal;
+use super::disk::DiskMonitor;
 use super::{
     records, segments, AfterCommit, CommitterHandle, PendingCommit, StorageError, StorageResult,
     WriteSet,
@@ -22,6 +23,7 @@ pub struct Store {
     tree: sled::Tree,
     segments: Arc<segments::Segments>,
     commits: mpsc::Sender<Job>,
+    disk: Arc<DiskMonitor>,
 }
 
 impl Store {
@@ -47,6 +49,10 @@ impl Store {
         cache_capacity_bytes: u64,
     ) -> StorageResult<(Store, CommitterHandle)> {
         std::fs::create_dir_all(data_dir).map_err(|e| StorageError::io("cannot create it", e))?;
+        let disk = Arc::new(
+            DiskMonitor::open(data_dir)
+                .map_err(|e| StorageError::io("cannot open it to watch its free space", e))?,
+        );
         let path = data_dir.join("db");
         let db = open_sled(&path, cache_capacity_bytes)?;
         // sled's log, opened to fdatasync it after each flush (see the module doc).
@@ -63,6 +69,7 @@ impl Store {
             tree: tree.clone(),
             segments: segments.clone(),
             journal,
+            disk: disk.clone(),
         }
         .start()
         .map_err(|e| StorageError::io("cannot start the committer thread", e))?;
@@ -71,6 +78,7 @@ impl Store {
             tree,
             segments,
             commits,
+            disk,
         };
         Ok((store, committer))
     }
@@ -215,6 +223,11 @@ impl Store {
     pub fn flush(&self) -> StorageResult<()> {
         self.db.flush()?;
         Ok(())
+    }
+
+    /// The free space of the data dir's file system, against the watermark.
+    pub fn disk(&self) -> &DiskMonitor {
+        &self.disk
     }
 
     /// Bytes the store occupies on disk.
