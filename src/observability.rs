@@ -55,6 +55,10 @@ pub mod name {
     pub const LAST_SETTLEMENT: &str = "tallyq_last_settlement_timestamp_seconds";
     /// Gauge: 1 while in maintenance mode.
     pub const MAINTENANCE: &str = "tallyq_maintenance";
+    /// Gauge: bytes still usable on the data dir's file system.
+    pub const DISK_FREE_BYTES: &str = "tallyq_disk_free_bytes";
+    /// Gauge: 1 while the free disk space is below `min_free_disk_bytes`.
+    pub const DISK_LOW: &str = "tallyq_disk_low";
 }
 
 /// Help text of every metric (Prometheus wants one).
@@ -116,6 +120,14 @@ const HELP: &[(&str, &str)] = &[
     (
         name::MAINTENANCE,
         "1 while the broker is in maintenance mode.",
+    ),
+    (
+        name::DISK_FREE_BYTES,
+        "Bytes still usable on the data dir's file system.",
+    ),
+    (
+        name::DISK_LOW,
+        "1 while free disk space is below min_free_disk_bytes (produce and creates refused).",
     ),
 ];
 

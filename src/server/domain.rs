@@ -59,6 +59,7 @@ pub(super) fn load(config: &Config) -> Result<Loaded, ServerError> {
     )?;
 
     let (store, committer) = Store::open(&config.data_dir, config.cache_capacity_bytes)?;
+    store.disk().set_minimum(config.min_free_disk_bytes);
     let clock = clock_store::restore(&store, config.clock)?;
     let tenancy = Arc::new(Tenancy::load(
         store.clone(),
