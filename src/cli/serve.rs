@@ -126,6 +126,8 @@ impl ServeArgs {
 
 /// Runs the broker with `config` until Ctrl-C or SIGTERM.
 pub async fn serve(config: Config) -> Result<()> {
+    // Before anything is created: the data dir and credentials are owner-only.
+    tallyq::storage::restrict_umask();
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;

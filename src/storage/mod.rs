@@ -42,6 +42,7 @@
 //! | `counters.rs` | the counter journal: stage, record, fold, recover |
 //! | `segments.rs` | the append-only segment files that hold message payloads |
 //! | `disk.rs` | [`DiskMonitor`]: free space of the data dir's file system against `min_free_disk_bytes` |
+//! | `private.rs` | owner-only modes: the umask, 0700 folders, tightening an existing data dir |
 //! | `error.rs` | [`StorageError`], each variant with its cause as `source()` |
 //! | [`keys`] | the key layout: one leading byte per keyspace, big-endian integers |
 //! | [`records`] | the prost record types stored under those keys |
@@ -55,6 +56,7 @@ mod counters;
 mod disk;
 mod error;
 pub mod keys;
+mod private;
 pub mod records;
 mod segments;
 mod store;
@@ -63,5 +65,6 @@ mod write_set;
 pub use committer::{AfterCommit, CommitterHandle, PendingCommit};
 pub use disk::{approx_bytes, DiskMonitor, DiskSpace, MinFreeDisk};
 pub use error::{StorageError, StorageResult};
+pub use private::{create_private_dir, restrict_umask};
 pub use store::Store;
 pub use write_set::WriteSet;

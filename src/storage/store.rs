@@ -10,6 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::committer::{CommitRequest, Committer, Job};
 use super::counters::CounterJournal;
 use super::disk::DiskMonitor;
+use super::private;
 use super::{
     records, segments, AfterCommit, CommitterHandle, PendingCommit, StorageError, StorageResult,
     WriteSet,
@@ -28,7 +29,9 @@ pub struct Store {
 
 impl Store {
     /// Opens (or creates) the store under `data_dir`, folds the counter
-    /// journal an earlier process left and starts the committer thread.
+    /// journal an earlier process left and starts the committer thread. The
+    /// data dir and its folders are created 0700, and an existing one loses
+    /// every group and other permission (`private.rs`).
     /// Fails (with [`StorageError::Open`] naming the step and its cause) when
     /// sled, sled's log, the segment files or the counter journal cannot be
     /// opened or read. Keep the [`CommitterHandle`] to
@@ -48,18 +51,24 @@ impl Store {
         data_dir: &Path,
         cache_capacity_bytes: u64,
     ) -> StorageResult<(Store, CommitterHandle)> {
-        std::fs::create_dir_all(data_dir).map_err(|e| StorageError::io("cannot create it", e))?;
+        private::create_private_dir(data_dir)
+            .map_err(|e| StorageError::io("cannot create it", e))?;
+        private::tighten(data_dir);
+        let (path, segments_dir) = (data_dir.join("db"), data_dir.join("segments"));
+        for dir in [&path, &segments_dir] {
+            private::create_private_dir(dir)
+                .map_err(|e| StorageError::io(format!("cannot create {}", dir.display()), e))?;
+        }
         let disk = Arc::new(
             DiskMonitor::open(data_dir)
                 .map_err(|e| StorageError::io("cannot open it to watch its free space", e))?,
         );
-        let path = data_dir.join("db");
         let db = open_sled(&path, cache_capacity_bytes)?;
         // sled's log, opened to fdatasync it after each flush (see the module doc).
         let sled_log = std::fs::File::open(path.join("db"))
             .map_err(|e| StorageError::io("cannot open sled's log for syncing", e))?;
         let tree = db.open_tree("tallyq")?;
-        let segments = Arc::new(segments::Segments::open(&data_dir.join("segments"))?);
+        let segments = Arc::new(segments::Segments::open(&segments_dir)?);
         // Before anything is served: a store that cannot fold what an earlier
         // process journaled would count usage short.
         let journal = CounterJournal::load(&tree)?;
