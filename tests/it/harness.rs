@@ -372,8 +372,15 @@ impl ProcessServer {
     /// Starts the binary with exactly these arguments and waits for its
     /// "listening on" line.
     pub fn spawn(args: &[&std::ffi::OsStr]) -> ProcessServer {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tallyq"))
-            .args(args)
+        let mut command = Command::new(env!("CARGO_BIN_EXE_tallyq"));
+        command.args(args);
+        Self::spawn_command(command)
+    }
+
+    /// Runs `command` (the binary, possibly behind a wrapper such as `sh -c`)
+    /// and waits for its "listening on" line.
+    pub fn spawn_command(mut command: Command) -> ProcessServer {
+        let mut child = command
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

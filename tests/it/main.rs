@@ -3,14 +3,15 @@
 
 mod harness;
 mod ops;
-#[allow(dead_code)]
 mod small_fs;
 
 mod auth;
 mod billing;
 mod control;
 mod delivery;
+mod disk_watermark;
 mod durability;
+mod private_files;
 mod produce;
 mod quotas;
 mod retention;
