@@ -20,6 +20,7 @@ use tallyq::storage::MinFreeDisk;
 use tokio_stream::StreamExt;
 use tonic::{Code, Status};
 
+use crate::billing::{line, usage};
 use crate::harness::*;
 use crate::ops::{scrape, value};
 use crate::small_fs::SmallFs;
@@ -163,16 +164,7 @@ async fn read_all(client: &Client, topic: &str, sub: &str) -> BTreeMap<u64, Stri
 
 /// The tenant's usage totals.
 async fn usage_total(client: &Client) -> pb::UsageLine {
-    client
-        .admin()
-        .get_usage(pb::GetUsageRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .lines
-        .into_iter()
-        .find(|line| line.dimension == "total")
-        .expect("a total usage line")
+    line(&usage(client).await, "total", "").clone()
 }
 
 #[tokio::test]
