@@ -34,6 +34,11 @@ pub struct TestServer {
     handle: Option<JoinHandle<Result<(), tallyq::server::ServerError>>>,
 }
 
+/// The disk watermark of test servers: far below the 1 GiB default, so that
+/// only the tests about it (disk_watermark) depend on how full the machine's
+/// disk is.
+pub const TEST_MIN_FREE_DISK: &str = "16777216";
+
 /// A test config: manual clock, temp data dir, known operator credential.
 pub fn test_config(dir: &Path) -> Config {
     let token_file = dir.join("operator.token");
@@ -48,6 +53,7 @@ pub fn test_config(dir: &Path) -> Config {
         billing_reader_token_file: Some(reader_file),
         shutdown_grace_seconds: 5,
         cache_capacity_bytes: 16 * 1024 * 1024,
+        min_free_disk_bytes: TEST_MIN_FREE_DISK.parse().unwrap(),
         ..Config::default()
     }
 }
@@ -366,6 +372,8 @@ impl ProcessServer {
             "manual".as_ref(),
             "--operator-token-file".as_ref(),
             token_file.as_os_str(),
+            "--min-free-disk-bytes".as_ref(),
+            TEST_MIN_FREE_DISK.as_ref(),
         ])
     }
 

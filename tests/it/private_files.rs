@@ -24,7 +24,8 @@ fn serve_under_umask_022(data_dir: &Path, token_file: &Path) -> ProcessServer {
         .arg("--data-dir")
         .arg(data_dir)
         .arg("--operator-token-file")
-        .arg(token_file);
+        .arg(token_file)
+        .args(["--min-free-disk-bytes", TEST_MIN_FREE_DISK]);
     ProcessServer::spawn_command(command)
 }
 
