@@ -174,7 +174,7 @@ impl Broker {
     }
 
     /// Counts a request refused by a quota of `kind` (topic_full,
-    /// tenant_storage, topics, subscriptions).
+    /// tenant_storage, topics, subscriptions, disk_space).
     fn count_refusal(&self, kind: &'static str) {
         self.metrics.count_labeled(
             crate::observability::name::QUOTA_REFUSALS,
