@@ -13,6 +13,7 @@ use crate::clock::ClockKind;
 // Old path of the default plan's name, kept while other branches still name it.
 pub use crate::plan::DEFAULT_PLAN;
 use crate::plan::{self, Plan};
+use crate::storage::MinFreeDisk;
 
 /// Why a configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +97,14 @@ pub struct Config {
     /// How often the server settles ended days on its own, in seconds of real
     /// time (it also settles at once whenever the manual clock is advanced).
     pub settlement_interval_seconds: u64,
+    /// Free space the data dir's file system must keep: below it, produce and
+    /// topic/subscription creates are refused (`RESOURCE_EXHAUSTED`) while
+    /// consume, ack, nack, seek, deletes, billing reads and settlement go on
+    /// in the space left. Bytes (`1073741824`, the default: 1 GiB) or a share
+    /// of the file system's size as a string (`"5%"`, below 100%); 0 turns it
+    /// off. Checked before each group commit and once a second, so service
+    /// resumes by itself about a second after space returns.
+    pub min_free_disk_bytes: MinFreeDisk,
     /// Plans by name; `standard` is built in and may be overridden here.
     pub plans: BTreeMap<String, Plan>,
 }
@@ -122,6 +131,7 @@ impl Default for Config {
             tls_cert_file: None,
             tls_key_file: None,
             tls_client_ca_file: None,
+            min_free_disk_bytes: MinFreeDisk::DEFAULT,
             plans,
         }
     }
@@ -236,6 +246,24 @@ mod tests {
         assert_eq!(c.node_id, "node-7");
         assert_eq!(c.plans["big"].max_topics, 50);
         assert_eq!(c.plans[DEFAULT_PLAN].max_topics, 5);
+    }
+
+    #[test]
+    fn min_free_disk_takes_bytes_or_a_percentage() {
+        assert_eq!(
+            Config::default().min_free_disk_bytes,
+            MinFreeDisk::bytes(1 << 30)
+        );
+        let c = Config::from_toml("min_free_disk_bytes = 5368709120").unwrap();
+        assert_eq!(c.min_free_disk_bytes, MinFreeDisk::bytes(5 << 30));
+        let c = Config::from_toml("min_free_disk_bytes = \"5%\"").unwrap();
+        assert_eq!(c.min_free_disk_bytes.resolve(1000), 50);
+        for bad in ["\"100%\"", "\"a lot\"", "-1"] {
+            assert!(
+                Config::from_toml(&format!("min_free_disk_bytes = {bad}")).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -59,6 +59,10 @@ pub mod name {
     pub const STORAGE_FAILED: &str = "tallyq_storage_failed";
     /// Times the store was reopened and the state reloaded after a failure.
     pub const STORAGE_RECOVERIES: &str = "tallyq_storage_recoveries_total";
+    /// Gauge: bytes still usable on the data dir's file system.
+    pub const DISK_FREE_BYTES: &str = "tallyq_disk_free_bytes";
+    /// Gauge: 1 while the free disk space is below `min_free_disk_bytes`.
+    pub const DISK_LOW: &str = "tallyq_disk_low";
 }
 
 /// Help text of every metric (Prometheus wants one).
@@ -128,6 +132,14 @@ const HELP: &[(&str, &str)] = &[
     (
         name::STORAGE_RECOVERIES,
         "Times the store was reopened and the state reloaded from disk after a failed write.",
+    ),
+    (
+        name::DISK_FREE_BYTES,
+        "Bytes still usable on the data dir's file system.",
+    ),
+    (
+        name::DISK_LOW,
+        "1 while free disk space is below min_free_disk_bytes (produce and creates refused).",
     ),
 ];
 

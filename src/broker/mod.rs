@@ -26,6 +26,7 @@
 //! | [`retention`] | expiry of messages and of dedup entries |
 //! | `storage_meter` | metering of retained bytes over time |
 //! | `gauges` | the backlog, in-flight and retained-bytes gauges |
+//! | `disk_space` | the disk watermark: new data refused while the disk is nearly full |
 //! | [`export`] | a tenant's data as JSON Lines |
 //!
 //! Where to put things: a new rule about what goes out next belongs in
@@ -37,6 +38,7 @@
 pub mod admin;
 mod billing_port;
 pub mod delivery;
+mod disk_space;
 pub mod export;
 mod gauges;
 pub mod produce;
@@ -172,7 +174,7 @@ impl Broker {
     }
 
     /// Counts a request refused by a quota of `kind` (topic_full,
-    /// tenant_storage, topics, subscriptions).
+    /// tenant_storage, topics, subscriptions, disk_space).
     fn count_refusal(&self, kind: &'static str) {
         self.metrics.count_labeled(
             crate::observability::name::QUOTA_REFUSALS,

@@ -11,6 +11,7 @@ use clap::{Args, ValueEnum};
 
 use tallyq::clock::ClockKind;
 use tallyq::config::{Config, LogFormat};
+use tallyq::storage::MinFreeDisk;
 
 /// `tallyq serve` options; each overrides the config file.
 #[derive(Debug, Args)]
@@ -48,6 +49,10 @@ pub struct ServeArgs {
     /// CA (PEM) that client certificates must be signed by (mutual TLS).
     #[arg(long, env = "TALLYQ_TLS_CLIENT_CA_FILE")]
     pub tls_client_ca_file: Option<PathBuf>,
+    /// Free disk space to keep: bytes or a percentage like 5%; below it
+    /// produce and creates are refused (default 1 GiB, 0 = off).
+    #[arg(long, env = "TALLYQ_MIN_FREE_DISK_BYTES")]
+    pub min_free_disk_bytes: Option<MinFreeDisk>,
 }
 
 /// Clock choice on the command line.
@@ -105,6 +110,9 @@ impl ServeArgs {
         if let Some(v) = &self.tls_client_ca_file {
             config.tls_client_ca_file = Some(v.clone());
         }
+        if let Some(v) = self.min_free_disk_bytes {
+            config.min_free_disk_bytes = v;
+        }
         if let Some(v) = self.log_format {
             config.log_format = match v {
                 LogFormatArg::Text => LogFormat::Text,
@@ -118,6 +126,8 @@ impl ServeArgs {
 
 /// Runs the broker with `config` until Ctrl-C or SIGTERM.
 pub async fn serve(config: Config) -> Result<()> {
+    // Before anything is created: the data dir and credentials are owner-only.
+    tallyq::storage::restrict_umask();
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;

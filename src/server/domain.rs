@@ -85,6 +85,7 @@ pub(super) fn prepare(config: &Config) -> Result<(Prepared, Option<ExporterFutur
 /// Opens the store and loads the domain from it.
 pub(super) fn load(config: &Config, prepared: &Prepared) -> Result<Loaded, ServerError> {
     let (store, committer) = Store::open(&config.data_dir, config.cache_capacity_bytes)?;
+    store.disk().set_minimum(config.min_free_disk_bytes);
     let clock = clock_store::restore(&store, config.clock)?;
     let tenancy = Arc::new(Tenancy::load(
         store.clone(),

@@ -62,6 +62,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
+    crate::storage::restrict_umask(); // files 0600, folders 0700: see storage::private
     config.validate()?;
     let (prepared, exporter) = domain::prepare(&config)?;
     let loaded = domain::load(&config, &prepared)?;

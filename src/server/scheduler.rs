@@ -7,6 +7,7 @@
 //! | retention | 1 s | the retention half of the [tick](super::tick): expiry, storage metering |
 //! | sweeps | 60 s | failed-authentication counters of past minutes, dedup entries past their window |
 //! | gauges | 2 s, and once at start | backlog, in-flight, retained bytes, storage, tenants |
+//! | disk | 1 s, and once at start | free disk space against the watermark, its gauges |
 //! | settlement | `settlement_interval_seconds` | the settlement half of the tick: settle, arrears |
 //!
 //! A new background job is one more [`Job`] variant: its period and its body.
@@ -28,6 +29,8 @@ const RETENTION_INTERVAL: Duration = Duration::from_secs(1);
 const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 /// How often the gauges are refreshed.
 const GAUGE_INTERVAL: Duration = Duration::from_secs(2);
+/// How often the free disk space is read (a refusal ends this soon after space returns).
+const DISK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The background jobs.
 #[derive(Clone, Copy, Debug)]
@@ -36,15 +39,22 @@ enum Job {
     Sweeps,
     Gauges,
     Settlement,
+    Disk,
 }
 
 impl Job {
-    const ALL: [Job; 4] = [Job::Retention, Job::Sweeps, Job::Gauges, Job::Settlement];
+    const ALL: [Job; 5] = [
+        Job::Retention,
+        Job::Sweeps,
+        Job::Gauges,
+        Job::Settlement,
+        Job::Disk,
+    ];
 
     /// Gauges are filled at once, so the first scrape sees them; the other
     /// jobs first wait a period.
     fn runs_at_start(self) -> bool {
-        matches!(self, Job::Gauges)
+        matches!(self, Job::Gauges | Job::Disk)
     }
 }
 
@@ -63,6 +73,7 @@ impl Work {
             Job::Sweeps => SWEEP_INTERVAL,
             Job::Gauges => GAUGE_INTERVAL,
             Job::Settlement => self.settlement_every,
+            Job::Disk => DISK_INTERVAL,
         }
     }
 
@@ -84,6 +95,7 @@ impl Work {
                 }
             }
             Job::Gauges => self.broker.refresh_gauges().await,
+            Job::Disk => self.broker.refresh_disk_space(),
         }
     }
 }

@@ -155,6 +155,8 @@ pub(super) struct Committer {
     pub(super) journal: CounterJournal,
     /// Failed at the first failed group; then no more writes.
     pub(super) health: StoreHealth,
+    /// Read before each group, so the watermark follows what is written.
+    pub(super) disk: Arc<super::disk::DiskMonitor>,
 }
 
 impl Committer {
@@ -201,6 +203,7 @@ impl Committer {
             reply(group, &Err(StorageError::Failed(Box::new(cause))), &Ok(()));
             return;
         }
+        self.disk.refresh();
         let committed = self.commit(&mut group);
         if let Err(e) = &committed {
             tracing::error!(error = %e, writes = group.len(), "group commit failed");

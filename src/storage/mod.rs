@@ -41,6 +41,8 @@
 //! | `committer.rs` | the group-commit thread in named steps, [`CommitterHandle`], [`PendingCommit`], [`AfterCommit`] |
 //! | `counters.rs` | the counter journal: stage, record, fold, recover |
 //! | `segments.rs` | the append-only segment files that hold message payloads |
+//! | `disk.rs` | [`DiskMonitor`]: free space of the data dir's file system against `min_free_disk_bytes` |
+//! | `private.rs` | owner-only modes: the umask, 0700 folders, tightening an existing data dir |
 //! | `error.rs` | [`StorageError`], each variant with its cause as `source()` |
 //! | `failure.rs` | [`StoreHealth`]: a failed group commit fails the store until it is reopened; how failed writes are classified |
 //! | [`keys`] | the key layout: one leading byte per keyspace, big-endian integers |
@@ -52,9 +54,11 @@
 
 mod committer;
 mod counters;
+mod disk;
 mod error;
 mod failure;
 pub mod keys;
+mod private;
 pub mod records;
 mod repo;
 mod segments;
@@ -62,7 +66,9 @@ mod store;
 mod write_set;
 
 pub use committer::{AfterCommit, CommitterHandle, PendingCommit};
+pub use disk::{approx_bytes, DiskMonitor, DiskSpace, MinFreeDisk};
 pub use error::{StorageError, StorageResult};
 pub use failure::StoreHealth;
+pub use private::{create_private_dir, restrict_umask};
 pub use store::Store;
 pub use write_set::WriteSet;

@@ -9,6 +9,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::committer::{CommitRequest, Committer, Job};
 use super::counters::CounterJournal;
+use super::disk::DiskMonitor;
+use super::private;
 use super::{
     records, segments, AfterCommit, CommitterHandle, PendingCommit, StorageError, StorageResult,
     StoreHealth, WriteSet,
@@ -23,11 +25,14 @@ pub struct Store {
     segments: Arc<segments::Segments>,
     commits: mpsc::Sender<Job>,
     health: StoreHealth,
+    disk: Arc<DiskMonitor>,
 }
 
 impl Store {
     /// Opens (or creates) the store under `data_dir`, folds the counter
-    /// journal an earlier process left and starts the committer thread.
+    /// journal an earlier process left and starts the committer thread. The
+    /// data dir and its folders are created 0700, and an existing one loses
+    /// every group and other permission (`private.rs`).
     /// Fails (with [`StorageError::Open`] naming the step and its cause) when
     /// sled, sled's log, the segment files or the counter journal cannot be
     /// opened or read. Keep the [`CommitterHandle`] to
@@ -47,14 +52,24 @@ impl Store {
         data_dir: &Path,
         cache_capacity_bytes: u64,
     ) -> StorageResult<(Store, CommitterHandle)> {
-        std::fs::create_dir_all(data_dir).map_err(|e| StorageError::io("cannot create it", e))?;
-        let path = data_dir.join("db");
+        private::create_private_dir(data_dir)
+            .map_err(|e| StorageError::io("cannot create it", e))?;
+        private::tighten(data_dir);
+        let (path, segments_dir) = (data_dir.join("db"), data_dir.join("segments"));
+        for dir in [&path, &segments_dir] {
+            private::create_private_dir(dir)
+                .map_err(|e| StorageError::io(format!("cannot create {}", dir.display()), e))?;
+        }
+        let disk = Arc::new(
+            DiskMonitor::open(data_dir)
+                .map_err(|e| StorageError::io("cannot open it to watch its free space", e))?,
+        );
         let db = open_sled(&path, cache_capacity_bytes)?;
         // sled's log, opened to fdatasync it after each flush (see the module doc).
         let sled_log = std::fs::File::open(path.join("db"))
             .map_err(|e| StorageError::io("cannot open sled's log for syncing", e))?;
         let tree = db.open_tree("tallyq")?;
-        let segments = Arc::new(segments::Segments::open(&data_dir.join("segments"))?);
+        let segments = Arc::new(segments::Segments::open(&segments_dir)?);
         // Before anything is served: a store that cannot fold what an earlier
         // process journaled would count usage short.
         let journal = CounterJournal::load(&tree)?;
@@ -66,6 +81,7 @@ impl Store {
             segments: segments.clone(),
             journal,
             health: health.clone(),
+            disk: disk.clone(),
         }
         .start()
         .map_err(|e| StorageError::io("cannot start the committer thread", e))?;
@@ -75,6 +91,7 @@ impl Store {
             segments,
             commits,
             health,
+            disk,
         };
         Ok((store, committer))
     }
@@ -233,6 +250,11 @@ impl Store {
     pub fn flush(&self) -> StorageResult<()> {
         self.db.flush()?;
         Ok(())
+    }
+
+    /// The free space of the data dir's file system, against the watermark.
+    pub fn disk(&self) -> &DiskMonitor {
+        &self.disk
     }
 
     /// Bytes the store occupies on disk.

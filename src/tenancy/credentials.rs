@@ -35,7 +35,7 @@ fn load_or_create_token(path: &Path, prefix: &str) -> std::io::Result<(String, b
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent)?;
+                crate::storage::create_private_dir(parent)?;
             }
             let token = format!(
                 "{prefix}{}",

@@ -8,7 +8,7 @@ use tonic::Code;
 
 use crate::harness::*;
 
-async fn usage(client: &Client) -> Vec<pb::UsageLine> {
+pub async fn usage(client: &Client) -> Vec<pb::UsageLine> {
     client
         .admin()
         .get_usage(pb::GetUsageRequest {})
@@ -18,7 +18,7 @@ async fn usage(client: &Client) -> Vec<pb::UsageLine> {
         .lines
 }
 
-fn line<'a>(lines: &'a [pb::UsageLine], dimension: &str, name: &str) -> &'a pb::UsageLine {
+pub fn line<'a>(lines: &'a [pb::UsageLine], dimension: &str, name: &str) -> &'a pb::UsageLine {
     lines
         .iter()
         .find(|l| l.dimension == dimension && l.name == name)

@@ -34,6 +34,11 @@ pub struct TestServer {
     handle: Option<JoinHandle<Result<(), tallyq::server::ServerError>>>,
 }
 
+/// The disk watermark of test servers: far below the 1 GiB default, so that
+/// only the tests about it (disk_watermark) depend on how full the machine's
+/// disk is.
+pub const TEST_MIN_FREE_DISK: &str = "16777216";
+
 /// A test config: manual clock, temp data dir, known operator credential.
 pub fn test_config(dir: &Path) -> Config {
     let token_file = dir.join("operator.token");
@@ -48,6 +53,7 @@ pub fn test_config(dir: &Path) -> Config {
         billing_reader_token_file: Some(reader_file),
         shutdown_grace_seconds: 5,
         cache_capacity_bytes: 16 * 1024 * 1024,
+        min_free_disk_bytes: TEST_MIN_FREE_DISK.parse().unwrap(),
         ..Config::default()
     }
 }
@@ -366,14 +372,23 @@ impl ProcessServer {
             "manual".as_ref(),
             "--operator-token-file".as_ref(),
             token_file.as_os_str(),
+            "--min-free-disk-bytes".as_ref(),
+            TEST_MIN_FREE_DISK.as_ref(),
         ])
     }
 
     /// Starts the binary with exactly these arguments and waits for its
     /// "listening on" line.
     pub fn spawn(args: &[&std::ffi::OsStr]) -> ProcessServer {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tallyq"))
-            .args(args)
+        let mut command = Command::new(env!("CARGO_BIN_EXE_tallyq"));
+        command.args(args);
+        Self::spawn_command(command)
+    }
+
+    /// Runs `command` (the binary, possibly behind a wrapper such as `sh -c`)
+    /// and waits for its "listening on" line.
+    pub fn spawn_command(mut command: Command) -> ProcessServer {
+        let mut child = command
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

@@ -14,7 +14,7 @@ use tonic_health::pb::HealthCheckRequest;
 use crate::harness::*;
 
 /// GET /metrics over plain HTTP/1.1.
-async fn scrape(server: &TestServer) -> String {
+pub async fn scrape(server: &TestServer) -> String {
     let mut last_error = None;
     for _ in 0..50 {
         match tokio::net::TcpStream::connect(server.metrics).await {
@@ -37,7 +37,7 @@ async fn scrape(server: &TestServer) -> String {
 }
 
 /// The value of the series whose name and labels contain all of `parts`.
-fn value(text: &str, name: &str, parts: &[&str]) -> f64 {
+pub fn value(text: &str, name: &str, parts: &[&str]) -> f64 {
     text.lines()
         .filter(|l| l.starts_with(name) && !l.starts_with('#'))
         .filter(|l| parts.iter().all(|p| l.contains(p)))

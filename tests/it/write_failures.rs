@@ -214,8 +214,9 @@ async fn a_full_disk_reports_nothing_it_did_not_store_and_the_broker_recovers_wi
     let home = tempfile::tempdir().unwrap();
     let mut config = test_config(home.path());
     config.data_dir = fs.path().join("data");
-    // When the disk watermark (`min_free_disk_bytes`, issue 11 item 1) is on
-    // this branch, set it to 0 here: this test is about real ENOSPC.
+    // This test is about real ENOSPC, past where the disk watermark would
+    // refuse produce: turn the watermark off.
+    config.min_free_disk_bytes = tallyq::storage::MinFreeDisk::bytes(0);
     let broker = Broker::start(config.clone()).await;
     let operator = broker.client(OPERATOR_TOKEN).await;
     create_tenant(&operator, "acme").await;

@@ -74,6 +74,7 @@ impl Broker {
     ) -> Result<SubscriptionView> {
         validate_resource_name("subscription", name)?;
         let plan = self.check_manage(key, Some(topic_name))?;
+        self.refuse_when_disk_low()?;
         let topic = self.topic(&key.tenant, topic_name)?;
         let record = SubscriptionRecord {
             id: 0,

@@ -50,6 +50,7 @@ impl Broker {
     ) -> Result<TopicView> {
         validate_resource_name("topic", name)?;
         let plan = self.check_manage(key, Some(name))?;
+        self.refuse_when_disk_low()?;
         let record = TopicRecord {
             id: 0,
             tenant: key.tenant.clone(),

@@ -24,6 +24,7 @@ impl Broker {
     ) -> Result<(Arc<Plan>, Vec<u64>)> {
         self.tenancy.check_data_plane(&key.tenant)?;
         key.require(Scope::Produce, Some(topic_name))?;
+        self.refuse_when_disk_low()?;
         let plan = self.tenancy.plan_of(&key.tenant);
         let shapes: Vec<MessageShape<'_>> = messages
             .iter()
