@@ -27,6 +27,8 @@
 //! below `api` knows tonic; nothing outside `storage` knows sled.
 //! `ARCHITECTURE.md` follows a produce and a consume through the code.
 
+#![warn(missing_docs)]
+
 pub mod api;
 pub mod billing;
 pub mod broker;
