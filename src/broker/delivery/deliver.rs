@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::dead_letters::DeadLetters;
+use super::dead_letters::{DeadLetterMove, DeadLetters};
 use super::{message_bytes, Delivered};
 use crate::broker::subscription::{Claim, ClaimRules, SubState, Subscription};
 use crate::broker::topic::{SetCache, Topic};
@@ -68,8 +68,12 @@ impl DeliveryRules {
 
     /// The dead letters of a pass, bound for the dead-letter topic; `None`
     /// when there are none.
-    fn dead_letters(&self, messages: Vec<(u64, StoredMessage)>, now: i64) -> Option<DeadLetters> {
-        let to = self.dead_letter_topic.clone()?;
+    fn dead_letters(
+        &self,
+        messages: Vec<(u64, StoredMessage)>,
+        now: i64,
+    ) -> Option<DeadLetters<'_>> {
+        let to = self.dead_letter_topic.as_ref()?;
         if messages.is_empty() {
             return None;
         }
@@ -157,15 +161,17 @@ impl Broker {
 
         let mut writes = WriteSet::new();
         self.meter_deliveries(topic, &claimed.delivered, now, &mut writes);
-        let (dead_lettered, after) = match rules.dead_letters(claimed.dead, now) {
+        let dead = match rules.dead_letters(claimed.dead, now) {
             Some(dead) => {
                 self.move_dead_letters(topic, sub, &mut state, dead, &mut writes)
                     .await
             }
-            None => (0, None),
+            None => DeadLetterMove::none(),
         };
-        self.commit_state(sub, state, writes, after).await?;
-        self.count_deliveries(&topic.tenant, &claimed.delivered, units, dead_lettered);
+        // The dead-letter topic's log lock is released only after the enqueue.
+        self.commit_state(sub, state, writes, dead.after, dead.log)
+            .await?;
+        self.count_deliveries(&topic.tenant, &claimed.delivered, units, dead.moved);
         Ok(DeliverPass {
             delivered: claimed.delivered,
             next_deadline,

@@ -24,6 +24,7 @@ use std::sync::Arc;
 use tokio::sync::MutexGuard;
 
 use super::subscription::{SubState, Subscription};
+use super::topic::TopicLog;
 use super::Broker;
 use crate::error::Result;
 use crate::storage::records::StoredMessage;
@@ -61,15 +62,19 @@ impl Broker {
     /// to `writes`, enqueues them while the state lock is still held (so the
     /// subscription's writes commit in the order they were made), releases
     /// the lock, and waits for the commit. `after` runs once it is durable.
+    /// `topic_log` is the log lock of another topic `writes` appends to (the
+    /// dead-letter topic), released after the enqueue as well.
     async fn commit_state(
         &self,
         sub: &Subscription,
         mut state: MutexGuard<'_, SubState>,
         mut writes: WriteSet,
         after: Option<AfterCommit>,
+        topic_log: Option<MutexGuard<'_, TopicLog>>,
     ) -> Result<()> {
         state.persist(sub.id, &mut writes);
         let commit = self.store.enqueue(writes, after).await?;
+        drop(topic_log);
         drop(state);
         commit.wait().await?;
         Ok(())
