@@ -68,6 +68,11 @@ pub use delivery::{ConsumerSession, Delivered, FlowWindow};
 pub use produce::{ProduceOutcome, ProducedMessage};
 
 /// The broker: every tenant's topics and subscriptions.
+///
+/// Its dependencies (store, clock, tenancy, admission, calendar, metrics) are
+/// handed in at [`Broker::load`] and stay private: whoever else needs one is
+/// given it at construction too (see `server::domain`), not through the
+/// broker.
 pub struct Broker {
     store: Store,
     clock: Clock,
@@ -187,36 +192,6 @@ impl Broker {
             .entry(tenant.to_string())
             .or_default()
             .clone()
-    }
-
-    /// The admission limits.
-    pub fn admission(&self) -> &Arc<Admission> {
-        &self.admission
-    }
-
-    /// The server's metrics.
-    pub fn metrics(&self) -> &Arc<Metrics> {
-        &self.metrics
-    }
-
-    /// The billing calendar.
-    pub fn calendar(&self) -> Calendar {
-        self.calendar
-    }
-
-    /// The store.
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
-
-    /// The broker's clock.
-    pub fn clock(&self) -> &Clock {
-        &self.clock
-    }
-
-    /// Tenants and keys.
-    pub fn tenancy(&self) -> &Arc<Tenancy> {
-        &self.tenancy
     }
 
     /// A tenant's topic, or NOT_FOUND.
