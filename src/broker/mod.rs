@@ -45,7 +45,7 @@ mod storage_meter;
 pub mod subscription;
 pub mod topic;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
@@ -56,13 +56,13 @@ use crate::error::{Error, Result};
 use crate::metering::Calendar;
 use crate::observability::Metrics;
 use crate::quota::admission::Admission;
-use crate::storage::records::{SetHeaderRecord, SubscriptionRecord, TopicRecord, TopicStateRecord};
-use crate::storage::{keys, StorageError, Store};
+use crate::storage::records::TopicRecord;
+use crate::storage::Store;
 use crate::sync::RwLockExt;
 use crate::tenancy::Tenancy;
 
 use subscription::{SubState, Subscription};
-use topic::{SetSummary, Topic, TopicLog};
+use topic::{Topic, TopicLog};
 
 pub use delivery::{ConsumerSession, Delivered, FlowWindow};
 pub use produce::{ProduceOutcome, ProducedMessage};
@@ -111,12 +111,7 @@ impl Broker {
             topics: DashMap::new(),
             admin_lock: tokio::sync::Mutex::new(()),
         };
-        let records: Vec<TopicRecord> = broker
-            .store
-            .scan::<TopicRecord>(&[keys::TOPIC])
-            .map(|item| item.map(|(_, r)| r))
-            .collect::<Result<_, _>>()?;
-        for record in records {
+        for record in broker.store.topics()? {
             let topic = broker.load_topic(record)?;
             broker.insert_topic(topic);
         }
@@ -125,32 +120,9 @@ impl Broker {
     }
 
     fn load_topic(&self, record: TopicRecord) -> Result<Arc<Topic>> {
-        let mut state: TopicStateRecord = self
-            .store
-            .get(&keys::topic_state(record.id))?
-            .unwrap_or_default();
-        let mut sets = VecDeque::new();
-        let mut bytes = 0;
-        for item in self
-            .store
-            .scan::<SetHeaderRecord>(&keys::id_prefix(keys::SET_HEADER, record.id))
-        {
-            let (key, header) = item?;
-            let first_offset = keys::u64_at(&key, 9).unwrap_or_default();
-            let blob = header.blob.ok_or_else(|| StorageError::Corrupt {
-                key: hex::encode(&key),
-                reason: "a message set header without its segment reference".into(),
-            })?;
-            self.store.mark_blob_live(&blob);
-            bytes += header.bytes;
-            sets.push_back(SetSummary {
-                first_offset,
-                count: header.count,
-                bytes: header.bytes,
-                publish_ms: header.publish_ms,
-                blob,
-            });
-        }
+        let mut state = self.store.topic_state(record.id)?;
+        let sets = self.store.load_sets(record.id)?;
+        let bytes = sets.iter().map(|s| s.bytes).sum();
         // A produce writes only its set's header, not the topic's counters
         // (see submit_produce): the newest header has the log's end.
         if let Some(newest) = sets.back() {
@@ -164,11 +136,7 @@ impl Broker {
             tenant_bytes,
         ));
         let mut subs = BTreeMap::new();
-        for item in self
-            .store
-            .scan::<SubscriptionRecord>(&keys::id_prefix(keys::SUBSCRIPTION, topic.id))
-        {
-            let (_, sub) = item?;
+        for sub in self.store.subscriptions(topic.id)? {
             let state = SubState::load(&self.store, sub.id)?;
             subs.insert(sub.name.clone(), Arc::new(Subscription::new(sub, state)));
         }

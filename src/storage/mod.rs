@@ -54,6 +54,7 @@ mod counters;
 mod error;
 pub mod keys;
 pub mod records;
+mod repo;
 mod segments;
 mod store;
 mod write_set;

@@ -10,7 +10,7 @@ use crate::broker::Broker;
 use crate::error::{Error, Result};
 use crate::quota::Plan;
 use crate::storage::records::{CursorRecord, SubscriptionRecord};
-use crate::storage::{keys, WriteSet};
+use crate::storage::WriteSet;
 use crate::sync::RwLockExt;
 use crate::tenancy::{validate_resource_name, Scope, TenantKey};
 
@@ -51,18 +51,6 @@ pub enum StartAt {
 const MAX_DELIVERY_ATTEMPTS_LIMIT: u32 = 100;
 
 impl Broker {
-    pub(super) fn delete_subscription_writes(
-        &self,
-        topic: &Topic,
-        sub: &Subscription,
-        writes: &mut WriteSet,
-    ) -> Result<()> {
-        self.delete_keyspaces(&[keys::PENDING, keys::PENDING_RUN], sub.id, writes)?;
-        writes.delete(keys::cursor(sub.id));
-        writes.delete(keys::subscription(topic.id, &sub.name));
-        Ok(())
-    }
-
     /// Creates a subscription.
     pub async fn create_subscription(
         &self,
@@ -116,8 +104,8 @@ impl Broker {
         };
         drop(log);
         let mut writes = WriteSet::new();
-        writes.put(keys::subscription(topic.id, name), &record);
-        writes.put(keys::cursor(record.id), &cursor);
+        writes.put_subscription(&record);
+        writes.put_cursor(record.id, &cursor);
         self.store.commit(writes).await?;
         let sub = Arc::new(Subscription::new(
             record,
@@ -223,7 +211,7 @@ impl Broker {
         self.check_subscription_settings(&plan, key, &topic, &record)?;
         let _guard = self.admin_lock.lock().await;
         let mut writes = WriteSet::new();
-        writes.put(keys::subscription(topic.id, name), &record);
+        writes.put_subscription(&record);
         self.store.commit(writes).await?;
         sub.set_settings(record);
         Ok(self.subscription_view(&topic, &sub).await)
@@ -241,7 +229,8 @@ impl Broker {
         let (topic, sub) = self.subscription(&key.tenant, topic_name, name)?;
         let state = sub.state.lock().await;
         let mut writes = WriteSet::new();
-        self.delete_subscription_writes(&topic, &sub, &mut writes)?;
+        self.store
+            .delete_subscription(&sub.settings(), &mut writes)?;
         self.store.commit(writes).await?;
         drop(state);
         topic.subscriptions.write_unpoisoned().remove(name);

@@ -82,8 +82,8 @@ impl Broker {
         };
         let state = TopicStateRecord::default();
         let mut writes = WriteSet::new();
-        writes.put(keys::topic(&record.tenant, &record.name), &record);
-        writes.put(keys::topic_state(record.id), &state);
+        writes.put_topic(&record);
+        writes.put_topic_state(record.id, &state);
         writes.put(
             keys::topic_life(&record.tenant, record.id),
             &TopicLifeRecord {
@@ -151,7 +151,7 @@ impl Broker {
         check_topic_settings(&plan, &record)?;
         let _guard = self.admin_lock.lock().await;
         let mut writes = WriteSet::new();
-        writes.put(keys::topic(&record.tenant, &record.name), &record);
+        writes.put_topic(&record);
         self.store.commit(writes).await?;
         topic.set_settings(record);
         Ok(self.topic_view(&topic).await)
@@ -185,12 +185,8 @@ impl Broker {
         }
         let log = topic.log.lock().await;
         let mut writes = WriteSet::new();
-        for set in &log.sets {
-            writes.release_blob(set.blob);
-        }
-        self.delete_keyspaces(&[keys::SET_HEADER, keys::DEDUP], topic.id, &mut writes)?;
-        writes.delete(keys::topic_state(topic.id));
-        writes.delete(keys::topic(&topic.tenant, &topic.name));
+        self.store
+            .delete_topic(&topic.settings(), &log.sets, &mut writes)?;
         // Topic-days still count the days it existed.
         writes.put(
             keys::topic_life(&topic.tenant, topic.id),
@@ -201,7 +197,8 @@ impl Broker {
             },
         );
         for sub in &subs {
-            self.delete_subscription_writes(&topic, sub, &mut writes)?;
+            self.store
+                .delete_subscription(&sub.settings(), &mut writes)?;
         }
         self.store.commit(writes).await?;
         drop(log);

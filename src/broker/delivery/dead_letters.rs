@@ -16,7 +16,6 @@ use crate::broker::produce::Room;
 use crate::broker::subscription::{SubState, Subscription};
 use crate::broker::topic::{Topic, TopicLog};
 use crate::broker::Broker;
-use crate::storage::keys;
 use crate::storage::records::{PendingRecord, StoredMessage};
 use crate::storage::{AfterCommit, WriteSet};
 
@@ -89,7 +88,7 @@ impl Broker {
         });
         match appended {
             Ok(_) => {
-                dlq_writes.put(keys::topic_state(dlq.id), &log.state);
+                dlq_writes.put_topic_state(dlq.id, &log.state);
                 writes.extend(dlq_writes);
                 state.dead_lettered += moved;
                 let end = log.state.next_offset;

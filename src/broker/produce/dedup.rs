@@ -10,7 +10,6 @@ use crate::broker::topic::Topic;
 use crate::broker::Broker;
 use crate::error::Result;
 use crate::metering::{units_for_bytes, UsageDelta};
-use crate::storage::keys;
 use crate::storage::records::{DedupRecord, StoredMessage};
 use crate::storage::WriteSet;
 use crate::sync::MutexExt;
@@ -105,7 +104,7 @@ impl Broker {
                 return Ok(Some(offset));
             }
         }
-        let stored: Option<DedupRecord> = self.store.get(&keys::dedup(topic.id, dedup_id))?;
+        let stored = self.store.dedup_entry(topic.id, dedup_id)?;
         Ok(stored
             .filter(|d| d.publish_ms + window_ms > now)
             .map(|d| d.offset))
@@ -122,8 +121,9 @@ pub(super) fn remember_dedup_ids(
     writes: &mut WriteSet,
 ) -> Vec<String> {
     for (dedup_id, offset) in dedup {
-        writes.put(
-            keys::dedup(topic.id, dedup_id),
+        writes.put_dedup(
+            topic.id,
+            dedup_id,
             &DedupRecord {
                 offset: *offset,
                 publish_ms: now,

@@ -25,7 +25,7 @@ pub(super) use room::Room;
 use super::Broker;
 use crate::error::{Error, Result};
 use crate::storage::records::StoredMessage;
-use crate::storage::{keys, WriteSet};
+use crate::storage::WriteSet;
 use crate::tenancy::TenantKey;
 use dedup::remember_dedup_ids;
 use pending::StoredFigures;
@@ -126,7 +126,7 @@ impl Broker {
         // (start-up takes them from the newest header); the stored counters
         // need rewriting only when reclaiming moved them.
         if reclaimed > 0 {
-            writes.put(keys::topic_state(topic.id), &log.state);
+            writes.put_topic_state(topic.id, &log.state);
         }
         let new_end = log.state.next_offset;
         let visible = topic.clone();

@@ -20,6 +20,7 @@ mod runs;
 mod state;
 
 pub use claim::{Claim, ClaimRules};
+pub use runs::Run;
 pub use state::SubState;
 
 use std::sync::atomic::{AtomicBool, Ordering};

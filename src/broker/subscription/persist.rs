@@ -6,15 +6,14 @@ use std::collections::BTreeMap;
 
 use super::runs::Run;
 use super::SubState;
-use crate::storage::keys;
-use crate::storage::records::{CursorRecord, PendingRecord, PendingRunRecord};
+use crate::storage::records::{CursorRecord, PendingRecord};
 use crate::storage::{StorageResult, Store, WriteSet};
 
 impl SubState {
     /// Rebuilds the state from its stored records.
     pub fn from_records(
         cursor: CursorRecord,
-        runs: Vec<(u64, PendingRunRecord)>,
+        runs: Vec<(u64, Run)>,
         own: BTreeMap<u64, PendingRecord>,
     ) -> Self {
         let mut state = SubState {
@@ -22,8 +21,7 @@ impl SubState {
             dead_lettered: cursor.dead_lettered,
             ..SubState::default()
         };
-        for (start, record) in runs {
-            let run = Run::from_record(start, &record);
+        for (start, run) in runs {
             for offset in start..run.end {
                 if !run.is_resolved(offset - start) {
                     state.insert_pending(
@@ -48,21 +46,7 @@ impl SubState {
 
     /// Reads a subscription's stored state: its cursor, runs and own records.
     pub fn load(store: &Store, sub_id: u64) -> StorageResult<SubState> {
-        let cursor = store.get(&keys::cursor(sub_id))?.unwrap_or_default();
-        let mut runs = Vec::new();
-        for item in store.scan::<PendingRunRecord>(&keys::id_prefix(keys::PENDING_RUN, sub_id)) {
-            let (key, record) = item?;
-            if let Some(start) = keys::u64_at(&key, 9) {
-                runs.push((start, record));
-            }
-        }
-        let mut own = BTreeMap::new();
-        for item in store.scan::<PendingRecord>(&keys::id_prefix(keys::PENDING, sub_id)) {
-            let (key, record) = item?;
-            if let Some(offset) = keys::u64_at(&key, 9) {
-                own.insert(offset, record);
-            }
-        }
+        let (cursor, runs, own) = store.subscription_state(sub_id)?;
         Ok(SubState::from_records(cursor, runs, own))
     }
 
@@ -97,12 +81,12 @@ impl SubState {
             }
             match record {
                 Some(record) => {
-                    writes.put(keys::pending(sub_id, offset), record);
+                    writes.put_pending(sub_id, offset, record);
                     self.stored_offsets.insert(offset);
                 }
                 None => {
                     if self.stored_offsets.remove(&offset) {
-                        writes.delete(keys::pending(sub_id, offset));
+                        writes.delete_pending(sub_id, offset);
                     }
                 }
             }
@@ -113,13 +97,13 @@ impl SubState {
             };
             if run.unresolved == 0 {
                 self.runs.remove(&start);
-                writes.delete(keys::pending_run(sub_id, start));
+                writes.delete_run(sub_id, start);
             } else {
-                writes.put(keys::pending_run(sub_id, start), &run.record(start));
+                writes.put_run(sub_id, start, run);
             }
         }
         self.open_run = None;
-        writes.put(keys::cursor(sub_id), &self.cursor_record());
+        writes.put_cursor(sub_id, &self.cursor_record());
     }
 
     /// Stored records (runs and own records) this state is kept in.
@@ -206,15 +190,8 @@ mod tests {
         state.persist(9, &mut writes);
         store.commit(writes).await.unwrap();
         assert_eq!(state.stored_records(), 0);
-        assert_eq!(
-            store
-                .scan_keys(&keys::id_prefix(keys::PENDING_RUN, 9))
-                .count(),
-            0
-        );
-        assert_eq!(
-            store.scan_keys(&keys::id_prefix(keys::PENDING, 9)).count(),
-            0
-        );
+        let (_, runs, own) = store.subscription_state(9).unwrap();
+        assert!(runs.is_empty(), "no run is stored");
+        assert!(own.is_empty(), "no pending record is stored");
     }
 }

@@ -3,10 +3,7 @@
 
 use std::collections::VecDeque;
 
-use crate::storage::keys;
-use crate::storage::records::{
-    BlobRef, MessageSetRecord, SetHeaderRecord, StoredMessage, TopicStateRecord,
-};
+use crate::storage::records::{BlobRef, StoredMessage, TopicStateRecord};
 use crate::storage::{StorageResult, Store, WriteSet};
 
 /// The in-memory summary of one stored message set.
@@ -60,8 +57,7 @@ impl TopicLog {
     pub fn drop_oldest(&mut self, topic_id: u64, writes: &mut WriteSet) -> Option<SetSummary> {
         let set = self.sets.pop_front()?;
         self.bytes -= set.bytes;
-        writes.delete(keys::set_header(topic_id, set.first_offset));
-        writes.release_blob(set.blob);
+        writes.delete_set(topic_id, &set);
         Some(set)
     }
 
@@ -81,27 +77,16 @@ impl TopicLog {
         let first_offset = self.state.next_offset;
         let count = messages.len() as u32;
         let publish_ms = publish_ms.max(self.state.last_publish_ms);
-        let encoded = prost::Message::encode_to_vec(&MessageSetRecord {
-            publish_ms,
-            messages,
-        });
-        let blob = store.append_blob(&encoded)?;
-        writes.put(
-            keys::set_header(topic_id, first_offset),
-            &SetHeaderRecord {
-                count,
-                bytes,
-                publish_ms,
-                blob: Some(blob),
-            },
-        );
-        self.sets.push_back(SetSummary {
+        let blob = store.append_set(publish_ms, messages)?;
+        let set = SetSummary {
             first_offset,
             count,
             bytes,
             publish_ms,
             blob,
-        });
+        };
+        writes.put_set(topic_id, &set);
+        self.sets.push_back(set);
         self.bytes += bytes;
         self.state.next_offset += count as u64;
         self.state.last_publish_ms = publish_ms;

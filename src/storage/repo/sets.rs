@@ -1,0 +1,116 @@
+//! Message sets: each produce batch's messages as one blob in the segment
+//! files, and its header (count, bytes, publish time, where the blob is) in
+//! sled, by topic and first offset.
+
+use std::collections::VecDeque;
+
+use crate::broker::topic::SetSummary;
+use crate::storage::keys;
+use crate::storage::records::{BlobRef, MessageSetRecord, SetHeaderRecord, StoredMessage};
+use crate::storage::{StorageError, StorageResult, Store, WriteSet};
+
+/// Where the first offset is in a set header's key (after the keyspace byte
+/// and the topic id).
+const FIRST_OFFSET_AT: usize = 9;
+
+impl Store {
+    /// At start-up: the summaries of a topic's stored sets, oldest first.
+    /// Marks each set's blob live, so
+    /// [`Store::remove_unreferenced_blobs`] keeps it; call once per topic.
+    pub fn load_sets(&self, topic_id: u64) -> StorageResult<VecDeque<SetSummary>> {
+        let mut sets = VecDeque::new();
+        for item in self.scan::<SetHeaderRecord>(&keys::id_prefix(keys::SET_HEADER, topic_id)) {
+            let (key, header) = item?;
+            let first_offset = keys::u64_at(&key, FIRST_OFFSET_AT).unwrap_or_default();
+            let set = summary(first_offset, header).ok_or_else(|| StorageError::Corrupt {
+                key: hex::encode(&key),
+                reason: "a message set header without its segment reference".into(),
+            })?;
+            self.mark_blob_live(&set.blob);
+            sets.push_back(set);
+        }
+        Ok(sets)
+    }
+
+    /// The stored set that would hold `offset`: the one with the greatest
+    /// first offset at or before it (`None` when there is none).
+    pub fn set_at_or_before(
+        &self,
+        topic_id: u64,
+        offset: u64,
+    ) -> StorageResult<Option<SetSummary>> {
+        let prefix = keys::id_prefix(keys::SET_HEADER, topic_id);
+        let found = self
+            .last_at_or_before::<SetHeaderRecord>(&prefix, &keys::set_header(topic_id, offset))?;
+        Ok(found.and_then(|(key, header)| {
+            let first_offset = keys::u64_at(&key, FIRST_OFFSET_AT)?;
+            summary(first_offset, header)
+        }))
+    }
+
+    /// Every stored set of a topic, in offset order, read as the iterator
+    /// goes.
+    pub fn sets(&self, topic_id: u64) -> impl Iterator<Item = StorageResult<SetSummary>> + '_ {
+        let prefix = keys::id_prefix(keys::SET_HEADER, topic_id);
+        self.scan::<SetHeaderRecord>(&prefix)
+            .filter_map(|item| match item {
+                Ok((key, header)) => {
+                    let first_offset = keys::u64_at(&key, FIRST_OFFSET_AT).unwrap_or_default();
+                    summary(first_offset, header).map(Ok)
+                }
+                Err(e) => Some(Err(e)),
+            })
+    }
+
+    /// Writes a set's messages to the segment files and returns where they
+    /// are. Store the set's header (with it) in a write queued afterwards.
+    pub fn append_set(
+        &self,
+        publish_ms: i64,
+        messages: Vec<StoredMessage>,
+    ) -> StorageResult<BlobRef> {
+        let encoded = prost::Message::encode_to_vec(&MessageSetRecord {
+            publish_ms,
+            messages,
+        });
+        self.append_blob(&encoded)
+    }
+
+    /// Reads a set's messages back from the segment files.
+    pub fn read_set(&self, set: &SetSummary) -> StorageResult<MessageSetRecord> {
+        self.read_blob::<MessageSetRecord>(&set.blob)
+    }
+}
+
+impl WriteSet {
+    /// Stores a set's header.
+    pub fn put_set(&mut self, topic_id: u64, set: &SetSummary) {
+        self.put(
+            keys::set_header(topic_id, set.first_offset),
+            &SetHeaderRecord {
+                count: set.count,
+                bytes: set.bytes,
+                publish_ms: set.publish_ms,
+                blob: Some(set.blob),
+            },
+        );
+    }
+
+    /// Deletes a set's header and releases its blob once this write
+    /// committed.
+    pub fn delete_set(&mut self, topic_id: u64, set: &SetSummary) {
+        self.delete(keys::set_header(topic_id, set.first_offset));
+        self.release_blob(set.blob);
+    }
+}
+
+/// A set header as a summary; `None` for one without its segment reference.
+fn summary(first_offset: u64, header: SetHeaderRecord) -> Option<SetSummary> {
+    Some(SetSummary {
+        first_offset,
+        count: header.count,
+        bytes: header.bytes,
+        publish_ms: header.publish_ms,
+        blob: header.blob?,
+    })
+}

@@ -1,0 +1,126 @@
+//! Subscriptions: a subscription's record (identity and settings), its
+//! cursor, its runs of first deliveries and the pending messages kept on
+//! their own; deleting a subscription's rows.
+
+use std::collections::BTreeMap;
+
+use crate::broker::subscription::Run;
+use crate::storage::keys;
+use crate::storage::records::{CursorRecord, PendingRecord, PendingRunRecord, SubscriptionRecord};
+use crate::storage::{StorageResult, Store, WriteSet};
+
+/// A subscription's stored state: its cursor, its runs by first offset and
+/// its own pending records by offset.
+type StoredState = (CursorRecord, Vec<(u64, Run)>, BTreeMap<u64, PendingRecord>);
+
+/// Where the offset is in a pending or run key (after the keyspace byte and
+/// the subscription id).
+const OFFSET_AT: usize = 9;
+
+impl Store {
+    /// Every stored subscription of a topic, by name.
+    pub fn subscriptions(&self, topic_id: u64) -> StorageResult<Vec<SubscriptionRecord>> {
+        self.scan::<SubscriptionRecord>(&keys::id_prefix(keys::SUBSCRIPTION, topic_id))
+            .map(|item| item.map(|(_, r)| r))
+            .collect()
+    }
+
+    /// A subscription's stored state: its cursor, its runs by first offset
+    /// and its own pending records by offset.
+    pub fn subscription_state(&self, sub_id: u64) -> StorageResult<StoredState> {
+        let cursor = self.get(&keys::cursor(sub_id))?.unwrap_or_default();
+        let mut runs = Vec::new();
+        for item in self.scan::<PendingRunRecord>(&keys::id_prefix(keys::PENDING_RUN, sub_id)) {
+            let (key, record) = item?;
+            if let Some(start) = keys::u64_at(&key, OFFSET_AT) {
+                runs.push((start, run_from_row(start, &record)));
+            }
+        }
+        let mut own = BTreeMap::new();
+        for item in self.scan::<PendingRecord>(&keys::id_prefix(keys::PENDING, sub_id)) {
+            let (key, record) = item?;
+            if let Some(offset) = keys::u64_at(&key, OFFSET_AT) {
+                own.insert(offset, record);
+            }
+        }
+        Ok((cursor, runs, own))
+    }
+
+    /// Adds the deletion of a subscription's rows to `writes`: its pending
+    /// records and runs, its cursor and its record.
+    pub fn delete_subscription(
+        &self,
+        sub: &SubscriptionRecord,
+        writes: &mut WriteSet,
+    ) -> StorageResult<()> {
+        self.delete_keyspaces(&[keys::PENDING, keys::PENDING_RUN], sub.id, writes)?;
+        writes.delete(keys::cursor(sub.id));
+        writes.delete(keys::subscription(sub.topic_id, &sub.name));
+        Ok(())
+    }
+}
+
+impl WriteSet {
+    /// Stores a subscription's record (on creation and on a settings change).
+    pub fn put_subscription(&mut self, sub: &SubscriptionRecord) {
+        self.put(keys::subscription(sub.topic_id, &sub.name), sub);
+    }
+
+    /// Stores a subscription's cursor.
+    pub fn put_cursor(&mut self, sub_id: u64, cursor: &CursorRecord) {
+        self.put(keys::cursor(sub_id), cursor);
+    }
+
+    /// Stores the pending record of `offset` kept on its own.
+    pub fn put_pending(&mut self, sub_id: u64, offset: u64, pending: &PendingRecord) {
+        self.put(keys::pending(sub_id, offset), pending);
+    }
+
+    /// Deletes the pending record of `offset`.
+    pub fn delete_pending(&mut self, sub_id: u64, offset: u64) {
+        self.delete(keys::pending(sub_id, offset));
+    }
+
+    /// Stores the run of first deliveries that starts at `start`.
+    pub fn put_run(&mut self, sub_id: u64, start: u64, run: &Run) {
+        self.put(keys::pending_run(sub_id, start), &run_row(start, run));
+    }
+
+    /// Deletes the run that starts at `start`.
+    pub fn delete_run(&mut self, sub_id: u64, start: u64) {
+        self.delete(keys::pending_run(sub_id, start));
+    }
+}
+
+/// A run as stored: its resolved bitmap as little-endian bytes, one bit per
+/// offset from `start`.
+fn run_row(start: u64, run: &Run) -> PendingRunRecord {
+    let len = (run.end - start) as usize;
+    let mut resolved: Vec<u8> = run.resolved.iter().flat_map(|w| w.to_le_bytes()).collect();
+    resolved.resize(len.div_ceil(8), 0);
+    PendingRunRecord {
+        end: run.end,
+        deadline_ms: run.deadline_ms,
+        first_delivery_ms: run.first_delivery_ms,
+        resolved,
+    }
+}
+
+/// A stored run back as the state machine keeps it.
+fn run_from_row(start: u64, record: &PendingRunRecord) -> Run {
+    let len = record.end.saturating_sub(start);
+    let mut resolved = vec![0u64; len.div_ceil(64) as usize];
+    for (i, byte) in record.resolved.iter().enumerate() {
+        if let Some(word) = resolved.get_mut(i / 8) {
+            *word |= (*byte as u64) << ((i % 8) * 8);
+        }
+    }
+    let set: u64 = resolved.iter().map(|w| w.count_ones() as u64).sum();
+    Run {
+        end: record.end,
+        deadline_ms: record.deadline_ms,
+        first_delivery_ms: record.first_delivery_ms,
+        resolved,
+        unresolved: len.saturating_sub(set),
+    }
+}
