@@ -11,13 +11,11 @@ use crate::broker::admin::{
     TopicUpdate, TopicView,
 };
 use crate::broker::delivery::SeekTarget;
-use crate::broker::{Delivered, ProduceOutcome};
+use crate::broker::{Delivered, Message, ProduceOutcome};
 use crate::error::{Error, Result};
 use crate::metering::{Calendar, Dimension};
 use crate::proto::v1 as pb;
-use crate::storage::records::{
-    ApiKeyRecord, AuditRecord, DeviceRecord, StoredMessage, TenantRecord,
-};
+use crate::storage::records::{ApiKeyRecord, AuditRecord, DeviceRecord, TenantRecord};
 use crate::tenancy::{NewTenant, Scope, SuspendReason, TenantUpdate};
 
 /// Most items one page of a listing may ask for.
@@ -102,10 +100,10 @@ pub fn scopes(scopes: &[i32]) -> Result<Vec<Scope>> {
         .collect()
 }
 
-impl From<pb::Message> for StoredMessage {
+impl From<pb::Message> for Message {
     /// Fields move, nothing is copied.
     fn from(m: pb::Message) -> Self {
-        StoredMessage {
+        Message {
             payload: m.payload,
             headers: m.headers,
             device_id: m.device_id,
@@ -114,8 +112,8 @@ impl From<pb::Message> for StoredMessage {
     }
 }
 
-impl From<StoredMessage> for pb::Message {
-    fn from(m: StoredMessage) -> Self {
+impl From<Message> for pb::Message {
+    fn from(m: Message) -> Self {
         pb::Message {
             payload: m.payload,
             headers: m.headers,

@@ -18,6 +18,7 @@
 //! | module | what it owns |
 //! |---|---|
 //! | this file | [`Broker`]: the registry of topics, start-up loading, lookups |
+//! | `message` | [`Message`] and [`MessageSet`], the messages it keeps |
 //! | [`topic`] | a topic, its log (`log`) and reading it back (`reader`) |
 //! | [`subscription`] | a subscription's state machine: `state`, `claim`, `runs`, `persist` |
 //! | [`produce`] | `admit`, `dedup`, `room` (shared with dead letters), `pending` |
@@ -39,6 +40,7 @@ mod billing_port;
 pub mod delivery;
 pub mod export;
 mod gauges;
+mod message;
 pub mod produce;
 pub mod retention;
 mod storage_meter;
@@ -65,6 +67,7 @@ use subscription::{SubState, Subscription};
 use topic::{Topic, TopicLog};
 
 pub use delivery::{ConsumerSession, Delivered, FlowWindow};
+pub use message::{Message, MessageSet};
 pub use produce::{ProduceOutcome, ProducedMessage};
 
 /// The broker: every tenant's topics and subscriptions.

@@ -16,7 +16,8 @@ use crate::broker::produce::Room;
 use crate::broker::subscription::{SubState, Subscription};
 use crate::broker::topic::{Topic, TopicLog};
 use crate::broker::Broker;
-use crate::storage::records::{PendingRecord, StoredMessage};
+use crate::broker::Message;
+use crate::storage::records::PendingRecord;
 use crate::storage::{AfterCommit, WriteSet};
 
 use super::message_bytes;
@@ -26,7 +27,7 @@ pub(super) struct DeadLetters<'a> {
     /// The dead-letter topic.
     pub(super) to: &'a Arc<Topic>,
     /// Their offsets in the subscription's topic, and the messages.
-    pub(super) messages: Vec<(u64, StoredMessage)>,
+    pub(super) messages: Vec<(u64, Message)>,
     /// When they move (their publish time in the dead-letter topic).
     pub(super) now: i64,
     /// How each stays pending if the dead-letter topic refuses them.

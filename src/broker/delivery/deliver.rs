@@ -13,10 +13,11 @@ use super::{message_bytes, Delivered};
 use crate::broker::subscription::{Claim, ClaimRules, SubState, Subscription};
 use crate::broker::topic::{SetCache, Topic};
 use crate::broker::Broker;
+use crate::broker::Message;
 use crate::error::{Error, Result};
 use crate::metering::{units_for_bytes, UsageDelta};
 use crate::observability::name;
-use crate::storage::records::{PendingRecord, StoredMessage};
+use crate::storage::records::PendingRecord;
 use crate::storage::WriteSet;
 
 /// The result of one delivery pass.
@@ -68,11 +69,7 @@ impl DeliveryRules {
 
     /// The dead letters of a pass, bound for the dead-letter topic; `None`
     /// when there are none.
-    fn dead_letters(
-        &self,
-        messages: Vec<(u64, StoredMessage)>,
-        now: i64,
-    ) -> Option<DeadLetters<'_>> {
+    fn dead_letters(&self, messages: Vec<(u64, Message)>, now: i64) -> Option<DeadLetters<'_>> {
         let to = self.dead_letter_topic.as_ref()?;
         if messages.is_empty() {
             return None;
@@ -105,7 +102,7 @@ struct Claimed {
     /// Read and to be handed out.
     delivered: Vec<Delivered>,
     /// At their attempt limit: offsets and messages to dead-letter.
-    dead: Vec<(u64, StoredMessage)>,
+    dead: Vec<(u64, Message)>,
     /// Whether any claim was made (then the state changed and is recorded).
     any: bool,
 }

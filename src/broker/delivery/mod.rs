@@ -25,9 +25,8 @@ use tokio::sync::MutexGuard;
 
 use super::subscription::{SubState, Subscription};
 use super::topic::TopicLog;
-use super::Broker;
+use super::{Broker, Message};
 use crate::error::Result;
-use crate::storage::records::StoredMessage;
 use crate::storage::{AfterCommit, WriteSet};
 use crate::tenancy::{Scope, TenantKey};
 
@@ -37,7 +36,7 @@ pub struct Delivered {
     /// Its offset.
     pub offset: u64,
     /// The message.
-    pub message: StoredMessage,
+    pub message: Message,
     /// Publish time, Unix ms.
     pub publish_ms: i64,
     /// 1 on first delivery.
@@ -47,7 +46,7 @@ pub struct Delivered {
 }
 
 /// Counted bytes of a stored message.
-fn message_bytes(m: &StoredMessage) -> u64 {
+fn message_bytes(m: &Message) -> u64 {
     let headers: usize = m.headers.iter().map(|(k, v)| k.len() + v.len()).sum();
     (m.payload.len() + headers + m.device_id.len() + m.dedup_id.len()) as u64
 }

@@ -7,10 +7,10 @@ use std::collections::HashMap;
 
 use super::{ProduceOutcome, ProducedMessage};
 use crate::broker::topic::Topic;
-use crate::broker::Broker;
+use crate::broker::{Broker, Message};
 use crate::error::Result;
 use crate::metering::{units_for_bytes, UsageDelta};
-use crate::storage::records::{DedupRecord, StoredMessage};
+use crate::storage::records::DedupRecord;
 use crate::storage::WriteSet;
 use crate::sync::MutexExt;
 
@@ -19,7 +19,7 @@ pub(super) struct SortedBatch {
     /// What happens to each message, in batch order.
     pub(super) outcome: ProduceOutcome,
     /// The new messages, to append as one set.
-    pub(super) stored: Vec<StoredMessage>,
+    pub(super) stored: Vec<Message>,
     /// Their counted bytes.
     pub(super) bytes: u64,
     /// The dedup_ids of the new messages, with their offsets.
@@ -35,7 +35,7 @@ impl Broker {
     pub(super) fn sort_out_duplicates(
         &self,
         topic: &Topic,
-        messages: Vec<StoredMessage>,
+        messages: Vec<Message>,
         sizes: &[u64],
         first_offset: u64,
         now: i64,

@@ -22,9 +22,8 @@ mod room;
 pub use pending::PendingProduce;
 pub(super) use room::Room;
 
-use super::Broker;
+use super::{Broker, Message};
 use crate::error::{Error, Result};
-use crate::storage::records::StoredMessage;
 use crate::storage::WriteSet;
 use crate::tenancy::TenantKey;
 use dedup::remember_dedup_ids;
@@ -56,7 +55,7 @@ impl Broker {
         &self,
         key: &TenantKey,
         topic: &str,
-        messages: Vec<StoredMessage>,
+        messages: Vec<Message>,
     ) -> Result<ProduceOutcome> {
         self.submit_produce(key, topic, messages)
             .await?
@@ -70,7 +69,7 @@ impl Broker {
         &self,
         key: &TenantKey,
         topic_name: &str,
-        messages: Vec<StoredMessage>,
+        messages: Vec<Message>,
     ) -> Result<PendingProduce> {
         let (plan, sizes) = self.admit_batch(key, topic_name, &messages)?;
         let topic = self.topic(&key.tenant, topic_name)?;

@@ -4,9 +4,9 @@
 //! overflow policy hold whoever writes to it.
 
 use crate::broker::topic::{Topic, TopicLog, OVERFLOW_REFUSE};
+use crate::broker::Message;
 use crate::error::{Error, Result};
 use crate::quota::human_bytes;
-use crate::storage::records::StoredMessage;
 use crate::storage::{Store, WriteSet};
 
 /// The room a new message set needs under its topic's size cap: how many of
@@ -74,7 +74,7 @@ impl Room {
         store: &Store,
         topic: &Topic,
         log: &mut TopicLog,
-        messages: Vec<StoredMessage>,
+        messages: Vec<Message>,
         publish_ms: i64,
         writes: &mut WriteSet,
     ) -> Result<u64> {

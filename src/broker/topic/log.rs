@@ -3,7 +3,8 @@
 
 use std::collections::VecDeque;
 
-use crate::storage::records::{BlobRef, StoredMessage, TopicStateRecord};
+use crate::broker::{Message, MessageSet};
+use crate::storage::records::{BlobRef, TopicStateRecord};
 use crate::storage::{StorageResult, Store, WriteSet};
 
 /// The in-memory summary of one stored message set.
@@ -69,7 +70,7 @@ impl TopicLog {
         &mut self,
         store: &Store,
         topic_id: u64,
-        messages: Vec<StoredMessage>,
+        messages: Vec<Message>,
         bytes: u64,
         publish_ms: i64,
         writes: &mut WriteSet,
@@ -77,7 +78,10 @@ impl TopicLog {
         let first_offset = self.state.next_offset;
         let count = messages.len() as u32;
         let publish_ms = publish_ms.max(self.state.last_publish_ms);
-        let blob = store.append_set(publish_ms, messages)?;
+        let blob = store.append_set(MessageSet {
+            publish_ms,
+            messages,
+        })?;
         let set = SetSummary {
             first_offset,
             count,

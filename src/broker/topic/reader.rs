@@ -5,14 +5,13 @@
 
 use super::SetSummary;
 use super::Topic;
-use crate::broker::Broker;
+use crate::broker::{Broker, Message, MessageSet};
 use crate::error::Result;
-use crate::storage::records::{MessageSetRecord, StoredMessage};
 
 /// The last message set read, so sequential reads decode each set once.
 #[derive(Default)]
 pub struct SetCache {
-    entry: Option<(u64, u64, MessageSetRecord)>,
+    entry: Option<(u64, u64, MessageSet)>,
 }
 
 impl Broker {
@@ -22,7 +21,7 @@ impl Broker {
         topic: &Topic,
         offset: u64,
         cache: &mut SetCache,
-    ) -> Result<Option<(StoredMessage, i64)>> {
+    ) -> Result<Option<(Message, i64)>> {
         if offset < topic.first_offset() {
             return Ok(None);
         }
@@ -51,7 +50,7 @@ impl Broker {
     pub(in crate::broker) fn retained_sets<'a>(
         &'a self,
         topic: &'a Topic,
-    ) -> impl Iterator<Item = Result<(u64, MessageSetRecord)>> + 'a {
+    ) -> impl Iterator<Item = Result<(u64, MessageSet)>> + 'a {
         self.store.sets(topic.id).filter_map(move |item| {
             let set = match item {
                 Ok(set) => set,
@@ -67,12 +66,7 @@ impl Broker {
     /// when reading fails because the set expired or was reclaimed since its
     /// header was read (its segment may be gone), an error when it fails with
     /// `offset` still retained.
-    fn read_set(
-        &self,
-        topic: &Topic,
-        set: &SetSummary,
-        offset: u64,
-    ) -> Result<Option<MessageSetRecord>> {
+    fn read_set(&self, topic: &Topic, set: &SetSummary, offset: u64) -> Result<Option<MessageSet>> {
         match self.store.read_set(set) {
             Ok(set) => Ok(Some(set)),
             Err(_) if offset < topic.first_offset() => Ok(None),

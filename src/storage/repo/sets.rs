@@ -5,6 +5,7 @@
 use std::collections::VecDeque;
 
 use crate::broker::topic::SetSummary;
+use crate::broker::{Message, MessageSet};
 use crate::storage::keys;
 use crate::storage::records::{BlobRef, MessageSetRecord, SetHeaderRecord, StoredMessage};
 use crate::storage::{StorageError, StorageResult, Store, WriteSet};
@@ -64,21 +65,22 @@ impl Store {
 
     /// Writes a set's messages to the segment files and returns where they
     /// are. Store the set's header (with it) in a write queued afterwards.
-    pub fn append_set(
-        &self,
-        publish_ms: i64,
-        messages: Vec<StoredMessage>,
-    ) -> StorageResult<BlobRef> {
+    /// The messages move into their rows (no payload or header is copied).
+    pub fn append_set(&self, set: MessageSet) -> StorageResult<BlobRef> {
         let encoded = prost::Message::encode_to_vec(&MessageSetRecord {
-            publish_ms,
-            messages,
+            publish_ms: set.publish_ms,
+            messages: set.messages.into_iter().map(StoredMessage::from).collect(),
         });
         self.append_blob(&encoded)
     }
 
     /// Reads a set's messages back from the segment files.
-    pub fn read_set(&self, set: &SetSummary) -> StorageResult<MessageSetRecord> {
-        self.read_blob::<MessageSetRecord>(&set.blob)
+    pub fn read_set(&self, set: &SetSummary) -> StorageResult<MessageSet> {
+        let stored = self.read_blob::<MessageSetRecord>(&set.blob)?;
+        Ok(MessageSet {
+            publish_ms: stored.publish_ms,
+            messages: stored.messages.into_iter().map(Message::from).collect(),
+        })
     }
 }
 
@@ -113,4 +115,28 @@ fn summary(first_offset: u64, header: SetHeaderRecord) -> Option<SetSummary> {
         publish_ms: header.publish_ms,
         blob: header.blob?,
     })
+}
+
+impl From<Message> for StoredMessage {
+    /// Fields move, nothing is copied.
+    fn from(m: Message) -> Self {
+        StoredMessage {
+            payload: m.payload,
+            headers: m.headers,
+            device_id: m.device_id,
+            dedup_id: m.dedup_id,
+        }
+    }
+}
+
+impl From<StoredMessage> for Message {
+    /// Fields move, nothing is copied.
+    fn from(m: StoredMessage) -> Self {
+        Message {
+            payload: m.payload,
+            headers: m.headers,
+            device_id: m.device_id,
+            dedup_id: m.dedup_id,
+        }
+    }
 }
