@@ -101,7 +101,7 @@ fn append_set(
     first_offset: u64,
     messages: &[Message],
 ) {
-    let blob = store
+    let location = store
         .append_set(MessageSet {
             publish_ms: 0,
             messages: messages.to_vec(),
@@ -114,7 +114,7 @@ fn append_set(
             count: messages.len() as u32,
             bytes: messages.iter().map(|m| m.payload.len() as u64).sum(),
             publish_ms: 0,
-            blob,
+            location,
         },
     );
 }

@@ -9,10 +9,9 @@
 use std::time::Instant;
 
 use bytes::Bytes;
-use tallyq::broker::topic::SetSummary;
+use tallyq::broker::topic::{SetSummary, TopicState};
 use tallyq::broker::{Message, MessageSet};
 use tallyq::metering::{units_for_bytes, UsageDelta};
-use tallyq::storage::records::TopicStateRecord;
 use tallyq::storage::{Store, WriteSet};
 
 const RUNS: usize = 15;
@@ -38,7 +37,7 @@ async fn run(store: &Store, variant: Variant, topic_base: u64) -> f64 {
         let payload = payload.clone();
         tasks.push(tokio::spawn(async move {
             let topic_id = topic_base + writer as u64;
-            let mut state = TopicStateRecord::default();
+            let mut state = TopicState::default();
             for _ in 0..BATCHES_PER_WRITER {
                 let messages: Vec<Message> = (0..BATCH)
                     .map(|i| Message {
@@ -61,7 +60,7 @@ async fn run(store: &Store, variant: Variant, topic_base: u64) -> f64 {
                     usage.write("tenant", 20_000, &mut writes);
                 }
                 let first = state.next_offset;
-                let blob = store
+                let location = store
                     .append_set(MessageSet {
                         publish_ms: 0,
                         messages,
@@ -74,7 +73,7 @@ async fn run(store: &Store, variant: Variant, topic_base: u64) -> f64 {
                         count: BATCH as u32,
                         bytes: 100_000,
                         publish_ms: 0,
-                        blob,
+                        location,
                     },
                 );
                 state.next_offset += BATCH as u64;

@@ -123,21 +123,12 @@ impl Broker {
     }
 
     fn load_topic(&self, record: TopicRecord) -> Result<Arc<Topic>> {
-        let mut state = self.store.topic_state(record.id)?;
-        let sets = self.store.load_sets(record.id)?;
-        let bytes = sets.iter().map(|s| s.bytes).sum();
-        // A produce writes only its set's header, not the topic's counters
-        // (see submit_produce): the newest header has the log's end.
-        if let Some(newest) = sets.back() {
-            state.next_offset = state.next_offset.max(newest.end());
-            state.last_publish_ms = state.last_publish_ms.max(newest.publish_ms);
-        }
+        let log = TopicLog::loaded(
+            self.store.topic_state(record.id)?,
+            self.store.load_sets(record.id)?,
+        );
         let tenant_bytes = self.tenant_bytes_counter(&record.tenant);
-        let topic = Arc::new(Topic::new(
-            record,
-            TopicLog { state, sets, bytes },
-            tenant_bytes,
-        ));
+        let topic = Arc::new(Topic::new(record, log, tenant_bytes));
         let mut subs = BTreeMap::new();
         for sub in self.store.subscriptions(topic.id)? {
             let state = SubState::load(&self.store, sub.id)?;

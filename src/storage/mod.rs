@@ -61,5 +61,6 @@ mod write_set;
 
 pub use committer::{AfterCommit, CommitterHandle, PendingCommit};
 pub use error::{StorageError, StorageResult};
+pub use repo::SetLocation;
 pub use store::Store;
 pub use write_set::WriteSet;

@@ -3,11 +3,11 @@
 
 use std::sync::Arc;
 
-use crate::broker::topic::{Topic, TopicLog, OVERFLOW_RECLAIM, OVERFLOW_REFUSE};
+use crate::broker::topic::{Topic, TopicLog, TopicState, OVERFLOW_RECLAIM, OVERFLOW_REFUSE};
 use crate::broker::Broker;
 use crate::error::{Error, Result};
 use crate::quota::Plan;
-use crate::storage::records::{TopicLifeRecord, TopicRecord, TopicStateRecord};
+use crate::storage::records::{TopicLifeRecord, TopicRecord};
 use crate::storage::{keys, WriteSet};
 use crate::tenancy::{validate_resource_name, TenantKey};
 
@@ -80,7 +80,7 @@ impl Broker {
             id: self.store.generate_id()?,
             ..record
         };
-        let state = TopicStateRecord::default();
+        let state = TopicState::default();
         let mut writes = WriteSet::new();
         writes.put_topic(&record);
         writes.put_topic_state(record.id, &state);

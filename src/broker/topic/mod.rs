@@ -9,7 +9,7 @@
 mod log;
 mod reader;
 
-pub use self::log::{SetSummary, TopicLog};
+pub use self::log::{SetSummary, TopicLog, TopicState};
 pub use reader::SetCache;
 
 use std::collections::{BTreeMap, HashMap};

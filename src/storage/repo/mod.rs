@@ -6,3 +6,5 @@ mod dedup;
 mod sets;
 mod subscriptions;
 mod topics;
+
+pub use sets::SetLocation;

@@ -10,6 +10,12 @@ use crate::storage::keys;
 use crate::storage::records::{BlobRef, MessageSetRecord, SetHeaderRecord, StoredMessage};
 use crate::storage::{StorageError, StorageResult, Store, WriteSet};
 
+/// Where a message set's bytes are in the segment files. Opaque outside
+/// storage: the broker keeps it in its set summaries and hands it back to
+/// read the set or drop it. (The default points nowhere; for tests.)
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SetLocation(BlobRef);
+
 /// Where the first offset is in a set header's key (after the keyspace byte
 /// and the topic id).
 const FIRST_OFFSET_AT: usize = 9;
@@ -27,7 +33,7 @@ impl Store {
                 key: hex::encode(&key),
                 reason: "a message set header without its segment reference".into(),
             })?;
-            self.mark_blob_live(&set.blob);
+            self.mark_blob_live(&set.location.0);
             sets.push_back(set);
         }
         Ok(sets)
@@ -66,17 +72,17 @@ impl Store {
     /// Writes a set's messages to the segment files and returns where they
     /// are. Store the set's header (with it) in a write queued afterwards.
     /// The messages move into their rows (no payload or header is copied).
-    pub fn append_set(&self, set: MessageSet) -> StorageResult<BlobRef> {
+    pub fn append_set(&self, set: MessageSet) -> StorageResult<SetLocation> {
         let encoded = prost::Message::encode_to_vec(&MessageSetRecord {
             publish_ms: set.publish_ms,
             messages: set.messages.into_iter().map(StoredMessage::from).collect(),
         });
-        self.append_blob(&encoded)
+        self.append_blob(&encoded).map(SetLocation)
     }
 
     /// Reads a set's messages back from the segment files.
     pub fn read_set(&self, set: &SetSummary) -> StorageResult<MessageSet> {
-        let stored = self.read_blob::<MessageSetRecord>(&set.blob)?;
+        let stored = self.read_blob::<MessageSetRecord>(&set.location.0)?;
         Ok(MessageSet {
             publish_ms: stored.publish_ms,
             messages: stored.messages.into_iter().map(Message::from).collect(),
@@ -93,7 +99,7 @@ impl WriteSet {
                 count: set.count,
                 bytes: set.bytes,
                 publish_ms: set.publish_ms,
-                blob: Some(set.blob),
+                blob: Some(set.location.0),
             },
         );
     }
@@ -102,7 +108,13 @@ impl WriteSet {
     /// committed.
     pub fn delete_set(&mut self, topic_id: u64, set: &SetSummary) {
         self.delete(keys::set_header(topic_id, set.first_offset));
-        self.release_blob(set.blob);
+        self.release_set(set);
+    }
+
+    /// Releases a set's blob once this write committed (which must delete
+    /// the set's header).
+    pub(super) fn release_set(&mut self, set: &SetSummary) {
+        self.release_blob(set.location.0);
     }
 }
 
@@ -113,7 +125,7 @@ fn summary(first_offset: u64, header: SetHeaderRecord) -> Option<SetSummary> {
         count: header.count,
         bytes: header.bytes,
         publish_ms: header.publish_ms,
-        blob: header.blob?,
+        location: SetLocation(header.blob?),
     })
 }
 

@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 
-use crate::broker::topic::SetSummary;
+use crate::broker::topic::{SetSummary, TopicState};
 use crate::storage::keys;
 use crate::storage::records::{TopicRecord, TopicStateRecord};
 use crate::storage::{StorageResult, Store, WriteSet};
@@ -17,8 +17,14 @@ impl Store {
     }
 
     /// A topic's log counters as last stored (zeros when none are).
-    pub fn topic_state(&self, topic_id: u64) -> StorageResult<TopicStateRecord> {
-        Ok(self.get(&keys::topic_state(topic_id))?.unwrap_or_default())
+    pub fn topic_state(&self, topic_id: u64) -> StorageResult<TopicState> {
+        let row: TopicStateRecord = self.get(&keys::topic_state(topic_id))?.unwrap_or_default();
+        Ok(TopicState {
+            next_offset: row.next_offset,
+            expired_messages: row.expired_messages,
+            reclaimed_messages: row.reclaimed_messages,
+            last_publish_ms: row.last_publish_ms,
+        })
     }
 
     /// Adds the deletion of a topic's rows to `writes`: its record, its
@@ -31,7 +37,7 @@ impl Store {
         writes: &mut WriteSet,
     ) -> StorageResult<()> {
         for set in sets {
-            writes.release_blob(set.blob);
+            writes.release_set(set);
         }
         self.delete_keyspaces(&[keys::SET_HEADER, keys::DEDUP], topic.id, writes)?;
         writes.delete(keys::topic_state(topic.id));
@@ -63,7 +69,13 @@ impl WriteSet {
     }
 
     /// Stores a topic's log counters.
-    pub fn put_topic_state(&mut self, topic_id: u64, state: &TopicStateRecord) {
-        self.put(keys::topic_state(topic_id), state);
+    pub fn put_topic_state(&mut self, topic_id: u64, state: &TopicState) {
+        let row = TopicStateRecord {
+            next_offset: state.next_offset,
+            expired_messages: state.expired_messages,
+            reclaimed_messages: state.reclaimed_messages,
+            last_publish_ms: state.last_publish_ms,
+        };
+        self.put(keys::topic_state(topic_id), &row);
     }
 }
