@@ -7,10 +7,11 @@ use crate::billing::ledger::LedgerEntry;
 use crate::billing::pricing::milli_gib_hours;
 use crate::billing::{AccountView, Statement, StatementDay, UsageLine};
 use crate::broker::admin::{
-    QuotaUse, StartAt, SubscriptionSettings, SubscriptionUpdate, SubscriptionView, TopicSettings,
+    NewTopic, QuotaUse, StartAt, SubscriptionSettings, SubscriptionUpdate, SubscriptionView,
     TopicUpdate, TopicView,
 };
 use crate::broker::delivery::SeekTarget;
+use crate::broker::topic::OverflowPolicy;
 use crate::broker::{Delivered, Message, ProduceOutcome};
 use crate::error::{Error, Result};
 use crate::metering::{Calendar, Dimension};
@@ -151,9 +152,9 @@ impl From<ProduceOutcome> for pb::ProduceResponse {
     }
 }
 
-impl From<pb::TopicConfig> for TopicSettings {
+impl From<pb::TopicConfig> for NewTopic {
     fn from(c: pb::TopicConfig) -> Self {
-        TopicSettings {
+        NewTopic {
             expiry_seconds: c.message_expiry_seconds,
             max_bytes: c.max_bytes,
             overflow_policy: c.overflow_policy,
@@ -173,16 +174,25 @@ impl From<&pb::UpdateTopicRequest> for TopicUpdate {
     }
 }
 
+impl From<OverflowPolicy> for pb::OverflowPolicy {
+    fn from(policy: OverflowPolicy) -> Self {
+        match policy {
+            OverflowPolicy::ReclaimOldest => pb::OverflowPolicy::ReclaimOldest,
+            OverflowPolicy::RefuseProduce => pb::OverflowPolicy::RefuseProduce,
+        }
+    }
+}
+
 impl From<TopicView> for pb::Topic {
     fn from(view: TopicView) -> Self {
-        let r = view.record;
+        let r = view.settings;
         let s = view.stats;
         pb::Topic {
             name: r.name,
             config: Some(pb::TopicConfig {
                 message_expiry_seconds: r.expiry_seconds,
                 max_bytes: r.max_bytes,
-                overflow_policy: r.overflow_policy,
+                overflow_policy: pb::OverflowPolicy::from(r.overflow_policy).into(),
                 dedup_window_seconds: r.dedup_window_seconds,
             }),
             create_time_unix_ms: r.created_ms,

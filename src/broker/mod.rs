@@ -58,13 +58,12 @@ use crate::error::{Error, Result};
 use crate::metering::Calendar;
 use crate::observability::Metrics;
 use crate::quota::admission::Admission;
-use crate::storage::records::TopicRecord;
 use crate::storage::Store;
 use crate::sync::RwLockExt;
 use crate::tenancy::Tenancy;
 
 use subscription::{SubState, Subscription};
-use topic::{Topic, TopicLog};
+use topic::{Topic, TopicLog, TopicSettings};
 
 pub use delivery::{ConsumerSession, Delivered, FlowWindow};
 pub use message::{Message, MessageSet};
@@ -114,21 +113,21 @@ impl Broker {
             topics: DashMap::new(),
             admin_lock: tokio::sync::Mutex::new(()),
         };
-        for record in broker.store.topics()? {
-            let topic = broker.load_topic(record)?;
+        for settings in broker.store.topics()? {
+            let topic = broker.load_topic(settings)?;
             broker.insert_topic(topic);
         }
         broker.store.remove_unreferenced_blobs();
         Ok(broker)
     }
 
-    fn load_topic(&self, record: TopicRecord) -> Result<Arc<Topic>> {
+    fn load_topic(&self, settings: TopicSettings) -> Result<Arc<Topic>> {
         let log = TopicLog::loaded(
-            self.store.topic_state(record.id)?,
-            self.store.load_sets(record.id)?,
+            self.store.topic_state(settings.id)?,
+            self.store.load_sets(settings.id)?,
         );
-        let tenant_bytes = self.tenant_bytes_counter(&record.tenant);
-        let topic = Arc::new(Topic::new(record, log, tenant_bytes));
+        let tenant_bytes = self.tenant_bytes_counter(&settings.tenant);
+        let topic = Arc::new(Topic::new(settings, log, tenant_bytes));
         let mut subs = BTreeMap::new();
         for sub in self.store.subscriptions(topic.id)? {
             let state = SubState::load(&self.store, sub.id)?;

@@ -12,7 +12,7 @@ mod topics;
 
 pub use stats::{QuotaUse, SubscriptionStats, SubscriptionView, TopicStats, TopicView};
 pub use subscriptions::{StartAt, SubscriptionSettings, SubscriptionUpdate};
-pub use topics::{TopicSettings, TopicUpdate};
+pub use topics::{NewTopic, TopicUpdate};
 
 use std::sync::Arc;
 

@@ -3,9 +3,10 @@
 
 use crate::broker::subscription::Subscription;
 use crate::broker::topic::Topic;
+use crate::broker::topic::TopicSettings;
 use crate::broker::Broker;
 use crate::error::Result;
-use crate::storage::records::{SubscriptionRecord, TopicRecord};
+use crate::storage::records::SubscriptionRecord;
 use crate::tenancy::TenantKey;
 
 /// Live figures of a topic.
@@ -30,8 +31,8 @@ pub struct TopicStats {
 /// A topic with its figures.
 #[derive(Debug, Clone)]
 pub struct TopicView {
-    /// Settings and identity.
-    pub record: TopicRecord,
+    /// Identity and settings.
+    pub settings: TopicSettings,
     /// Figures.
     pub stats: TopicStats,
 }
@@ -122,7 +123,7 @@ impl Broker {
         let log = topic.log.lock().await;
         let now = self.clock.now_ms();
         TopicView {
-            record: topic.settings(),
+            settings: topic.settings(),
             stats: TopicStats {
                 messages: log.messages(),
                 bytes: log.bytes,

@@ -3,11 +3,11 @@
 
 use std::sync::Arc;
 
-use crate::broker::topic::{Topic, TopicLog, TopicState, OVERFLOW_RECLAIM, OVERFLOW_REFUSE};
+use crate::broker::topic::{OverflowPolicy, Topic, TopicLog, TopicSettings, TopicState};
 use crate::broker::Broker;
 use crate::error::{Error, Result};
 use crate::quota::Plan;
-use crate::storage::records::{TopicLifeRecord, TopicRecord};
+use crate::storage::records::TopicLifeRecord;
 use crate::storage::{keys, WriteSet};
 use crate::tenancy::{validate_resource_name, TenantKey};
 
@@ -15,12 +15,13 @@ use super::TopicView;
 
 /// Settings asked for on topic creation; zeros mean the plan's defaults.
 #[derive(Debug, Clone, Default)]
-pub struct TopicSettings {
+pub struct NewTopic {
     /// Message expiry in seconds.
     pub expiry_seconds: u64,
     /// Size cap in bytes.
     pub max_bytes: u64,
-    /// 0 or 1 reclaim oldest, 2 refuse produce.
+    /// The API's `OverflowPolicy` number: 0 or 1 reclaim oldest, 2 refuse
+    /// produce (checked by [`Broker::create_topic`]).
     pub overflow_policy: i32,
     /// Dedup window in seconds.
     pub dedup_window_seconds: u64,
@@ -33,7 +34,7 @@ pub struct TopicUpdate {
     pub expiry_seconds: Option<u64>,
     /// New size cap.
     pub max_bytes: Option<u64>,
-    /// New overflow policy.
+    /// New overflow policy, as the API's number (see [`NewTopic`]).
     pub overflow_policy: Option<i32>,
     /// New dedup window.
     pub dedup_window_seconds: Option<u64>,
@@ -45,11 +46,11 @@ impl Broker {
         &self,
         key: &TenantKey,
         name: &str,
-        asked: TopicSettings,
+        asked: NewTopic,
     ) -> Result<TopicView> {
         validate_resource_name("topic", name)?;
         let plan = self.check_manage(key, Some(name))?;
-        let record = TopicRecord {
+        let record = TopicSettings {
             id: 0,
             tenant: key.tenant.clone(),
             name: name.to_string(),
@@ -76,7 +77,7 @@ impl Broker {
                 plan.max_topics
             )));
         }
-        let record = TopicRecord {
+        let record = TopicSettings {
             id: self.store.generate_id()?,
             ..record
         };
@@ -218,17 +219,16 @@ fn or_default(value: u64, default: u64) -> u64 {
     }
 }
 
-fn check_overflow(value: i32) -> Result<i32> {
-    match value {
-        0 | OVERFLOW_RECLAIM => Ok(OVERFLOW_RECLAIM),
-        OVERFLOW_REFUSE => Ok(OVERFLOW_REFUSE),
-        other => Err(Error::invalid(format!(
-            "unknown overflow_policy {other}: use RECLAIM_OLDEST (1) or REFUSE_PRODUCE (2)"
-        ))),
-    }
+/// The overflow policy an API number names, or INVALID_ARGUMENT.
+fn check_overflow(number: i32) -> Result<OverflowPolicy> {
+    OverflowPolicy::from_number(number).ok_or_else(|| {
+        Error::invalid(format!(
+            "unknown overflow_policy {number}: use RECLAIM_OLDEST (1) or REFUSE_PRODUCE (2)"
+        ))
+    })
 }
 
-fn check_topic_settings(plan: &Plan, record: &TopicRecord) -> Result<()> {
+fn check_topic_settings(plan: &Plan, record: &TopicSettings) -> Result<()> {
     plan.check_expiry(record.expiry_seconds)?;
     plan.check_topic_bytes(record.max_bytes)?;
     plan.check_dedup_window(record.dedup_window_seconds)

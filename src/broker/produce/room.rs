@@ -3,7 +3,7 @@
 //! dead-letter move both append through [`Room`], so a topic's cap and
 //! overflow policy hold whoever writes to it.
 
-use crate::broker::topic::{Topic, TopicLog, OVERFLOW_REFUSE};
+use crate::broker::topic::{OverflowPolicy, Topic, TopicLog};
 use crate::broker::Message;
 use crate::error::{Error, Result};
 use crate::quota::human_bytes;
@@ -44,7 +44,7 @@ impl Room {
         if log.bytes + new_bytes <= cap {
             return Ok(room);
         }
-        if settings.overflow_policy == OVERFLOW_REFUSE {
+        if settings.overflow_policy == OverflowPolicy::RefuseProduce {
             return Err(Error::exhausted(format!(
                 "topic '{}' is full: {} of its {cap}-byte ({}) size cap is used and its overflow \
                  policy refuses new messages until old ones expire",

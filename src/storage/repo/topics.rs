@@ -3,16 +3,21 @@
 
 use std::collections::VecDeque;
 
-use crate::broker::topic::{SetSummary, TopicState};
+use crate::broker::topic::{OverflowPolicy, SetSummary, TopicSettings, TopicState};
 use crate::storage::keys;
 use crate::storage::records::{TopicRecord, TopicStateRecord};
 use crate::storage::{StorageResult, Store, WriteSet};
 
+/// A topic row's overflow policy: reclaim the oldest.
+const RECLAIM_OLDEST: i32 = 1;
+/// A topic row's overflow policy: refuse produce.
+const REFUSE_PRODUCE: i32 = 2;
+
 impl Store {
     /// Every stored topic, in key order (by tenant, then name).
-    pub fn topics(&self) -> StorageResult<Vec<TopicRecord>> {
+    pub fn topics(&self) -> StorageResult<Vec<TopicSettings>> {
         self.scan::<TopicRecord>(&[keys::TOPIC])
-            .map(|item| item.map(|(_, r)| r))
+            .map(|item| item.map(|(_, row)| settings_of(row)))
             .collect()
     }
 
@@ -32,7 +37,7 @@ impl Store {
     /// blobs of `sets` (its retained sets).
     pub fn delete_topic(
         &self,
-        topic: &TopicRecord,
+        topic: &TopicSettings,
         sets: &VecDeque<SetSummary>,
         writes: &mut WriteSet,
     ) -> StorageResult<()> {
@@ -64,8 +69,21 @@ impl Store {
 
 impl WriteSet {
     /// Stores a topic's record (on creation and on a settings change).
-    pub fn put_topic(&mut self, topic: &TopicRecord) {
-        self.put(keys::topic(&topic.tenant, &topic.name), topic);
+    pub fn put_topic(&mut self, topic: &TopicSettings) {
+        let row = TopicRecord {
+            id: topic.id,
+            tenant: topic.tenant.clone(),
+            name: topic.name.clone(),
+            expiry_seconds: topic.expiry_seconds,
+            max_bytes: topic.max_bytes,
+            overflow_policy: match topic.overflow_policy {
+                OverflowPolicy::ReclaimOldest => RECLAIM_OLDEST,
+                OverflowPolicy::RefuseProduce => REFUSE_PRODUCE,
+            },
+            dedup_window_seconds: topic.dedup_window_seconds,
+            created_ms: topic.created_ms,
+        };
+        self.put(keys::topic(&topic.tenant, &topic.name), &row);
     }
 
     /// Stores a topic's log counters.
@@ -77,5 +95,24 @@ impl WriteSet {
             last_publish_ms: state.last_publish_ms,
         };
         self.put(keys::topic_state(topic_id), &row);
+    }
+}
+
+/// A stored topic row as settings. Only policy 2 refuses, as it always did:
+/// any other stored number reclaims.
+fn settings_of(row: TopicRecord) -> TopicSettings {
+    TopicSettings {
+        id: row.id,
+        tenant: row.tenant,
+        name: row.name,
+        expiry_seconds: row.expiry_seconds,
+        max_bytes: row.max_bytes,
+        overflow_policy: if row.overflow_policy == REFUSE_PRODUCE {
+            OverflowPolicy::RefuseProduce
+        } else {
+            OverflowPolicy::ReclaimOldest
+        },
+        dedup_window_seconds: row.dedup_window_seconds,
+        created_ms: row.created_ms,
     }
 }
