@@ -54,11 +54,11 @@ impl Broker {
             topic
                 .uncommitted_dedup
                 .lock_unpoisoned()
-                .retain(|_, (_, published)| *published + window_ms > now);
+                .retain(|_, entry| entry.within(window_ms, now));
             let mut writes = WriteSet::new();
             self.store.delete_dedup_where(
                 topic.id,
-                |entry| entry.publish_ms + window_ms <= now,
+                |entry| !entry.within(window_ms, now),
                 &mut writes,
             )?;
             if !writes.is_empty() {

@@ -10,9 +10,25 @@ use crate::broker::topic::Topic;
 use crate::broker::{Broker, Message};
 use crate::error::Result;
 use crate::metering::{units_for_bytes, UsageDelta};
-use crate::storage::records::DedupRecord;
 use crate::storage::WriteSet;
 use crate::sync::MutexExt;
+
+/// What a topic remembers of a dedup_id within its window: the message that
+/// first used it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DedupEntry {
+    /// The original message's offset.
+    pub offset: u64,
+    /// When it was published, Unix ms.
+    pub publish_ms: i64,
+}
+
+impl DedupEntry {
+    /// Whether the entry still counts at `now` under a window of `window_ms`.
+    pub fn within(&self, window_ms: i64, now: i64) -> bool {
+        self.publish_ms + window_ms > now
+    }
+}
 
 /// A batch sorted into what is stored and what duplicates an earlier message.
 pub(super) struct SortedBatch {
@@ -99,15 +115,13 @@ impl Broker {
             .lock_unpoisoned()
             .get(dedup_id)
             .copied();
-        if let Some((offset, publish_ms)) = recent {
-            if publish_ms + window_ms > now {
-                return Ok(Some(offset));
-            }
+        if let Some(entry) = recent.filter(|e| e.within(window_ms, now)) {
+            return Ok(Some(entry.offset));
         }
         let stored = self.store.dedup_entry(topic.id, dedup_id)?;
         Ok(stored
-            .filter(|d| d.publish_ms + window_ms > now)
-            .map(|d| d.offset))
+            .filter(|e| e.within(window_ms, now))
+            .map(|e| e.offset))
     }
 }
 
@@ -120,20 +134,17 @@ pub(super) fn remember_dedup_ids(
     now: i64,
     writes: &mut WriteSet,
 ) -> Vec<String> {
+    let entry = |offset: u64| DedupEntry {
+        offset,
+        publish_ms: now,
+    };
     for (dedup_id, offset) in dedup {
-        writes.put_dedup(
-            topic.id,
-            dedup_id,
-            &DedupRecord {
-                offset: *offset,
-                publish_ms: now,
-            },
-        );
+        writes.put_dedup(topic.id, dedup_id, &entry(*offset));
     }
     if !dedup.is_empty() {
         let mut uncommitted = topic.uncommitted_dedup.lock_unpoisoned();
         for (id, offset) in dedup {
-            uncommitted.insert(id.clone(), (*offset, now));
+            uncommitted.insert(id.clone(), entry(*offset));
         }
     }
     dedup.keys().cloned().collect()

@@ -19,6 +19,7 @@ mod dedup;
 mod pending;
 mod room;
 
+pub use dedup::DedupEntry;
 pub use pending::PendingProduce;
 pub(super) use room::Room;
 

@@ -22,6 +22,7 @@ use std::sync::{Arc, RwLock};
 
 use tokio::sync::{watch, Mutex};
 
+use super::produce::DedupEntry;
 use super::subscription::Subscription;
 use crate::sync::RwLockExt;
 
@@ -48,8 +49,8 @@ pub struct Topic {
     pub storage_metered_until: AtomicI64,
     /// Subscriptions by name.
     pub subscriptions: RwLock<BTreeMap<String, Arc<Subscription>>>,
-    /// dedup_ids queued for commit but not yet in the store: id -> (offset, publish ms).
-    pub uncommitted_dedup: std::sync::Mutex<HashMap<String, (u64, i64)>>,
+    /// dedup_ids queued for commit but not yet in the store.
+    pub uncommitted_dedup: std::sync::Mutex<HashMap<String, DedupEntry>>,
     deleted: AtomicBool,
 }
 

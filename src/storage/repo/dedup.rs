@@ -1,14 +1,16 @@
 //! Dedup entries: the offset and publish time of the message that first used
 //! a dedup_id in a topic, by topic and dedup_id.
 
+use crate::broker::produce::DedupEntry;
 use crate::storage::keys;
 use crate::storage::records::DedupRecord;
 use crate::storage::{StorageResult, Store, WriteSet};
 
 impl Store {
     /// The stored entry of `dedup_id` in a topic, if any.
-    pub fn dedup_entry(&self, topic_id: u64, dedup_id: &str) -> StorageResult<Option<DedupRecord>> {
-        self.get(&keys::dedup(topic_id, dedup_id))
+    pub fn dedup_entry(&self, topic_id: u64, dedup_id: &str) -> StorageResult<Option<DedupEntry>> {
+        let row: Option<DedupRecord> = self.get(&keys::dedup(topic_id, dedup_id))?;
+        Ok(row.map(|row| entry_of(&row)))
     }
 
     /// Adds the deletion of every stored dedup entry of a topic for which
@@ -16,12 +18,12 @@ impl Store {
     pub fn delete_dedup_where(
         &self,
         topic_id: u64,
-        expired: impl Fn(&DedupRecord) -> bool,
+        expired: impl Fn(&DedupEntry) -> bool,
         writes: &mut WriteSet,
     ) -> StorageResult<()> {
         for item in self.scan::<DedupRecord>(&keys::id_prefix(keys::DEDUP, topic_id)) {
-            let (key, record) = item?;
-            if expired(&record) {
+            let (key, row) = item?;
+            if expired(&entry_of(&row)) {
                 writes.delete(key);
             }
         }
@@ -31,7 +33,19 @@ impl Store {
 
 impl WriteSet {
     /// Stores the entry of `dedup_id` in a topic.
-    pub fn put_dedup(&mut self, topic_id: u64, dedup_id: &str, entry: &DedupRecord) {
-        self.put(keys::dedup(topic_id, dedup_id), entry);
+    pub fn put_dedup(&mut self, topic_id: u64, dedup_id: &str, entry: &DedupEntry) {
+        let row = DedupRecord {
+            offset: entry.offset,
+            publish_ms: entry.publish_ms,
+        };
+        self.put(keys::dedup(topic_id, dedup_id), &row);
+    }
+}
+
+/// A stored dedup row as an entry.
+fn entry_of(row: &DedupRecord) -> DedupEntry {
+    DedupEntry {
+        offset: row.offset,
+        publish_ms: row.publish_ms,
     }
 }
