@@ -7,7 +7,7 @@ use crate::billing::ledger::LedgerEntry;
 use crate::billing::pricing::milli_gib_hours;
 use crate::billing::{AccountView, Statement, StatementDay, UsageLine};
 use crate::broker::admin::{
-    NewTopic, QuotaUse, StartAt, SubscriptionSettings, SubscriptionUpdate, SubscriptionView,
+    NewSubscription, NewTopic, QuotaUse, StartAt, SubscriptionUpdate, SubscriptionView,
     TopicUpdate, TopicView,
 };
 use crate::broker::delivery::SeekTarget;
@@ -209,9 +209,9 @@ impl From<TopicView> for pb::Topic {
     }
 }
 
-impl From<pb::SubscriptionConfig> for SubscriptionSettings {
+impl From<pb::SubscriptionConfig> for NewSubscription {
     fn from(c: pb::SubscriptionConfig) -> Self {
-        SubscriptionSettings {
+        NewSubscription {
             lock_seconds: c.lock_seconds,
             max_delivery_attempts: c.max_delivery_attempts,
             dead_letter_topic: c.dead_letter_topic,
@@ -231,7 +231,7 @@ impl From<&pb::UpdateSubscriptionRequest> for SubscriptionUpdate {
 
 impl From<SubscriptionView> for pb::Subscription {
     fn from(view: SubscriptionView) -> Self {
-        let r = view.record;
+        let r = view.settings;
         let s = view.stats;
         pb::Subscription {
             topic: view.topic,

@@ -11,7 +11,7 @@ mod subscriptions;
 mod topics;
 
 pub use stats::{QuotaUse, SubscriptionStats, SubscriptionView, TopicStats, TopicView};
-pub use subscriptions::{StartAt, SubscriptionSettings, SubscriptionUpdate};
+pub use subscriptions::{NewSubscription, StartAt, SubscriptionUpdate};
 pub use topics::{NewTopic, TopicUpdate};
 
 use std::sync::Arc;

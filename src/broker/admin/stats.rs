@@ -1,12 +1,11 @@
 //! Live figures: a topic's and a subscription's stats as the admin API shows
 //! them, and every plan limit with its current use (GetQuota).
 
-use crate::broker::subscription::Subscription;
+use crate::broker::subscription::{Subscription, SubscriptionSettings};
 use crate::broker::topic::Topic;
 use crate::broker::topic::TopicSettings;
 use crate::broker::Broker;
 use crate::error::Result;
-use crate::storage::records::SubscriptionRecord;
 use crate::tenancy::TenantKey;
 
 /// Live figures of a topic.
@@ -57,8 +56,8 @@ pub struct SubscriptionStats {
 pub struct SubscriptionView {
     /// The topic's name.
     pub topic: String,
-    /// Settings and identity.
-    pub record: SubscriptionRecord,
+    /// Identity and settings.
+    pub settings: SubscriptionSettings,
     /// Figures.
     pub stats: SubscriptionStats,
 }
@@ -165,7 +164,7 @@ impl Broker {
             .unwrap_or(0);
         SubscriptionView {
             topic: topic.name.clone(),
-            record: sub.settings(),
+            settings: sub.settings(),
             stats: SubscriptionStats {
                 backlog: new_messages + state.due_now(now),
                 in_flight: state.in_flight(now),

@@ -1,15 +1,15 @@
 //! Subscription management: create, get, list, update, delete, with the
 //! delivery settings checked against the plan and each other.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::broker::subscription::{SubState, Subscription};
+use crate::broker::subscription::{
+    Cursor, StoredState, SubState, Subscription, SubscriptionSettings,
+};
 use crate::broker::topic::Topic;
 use crate::broker::Broker;
 use crate::error::{Error, Result};
 use crate::quota::Plan;
-use crate::storage::records::{CursorRecord, SubscriptionRecord};
 use crate::storage::WriteSet;
 use crate::sync::RwLockExt;
 use crate::tenancy::{validate_resource_name, Scope, TenantKey};
@@ -18,7 +18,7 @@ use super::SubscriptionView;
 
 /// Settings asked for on subscription creation.
 #[derive(Debug, Clone, Default)]
-pub struct SubscriptionSettings {
+pub struct NewSubscription {
     /// 0 at-most-once, else lock seconds.
     pub lock_seconds: u32,
     /// 0 unlimited.
@@ -57,13 +57,13 @@ impl Broker {
         key: &TenantKey,
         topic_name: &str,
         name: &str,
-        asked: SubscriptionSettings,
+        asked: NewSubscription,
         start: StartAt,
     ) -> Result<SubscriptionView> {
         validate_resource_name("subscription", name)?;
         let plan = self.check_manage(key, Some(topic_name))?;
         let topic = self.topic(&key.tenant, topic_name)?;
-        let record = SubscriptionRecord {
+        let record = SubscriptionSettings {
             id: 0,
             topic_id: topic.id,
             name: name.to_string(),
@@ -90,12 +90,12 @@ impl Broker {
                 plan.max_subscriptions_per_topic
             )));
         }
-        let record = SubscriptionRecord {
+        let record = SubscriptionSettings {
             id: self.store.generate_id()?,
             ..record
         };
         let log = topic.log.lock().await;
-        let cursor = CursorRecord {
+        let cursor = Cursor {
             next_offset: match start {
                 StartAt::Earliest => log.first_offset(),
                 StartAt::Latest => log.state.next_offset,
@@ -109,7 +109,10 @@ impl Broker {
         self.store.commit(writes).await?;
         let sub = Arc::new(Subscription::new(
             record,
-            SubState::from_records(cursor, Vec::new(), BTreeMap::new()),
+            SubState::from_stored(StoredState {
+                cursor,
+                ..StoredState::default()
+            }),
         ));
         topic
             .subscriptions
@@ -123,7 +126,7 @@ impl Broker {
         plan: &Plan,
         key: &TenantKey,
         topic: &Topic,
-        record: &SubscriptionRecord,
+        record: &SubscriptionSettings,
     ) -> Result<()> {
         plan.check_lock(record.lock_seconds)?;
         if record.max_delivery_attempts > MAX_DELIVERY_ATTEMPTS_LIMIT {

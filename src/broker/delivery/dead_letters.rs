@@ -13,11 +13,10 @@ use std::sync::Arc;
 use tokio::sync::MutexGuard;
 
 use crate::broker::produce::Room;
-use crate::broker::subscription::{SubState, Subscription};
+use crate::broker::subscription::{Pending, SubState, Subscription};
 use crate::broker::topic::{Topic, TopicLog};
 use crate::broker::Broker;
 use crate::broker::Message;
-use crate::storage::records::PendingRecord;
 use crate::storage::{AfterCommit, WriteSet};
 
 use super::message_bytes;
@@ -31,7 +30,7 @@ pub(super) struct DeadLetters<'a> {
     /// When they move (their publish time in the dead-letter topic).
     pub(super) now: i64,
     /// How each stays pending if the dead-letter topic refuses them.
-    pub(super) retry: PendingRecord,
+    pub(super) retry: Pending,
 }
 
 /// What moving a pass's dead letters added to its write.
@@ -104,7 +103,7 @@ impl Broker {
                 tracing::warn!(topic = %topic.name, subscription = %sub.name, error = %e,
                     "dead-letter topic refused messages; they stay pending");
                 for (offset, _) in dead.messages {
-                    state.restore_pending(offset, dead.retry.clone());
+                    state.restore_pending(offset, dead.retry);
                 }
                 DeadLetterMove::none()
             }

@@ -10,14 +10,13 @@ use std::time::Duration;
 
 use super::dead_letters::{DeadLetterMove, DeadLetters};
 use super::{message_bytes, Delivered};
-use crate::broker::subscription::{Claim, ClaimRules, SubState, Subscription};
+use crate::broker::subscription::{Claim, ClaimRules, Pending, SubState, Subscription};
 use crate::broker::topic::{SetCache, Topic};
 use crate::broker::Broker;
 use crate::broker::Message;
 use crate::error::{Error, Result};
 use crate::metering::{units_for_bytes, UsageDelta};
 use crate::observability::name;
-use crate::storage::records::PendingRecord;
 use crate::storage::WriteSet;
 
 /// The result of one delivery pass.
@@ -79,7 +78,7 @@ impl DeliveryRules {
             messages,
             now,
             // Refused by the dead-letter topic: due again after a lock period.
-            retry: PendingRecord {
+            retry: Pending {
                 attempts: self.max_attempts,
                 deadline_ms: now + self.lock_ms.max(1000),
                 first_delivery_ms: now,

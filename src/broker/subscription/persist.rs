@@ -1,21 +1,40 @@
 //! Persistence of a subscription's state: [`SubState::persist`] adds what
 //! changed since the last call to a write set; [`SubState::load`] and
-//! [`SubState::from_records`] read it back at start-up.
+//! [`SubState::from_stored`] read it back at start-up.
 
 use std::collections::BTreeMap;
 
 use super::runs::Run;
-use super::SubState;
-use crate::storage::records::{CursorRecord, PendingRecord};
+use super::{Pending, SubState};
 use crate::storage::{StorageResult, Store, WriteSet};
 
+/// A subscription's cursor: where new deliveries continue, and how many
+/// messages went to the dead-letter topic, ever.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Cursor {
+    /// The offset the next new delivery comes from.
+    pub next_offset: u64,
+    /// Messages moved to the dead-letter topic, ever.
+    pub dead_lettered: u64,
+}
+
+/// A subscription's state as storage holds it: the cursor, the runs of
+/// first deliveries by first offset, and the pending messages kept on their
+/// own by offset.
+#[derive(Debug, Clone, Default)]
+pub struct StoredState {
+    /// The cursor.
+    pub cursor: Cursor,
+    /// Runs of first deliveries, by first offset.
+    pub runs: Vec<(u64, Run)>,
+    /// Pending messages kept on their own (redelivered or nacked), by offset.
+    pub own: BTreeMap<u64, Pending>,
+}
+
 impl SubState {
-    /// Rebuilds the state from its stored records.
-    pub fn from_records(
-        cursor: CursorRecord,
-        runs: Vec<(u64, Run)>,
-        own: BTreeMap<u64, PendingRecord>,
-    ) -> Self {
+    /// Rebuilds the state from what storage holds.
+    pub fn from_stored(stored: StoredState) -> Self {
+        let StoredState { cursor, runs, own } = stored;
         let mut state = SubState {
             next_offset: cursor.next_offset,
             dead_lettered: cursor.dead_lettered,
@@ -26,7 +45,7 @@ impl SubState {
                 if !run.is_resolved(offset - start) {
                     state.insert_pending(
                         offset,
-                        PendingRecord {
+                        Pending {
                             attempts: 1,
                             deadline_ms: run.deadline_ms,
                             first_delivery_ms: run.first_delivery_ms,
@@ -46,13 +65,12 @@ impl SubState {
 
     /// Reads a subscription's stored state: its cursor, runs and own records.
     pub fn load(store: &Store, sub_id: u64) -> StorageResult<SubState> {
-        let (cursor, runs, own) = store.subscription_state(sub_id)?;
-        Ok(SubState::from_records(cursor, runs, own))
+        Ok(SubState::from_stored(store.subscription_state(sub_id)?))
     }
 
-    /// The cursor record to store.
-    pub fn cursor_record(&self) -> CursorRecord {
-        CursorRecord {
+    /// The cursor to store.
+    pub fn cursor(&self) -> Cursor {
+        Cursor {
             next_offset: self.next_offset,
             dead_lettered: self.dead_lettered,
         }
@@ -103,7 +121,7 @@ impl SubState {
             }
         }
         self.open_run = None;
-        writes.put_cursor(sub_id, &self.cursor_record());
+        writes.put_cursor(sub_id, &self.cursor());
     }
 
     /// Stored records (runs and own records) this state is kept in.
@@ -190,8 +208,8 @@ mod tests {
         state.persist(9, &mut writes);
         store.commit(writes).await.unwrap();
         assert_eq!(state.stored_records(), 0);
-        let (_, runs, own) = store.subscription_state(9).unwrap();
-        assert!(runs.is_empty(), "no run is stored");
-        assert!(own.is_empty(), "no pending record is stored");
+        let stored = store.subscription_state(9).unwrap();
+        assert!(stored.runs.is_empty(), "no run is stored");
+        assert!(stored.own.is_empty(), "no pending record is stored");
     }
 }

@@ -4,14 +4,10 @@
 
 use std::collections::BTreeMap;
 
-use crate::broker::subscription::Run;
+use crate::broker::subscription::{Cursor, Pending, Run, StoredState, SubscriptionSettings};
 use crate::storage::keys;
 use crate::storage::records::{CursorRecord, PendingRecord, PendingRunRecord, SubscriptionRecord};
 use crate::storage::{StorageResult, Store, WriteSet};
-
-/// A subscription's stored state: its cursor, its runs by first offset and
-/// its own pending records by offset.
-type StoredState = (CursorRecord, Vec<(u64, Run)>, BTreeMap<u64, PendingRecord>);
 
 /// Where the offset is in a pending or run key (after the keyspace byte and
 /// the subscription id).
@@ -19,16 +15,16 @@ const OFFSET_AT: usize = 9;
 
 impl Store {
     /// Every stored subscription of a topic, by name.
-    pub fn subscriptions(&self, topic_id: u64) -> StorageResult<Vec<SubscriptionRecord>> {
+    pub fn subscriptions(&self, topic_id: u64) -> StorageResult<Vec<SubscriptionSettings>> {
         self.scan::<SubscriptionRecord>(&keys::id_prefix(keys::SUBSCRIPTION, topic_id))
-            .map(|item| item.map(|(_, r)| r))
+            .map(|item| item.map(|(_, row)| settings_of(row)))
             .collect()
     }
 
     /// A subscription's stored state: its cursor, its runs by first offset
     /// and its own pending records by offset.
     pub fn subscription_state(&self, sub_id: u64) -> StorageResult<StoredState> {
-        let cursor = self.get(&keys::cursor(sub_id))?.unwrap_or_default();
+        let cursor: CursorRecord = self.get(&keys::cursor(sub_id))?.unwrap_or_default();
         let mut runs = Vec::new();
         for item in self.scan::<PendingRunRecord>(&keys::id_prefix(keys::PENDING_RUN, sub_id)) {
             let (key, record) = item?;
@@ -38,19 +34,33 @@ impl Store {
         }
         let mut own = BTreeMap::new();
         for item in self.scan::<PendingRecord>(&keys::id_prefix(keys::PENDING, sub_id)) {
-            let (key, record) = item?;
+            let (key, row) = item?;
             if let Some(offset) = keys::u64_at(&key, OFFSET_AT) {
-                own.insert(offset, record);
+                own.insert(
+                    offset,
+                    Pending {
+                        attempts: row.attempts,
+                        deadline_ms: row.deadline_ms,
+                        first_delivery_ms: row.first_delivery_ms,
+                    },
+                );
             }
         }
-        Ok((cursor, runs, own))
+        Ok(StoredState {
+            cursor: Cursor {
+                next_offset: cursor.next_offset,
+                dead_lettered: cursor.dead_lettered,
+            },
+            runs,
+            own,
+        })
     }
 
     /// Adds the deletion of a subscription's rows to `writes`: its pending
     /// records and runs, its cursor and its record.
     pub fn delete_subscription(
         &self,
-        sub: &SubscriptionRecord,
+        sub: &SubscriptionSettings,
         writes: &mut WriteSet,
     ) -> StorageResult<()> {
         self.delete_keyspaces(&[keys::PENDING, keys::PENDING_RUN], sub.id, writes)?;
@@ -62,18 +72,36 @@ impl Store {
 
 impl WriteSet {
     /// Stores a subscription's record (on creation and on a settings change).
-    pub fn put_subscription(&mut self, sub: &SubscriptionRecord) {
-        self.put(keys::subscription(sub.topic_id, &sub.name), sub);
+    pub fn put_subscription(&mut self, sub: &SubscriptionSettings) {
+        let row = SubscriptionRecord {
+            id: sub.id,
+            topic_id: sub.topic_id,
+            name: sub.name.clone(),
+            lock_seconds: sub.lock_seconds,
+            max_delivery_attempts: sub.max_delivery_attempts,
+            dead_letter_topic: sub.dead_letter_topic.clone(),
+            created_ms: sub.created_ms,
+        };
+        self.put(keys::subscription(sub.topic_id, &sub.name), &row);
     }
 
     /// Stores a subscription's cursor.
-    pub fn put_cursor(&mut self, sub_id: u64, cursor: &CursorRecord) {
-        self.put(keys::cursor(sub_id), cursor);
+    pub fn put_cursor(&mut self, sub_id: u64, cursor: &Cursor) {
+        let row = CursorRecord {
+            next_offset: cursor.next_offset,
+            dead_lettered: cursor.dead_lettered,
+        };
+        self.put(keys::cursor(sub_id), &row);
     }
 
-    /// Stores the pending record of `offset` kept on its own.
-    pub fn put_pending(&mut self, sub_id: u64, offset: u64, pending: &PendingRecord) {
-        self.put(keys::pending(sub_id, offset), pending);
+    /// Stores a pending message of a subscription kept on its own.
+    pub fn put_pending(&mut self, sub_id: u64, offset: u64, pending: &Pending) {
+        let row = PendingRecord {
+            attempts: pending.attempts,
+            deadline_ms: pending.deadline_ms,
+            first_delivery_ms: pending.first_delivery_ms,
+        };
+        self.put(keys::pending(sub_id, offset), &row);
     }
 
     /// Deletes the pending record of `offset`.
@@ -89,6 +117,19 @@ impl WriteSet {
     /// Deletes the run that starts at `start`.
     pub fn delete_run(&mut self, sub_id: u64, start: u64) {
         self.delete(keys::pending_run(sub_id, start));
+    }
+}
+
+/// A stored subscription row as settings.
+fn settings_of(row: SubscriptionRecord) -> SubscriptionSettings {
+    SubscriptionSettings {
+        id: row.id,
+        topic_id: row.topic_id,
+        name: row.name,
+        lock_seconds: row.lock_seconds,
+        max_delivery_attempts: row.max_delivery_attempts,
+        dead_letter_topic: row.dead_letter_topic,
+        created_ms: row.created_ms,
     }
 }
 
