@@ -41,6 +41,7 @@
 //! | `committer.rs` | the group-commit thread in named steps, [`CommitterHandle`], [`PendingCommit`], [`AfterCommit`] |
 //! | `counters.rs` | the counter journal: stage, record, fold, recover |
 //! | `segments.rs` | the append-only segment files that hold message payloads |
+//! | `repo/` | repositories: typed reads on [`Store`] and writes on [`WriteSet`], domain values in and out |
 //! | `error.rs` | [`StorageError`], each variant with its cause as `source()` |
 //! | [`keys`] | the key layout: one leading byte per keyspace, big-endian integers |
 //! | [`records`] | the prost record types stored under those keys |

@@ -178,12 +178,12 @@ impl Store {
     /// Appends an encoded blob to the segment files and returns where it is.
     /// Store the returned reference in a [`WriteSet`] queued afterwards: the
     /// committer makes the blob durable before that write.
-    pub fn append_blob(&self, bytes: &[u8]) -> StorageResult<records::BlobRef> {
+    pub(super) fn append_blob(&self, bytes: &[u8]) -> StorageResult<records::BlobRef> {
         self.segments.append(bytes)
     }
 
     /// Reads a blob back and decodes it.
-    pub fn read_blob<T: prost::Message + Default>(
+    pub(super) fn read_blob<T: prost::Message + Default>(
         &self,
         blob: &records::BlobRef,
     ) -> StorageResult<T> {
@@ -195,7 +195,7 @@ impl Store {
     }
 
     /// At start-up: records a blob that a stored reference points to.
-    pub fn mark_blob_live(&self, blob: &records::BlobRef) {
+    pub(super) fn mark_blob_live(&self, blob: &records::BlobRef) {
         self.segments.mark_live(blob);
     }
 
