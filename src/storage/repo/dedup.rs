@@ -49,3 +49,37 @@ fn entry_of(row: &DedupRecord) -> DedupEntry {
         publish_ms: row.publish_ms,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn entries_keep_their_row_and_are_swept_by_the_predicate() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _committer) = Store::open(dir.path(), 8 << 20).unwrap();
+        let mut writes = WriteSet::new();
+        for (id, publish_ms) in [("old", 10), ("new", 20)] {
+            let entry = DedupEntry {
+                offset: publish_ms as u64,
+                publish_ms,
+            };
+            writes.put_dedup(3, id, &entry);
+        }
+        store.commit(writes).await.unwrap();
+        let row: DedupRecord = store.get(&keys::dedup(3, "old")).unwrap().unwrap();
+        assert_eq!((row.offset, row.publish_ms), (10, 10));
+
+        let mut writes = WriteSet::new();
+        store
+            .delete_dedup_where(3, |e| e.publish_ms < 15, &mut writes)
+            .unwrap();
+        store.commit(writes).await.unwrap();
+        assert_eq!(store.dedup_entry(3, "old").unwrap(), None);
+        let kept = DedupEntry {
+            offset: 20,
+            publish_ms: 20,
+        };
+        assert_eq!(store.dedup_entry(3, "new").unwrap(), Some(kept));
+    }
+}

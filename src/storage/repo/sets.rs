@@ -152,3 +152,74 @@ impl From<StoredMessage> for Message {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+
+    /// Appends sets of `counts` messages to topic 1 (payload: the index in
+    /// the set), stores their headers and returns their summaries.
+    async fn stored_sets(store: &Store, counts: &[u32]) -> Vec<SetSummary> {
+        let mut writes = WriteSet::new();
+        let mut sets = Vec::new();
+        let mut first_offset = 0;
+        for &count in counts {
+            let messages = (0..count)
+                .map(|i| Message {
+                    payload: Bytes::from(vec![i as u8]),
+                    ..Message::default()
+                })
+                .collect();
+            let publish_ms = first_offset as i64;
+            let location = store
+                .append_set(MessageSet {
+                    publish_ms,
+                    messages,
+                })
+                .unwrap();
+            let set = SetSummary {
+                first_offset,
+                count,
+                bytes: count as u64,
+                publish_ms,
+                location,
+            };
+            writes.put_set(1, &set);
+            sets.push(set);
+            first_offset += count as u64;
+        }
+        store.commit(writes).await.unwrap();
+        sets
+    }
+
+    #[tokio::test]
+    async fn sets_are_found_by_offset_read_back_and_deleted_with_their_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _committer) = Store::open(dir.path(), 8 << 20).unwrap();
+        let sets = stored_sets(&store, &[2, 3]).await;
+
+        // The header row, under its key, as before.
+        let header: SetHeaderRecord = store.get(&keys::set_header(1, 2)).unwrap().unwrap();
+        assert_eq!((header.count, header.bytes, header.publish_ms), (3, 3, 2));
+        let first = |offset| {
+            store
+                .set_at_or_before(1, offset)
+                .unwrap()
+                .map(|s| s.first_offset)
+        };
+        assert_eq!((first(1), first(2), first(9)), (Some(0), Some(2), Some(2)));
+        let read = store.read_set(&sets[1]).unwrap();
+        assert_eq!(read.publish_ms, 2);
+        assert_eq!(read.messages[2].payload, Bytes::from(vec![2u8]));
+        assert_eq!(store.load_sets(1).unwrap().len(), 2);
+
+        let mut writes = WriteSet::new();
+        writes.delete_set(1, &sets[0]);
+        store.commit(writes).await.unwrap();
+        let left: Vec<u64> = store.sets(1).map(|s| s.unwrap().first_offset).collect();
+        assert_eq!(left, vec![2]);
+        assert_eq!(first(1), None);
+    }
+}

@@ -165,3 +165,60 @@ fn run_from_row(start: u64, record: &PendingRunRecord) -> Run {
         unresolved: len.saturating_sub(set),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The subscription and cursor rows, under their keys, as before; the
+    /// deletion takes every row of the subscription. (The pending and run
+    /// rows are checked against the live state in `broker::subscription`.)
+    #[tokio::test]
+    async fn a_subscription_keeps_its_rows_and_is_deleted_with_its_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _committer) = Store::open(dir.path(), 8 << 20).unwrap();
+        let sub = SubscriptionSettings {
+            id: 11,
+            topic_id: 7,
+            name: "workers".into(),
+            lock_seconds: 30,
+            max_delivery_attempts: 5,
+            dead_letter_topic: "dlq".into(),
+            created_ms: 42,
+        };
+        let cursor = Cursor {
+            next_offset: 100,
+            dead_lettered: 4,
+        };
+        let pending = Pending {
+            attempts: 2,
+            deadline_ms: 500,
+            first_delivery_ms: 400,
+        };
+        let mut writes = WriteSet::new();
+        writes.put_subscription(&sub);
+        writes.put_cursor(11, &cursor);
+        writes.put_pending(11, 99, &pending);
+        store.commit(writes).await.unwrap();
+
+        let row: SubscriptionRecord = store
+            .get(&keys::subscription(7, "workers"))
+            .unwrap()
+            .unwrap();
+        assert_eq!((row.id, row.dead_letter_topic.as_str()), (11, "dlq"));
+        let row: CursorRecord = store.get(&keys::cursor(11)).unwrap().unwrap();
+        assert_eq!((row.next_offset, row.dead_lettered), (100, 4));
+        assert_eq!(store.subscriptions(7).unwrap(), vec![sub.clone()]);
+        let state = store.subscription_state(11).unwrap();
+        assert_eq!(state.cursor, cursor);
+        assert_eq!(state.own.get(&99), Some(&pending));
+
+        let mut writes = WriteSet::new();
+        store.delete_subscription(&sub, &mut writes).unwrap();
+        store.commit(writes).await.unwrap();
+        assert!(store.subscriptions(7).unwrap().is_empty());
+        let state = store.subscription_state(11).unwrap();
+        assert_eq!(state.cursor, Cursor::default());
+        assert!(state.own.is_empty());
+    }
+}

@@ -116,3 +116,54 @@ fn settings_of(row: TopicRecord) -> TopicSettings {
         created_ms: row.created_ms,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The typed methods write the rows, under the keys, they always did.
+    #[tokio::test]
+    async fn a_topic_and_its_counters_keep_their_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _committer) = Store::open(dir.path(), 8 << 20).unwrap();
+        let topic = TopicSettings {
+            id: 7,
+            tenant: "acme".into(),
+            name: "telemetry".into(),
+            expiry_seconds: 60,
+            max_bytes: 1000,
+            overflow_policy: OverflowPolicy::RefuseProduce,
+            dedup_window_seconds: 5,
+            created_ms: 42,
+        };
+        let state = TopicState {
+            next_offset: 10,
+            expired_messages: 2,
+            reclaimed_messages: 3,
+            last_publish_ms: 99,
+        };
+        let mut writes = WriteSet::new();
+        writes.put_topic(&topic);
+        writes.put_topic_state(7, &state);
+        store.commit(writes).await.unwrap();
+
+        let row: TopicRecord = store
+            .get(&keys::topic("acme", "telemetry"))
+            .unwrap()
+            .unwrap();
+        assert_eq!((row.id, row.overflow_policy, row.created_ms), (7, 2, 42));
+        let row: TopicStateRecord = store.get(&keys::topic_state(7)).unwrap().unwrap();
+        assert_eq!((row.next_offset, row.last_publish_ms), (10, 99));
+        assert_eq!(store.topics().unwrap(), vec![topic.clone()]);
+        assert_eq!(store.topic_state(7).unwrap(), state);
+        assert_eq!(store.topic_state(8).unwrap(), TopicState::default());
+
+        let mut writes = WriteSet::new();
+        store
+            .delete_topic(&topic, &VecDeque::new(), &mut writes)
+            .unwrap();
+        store.commit(writes).await.unwrap();
+        assert!(store.topics().unwrap().is_empty());
+        assert_eq!(store.topic_state(7).unwrap(), TopicState::default());
+    }
+}
