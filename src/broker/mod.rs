@@ -3,6 +3,15 @@
 //! nothing of gRPC (the `api` layer adapts it) and nothing of sled (it writes
 //! through [`crate::storage`]).
 //!
+//! Nor does it know storage's key layout or rows: the storage repositories
+//! (`storage/repo/topics.rs`, `sets.rs`, `dedup.rs`, `subscriptions.rs`)
+//! take and return the broker's own plain types — [`topic::TopicSettings`],
+//! [`topic::TopicState`], [`topic::SetSummary`] (with an opaque
+//! [`crate::storage::SetLocation`]), [`MessageSet`], [`produce::DedupEntry`],
+//! [`subscription::SubscriptionSettings`], [`subscription::StoredState`] —
+//! and build the keys and rows themselves. A new thing the broker stores
+//! gets a plain type here and typed methods there.
+//!
 //! Concurrency rule: a topic's log lock and a subscription's state lock are
 //! held while a write is built *and enqueued* (not while it flushes), so the
 //! group committer commits each topic's and each subscription's changes in

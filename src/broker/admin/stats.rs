@@ -2,8 +2,7 @@
 //! them, and every plan limit with its current use (GetQuota).
 
 use crate::broker::subscription::{Subscription, SubscriptionSettings};
-use crate::broker::topic::Topic;
-use crate::broker::topic::TopicSettings;
+use crate::broker::topic::{Topic, TopicSettings};
 use crate::broker::Broker;
 use crate::error::Result;
 use crate::tenancy::TenantKey;

@@ -63,7 +63,7 @@ impl Broker {
         validate_resource_name("subscription", name)?;
         let plan = self.check_manage(key, Some(topic_name))?;
         let topic = self.topic(&key.tenant, topic_name)?;
-        let record = SubscriptionSettings {
+        let settings = SubscriptionSettings {
             id: 0,
             topic_id: topic.id,
             name: name.to_string(),
@@ -72,7 +72,7 @@ impl Broker {
             dead_letter_topic: asked.dead_letter_topic,
             created_ms: self.clock.now_ms(),
         };
-        self.check_subscription_settings(&plan, key, &topic, &record)?;
+        self.check_subscription_settings(&plan, key, &topic, &settings)?;
 
         let _guard = self.admin_lock.lock().await;
         if topic.is_deleted() {
@@ -90,9 +90,9 @@ impl Broker {
                 plan.max_subscriptions_per_topic
             )));
         }
-        let record = SubscriptionSettings {
+        let settings = SubscriptionSettings {
             id: self.store.generate_id()?,
-            ..record
+            ..settings
         };
         let log = topic.log.lock().await;
         let cursor = Cursor {
@@ -104,11 +104,11 @@ impl Broker {
         };
         drop(log);
         let mut writes = WriteSet::new();
-        writes.put_subscription(&record);
-        writes.put_cursor(record.id, &cursor);
+        writes.put_subscription(&settings);
+        writes.put_cursor(settings.id, &cursor);
         self.store.commit(writes).await?;
         let sub = Arc::new(Subscription::new(
-            record,
+            settings,
             SubState::from_stored(StoredState {
                 cursor,
                 ..StoredState::default()
@@ -126,40 +126,40 @@ impl Broker {
         plan: &Plan,
         key: &TenantKey,
         topic: &Topic,
-        record: &SubscriptionSettings,
+        settings: &SubscriptionSettings,
     ) -> Result<()> {
-        plan.check_lock(record.lock_seconds)?;
-        if record.max_delivery_attempts > MAX_DELIVERY_ATTEMPTS_LIMIT {
+        plan.check_lock(settings.lock_seconds)?;
+        if settings.max_delivery_attempts > MAX_DELIVERY_ATTEMPTS_LIMIT {
             return Err(Error::invalid(format!(
                 "max_delivery_attempts {} is out of range: it must be 0 (unlimited) or between 1 and {MAX_DELIVERY_ATTEMPTS_LIMIT}",
-                record.max_delivery_attempts
+                settings.max_delivery_attempts
             )));
         }
-        let has_dlq = !record.dead_letter_topic.is_empty();
-        if record.max_delivery_attempts > 0 && !has_dlq {
+        let has_dlq = !settings.dead_letter_topic.is_empty();
+        if settings.max_delivery_attempts > 0 && !has_dlq {
             return Err(Error::invalid(
                 "max_delivery_attempts needs a dead_letter_topic to move messages to",
             ));
         }
         if has_dlq {
-            if record.max_delivery_attempts == 0 {
+            if settings.max_delivery_attempts == 0 {
                 return Err(Error::invalid(
                     "dead_letter_topic needs max_delivery_attempts between 1 and 100",
                 ));
             }
-            if record.lock_seconds == 0 {
+            if settings.lock_seconds == 0 {
                 return Err(Error::invalid(
                     "dead-lettering needs an at-least-once subscription (lock_seconds > 0)",
                 ));
             }
-            validate_resource_name("topic", &record.dead_letter_topic)?;
-            if record.dead_letter_topic == topic.name {
+            validate_resource_name("topic", &settings.dead_letter_topic)?;
+            if settings.dead_letter_topic == topic.name {
                 return Err(Error::invalid(
                     "dead_letter_topic must be a different topic than the subscription's own",
                 ));
             }
-            key.require(Scope::Manage, Some(&record.dead_letter_topic))?;
-            self.topic(&key.tenant, &record.dead_letter_topic)?;
+            key.require(Scope::Manage, Some(&settings.dead_letter_topic))?;
+            self.topic(&key.tenant, &settings.dead_letter_topic)?;
         }
         Ok(())
     }
@@ -201,22 +201,22 @@ impl Broker {
     ) -> Result<SubscriptionView> {
         let plan = self.check_manage(key, Some(topic_name))?;
         let (topic, sub) = self.subscription(&key.tenant, topic_name, name)?;
-        let mut record = sub.settings();
+        let mut settings = sub.settings();
         if let Some(v) = update.lock_seconds {
-            record.lock_seconds = v;
+            settings.lock_seconds = v;
         }
         if let Some(v) = update.max_delivery_attempts {
-            record.max_delivery_attempts = v;
+            settings.max_delivery_attempts = v;
         }
         if let Some(v) = update.dead_letter_topic {
-            record.dead_letter_topic = v;
+            settings.dead_letter_topic = v;
         }
-        self.check_subscription_settings(&plan, key, &topic, &record)?;
+        self.check_subscription_settings(&plan, key, &topic, &settings)?;
         let _guard = self.admin_lock.lock().await;
         let mut writes = WriteSet::new();
-        writes.put_subscription(&record);
+        writes.put_subscription(&settings);
         self.store.commit(writes).await?;
-        sub.set_settings(record);
+        sub.set_settings(settings);
         Ok(self.subscription_view(&topic, &sub).await)
     }
 

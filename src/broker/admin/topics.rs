@@ -136,25 +136,25 @@ impl Broker {
     ) -> Result<TopicView> {
         let plan = self.check_manage(key, Some(name))?;
         let topic = self.topic(&key.tenant, name)?;
-        let mut record = topic.settings();
+        let mut settings = topic.settings();
         if let Some(v) = update.expiry_seconds {
-            record.expiry_seconds = v;
+            settings.expiry_seconds = v;
         }
         if let Some(v) = update.max_bytes {
-            record.max_bytes = v;
+            settings.max_bytes = v;
         }
         if let Some(v) = update.overflow_policy {
-            record.overflow_policy = check_overflow(v)?;
+            settings.overflow_policy = check_overflow(v)?;
         }
         if let Some(v) = update.dedup_window_seconds {
-            record.dedup_window_seconds = v;
+            settings.dedup_window_seconds = v;
         }
-        check_topic_settings(&plan, &record)?;
+        check_topic_settings(&plan, &settings)?;
         let _guard = self.admin_lock.lock().await;
         let mut writes = WriteSet::new();
-        writes.put_topic(&record);
+        writes.put_topic(&settings);
         self.store.commit(writes).await?;
-        topic.set_settings(record);
+        topic.set_settings(settings);
         Ok(self.topic_view(&topic).await)
     }
 
@@ -228,8 +228,8 @@ fn check_overflow(number: i32) -> Result<OverflowPolicy> {
     })
 }
 
-fn check_topic_settings(plan: &Plan, record: &TopicSettings) -> Result<()> {
-    plan.check_expiry(record.expiry_seconds)?;
-    plan.check_topic_bytes(record.max_bytes)?;
-    plan.check_dedup_window(record.dedup_window_seconds)
+fn check_topic_settings(plan: &Plan, settings: &TopicSettings) -> Result<()> {
+    plan.check_expiry(settings.expiry_seconds)?;
+    plan.check_topic_bytes(settings.max_bytes)?;
+    plan.check_dedup_window(settings.dedup_window_seconds)
 }
