@@ -10,10 +10,11 @@ use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion};
 use prost::Message as _;
 use tallyq::broker::subscription::{ClaimRules, SubState};
+use tallyq::broker::topic::SetSummary;
+use tallyq::broker::{Message, MessageSet};
 use tallyq::metering::{units_for_bytes, UsageDelta};
 use tallyq::proto::v1 as pb;
-use tallyq::storage::records::{MessageSetRecord, SetHeaderRecord, StoredMessage};
-use tallyq::storage::{keys, Store, WriteSet};
+use tallyq::storage::{Store, WriteSet};
 
 fn batch() -> pb::ProduceRequest {
     pb::ProduceRequest {
@@ -98,20 +99,22 @@ fn append_set(
     writes: &mut WriteSet,
     topic_id: u64,
     first_offset: u64,
-    messages: &[StoredMessage],
+    messages: &[Message],
 ) {
-    let encoded = prost::Message::encode_to_vec(&MessageSetRecord {
-        publish_ms: 0,
-        messages: messages.to_vec(),
-    });
-    let blob = store.append_blob(&encoded).expect("append");
-    writes.put(
-        keys::set_header(topic_id, first_offset),
-        &SetHeaderRecord {
-            count: messages.len() as u32,
-            bytes: encoded.len() as u64,
+    let location = store
+        .append_set(MessageSet {
             publish_ms: 0,
-            blob: Some(blob),
+            messages: messages.to_vec(),
+        })
+        .expect("append");
+    writes.put_set(
+        topic_id,
+        &SetSummary {
+            first_offset,
+            count: messages.len() as u32,
+            bytes: messages.iter().map(|m| m.payload.len() as u64).sum(),
+            publish_ms: 0,
+            location,
         },
     );
 }
@@ -120,8 +123,8 @@ fn storage(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let dir = tempfile::tempdir().expect("temp dir");
     let (store, _committer) = Store::open(dir.path(), 64 << 20).expect("store");
-    let messages: Vec<StoredMessage> = (0..100)
-        .map(|_| StoredMessage {
+    let messages: Vec<Message> = (0..100)
+        .map(|_| Message {
             payload: Bytes::from(vec![b'x'; 1024]),
             ..Default::default()
         })

@@ -9,11 +9,10 @@
 use std::time::Instant;
 
 use bytes::Bytes;
+use tallyq::broker::topic::{SetSummary, TopicState};
+use tallyq::broker::{Message, MessageSet};
 use tallyq::metering::{units_for_bytes, UsageDelta};
-use tallyq::storage::records::{
-    MessageSetRecord, SetHeaderRecord, StoredMessage, TopicStateRecord,
-};
-use tallyq::storage::{keys, Store, WriteSet};
+use tallyq::storage::{Store, WriteSet};
 
 const RUNS: usize = 15;
 const WRITERS: usize = 8;
@@ -38,10 +37,10 @@ async fn run(store: &Store, variant: Variant, topic_base: u64) -> f64 {
         let payload = payload.clone();
         tasks.push(tokio::spawn(async move {
             let topic_id = topic_base + writer as u64;
-            let mut state = TopicStateRecord::default();
+            let mut state = TopicState::default();
             for _ in 0..BATCHES_PER_WRITER {
-                let messages: Vec<StoredMessage> = (0..BATCH)
-                    .map(|i| StoredMessage {
+                let messages: Vec<Message> = (0..BATCH)
+                    .map(|i| Message {
                         payload: payload.clone(),
                         device_id: if variant.devices {
                             format!("8600000000{i:05}")
@@ -61,22 +60,24 @@ async fn run(store: &Store, variant: Variant, topic_base: u64) -> f64 {
                     usage.write("tenant", 20_000, &mut writes);
                 }
                 let first = state.next_offset;
-                let encoded = prost::Message::encode_to_vec(&MessageSetRecord {
-                    publish_ms: 0,
-                    messages,
-                });
-                let blob = store.append_blob(&encoded).expect("append");
-                writes.put(
-                    keys::set_header(topic_id, first),
-                    &SetHeaderRecord {
+                let location = store
+                    .append_set(MessageSet {
+                        publish_ms: 0,
+                        messages,
+                    })
+                    .expect("append");
+                writes.put_set(
+                    topic_id,
+                    &SetSummary {
+                        first_offset: first,
                         count: BATCH as u32,
                         bytes: 100_000,
                         publish_ms: 0,
-                        blob: Some(blob),
+                        location,
                     },
                 );
                 state.next_offset += BATCH as u64;
-                writes.put(keys::topic_state(topic_id), &state);
+                writes.put_topic_state(topic_id, &state);
                 store.commit(writes).await.expect("commit");
             }
         }));

@@ -7,15 +7,15 @@ use crate::billing::ledger::LedgerEntry;
 use crate::billing::pricing::milli_gib_hours;
 use crate::billing::{AccountView, Statement, StatementDay, UsageLine};
 use crate::broker::admin::{
-    QuotaUse, StartAt, SubscriptionSettings, SubscriptionUpdate, SubscriptionView, TopicSettings,
+    NewSubscription, NewTopic, QuotaUse, StartAt, SubscriptionUpdate, SubscriptionView,
     TopicUpdate, TopicView,
 };
 use crate::broker::delivery::SeekTarget;
-use crate::broker::{Delivered, ProduceOutcome};
+use crate::broker::topic::OverflowPolicy;
+use crate::broker::{Delivered, Message, ProduceOutcome};
 use crate::error::{Error, Result};
 use crate::metering::{Calendar, Dimension};
 use crate::proto::v1 as pb;
-use crate::storage::records::StoredMessage;
 use crate::tenancy::{
     ApiKey, AuditEvent, DeviceBinding, NewTenant, Scope, SuspendReason, Tenant, TenantUpdate,
 };
@@ -102,10 +102,10 @@ pub fn scopes(scopes: &[i32]) -> Result<Vec<Scope>> {
         .collect()
 }
 
-impl From<pb::Message> for StoredMessage {
+impl From<pb::Message> for Message {
     /// Fields move, nothing is copied.
     fn from(m: pb::Message) -> Self {
-        StoredMessage {
+        Message {
             payload: m.payload,
             headers: m.headers,
             device_id: m.device_id,
@@ -114,8 +114,8 @@ impl From<pb::Message> for StoredMessage {
     }
 }
 
-impl From<StoredMessage> for pb::Message {
-    fn from(m: StoredMessage) -> Self {
+impl From<Message> for pb::Message {
+    fn from(m: Message) -> Self {
         pb::Message {
             payload: m.payload,
             headers: m.headers,
@@ -153,9 +153,9 @@ impl From<ProduceOutcome> for pb::ProduceResponse {
     }
 }
 
-impl From<pb::TopicConfig> for TopicSettings {
+impl From<pb::TopicConfig> for NewTopic {
     fn from(c: pb::TopicConfig) -> Self {
-        TopicSettings {
+        NewTopic {
             expiry_seconds: c.message_expiry_seconds,
             max_bytes: c.max_bytes,
             overflow_policy: c.overflow_policy,
@@ -175,16 +175,25 @@ impl From<&pb::UpdateTopicRequest> for TopicUpdate {
     }
 }
 
+impl From<OverflowPolicy> for pb::OverflowPolicy {
+    fn from(policy: OverflowPolicy) -> Self {
+        match policy {
+            OverflowPolicy::ReclaimOldest => pb::OverflowPolicy::ReclaimOldest,
+            OverflowPolicy::RefuseProduce => pb::OverflowPolicy::RefuseProduce,
+        }
+    }
+}
+
 impl From<TopicView> for pb::Topic {
     fn from(view: TopicView) -> Self {
-        let r = view.record;
+        let r = view.settings;
         let s = view.stats;
         pb::Topic {
             name: r.name,
             config: Some(pb::TopicConfig {
                 message_expiry_seconds: r.expiry_seconds,
                 max_bytes: r.max_bytes,
-                overflow_policy: r.overflow_policy,
+                overflow_policy: pb::OverflowPolicy::from(r.overflow_policy).into(),
                 dedup_window_seconds: r.dedup_window_seconds,
             }),
             create_time_unix_ms: r.created_ms,
@@ -201,9 +210,9 @@ impl From<TopicView> for pb::Topic {
     }
 }
 
-impl From<pb::SubscriptionConfig> for SubscriptionSettings {
+impl From<pb::SubscriptionConfig> for NewSubscription {
     fn from(c: pb::SubscriptionConfig) -> Self {
-        SubscriptionSettings {
+        NewSubscription {
             lock_seconds: c.lock_seconds,
             max_delivery_attempts: c.max_delivery_attempts,
             dead_letter_topic: c.dead_letter_topic,
@@ -223,7 +232,7 @@ impl From<&pb::UpdateSubscriptionRequest> for SubscriptionUpdate {
 
 impl From<SubscriptionView> for pb::Subscription {
     fn from(view: SubscriptionView) -> Self {
-        let r = view.record;
+        let r = view.settings;
         let s = view.stats;
         pb::Subscription {
             topic: view.topic,

@@ -3,6 +3,15 @@
 //! nothing of gRPC (the `api` layer adapts it) and nothing of sled (it writes
 //! through [`crate::storage`]).
 //!
+//! Nor does it know storage's key layout or rows: the storage repositories
+//! (`storage/repo/topics.rs`, `sets.rs`, `dedup.rs`, `subscriptions.rs`)
+//! take and return the broker's own plain types — [`topic::TopicSettings`],
+//! [`topic::TopicState`], [`topic::SetSummary`] (with an opaque
+//! [`crate::storage::SetLocation`]), [`MessageSet`], [`produce::DedupEntry`],
+//! [`subscription::SubscriptionSettings`], [`subscription::StoredState`] —
+//! and build the keys and rows themselves. A new thing the broker stores
+//! gets a plain type here and typed methods there.
+//!
 //! Concurrency rule: a topic's log lock and a subscription's state lock are
 //! held while a write is built *and enqueued* (not while it flushes), so the
 //! group committer commits each topic's and each subscription's changes in
@@ -18,6 +27,7 @@
 //! | module | what it owns |
 //! |---|---|
 //! | this file | [`Broker`]: the registry of topics, start-up loading, lookups |
+//! | `message` | [`Message`] and [`MessageSet`], the messages it keeps |
 //! | [`topic`] | a topic, its log (`log`) and reading it back (`reader`) |
 //! | [`subscription`] | a subscription's state machine: `state`, `claim`, `runs`, `persist` |
 //! | [`produce`] | `admit`, `dedup`, `room` (shared with dead letters), `pending` |
@@ -41,13 +51,14 @@ pub mod delivery;
 mod disk_space;
 pub mod export;
 mod gauges;
+mod message;
 pub mod produce;
 pub mod retention;
 mod storage_meter;
 pub mod subscription;
 pub mod topic;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
@@ -58,18 +69,23 @@ use crate::error::{Error, Result};
 use crate::metering::Calendar;
 use crate::observability::Metrics;
 use crate::quota::admission::Admission;
-use crate::storage::records::{SetHeaderRecord, SubscriptionRecord, TopicRecord, TopicStateRecord};
-use crate::storage::{keys, StorageError, Store};
+use crate::storage::Store;
 use crate::sync::RwLockExt;
 use crate::tenancy::Tenancy;
 
 use subscription::{SubState, Subscription};
-use topic::{SetSummary, Topic, TopicLog};
+use topic::{Topic, TopicLog, TopicSettings};
 
 pub use delivery::{ConsumerSession, Delivered, FlowWindow};
+pub use message::{Message, MessageSet};
 pub use produce::{ProduceOutcome, ProducedMessage};
 
 /// The broker: every tenant's topics and subscriptions.
+///
+/// Its dependencies (store, clock, tenancy, admission, calendar, metrics) are
+/// handed in at [`Broker::load`] and stay private: whoever else needs one is
+/// given it at construction too (see `server::domain`), not through the
+/// broker.
 pub struct Broker {
     store: Store,
     clock: Clock,
@@ -108,64 +124,23 @@ impl Broker {
             topics: DashMap::new(),
             admin_lock: tokio::sync::Mutex::new(()),
         };
-        let records: Vec<TopicRecord> = broker
-            .store
-            .scan::<TopicRecord>(&[keys::TOPIC])
-            .map(|item| item.map(|(_, r)| r))
-            .collect::<Result<_, _>>()?;
-        for record in records {
-            let topic = broker.load_topic(record)?;
+        for settings in broker.store.topics()? {
+            let topic = broker.load_topic(settings)?;
             broker.insert_topic(topic);
         }
         broker.store.remove_unreferenced_blobs();
         Ok(broker)
     }
 
-    fn load_topic(&self, record: TopicRecord) -> Result<Arc<Topic>> {
-        let mut state: TopicStateRecord = self
-            .store
-            .get(&keys::topic_state(record.id))?
-            .unwrap_or_default();
-        let mut sets = VecDeque::new();
-        let mut bytes = 0;
-        for item in self
-            .store
-            .scan::<SetHeaderRecord>(&keys::id_prefix(keys::SET_HEADER, record.id))
-        {
-            let (key, header) = item?;
-            let first_offset = keys::u64_at(&key, 9).unwrap_or_default();
-            let blob = header.blob.ok_or_else(|| StorageError::Corrupt {
-                key: hex::encode(&key),
-                reason: "a message set header without its segment reference".into(),
-            })?;
-            self.store.mark_blob_live(&blob);
-            bytes += header.bytes;
-            sets.push_back(SetSummary {
-                first_offset,
-                count: header.count,
-                bytes: header.bytes,
-                publish_ms: header.publish_ms,
-                blob,
-            });
-        }
-        // A produce writes only its set's header, not the topic's counters
-        // (see submit_produce): the newest header has the log's end.
-        if let Some(newest) = sets.back() {
-            state.next_offset = state.next_offset.max(newest.end());
-            state.last_publish_ms = state.last_publish_ms.max(newest.publish_ms);
-        }
-        let tenant_bytes = self.tenant_bytes_counter(&record.tenant);
-        let topic = Arc::new(Topic::new(
-            record,
-            TopicLog { state, sets, bytes },
-            tenant_bytes,
-        ));
+    fn load_topic(&self, settings: TopicSettings) -> Result<Arc<Topic>> {
+        let log = TopicLog::loaded(
+            self.store.topic_state(settings.id)?,
+            self.store.load_sets(settings.id)?,
+        );
+        let tenant_bytes = self.tenant_bytes_counter(&settings.tenant);
+        let topic = Arc::new(Topic::new(settings, log, tenant_bytes));
         let mut subs = BTreeMap::new();
-        for item in self
-            .store
-            .scan::<SubscriptionRecord>(&keys::id_prefix(keys::SUBSCRIPTION, topic.id))
-        {
-            let (_, sub) = item?;
+        for sub in self.store.subscriptions(topic.id)? {
             let state = SubState::load(&self.store, sub.id)?;
             subs.insert(sub.name.clone(), Arc::new(Subscription::new(sub, state)));
         }
@@ -189,36 +164,6 @@ impl Broker {
             .entry(tenant.to_string())
             .or_default()
             .clone()
-    }
-
-    /// The admission limits.
-    pub fn admission(&self) -> &Arc<Admission> {
-        &self.admission
-    }
-
-    /// The server's metrics.
-    pub fn metrics(&self) -> &Arc<Metrics> {
-        &self.metrics
-    }
-
-    /// The billing calendar.
-    pub fn calendar(&self) -> Calendar {
-        self.calendar
-    }
-
-    /// The store.
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
-
-    /// The broker's clock.
-    pub fn clock(&self) -> &Clock {
-        &self.clock
-    }
-
-    /// Tenants and keys.
-    pub fn tenancy(&self) -> &Arc<Tenancy> {
-        &self.tenancy
     }
 
     /// A tenant's topic, or NOT_FOUND.

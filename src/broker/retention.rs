@@ -4,8 +4,7 @@
 
 use super::Broker;
 use crate::error::Result;
-use crate::storage::records::DedupRecord;
-use crate::storage::{keys, WriteSet};
+use crate::storage::WriteSet;
 use crate::sync::MutexExt;
 
 impl Broker {
@@ -37,7 +36,7 @@ impl Broker {
                 &topic.tenant,
                 expired,
             );
-            writes.put(keys::topic_state(topic.id), &log.state);
+            writes.put_topic_state(topic.id, &log.state);
             topic.sync_from(&log);
             let commit = self.store.enqueue(writes, None).await?;
             drop(log);
@@ -55,17 +54,13 @@ impl Broker {
             topic
                 .uncommitted_dedup
                 .lock_unpoisoned()
-                .retain(|_, (_, published)| *published + window_ms > now);
+                .retain(|_, entry| entry.within(window_ms, now));
             let mut writes = WriteSet::new();
-            for item in self
-                .store
-                .scan::<DedupRecord>(&keys::id_prefix(keys::DEDUP, topic.id))
-            {
-                let (key, record) = item?;
-                if record.publish_ms + window_ms <= now {
-                    writes.delete(key);
-                }
-            }
+            self.store.delete_dedup_where(
+                topic.id,
+                |entry| !entry.within(window_ms, now),
+                &mut writes,
+            )?;
             if !writes.is_empty() {
                 self.store.commit(writes).await?;
             }

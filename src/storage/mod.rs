@@ -43,6 +43,7 @@
 //! | `segments.rs` | the append-only segment files that hold message payloads |
 //! | `disk.rs` | [`DiskMonitor`]: free space of the data dir's file system against `min_free_disk_bytes` |
 //! | `private.rs` | owner-only modes: the umask, 0700 folders, tightening an existing data dir |
+//! | `repo/` | repositories: typed reads on [`Store`] and writes on [`WriteSet`], domain values in and out |
 //! | `error.rs` | [`StorageError`], each variant with its cause as `source()` |
 //! | `failure.rs` | [`StoreHealth`]: a failed group commit fails the store until it is reopened; how failed writes are classified |
 //! | [`keys`] | the key layout: one leading byte per keyspace, big-endian integers |
@@ -70,5 +71,6 @@ pub use disk::{approx_bytes, DiskMonitor, DiskSpace, MinFreeDisk};
 pub use error::{StorageError, StorageResult};
 pub use failure::StoreHealth;
 pub use private::{create_private_dir, restrict_umask};
+pub use repo::SetLocation;
 pub use store::Store;
 pub use write_set::WriteSet;

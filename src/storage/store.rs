@@ -207,14 +207,14 @@ impl Store {
     /// committer makes the blob durable before that write.
     /// A failed append is [`StorageError::NotApplied`]: its bytes are never
     /// referred to.
-    pub fn append_blob(&self, bytes: &[u8]) -> StorageResult<records::BlobRef> {
+    pub(super) fn append_blob(&self, bytes: &[u8]) -> StorageResult<records::BlobRef> {
         self.segments
             .append(bytes)
             .map_err(StorageError::not_applied)
     }
 
     /// Reads a blob back and decodes it.
-    pub fn read_blob<T: prost::Message + Default>(
+    pub(super) fn read_blob<T: prost::Message + Default>(
         &self,
         blob: &records::BlobRef,
     ) -> StorageResult<T> {
@@ -226,7 +226,7 @@ impl Store {
     }
 
     /// At start-up: records a blob that a stored reference points to.
-    pub fn mark_blob_live(&self, blob: &records::BlobRef) {
+    pub(super) fn mark_blob_live(&self, blob: &records::BlobRef) {
         self.segments.mark_live(blob);
     }
 

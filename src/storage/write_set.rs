@@ -51,7 +51,7 @@ impl WriteSet {
 
     /// Releases a blob in the segment files once this set committed (the
     /// set must delete the blob's last reference).
-    pub fn release_blob(&mut self, blob: records::BlobRef) {
+    pub(super) fn release_blob(&mut self, blob: records::BlobRef) {
         self.released_blobs.push(blob);
     }
 

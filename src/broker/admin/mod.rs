@@ -11,15 +11,14 @@ mod subscriptions;
 mod topics;
 
 pub use stats::{QuotaUse, SubscriptionStats, SubscriptionView, TopicStats, TopicView};
-pub use subscriptions::{StartAt, SubscriptionSettings, SubscriptionUpdate};
-pub use topics::{TopicSettings, TopicUpdate};
+pub use subscriptions::{NewSubscription, StartAt, SubscriptionUpdate};
+pub use topics::{NewTopic, TopicUpdate};
 
 use std::sync::Arc;
 
 use super::Broker;
 use crate::error::Result;
 use crate::quota::Plan;
-use crate::storage::{keys, WriteSet};
 use crate::tenancy::{Scope, TenantKey};
 
 impl Broker {
@@ -30,16 +29,5 @@ impl Broker {
         let plan = self.tenancy.plan_of(&key.tenant);
         self.admission.admit_control(&key.tenant, &plan)?;
         Ok(plan)
-    }
-
-    /// Adds the deletion of every key of `id` in each of `keyspaces` to
-    /// `writes` (a topic's or a subscription's records, on deletion).
-    fn delete_keyspaces(&self, keyspaces: &[u8], id: u64, writes: &mut WriteSet) -> Result<()> {
-        for &keyspace in keyspaces {
-            for key in self.store.scan_keys(&keys::id_prefix(keyspace, id)) {
-                writes.delete(key?);
-            }
-        }
-        Ok(())
     }
 }

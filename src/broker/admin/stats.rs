@@ -1,11 +1,10 @@
 //! Live figures: a topic's and a subscription's stats as the admin API shows
 //! them, and every plan limit with its current use (GetQuota).
 
-use crate::broker::subscription::Subscription;
-use crate::broker::topic::Topic;
+use crate::broker::subscription::{Subscription, SubscriptionSettings};
+use crate::broker::topic::{Topic, TopicSettings};
 use crate::broker::Broker;
 use crate::error::Result;
-use crate::storage::records::{SubscriptionRecord, TopicRecord};
 use crate::tenancy::TenantKey;
 
 /// Live figures of a topic.
@@ -30,8 +29,8 @@ pub struct TopicStats {
 /// A topic with its figures.
 #[derive(Debug, Clone)]
 pub struct TopicView {
-    /// Settings and identity.
-    pub record: TopicRecord,
+    /// Identity and settings.
+    pub settings: TopicSettings,
     /// Figures.
     pub stats: TopicStats,
 }
@@ -56,8 +55,8 @@ pub struct SubscriptionStats {
 pub struct SubscriptionView {
     /// The topic's name.
     pub topic: String,
-    /// Settings and identity.
-    pub record: SubscriptionRecord,
+    /// Identity and settings.
+    pub settings: SubscriptionSettings,
     /// Figures.
     pub stats: SubscriptionStats,
 }
@@ -122,7 +121,7 @@ impl Broker {
         let log = topic.log.lock().await;
         let now = self.clock.now_ms();
         TopicView {
-            record: topic.settings(),
+            settings: topic.settings(),
             stats: TopicStats {
                 messages: log.messages(),
                 bytes: log.bytes,
@@ -164,7 +163,7 @@ impl Broker {
             .unwrap_or(0);
         SubscriptionView {
             topic: topic.name.clone(),
-            record: sub.settings(),
+            settings: sub.settings(),
             stats: SubscriptionStats {
                 backlog: new_messages + state.due_now(now),
                 in_flight: state.in_flight(now),

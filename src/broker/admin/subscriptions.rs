@@ -1,16 +1,16 @@
 //! Subscription management: create, get, list, update, delete, with the
 //! delivery settings checked against the plan and each other.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::broker::subscription::{SubState, Subscription};
+use crate::broker::subscription::{
+    Cursor, StoredState, SubState, Subscription, SubscriptionSettings,
+};
 use crate::broker::topic::Topic;
 use crate::broker::Broker;
 use crate::error::{Error, Result};
 use crate::quota::Plan;
-use crate::storage::records::{CursorRecord, SubscriptionRecord};
-use crate::storage::{keys, WriteSet};
+use crate::storage::WriteSet;
 use crate::sync::RwLockExt;
 use crate::tenancy::{validate_resource_name, Scope, TenantKey};
 
@@ -18,7 +18,7 @@ use super::SubscriptionView;
 
 /// Settings asked for on subscription creation.
 #[derive(Debug, Clone, Default)]
-pub struct SubscriptionSettings {
+pub struct NewSubscription {
     /// 0 at-most-once, else lock seconds.
     pub lock_seconds: u32,
     /// 0 unlimited.
@@ -51,32 +51,20 @@ pub enum StartAt {
 const MAX_DELIVERY_ATTEMPTS_LIMIT: u32 = 100;
 
 impl Broker {
-    pub(super) fn delete_subscription_writes(
-        &self,
-        topic: &Topic,
-        sub: &Subscription,
-        writes: &mut WriteSet,
-    ) -> Result<()> {
-        self.delete_keyspaces(&[keys::PENDING, keys::PENDING_RUN], sub.id, writes)?;
-        writes.delete(keys::cursor(sub.id));
-        writes.delete(keys::subscription(topic.id, &sub.name));
-        Ok(())
-    }
-
     /// Creates a subscription.
     pub async fn create_subscription(
         &self,
         key: &TenantKey,
         topic_name: &str,
         name: &str,
-        asked: SubscriptionSettings,
+        asked: NewSubscription,
         start: StartAt,
     ) -> Result<SubscriptionView> {
         validate_resource_name("subscription", name)?;
         let plan = self.check_manage(key, Some(topic_name))?;
         self.refuse_when_disk_low()?;
         let topic = self.topic(&key.tenant, topic_name)?;
-        let record = SubscriptionRecord {
+        let settings = SubscriptionSettings {
             id: 0,
             topic_id: topic.id,
             name: name.to_string(),
@@ -85,7 +73,7 @@ impl Broker {
             dead_letter_topic: asked.dead_letter_topic,
             created_ms: self.clock.now_ms(),
         };
-        self.check_subscription_settings(&plan, key, &topic, &record)?;
+        self.check_subscription_settings(&plan, key, &topic, &settings)?;
 
         let _guard = self.admin_lock.lock().await;
         if topic.is_deleted() {
@@ -103,12 +91,12 @@ impl Broker {
                 plan.max_subscriptions_per_topic
             )));
         }
-        let record = SubscriptionRecord {
+        let settings = SubscriptionSettings {
             id: self.store.generate_id()?,
-            ..record
+            ..settings
         };
         let log = topic.log.lock().await;
-        let cursor = CursorRecord {
+        let cursor = Cursor {
             next_offset: match start {
                 StartAt::Earliest => log.first_offset(),
                 StartAt::Latest => log.state.next_offset,
@@ -117,12 +105,15 @@ impl Broker {
         };
         drop(log);
         let mut writes = WriteSet::new();
-        writes.put(keys::subscription(topic.id, name), &record);
-        writes.put(keys::cursor(record.id), &cursor);
+        writes.put_subscription(&settings);
+        writes.put_cursor(settings.id, &cursor);
         self.store.commit(writes).await?;
         let sub = Arc::new(Subscription::new(
-            record,
-            SubState::from_records(cursor, Vec::new(), BTreeMap::new()),
+            settings,
+            SubState::from_stored(StoredState {
+                cursor,
+                ..StoredState::default()
+            }),
         ));
         topic
             .subscriptions
@@ -136,40 +127,40 @@ impl Broker {
         plan: &Plan,
         key: &TenantKey,
         topic: &Topic,
-        record: &SubscriptionRecord,
+        settings: &SubscriptionSettings,
     ) -> Result<()> {
-        plan.check_lock(record.lock_seconds)?;
-        if record.max_delivery_attempts > MAX_DELIVERY_ATTEMPTS_LIMIT {
+        plan.check_lock(settings.lock_seconds)?;
+        if settings.max_delivery_attempts > MAX_DELIVERY_ATTEMPTS_LIMIT {
             return Err(Error::invalid(format!(
                 "max_delivery_attempts {} is out of range: it must be 0 (unlimited) or between 1 and {MAX_DELIVERY_ATTEMPTS_LIMIT}",
-                record.max_delivery_attempts
+                settings.max_delivery_attempts
             )));
         }
-        let has_dlq = !record.dead_letter_topic.is_empty();
-        if record.max_delivery_attempts > 0 && !has_dlq {
+        let has_dlq = !settings.dead_letter_topic.is_empty();
+        if settings.max_delivery_attempts > 0 && !has_dlq {
             return Err(Error::invalid(
                 "max_delivery_attempts needs a dead_letter_topic to move messages to",
             ));
         }
         if has_dlq {
-            if record.max_delivery_attempts == 0 {
+            if settings.max_delivery_attempts == 0 {
                 return Err(Error::invalid(
                     "dead_letter_topic needs max_delivery_attempts between 1 and 100",
                 ));
             }
-            if record.lock_seconds == 0 {
+            if settings.lock_seconds == 0 {
                 return Err(Error::invalid(
                     "dead-lettering needs an at-least-once subscription (lock_seconds > 0)",
                 ));
             }
-            validate_resource_name("topic", &record.dead_letter_topic)?;
-            if record.dead_letter_topic == topic.name {
+            validate_resource_name("topic", &settings.dead_letter_topic)?;
+            if settings.dead_letter_topic == topic.name {
                 return Err(Error::invalid(
                     "dead_letter_topic must be a different topic than the subscription's own",
                 ));
             }
-            key.require(Scope::Manage, Some(&record.dead_letter_topic))?;
-            self.topic(&key.tenant, &record.dead_letter_topic)?;
+            key.require(Scope::Manage, Some(&settings.dead_letter_topic))?;
+            self.topic(&key.tenant, &settings.dead_letter_topic)?;
         }
         Ok(())
     }
@@ -211,22 +202,22 @@ impl Broker {
     ) -> Result<SubscriptionView> {
         let plan = self.check_manage(key, Some(topic_name))?;
         let (topic, sub) = self.subscription(&key.tenant, topic_name, name)?;
-        let mut record = sub.settings();
+        let mut settings = sub.settings();
         if let Some(v) = update.lock_seconds {
-            record.lock_seconds = v;
+            settings.lock_seconds = v;
         }
         if let Some(v) = update.max_delivery_attempts {
-            record.max_delivery_attempts = v;
+            settings.max_delivery_attempts = v;
         }
         if let Some(v) = update.dead_letter_topic {
-            record.dead_letter_topic = v;
+            settings.dead_letter_topic = v;
         }
-        self.check_subscription_settings(&plan, key, &topic, &record)?;
+        self.check_subscription_settings(&plan, key, &topic, &settings)?;
         let _guard = self.admin_lock.lock().await;
         let mut writes = WriteSet::new();
-        writes.put(keys::subscription(topic.id, name), &record);
+        writes.put_subscription(&settings);
         self.store.commit(writes).await?;
-        sub.set_settings(record);
+        sub.set_settings(settings);
         Ok(self.subscription_view(&topic, &sub).await)
     }
 
@@ -242,7 +233,8 @@ impl Broker {
         let (topic, sub) = self.subscription(&key.tenant, topic_name, name)?;
         let state = sub.state.lock().await;
         let mut writes = WriteSet::new();
-        self.delete_subscription_writes(&topic, &sub, &mut writes)?;
+        self.store
+            .delete_subscription(&sub.settings(), &mut writes)?;
         self.store.commit(writes).await?;
         drop(state);
         topic.subscriptions.write_unpoisoned().remove(name);

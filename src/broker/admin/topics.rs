@@ -3,25 +3,25 @@
 
 use std::sync::Arc;
 
-use crate::broker::topic::{Topic, TopicLog, OVERFLOW_RECLAIM, OVERFLOW_REFUSE};
+use crate::broker::topic::{OverflowPolicy, Topic, TopicLog, TopicSettings, TopicState};
 use crate::broker::Broker;
 use crate::error::{Error, Result};
 use crate::metering::TopicLife;
 use crate::quota::Plan;
-use crate::storage::records::{TopicRecord, TopicStateRecord};
-use crate::storage::{keys, WriteSet};
+use crate::storage::WriteSet;
 use crate::tenancy::{validate_resource_name, TenantKey};
 
 use super::TopicView;
 
 /// Settings asked for on topic creation; zeros mean the plan's defaults.
 #[derive(Debug, Clone, Default)]
-pub struct TopicSettings {
+pub struct NewTopic {
     /// Message expiry in seconds.
     pub expiry_seconds: u64,
     /// Size cap in bytes.
     pub max_bytes: u64,
-    /// 0 or 1 reclaim oldest, 2 refuse produce.
+    /// The API's `OverflowPolicy` number: 0 or 1 reclaim oldest, 2 refuse
+    /// produce (checked by [`Broker::create_topic`]).
     pub overflow_policy: i32,
     /// Dedup window in seconds.
     pub dedup_window_seconds: u64,
@@ -34,7 +34,7 @@ pub struct TopicUpdate {
     pub expiry_seconds: Option<u64>,
     /// New size cap.
     pub max_bytes: Option<u64>,
-    /// New overflow policy.
+    /// New overflow policy, as the API's number (see [`NewTopic`]).
     pub overflow_policy: Option<i32>,
     /// New dedup window.
     pub dedup_window_seconds: Option<u64>,
@@ -46,12 +46,12 @@ impl Broker {
         &self,
         key: &TenantKey,
         name: &str,
-        asked: TopicSettings,
+        asked: NewTopic,
     ) -> Result<TopicView> {
         validate_resource_name("topic", name)?;
         let plan = self.check_manage(key, Some(name))?;
         self.refuse_when_disk_low()?;
-        let record = TopicRecord {
+        let record = TopicSettings {
             id: 0,
             tenant: key.tenant.clone(),
             name: name.to_string(),
@@ -78,14 +78,14 @@ impl Broker {
                 plan.max_topics
             )));
         }
-        let record = TopicRecord {
+        let record = TopicSettings {
             id: self.store.generate_id()?,
             ..record
         };
-        let state = TopicStateRecord::default();
+        let state = TopicState::default();
         let mut writes = WriteSet::new();
-        writes.put(keys::topic(&record.tenant, &record.name), &record);
-        writes.put(keys::topic_state(record.id), &state);
+        writes.put_topic(&record);
+        writes.put_topic_state(record.id, &state);
         writes.put_topic_life(
             &record.tenant,
             record.id,
@@ -138,25 +138,25 @@ impl Broker {
     ) -> Result<TopicView> {
         let plan = self.check_manage(key, Some(name))?;
         let topic = self.topic(&key.tenant, name)?;
-        let mut record = topic.settings();
+        let mut settings = topic.settings();
         if let Some(v) = update.expiry_seconds {
-            record.expiry_seconds = v;
+            settings.expiry_seconds = v;
         }
         if let Some(v) = update.max_bytes {
-            record.max_bytes = v;
+            settings.max_bytes = v;
         }
         if let Some(v) = update.overflow_policy {
-            record.overflow_policy = check_overflow(v)?;
+            settings.overflow_policy = check_overflow(v)?;
         }
         if let Some(v) = update.dedup_window_seconds {
-            record.dedup_window_seconds = v;
+            settings.dedup_window_seconds = v;
         }
-        check_topic_settings(&plan, &record)?;
+        check_topic_settings(&plan, &settings)?;
         let _guard = self.admin_lock.lock().await;
         let mut writes = WriteSet::new();
-        writes.put(keys::topic(&record.tenant, &record.name), &record);
+        writes.put_topic(&settings);
         self.store.commit(writes).await?;
-        topic.set_settings(record);
+        topic.set_settings(settings);
         Ok(self.topic_view(&topic).await)
     }
 
@@ -188,12 +188,8 @@ impl Broker {
         }
         let log = topic.log.lock().await;
         let mut writes = WriteSet::new();
-        for set in &log.sets {
-            writes.release_blob(set.blob);
-        }
-        self.delete_keyspaces(&[keys::SET_HEADER, keys::DEDUP], topic.id, &mut writes)?;
-        writes.delete(keys::topic_state(topic.id));
-        writes.delete(keys::topic(&topic.tenant, &topic.name));
+        self.store
+            .delete_topic(&topic.settings(), &log.sets, &mut writes)?;
         // Topic-days still count the days it existed.
         writes.put_topic_life(
             &topic.tenant,
@@ -205,7 +201,8 @@ impl Broker {
             },
         );
         for sub in &subs {
-            self.delete_subscription_writes(&topic, sub, &mut writes)?;
+            self.store
+                .delete_subscription(&sub.settings(), &mut writes)?;
         }
         self.store.commit(writes).await?;
         drop(log);
@@ -225,18 +222,17 @@ fn or_default(value: u64, default: u64) -> u64 {
     }
 }
 
-fn check_overflow(value: i32) -> Result<i32> {
-    match value {
-        0 | OVERFLOW_RECLAIM => Ok(OVERFLOW_RECLAIM),
-        OVERFLOW_REFUSE => Ok(OVERFLOW_REFUSE),
-        other => Err(Error::invalid(format!(
-            "unknown overflow_policy {other}: use RECLAIM_OLDEST (1) or REFUSE_PRODUCE (2)"
-        ))),
-    }
+/// The overflow policy an API number names, or INVALID_ARGUMENT.
+fn check_overflow(number: i32) -> Result<OverflowPolicy> {
+    OverflowPolicy::from_number(number).ok_or_else(|| {
+        Error::invalid(format!(
+            "unknown overflow_policy {number}: use RECLAIM_OLDEST (1) or REFUSE_PRODUCE (2)"
+        ))
+    })
 }
 
-fn check_topic_settings(plan: &Plan, record: &TopicRecord) -> Result<()> {
-    plan.check_expiry(record.expiry_seconds)?;
-    plan.check_topic_bytes(record.max_bytes)?;
-    plan.check_dedup_window(record.dedup_window_seconds)
+fn check_topic_settings(plan: &Plan, settings: &TopicSettings) -> Result<()> {
+    plan.check_expiry(settings.expiry_seconds)?;
+    plan.check_topic_bytes(settings.max_bytes)?;
+    plan.check_dedup_window(settings.dedup_window_seconds)
 }

@@ -55,7 +55,8 @@ impl Broker {
         if acked == 0 {
             return Ok(0);
         }
-        self.commit_state(sub, state, WriteSet::new(), None).await?;
+        self.commit_state(sub, state, WriteSet::new(), None, None)
+            .await?;
         self.metrics
             .count(name::ACKED_MESSAGES, tenant, acked as u64);
         Ok(acked)
@@ -98,7 +99,7 @@ impl Broker {
         if nacked == 0 {
             return Ok(0);
         }
-        self.commit_state(sub, state, WriteSet::new(), wake_consumers(sub))
+        self.commit_state(sub, state, WriteSet::new(), wake_consumers(sub), None)
             .await?;
         Ok(nacked)
     }
@@ -124,7 +125,7 @@ impl Broker {
             }
         };
         state.seek(offset);
-        self.commit_state(&sub, state, WriteSet::new(), wake_consumers(&sub))
+        self.commit_state(&sub, state, WriteSet::new(), wake_consumers(&sub), None)
             .await?;
         Ok(offset)
     }

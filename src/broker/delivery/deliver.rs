@@ -8,15 +8,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::dead_letters::DeadLetters;
+use super::dead_letters::{DeadLetterMove, DeadLetters};
 use super::{message_bytes, Delivered};
-use crate::broker::subscription::{Claim, ClaimRules, SubState, Subscription};
+use crate::broker::subscription::{Claim, ClaimRules, Pending, SubState, Subscription};
 use crate::broker::topic::{SetCache, Topic};
 use crate::broker::Broker;
+use crate::broker::Message;
 use crate::error::{Error, Result};
 use crate::metering::{units_for_bytes, UsageDelta};
 use crate::observability::name;
-use crate::storage::records::{PendingRecord, StoredMessage};
 use crate::storage::WriteSet;
 
 /// The result of one delivery pass.
@@ -68,8 +68,8 @@ impl DeliveryRules {
 
     /// The dead letters of a pass, bound for the dead-letter topic; `None`
     /// when there are none.
-    fn dead_letters(&self, messages: Vec<(u64, StoredMessage)>, now: i64) -> Option<DeadLetters> {
-        let to = self.dead_letter_topic.clone()?;
+    fn dead_letters(&self, messages: Vec<(u64, Message)>, now: i64) -> Option<DeadLetters<'_>> {
+        let to = self.dead_letter_topic.as_ref()?;
         if messages.is_empty() {
             return None;
         }
@@ -78,7 +78,7 @@ impl DeliveryRules {
             messages,
             now,
             // Refused by the dead-letter topic: due again after a lock period.
-            retry: PendingRecord {
+            retry: Pending {
                 attempts: self.max_attempts,
                 deadline_ms: now + self.lock_ms.max(1000),
                 first_delivery_ms: now,
@@ -101,7 +101,7 @@ struct Claimed {
     /// Read and to be handed out.
     delivered: Vec<Delivered>,
     /// At their attempt limit: offsets and messages to dead-letter.
-    dead: Vec<(u64, StoredMessage)>,
+    dead: Vec<(u64, Message)>,
     /// Whether any claim was made (then the state changed and is recorded).
     any: bool,
 }
@@ -157,15 +157,17 @@ impl Broker {
 
         let mut writes = WriteSet::new();
         self.meter_deliveries(topic, &claimed.delivered, now, &mut writes);
-        let (dead_lettered, after) = match rules.dead_letters(claimed.dead, now) {
+        let dead = match rules.dead_letters(claimed.dead, now) {
             Some(dead) => {
                 self.move_dead_letters(topic, sub, &mut state, dead, &mut writes)
                     .await
             }
-            None => (0, None),
+            None => DeadLetterMove::none(),
         };
-        self.commit_state(sub, state, writes, after).await?;
-        self.count_deliveries(&topic.tenant, &claimed.delivered, units, dead_lettered);
+        // The dead-letter topic's log lock is released only after the enqueue.
+        self.commit_state(sub, state, writes, dead.after, dead.log)
+            .await?;
+        self.count_deliveries(&topic.tenant, &claimed.delivered, units, dead.moved);
         Ok(DeliverPass {
             delivered: claimed.delivered,
             next_deadline,

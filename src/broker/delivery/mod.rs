@@ -24,9 +24,9 @@ use std::sync::Arc;
 use tokio::sync::MutexGuard;
 
 use super::subscription::{SubState, Subscription};
-use super::Broker;
+use super::topic::TopicLog;
+use super::{Broker, Message};
 use crate::error::Result;
-use crate::storage::records::StoredMessage;
 use crate::storage::{AfterCommit, WriteSet};
 use crate::tenancy::{Scope, TenantKey};
 
@@ -36,7 +36,7 @@ pub struct Delivered {
     /// Its offset.
     pub offset: u64,
     /// The message.
-    pub message: StoredMessage,
+    pub message: Message,
     /// Publish time, Unix ms.
     pub publish_ms: i64,
     /// 1 on first delivery.
@@ -46,7 +46,7 @@ pub struct Delivered {
 }
 
 /// Counted bytes of a stored message.
-fn message_bytes(m: &StoredMessage) -> u64 {
+fn message_bytes(m: &Message) -> u64 {
     let headers: usize = m.headers.iter().map(|(k, v)| k.len() + v.len()).sum();
     (m.payload.len() + headers + m.device_id.len() + m.dedup_id.len()) as u64
 }
@@ -61,15 +61,19 @@ impl Broker {
     /// to `writes`, enqueues them while the state lock is still held (so the
     /// subscription's writes commit in the order they were made), releases
     /// the lock, and waits for the commit. `after` runs once it is durable.
+    /// `topic_log` is the log lock of another topic `writes` appends to (the
+    /// dead-letter topic), released after the enqueue as well.
     async fn commit_state(
         &self,
         sub: &Subscription,
         mut state: MutexGuard<'_, SubState>,
         mut writes: WriteSet,
         after: Option<AfterCommit>,
+        topic_log: Option<MutexGuard<'_, TopicLog>>,
     ) -> Result<()> {
         state.persist(sub.id, &mut writes);
         let commit = self.store.enqueue(writes, after).await?;
+        drop(topic_log);
         drop(state);
         commit.wait().await?;
         Ok(())

@@ -6,10 +6,9 @@ use std::sync::Arc;
 
 use super::Room;
 use crate::broker::topic::{Topic, TopicLog};
-use crate::broker::Broker;
+use crate::broker::{Broker, Message};
 use crate::error::{Error, Result};
 use crate::quota::{human_bytes, MessageShape, Plan};
-use crate::storage::records::StoredMessage;
 use crate::tenancy::{Scope, TenantKey};
 
 impl Broker {
@@ -20,7 +19,7 @@ impl Broker {
         &self,
         key: &TenantKey,
         topic_name: &str,
-        messages: &[StoredMessage],
+        messages: &[Message],
     ) -> Result<(Arc<Plan>, Vec<u64>)> {
         self.tenancy.check_data_plane(&key.tenant)?;
         key.require(Scope::Produce, Some(topic_name))?;

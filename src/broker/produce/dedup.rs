@@ -7,20 +7,35 @@ use std::collections::HashMap;
 
 use super::{ProduceOutcome, ProducedMessage};
 use crate::broker::topic::Topic;
-use crate::broker::Broker;
+use crate::broker::{Broker, Message};
 use crate::error::Result;
 use crate::metering::{units_for_bytes, UsageDelta};
-use crate::storage::keys;
-use crate::storage::records::{DedupRecord, StoredMessage};
 use crate::storage::WriteSet;
 use crate::sync::MutexExt;
+
+/// What a topic remembers of a dedup_id within its window: the message that
+/// first used it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DedupEntry {
+    /// The original message's offset.
+    pub offset: u64,
+    /// When it was published, Unix ms.
+    pub publish_ms: i64,
+}
+
+impl DedupEntry {
+    /// Whether the entry still counts at `now` under a window of `window_ms`.
+    pub fn within(&self, window_ms: i64, now: i64) -> bool {
+        self.publish_ms + window_ms > now
+    }
+}
 
 /// A batch sorted into what is stored and what duplicates an earlier message.
 pub(super) struct SortedBatch {
     /// What happens to each message, in batch order.
     pub(super) outcome: ProduceOutcome,
     /// The new messages, to append as one set.
-    pub(super) stored: Vec<StoredMessage>,
+    pub(super) stored: Vec<Message>,
     /// Their counted bytes.
     pub(super) bytes: u64,
     /// The dedup_ids of the new messages, with their offsets.
@@ -36,7 +51,7 @@ impl Broker {
     pub(super) fn sort_out_duplicates(
         &self,
         topic: &Topic,
-        messages: Vec<StoredMessage>,
+        messages: Vec<Message>,
         sizes: &[u64],
         first_offset: u64,
         now: i64,
@@ -100,15 +115,13 @@ impl Broker {
             .lock_unpoisoned()
             .get(dedup_id)
             .copied();
-        if let Some((offset, publish_ms)) = recent {
-            if publish_ms + window_ms > now {
-                return Ok(Some(offset));
-            }
+        if let Some(entry) = recent.filter(|e| e.within(window_ms, now)) {
+            return Ok(Some(entry.offset));
         }
-        let stored: Option<DedupRecord> = self.store.get(&keys::dedup(topic.id, dedup_id))?;
+        let stored = self.store.dedup_entry(topic.id, dedup_id)?;
         Ok(stored
-            .filter(|d| d.publish_ms + window_ms > now)
-            .map(|d| d.offset))
+            .filter(|e| e.within(window_ms, now))
+            .map(|e| e.offset))
     }
 }
 
@@ -121,19 +134,17 @@ pub(super) fn remember_dedup_ids(
     now: i64,
     writes: &mut WriteSet,
 ) -> Vec<String> {
+    let entry = |offset: u64| DedupEntry {
+        offset,
+        publish_ms: now,
+    };
     for (dedup_id, offset) in dedup {
-        writes.put(
-            keys::dedup(topic.id, dedup_id),
-            &DedupRecord {
-                offset: *offset,
-                publish_ms: now,
-            },
-        );
+        writes.put_dedup(topic.id, dedup_id, &entry(*offset));
     }
     if !dedup.is_empty() {
         let mut uncommitted = topic.uncommitted_dedup.lock_unpoisoned();
         for (id, offset) in dedup {
-            uncommitted.insert(id.clone(), (*offset, now));
+            uncommitted.insert(id.clone(), entry(*offset));
         }
     }
     dedup.keys().cloned().collect()

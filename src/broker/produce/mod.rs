@@ -19,13 +19,13 @@ mod dedup;
 mod pending;
 mod room;
 
+pub use dedup::DedupEntry;
 pub use pending::PendingProduce;
 pub(super) use room::Room;
 
-use super::Broker;
+use super::{Broker, Message};
 use crate::error::{Error, Result};
-use crate::storage::records::StoredMessage;
-use crate::storage::{keys, WriteSet};
+use crate::storage::WriteSet;
 use crate::tenancy::TenantKey;
 use dedup::remember_dedup_ids;
 use pending::StoredFigures;
@@ -56,7 +56,7 @@ impl Broker {
         &self,
         key: &TenantKey,
         topic: &str,
-        messages: Vec<StoredMessage>,
+        messages: Vec<Message>,
     ) -> Result<ProduceOutcome> {
         self.submit_produce(key, topic, messages)
             .await?
@@ -70,7 +70,7 @@ impl Broker {
         &self,
         key: &TenantKey,
         topic_name: &str,
-        messages: Vec<StoredMessage>,
+        messages: Vec<Message>,
     ) -> Result<PendingProduce> {
         let (plan, sizes) = self.admit_batch(key, topic_name, &messages)?;
         let topic = self.topic(&key.tenant, topic_name)?;
@@ -126,7 +126,7 @@ impl Broker {
         // (start-up takes them from the newest header); the stored counters
         // need rewriting only when reclaiming moved them.
         if reclaimed > 0 {
-            writes.put(keys::topic_state(topic.id), &log.state);
+            writes.put_topic_state(topic.id, &log.state);
         }
         let new_end = log.state.next_offset;
         let visible = topic.clone();

@@ -3,10 +3,10 @@
 //! dead-letter move both append through [`Room`], so a topic's cap and
 //! overflow policy hold whoever writes to it.
 
-use crate::broker::topic::{Topic, TopicLog, OVERFLOW_REFUSE};
+use crate::broker::topic::{OverflowPolicy, Topic, TopicLog};
+use crate::broker::Message;
 use crate::error::{Error, Result};
 use crate::quota::human_bytes;
-use crate::storage::records::StoredMessage;
 use crate::storage::{Store, WriteSet};
 
 /// The room a new message set needs under its topic's size cap: how many of
@@ -44,7 +44,7 @@ impl Room {
         if log.bytes + new_bytes <= cap {
             return Ok(room);
         }
-        if settings.overflow_policy == OVERFLOW_REFUSE {
+        if settings.overflow_policy == OverflowPolicy::RefuseProduce {
             return Err(Error::exhausted(format!(
                 "topic '{}' is full: {} of its {cap}-byte ({}) size cap is used and its overflow \
                  policy refuses new messages until old ones expire",
@@ -74,7 +74,7 @@ impl Room {
         store: &Store,
         topic: &Topic,
         log: &mut TopicLog,
-        messages: Vec<StoredMessage>,
+        messages: Vec<Message>,
         publish_ms: i64,
         writes: &mut WriteSet,
     ) -> Result<u64> {

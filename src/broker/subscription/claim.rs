@@ -2,8 +2,7 @@
 //! new message; a message at its attempt limit is handed out to be
 //! dead-lettered instead.
 
-use super::SubState;
-use crate::storage::records::PendingRecord;
+use super::{Pending, SubState};
 
 /// What the next claim hands out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,7 +51,7 @@ impl SubState {
     pub fn claim(&mut self, now: i64, rules: &ClaimRules) -> Option<Claim> {
         if let Some(&(deadline, offset)) = self.due.first() {
             if deadline <= now {
-                let mut record = self.pending.get(&offset).cloned().unwrap_or_default();
+                let mut record = self.pending.get(&offset).copied().unwrap_or_default();
                 if rules.dead_letter
                     && rules.max_attempts > 0
                     && record.attempts >= rules.max_attempts
@@ -79,7 +78,7 @@ impl SubState {
         self.next_offset = offset + 1;
         if rules.lock_ms > 0 {
             let deadline_ms = now + rules.lock_ms;
-            let record = PendingRecord {
+            let record = Pending {
                 attempts: 1,
                 deadline_ms,
                 first_delivery_ms: now,

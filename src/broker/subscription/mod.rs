@@ -10,24 +10,29 @@
 //!   simple moves (ack, nack, seek).
 //! - `claim`: which message goes out next ([`SubState::claim`]).
 //! - `runs`: first deliveries made together, stored as one run record.
-//! - `persist`: what changed, into a write set; and back at start-up.
+//! - `persist`: what changed, into a write set; and back at start-up
+//!   ([`StoredState`]).
+//! - `settings`: [`SubscriptionSettings`], identity and delivery settings.
 //! - this file: [`Subscription`], the shared handle (settings, wake-ups,
 //!   deletion).
 
 mod claim;
 mod persist;
 mod runs;
+mod settings;
 mod state;
 
 pub use claim::{Claim, ClaimRules};
-pub use state::SubState;
+pub use persist::{Cursor, StoredState};
+pub use runs::Run;
+pub use settings::SubscriptionSettings;
+pub use state::{Pending, SubState};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::RwLock;
 
 use tokio::sync::{watch, Mutex};
 
-use crate::storage::records::SubscriptionRecord;
 use crate::sync::RwLockExt;
 
 /// One subscription of a topic.
@@ -36,7 +41,7 @@ pub struct Subscription {
     pub id: u64,
     /// Name within the topic.
     pub name: String,
-    settings: RwLock<SubscriptionRecord>,
+    settings: RwLock<SubscriptionSettings>,
     /// Delivery state. Held (async) across building and enqueueing a write, so
     /// the commit order of the subscription's writes is the order of its changes.
     pub state: Mutex<SubState>,
@@ -48,11 +53,11 @@ pub struct Subscription {
 
 impl Subscription {
     /// Builds a subscription from its stored parts.
-    pub fn new(record: SubscriptionRecord, state: SubState) -> Self {
+    pub fn new(settings: SubscriptionSettings, state: SubState) -> Self {
         Subscription {
-            id: record.id,
-            name: record.name.clone(),
-            settings: RwLock::new(record),
+            id: settings.id,
+            name: settings.name.clone(),
+            settings: RwLock::new(settings),
             state: Mutex::new(state),
             changed: watch::channel(0).0,
             deleted: AtomicBool::new(false),
@@ -60,13 +65,13 @@ impl Subscription {
     }
 
     /// A copy of the current settings.
-    pub fn settings(&self) -> SubscriptionRecord {
+    pub fn settings(&self) -> SubscriptionSettings {
         self.settings.read_unpoisoned().clone()
     }
 
     /// Replaces the settings (after they were stored).
-    pub fn set_settings(&self, record: SubscriptionRecord) {
-        *self.settings.write_unpoisoned() = record;
+    pub fn set_settings(&self, settings: SubscriptionSettings) {
+        *self.settings.write_unpoisoned() = settings;
         self.notify();
     }
 

@@ -1,34 +1,51 @@
 //! Persistence of a subscription's state: [`SubState::persist`] adds what
 //! changed since the last call to a write set; [`SubState::load`] and
-//! [`SubState::from_records`] read it back at start-up.
+//! [`SubState::from_stored`] read it back at start-up.
 
 use std::collections::BTreeMap;
 
 use super::runs::Run;
-use super::SubState;
-use crate::storage::keys;
-use crate::storage::records::{CursorRecord, PendingRecord, PendingRunRecord};
+use super::{Pending, SubState};
 use crate::storage::{StorageResult, Store, WriteSet};
 
+/// A subscription's cursor: where new deliveries continue, and how many
+/// messages went to the dead-letter topic, ever.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Cursor {
+    /// The offset the next new delivery comes from.
+    pub next_offset: u64,
+    /// Messages moved to the dead-letter topic, ever.
+    pub dead_lettered: u64,
+}
+
+/// A subscription's state as storage holds it: the cursor, the runs of
+/// first deliveries by first offset, and the pending messages kept on their
+/// own by offset.
+#[derive(Debug, Clone, Default)]
+pub struct StoredState {
+    /// The cursor.
+    pub cursor: Cursor,
+    /// Runs of first deliveries, by first offset.
+    pub runs: Vec<(u64, Run)>,
+    /// Pending messages kept on their own (redelivered or nacked), by offset.
+    pub own: BTreeMap<u64, Pending>,
+}
+
 impl SubState {
-    /// Rebuilds the state from its stored records.
-    pub fn from_records(
-        cursor: CursorRecord,
-        runs: Vec<(u64, PendingRunRecord)>,
-        own: BTreeMap<u64, PendingRecord>,
-    ) -> Self {
+    /// Rebuilds the state from what storage holds.
+    pub fn from_stored(stored: StoredState) -> Self {
+        let StoredState { cursor, runs, own } = stored;
         let mut state = SubState {
             next_offset: cursor.next_offset,
             dead_lettered: cursor.dead_lettered,
             ..SubState::default()
         };
-        for (start, record) in runs {
-            let run = Run::from_record(start, &record);
+        for (start, run) in runs {
             for offset in start..run.end {
                 if !run.is_resolved(offset - start) {
                     state.insert_pending(
                         offset,
-                        PendingRecord {
+                        Pending {
                             attempts: 1,
                             deadline_ms: run.deadline_ms,
                             first_delivery_ms: run.first_delivery_ms,
@@ -48,27 +65,12 @@ impl SubState {
 
     /// Reads a subscription's stored state: its cursor, runs and own records.
     pub fn load(store: &Store, sub_id: u64) -> StorageResult<SubState> {
-        let cursor = store.get(&keys::cursor(sub_id))?.unwrap_or_default();
-        let mut runs = Vec::new();
-        for item in store.scan::<PendingRunRecord>(&keys::id_prefix(keys::PENDING_RUN, sub_id)) {
-            let (key, record) = item?;
-            if let Some(start) = keys::u64_at(&key, 9) {
-                runs.push((start, record));
-            }
-        }
-        let mut own = BTreeMap::new();
-        for item in store.scan::<PendingRecord>(&keys::id_prefix(keys::PENDING, sub_id)) {
-            let (key, record) = item?;
-            if let Some(offset) = keys::u64_at(&key, 9) {
-                own.insert(offset, record);
-            }
-        }
-        Ok(SubState::from_records(cursor, runs, own))
+        Ok(SubState::from_stored(store.subscription_state(sub_id)?))
     }
 
-    /// The cursor record to store.
-    pub fn cursor_record(&self) -> CursorRecord {
-        CursorRecord {
+    /// The cursor to store.
+    pub fn cursor(&self) -> Cursor {
+        Cursor {
             next_offset: self.next_offset,
             dead_lettered: self.dead_lettered,
         }
@@ -97,12 +99,12 @@ impl SubState {
             }
             match record {
                 Some(record) => {
-                    writes.put(keys::pending(sub_id, offset), record);
+                    writes.put_pending(sub_id, offset, record);
                     self.stored_offsets.insert(offset);
                 }
                 None => {
                     if self.stored_offsets.remove(&offset) {
-                        writes.delete(keys::pending(sub_id, offset));
+                        writes.delete_pending(sub_id, offset);
                     }
                 }
             }
@@ -113,13 +115,13 @@ impl SubState {
             };
             if run.unresolved == 0 {
                 self.runs.remove(&start);
-                writes.delete(keys::pending_run(sub_id, start));
+                writes.delete_run(sub_id, start);
             } else {
-                writes.put(keys::pending_run(sub_id, start), &run.record(start));
+                writes.put_run(sub_id, start, run);
             }
         }
         self.open_run = None;
-        writes.put(keys::cursor(sub_id), &self.cursor_record());
+        writes.put_cursor(sub_id, &self.cursor());
     }
 
     /// Stored records (runs and own records) this state is kept in.
@@ -206,15 +208,8 @@ mod tests {
         state.persist(9, &mut writes);
         store.commit(writes).await.unwrap();
         assert_eq!(state.stored_records(), 0);
-        assert_eq!(
-            store
-                .scan_keys(&keys::id_prefix(keys::PENDING_RUN, 9))
-                .count(),
-            0
-        );
-        assert_eq!(
-            store.scan_keys(&keys::id_prefix(keys::PENDING, 9)).count(),
-            0
-        );
+        let stored = store.subscription_state(9).unwrap();
+        assert!(stored.runs.is_empty(), "no run is stored");
+        assert!(stored.own.is_empty(), "no pending record is stored");
     }
 }

@@ -3,21 +3,24 @@
 //! since resolved.
 
 use super::SubState;
-use crate::storage::records::PendingRunRecord;
 
 /// Most offsets one run of first deliveries covers.
 const MAX_RUN: u64 = 4096;
 
-/// A run of first deliveries as the state machine keeps it (see
-/// [`PendingRunRecord`]).
+/// A run of first deliveries as the state machine keeps it, by its first
+/// offset (storage keeps it as one row, its bitmap as bytes).
 #[derive(Debug, Clone)]
-pub(super) struct Run {
-    pub(super) end: u64,
-    pub(super) deadline_ms: i64,
-    pub(super) first_delivery_ms: i64,
+pub struct Run {
+    /// One past its last offset.
+    pub(crate) end: u64,
+    /// When the lock of its messages ends, Unix ms on the broker clock.
+    pub(crate) deadline_ms: i64,
+    /// When they were delivered, Unix ms.
+    pub(crate) first_delivery_ms: i64,
     /// Bit i set: offset start + i is resolved.
-    pub(super) resolved: Vec<u64>,
-    pub(super) unresolved: u64,
+    pub(crate) resolved: Vec<u64>,
+    /// Offsets of the run not yet resolved.
+    pub(crate) unresolved: u64,
 }
 
 impl Run {
@@ -40,36 +43,6 @@ impl Run {
         self.resolved[word] |= bit;
         self.unresolved -= 1;
         true
-    }
-
-    pub(super) fn record(&self, start: u64) -> PendingRunRecord {
-        let len = (self.end - start) as usize;
-        let mut resolved: Vec<u8> = self.resolved.iter().flat_map(|w| w.to_le_bytes()).collect();
-        resolved.resize(len.div_ceil(8), 0);
-        PendingRunRecord {
-            end: self.end,
-            deadline_ms: self.deadline_ms,
-            first_delivery_ms: self.first_delivery_ms,
-            resolved,
-        }
-    }
-
-    pub(super) fn from_record(start: u64, record: &PendingRunRecord) -> Run {
-        let len = record.end.saturating_sub(start);
-        let mut resolved = vec![0u64; len.div_ceil(64) as usize];
-        for (i, byte) in record.resolved.iter().enumerate() {
-            if let Some(word) = resolved.get_mut(i / 8) {
-                *word |= (*byte as u64) << ((i % 8) * 8);
-            }
-        }
-        let set: u64 = resolved.iter().map(|w| w.count_ones() as u64).sum();
-        Run {
-            end: record.end,
-            deadline_ms: record.deadline_ms,
-            first_delivery_ms: record.first_delivery_ms,
-            resolved,
-            unresolved: len.saturating_sub(set),
-        }
     }
 }
 

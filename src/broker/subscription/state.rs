@@ -4,23 +4,34 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::runs::Run;
-use crate::storage::records::PendingRecord;
+
+/// A delivered, not yet acknowledged message of an at-least-once
+/// subscription.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pending {
+    /// Deliveries so far.
+    pub attempts: u32,
+    /// When the lock ends (or a nack's delay ends), Unix ms on the broker clock.
+    pub deadline_ms: i64,
+    /// When the message was first delivered, Unix ms.
+    pub first_delivery_ms: i64,
+}
 
 /// A subscription's cursor and in-flight messages.
 ///
-/// In memory every pending message has its own [`PendingRecord`]. On disk,
-/// messages first delivered together share one [`PendingRunRecord`](crate::storage::records::PendingRunRecord) (a
-/// delivery pass of a thousand messages writes one key, and an ack of them
-/// rewrites that key), and only a message whose attempts or deadline differ
-/// from its run's (redelivered or nacked) gets a record of its own. Every
-/// change marks what it touched; [`SubState::persist`] writes exactly that.
+/// In memory every pending message has its own [`Pending`]. In storage,
+/// messages first delivered together share one [`Run`] (a delivery pass of
+/// a thousand messages writes one row, and an ack of them rewrites that
+/// row), and only a message whose attempts or deadline differ from its
+/// run's (redelivered or nacked) is kept on its own. Every change marks
+/// what it touched; [`SubState::persist`] writes exactly that.
 #[derive(Debug, Default, Clone)]
 pub struct SubState {
     /// The offset the next new delivery comes from (may lag the topic's
     /// oldest retained offset: expired messages are skipped lazily).
     pub next_offset: u64,
     /// Delivered, unacked messages of an at-least-once subscription.
-    pub pending: BTreeMap<u64, PendingRecord>,
+    pub pending: BTreeMap<u64, Pending>,
     /// (deadline, offset) of every pending message, soonest first.
     pub(super) due: BTreeSet<(i64, u64)>,
     /// Messages moved to the dead-letter topic, ever.
@@ -40,8 +51,8 @@ pub struct SubState {
 }
 
 impl SubState {
-    pub(super) fn insert_pending(&mut self, offset: u64, record: PendingRecord) {
-        if let Some(old) = self.pending.insert(offset, record.clone()) {
+    pub(super) fn insert_pending(&mut self, offset: u64, record: Pending) {
+        if let Some(old) = self.pending.insert(offset, record) {
             self.due.remove(&(old.deadline_ms, offset));
         }
         self.due.insert((record.deadline_ms, offset));
@@ -62,7 +73,7 @@ impl SubState {
 
     /// Puts a message back into the pending set (e.g. when dead-lettering
     /// could not complete).
-    pub fn restore_pending(&mut self, offset: u64, record: PendingRecord) {
+    pub fn restore_pending(&mut self, offset: u64, record: Pending) {
         self.insert_pending(offset, record);
     }
 
@@ -79,7 +90,7 @@ impl SubState {
 
     /// Makes a pending message due at `redeliver_at`; returns whether it was pending.
     pub fn nack(&mut self, offset: u64, redeliver_at: i64) -> bool {
-        match self.pending.get(&offset).cloned() {
+        match self.pending.get(&offset).copied() {
             Some(mut record) => {
                 record.deadline_ms = redeliver_at;
                 self.insert_pending(offset, record);

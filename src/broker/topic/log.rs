@@ -3,11 +3,8 @@
 
 use std::collections::VecDeque;
 
-use crate::storage::keys;
-use crate::storage::records::{
-    BlobRef, MessageSetRecord, SetHeaderRecord, StoredMessage, TopicStateRecord,
-};
-use crate::storage::{StorageResult, Store, WriteSet};
+use crate::broker::{Message, MessageSet};
+use crate::storage::{SetLocation, StorageResult, Store, WriteSet};
 
 /// The in-memory summary of one stored message set.
 #[derive(Debug, Clone, Copy)]
@@ -20,8 +17,8 @@ pub struct SetSummary {
     pub bytes: u64,
     /// Their shared publish time.
     pub publish_ms: i64,
-    /// Where the set's messages are in the segment files.
-    pub blob: BlobRef,
+    /// Where storage keeps the set's messages.
+    pub location: SetLocation,
 }
 
 impl SetSummary {
@@ -31,11 +28,26 @@ impl SetSummary {
     }
 }
 
+/// A topic log's counters, stored with the log. A produce does not store
+/// them: loading takes the log's end and newest publish time from the newest
+/// set when that is further (see [`TopicLog::loaded`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TopicState {
+    /// The offset the next message will get.
+    pub next_offset: u64,
+    /// Messages removed by expiry, ever.
+    pub expired_messages: u64,
+    /// Messages removed by the size cap, ever.
+    pub reclaimed_messages: u64,
+    /// Publish time of the newest set, so publish times never go backwards.
+    pub last_publish_ms: i64,
+}
+
 /// The write side of a topic's log. Held (async) across building and
 /// enqueueing a write, so commit order is offset order.
 pub struct TopicLog {
-    /// Counters as stored.
-    pub state: TopicStateRecord,
+    /// Counters (as stored, once loaded).
+    pub state: TopicState,
     /// Retained message sets, oldest first.
     pub sets: VecDeque<SetSummary>,
     /// Sum of the retained sets' bytes.
@@ -43,6 +55,19 @@ pub struct TopicLog {
 }
 
 impl TopicLog {
+    /// The log as stored: its counters and its sets, oldest first. A produce
+    /// stores only its set's header, not the counters (see
+    /// `Broker::submit_produce`), so the newest set has the log's end and
+    /// newest publish time when those are further than the counters'.
+    pub fn loaded(mut state: TopicState, sets: VecDeque<SetSummary>) -> TopicLog {
+        if let Some(newest) = sets.back() {
+            state.next_offset = state.next_offset.max(newest.end());
+            state.last_publish_ms = state.last_publish_ms.max(newest.publish_ms);
+        }
+        let bytes = sets.iter().map(|s| s.bytes).sum();
+        TopicLog { state, sets, bytes }
+    }
+
     /// The oldest retained offset (the next offset when empty).
     pub fn first_offset(&self) -> u64 {
         self.sets
@@ -60,8 +85,7 @@ impl TopicLog {
     pub fn drop_oldest(&mut self, topic_id: u64, writes: &mut WriteSet) -> Option<SetSummary> {
         let set = self.sets.pop_front()?;
         self.bytes -= set.bytes;
-        writes.delete(keys::set_header(topic_id, set.first_offset));
-        writes.release_blob(set.blob);
+        writes.delete_set(topic_id, &set);
         Some(set)
     }
 
@@ -73,7 +97,7 @@ impl TopicLog {
         &mut self,
         store: &Store,
         topic_id: u64,
-        messages: Vec<StoredMessage>,
+        messages: Vec<Message>,
         bytes: u64,
         publish_ms: i64,
         writes: &mut WriteSet,
@@ -81,27 +105,19 @@ impl TopicLog {
         let first_offset = self.state.next_offset;
         let count = messages.len() as u32;
         let publish_ms = publish_ms.max(self.state.last_publish_ms);
-        let encoded = prost::Message::encode_to_vec(&MessageSetRecord {
+        let location = store.append_set(MessageSet {
             publish_ms,
             messages,
-        });
-        let blob = store.append_blob(&encoded)?;
-        writes.put(
-            keys::set_header(topic_id, first_offset),
-            &SetHeaderRecord {
-                count,
-                bytes,
-                publish_ms,
-                blob: Some(blob),
-            },
-        );
-        self.sets.push_back(SetSummary {
+        })?;
+        let set = SetSummary {
             first_offset,
             count,
             bytes,
             publish_ms,
-            blob,
-        });
+            location,
+        };
+        writes.put_set(topic_id, &set);
+        self.sets.push_back(set);
         self.bytes += bytes;
         self.state.next_offset += count as u64;
         self.state.last_publish_ms = publish_ms;
@@ -134,7 +150,7 @@ mod tests {
 
     fn log_with(sets: &[(u64, u32, i64)]) -> TopicLog {
         let mut log = TopicLog {
-            state: TopicStateRecord::default(),
+            state: TopicState::default(),
             sets: VecDeque::new(),
             bytes: 0,
         };
@@ -144,7 +160,7 @@ mod tests {
                 count,
                 bytes: 10,
                 publish_ms,
-                blob: BlobRef::default(),
+                location: SetLocation::default(),
             });
             log.state.next_offset = first + count as u64;
         }

@@ -3,14 +3,18 @@
 //!
 //! - `log`: the write side, [`TopicLog`] (sets, counters, append, drop).
 //! - `reader`: reading one retained message back (with a one-set cache).
+//! - `settings`: [`TopicSettings`] (identity and settings) and the
+//!   [`OverflowPolicy`].
 //! - this file: [`Topic`], the shared handle: settings, the durable end
 //!   consumers may see, retained bytes, subscriptions, deletion.
 
 mod log;
 mod reader;
+mod settings;
 
-pub use self::log::{SetSummary, TopicLog};
+pub use self::log::{SetSummary, TopicLog, TopicState};
 pub use reader::SetCache;
+pub use settings::{OverflowPolicy, TopicSettings};
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -18,14 +22,9 @@ use std::sync::{Arc, RwLock};
 
 use tokio::sync::{watch, Mutex};
 
+use super::produce::DedupEntry;
 use super::subscription::Subscription;
-use crate::storage::records::TopicRecord;
 use crate::sync::RwLockExt;
-
-/// Overflow policy value: reclaim the oldest messages (the default).
-pub const OVERFLOW_RECLAIM: i32 = 1;
-/// Overflow policy value: refuse the produce.
-pub const OVERFLOW_REFUSE: i32 = 2;
 
 /// A topic of one tenant.
 pub struct Topic {
@@ -35,7 +34,7 @@ pub struct Topic {
     pub tenant: String,
     /// Name within the tenant.
     pub name: String,
-    settings: RwLock<TopicRecord>,
+    settings: RwLock<TopicSettings>,
     /// The log (write side).
     pub log: Mutex<TopicLog>,
     /// One past the newest durable offset; consumers see only what is durable.
@@ -50,23 +49,23 @@ pub struct Topic {
     pub storage_metered_until: AtomicI64,
     /// Subscriptions by name.
     pub subscriptions: RwLock<BTreeMap<String, Arc<Subscription>>>,
-    /// dedup_ids queued for commit but not yet in the store: id -> (offset, publish ms).
-    pub uncommitted_dedup: std::sync::Mutex<HashMap<String, (u64, i64)>>,
+    /// dedup_ids queued for commit but not yet in the store.
+    pub uncommitted_dedup: std::sync::Mutex<HashMap<String, DedupEntry>>,
     deleted: AtomicBool,
 }
 
 impl Topic {
     /// Builds a topic from its stored parts.
-    pub fn new(record: TopicRecord, log: TopicLog, tenant_bytes: Arc<AtomicU64>) -> Self {
+    pub fn new(settings: TopicSettings, log: TopicLog, tenant_bytes: Arc<AtomicU64>) -> Self {
         let visible = log.state.next_offset;
         let first = log.first_offset();
         tenant_bytes.fetch_add(log.bytes, Ordering::SeqCst);
         let stored = log.bytes;
         Topic {
-            id: record.id,
-            tenant: record.tenant.clone(),
-            name: record.name.clone(),
-            settings: RwLock::new(record),
+            id: settings.id,
+            tenant: settings.tenant.clone(),
+            name: settings.name.clone(),
+            settings: RwLock::new(settings),
             log: Mutex::new(log),
             visible_end: watch::channel(visible).0,
             first_offset: AtomicU64::new(first),
@@ -80,13 +79,13 @@ impl Topic {
     }
 
     /// A copy of the settings.
-    pub fn settings(&self) -> TopicRecord {
+    pub fn settings(&self) -> TopicSettings {
         self.settings.read_unpoisoned().clone()
     }
 
     /// Replaces the settings (after they were stored).
-    pub fn set_settings(&self, record: TopicRecord) {
-        *self.settings.write_unpoisoned() = record;
+    pub fn set_settings(&self, settings: TopicSettings) {
+        *self.settings.write_unpoisoned() = settings;
     }
 
     /// One past the newest durable offset.

@@ -3,16 +3,15 @@
 //! every retained set in order (for export). A set may expire between
 //! reading its header and its bytes; both readers then treat it as gone.
 
+use super::SetSummary;
 use super::Topic;
-use crate::broker::Broker;
+use crate::broker::{Broker, Message, MessageSet};
 use crate::error::Result;
-use crate::storage::keys;
-use crate::storage::records::{BlobRef, MessageSetRecord, SetHeaderRecord, StoredMessage};
 
 /// The last message set read, so sequential reads decode each set once.
 #[derive(Default)]
 pub struct SetCache {
-    entry: Option<(u64, u64, MessageSetRecord)>,
+    entry: Option<(u64, u64, MessageSet)>,
 }
 
 impl Broker {
@@ -22,25 +21,18 @@ impl Broker {
         topic: &Topic,
         offset: u64,
         cache: &mut SetCache,
-    ) -> Result<Option<(StoredMessage, i64)>> {
+    ) -> Result<Option<(Message, i64)>> {
         if offset < topic.first_offset() {
             return Ok(None);
         }
         let cached = matches!(&cache.entry, Some((id, first, set))
             if *id == topic.id && *first <= offset && offset < *first + set.messages.len() as u64);
         if !cached {
-            let prefix = keys::id_prefix(keys::SET_HEADER, topic.id);
-            let found = self.store.last_at_or_before::<SetHeaderRecord>(
-                &prefix,
-                &keys::set_header(topic.id, offset),
-            )?;
             cache.entry = None;
-            if let Some((key, header)) = found {
-                if let (Some(first), Some(blob)) = (keys::u64_at(&key, 9), header.blob) {
-                    match self.read_set(topic, &blob, offset)? {
-                        Some(set) => cache.entry = Some((topic.id, first, set)),
-                        None => return Ok(None),
-                    }
+            if let Some(set) = self.store.set_at_or_before(topic.id, offset)? {
+                match self.read_set(topic, &set, offset)? {
+                    Some(messages) => cache.entry = Some((topic.id, set.first_offset, messages)),
+                    None => return Ok(None),
                 }
             }
         }
@@ -58,34 +50,24 @@ impl Broker {
     pub(in crate::broker) fn retained_sets<'a>(
         &'a self,
         topic: &'a Topic,
-    ) -> impl Iterator<Item = Result<(u64, MessageSetRecord)>> + 'a {
-        let prefix = keys::id_prefix(keys::SET_HEADER, topic.id);
-        self.store
-            .scan::<SetHeaderRecord>(&prefix)
-            .filter_map(move |item| {
-                let (key, header) = match item {
-                    Ok(item) => item,
-                    Err(e) => return Some(Err(e.into())),
-                };
-                let blob = header.blob?;
-                let first = keys::u64_at(&key, 9).unwrap_or_default();
-                self.read_set(topic, &blob, first)
-                    .transpose()
-                    .map(|set| set.map(|set| (first, set)))
-            })
+    ) -> impl Iterator<Item = Result<(u64, MessageSet)>> + 'a {
+        self.store.sets(topic.id).filter_map(move |item| {
+            let set = match item {
+                Ok(set) => set,
+                Err(e) => return Some(Err(e.into())),
+            };
+            self.read_set(topic, &set, set.first_offset)
+                .transpose()
+                .map(|messages| messages.map(|messages| (set.first_offset, messages)))
+        })
     }
 
-    /// Reads the message set stored at `blob`, wanted for `offset`: `None`
+    /// Reads the messages of `set`, wanted for `offset`: `None`
     /// when reading fails because the set expired or was reclaimed since its
     /// header was read (its segment may be gone), an error when it fails with
     /// `offset` still retained.
-    fn read_set(
-        &self,
-        topic: &Topic,
-        blob: &BlobRef,
-        offset: u64,
-    ) -> Result<Option<MessageSetRecord>> {
-        match self.store.read_blob::<MessageSetRecord>(blob) {
+    fn read_set(&self, topic: &Topic, set: &SetSummary, offset: u64) -> Result<Option<MessageSet>> {
+        match self.store.read_set(set) {
             Ok(set) => Ok(Some(set)),
             Err(_) if offset < topic.first_offset() => Ok(None),
             Err(e) => Err(e.into()),

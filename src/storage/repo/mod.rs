@@ -5,9 +5,15 @@
 mod api_keys;
 mod audit;
 mod clock;
+mod dedup;
 mod devices;
 mod ledger;
+mod sets;
 mod settlement;
+mod subscriptions;
 mod tenants;
 mod topic_life;
+mod topics;
 mod usage;
+
+pub use sets::SetLocation;
