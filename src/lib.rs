@@ -9,23 +9,30 @@
 //!
 //! | module | what it owns |
 //! |---|---|
-//! | [`server`] | assembly: store, domain, gRPC services, background work, shutdown |
-//! | [`api`] | one module per gRPC service, the auth interceptor, the one `Error → Status` map |
-//! | [`broker`] | topics, subscriptions, produce, delivery, acks, retention, dead letters |
-//! | [`tenancy`] | tenants, API keys, the operator credential, authentication, scopes |
+//! | [`server`] | assembly, serving rounds (reopen after a failed store), the one scheduler, shutdown |
+//! | [`api`] | wire ⇄ domain only: one module per gRPC service, auth, conversions, the one `Error → Status` map |
+//! | [`broker`] | `produce/`, `topic/`, `subscription/`, `delivery/`, `admin/`, retention, export |
+//! | [`tenancy`] | tenants, API keys, devices, the audit log, credentials, names |
+//! | [`quota`] | admission: shape checks against the plan, rates, streams, failed authentications |
 //! | [`plan`] | a plan's limits, rate card and arrears policy (a leaf) |
-//! | [`quota`] | shape checks of requests against the plan; admission (rates, streams, failed auths) |
-//! | [`metering`] | billing units, billing days, usage counters written with the data |
-//! | [`billing`] | rate cards, settlement, the hash-chained ledger, accounts, arrears, termination |
-//! | [`storage`] | the sled keyspaces, record codecs, the group committer (the only sled user) |
+//! | [`metering`] | billing units, billing days, usage written inside the data's own write |
+//! | [`billing`] | settlement, the hash-chained ledger, accounts, payments, arrears, statements, termination |
+//! | [`storage`] | the only user of sled: store, group committer, segments, repositories (keys and rows stay inside) |
 //! | [`clock`] | the one clock (system, or manual for tests) |
 //! | [`config`] | layered configuration and its validation |
 //! | [`observability`] | Prometheus metrics (bounded tenant labels) and logging |
-//! | [`client`] | the Rust client the CLI and the tests use |
+//! | [`client`] | the Rust client the CLI, the tests and the benches use |
+//! | [`wire`] | what client and server share beyond `proto/` |
+//! | [`sync`] | lock helpers and the boxed future of the ports |
 //!
-//! Data flows one way: api → (tenancy, quota) → broker → storage. Nothing
-//! below `api` knows tonic; nothing outside `storage` knows sled.
-//! `ARCHITECTURE.md` follows a produce and a consume through the code.
+//! The `tallyq` binary (`src/main.rs`, `src/cli/`: the CLI and the load tool)
+//! is a client of this library. Requests flow one way: server → api → broker
+//! (asking tenancy and quota, metering inside its writes) → storage; billing
+//! reads what storage holds. Nothing outside `api`, `server` and `client`
+//! knows tonic; nothing outside `storage` knows sled, a key or a row.
+//! `ARCHITECTURE.md` follows a produce and a consume through the files.
+
+#![warn(missing_docs)]
 
 pub mod api;
 pub mod billing;

@@ -1,4 +1,6 @@
-//! Lock helpers. A panic while a std lock is held poisons it; the state the
+//! Concurrency helpers: lock helpers and the boxed future of the ports.
+//!
+//! A panic while a std lock is held poisons it; the state the
 //! broker keeps under its locks is always left consistent between statements
 //! (every change is a single assignment or a committed write), so a poisoned
 //! lock is taken over rather than turned into a second panic.
@@ -33,3 +35,7 @@ impl<T> RwLockExt<T> for RwLock<T> {
         self.write().unwrap_or_else(|e| e.into_inner())
     }
 }
+
+/// A boxed, sendable future: what an object-safe async port method returns
+/// (`Arc<dyn Port>`) without the `async-trait` crate.
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;

@@ -28,8 +28,16 @@ use crate::billing::Billing;
 use crate::broker::Broker;
 use crate::error::Result;
 use crate::quota::admission::{Admission, StreamPermit};
-use crate::server::clock_store::ClockStore;
+use crate::sync::BoxFuture;
 use crate::tenancy::Tenancy;
+
+/// What AdvanceClock needs from the server: move the manual clock, save and
+/// audit the new reading, and run what the new time makes due. The server
+/// implements it (`server::clock_store`), so `api` does not depend on `server`.
+pub trait ClockControl: Send + Sync {
+    /// Advances the manual clock by `advance_ms` and returns the new time.
+    fn advance(&self, advance_ms: u64) -> BoxFuture<'_, Result<i64>>;
+}
 
 /// What every service handler needs.
 #[derive(Clone)]
@@ -42,8 +50,8 @@ pub struct ApiState {
     pub admission: Arc<Admission>,
     /// Settlement, ledger, accounts.
     pub billing: Arc<Billing>,
-    /// The manual test clock (AdvanceClock).
-    pub clock: Arc<ClockStore>,
+    /// The manual test clock (AdvanceClock), moved by the server.
+    pub clock: Arc<dyn ClockControl>,
     /// Turns true when the server begins to shut down; long streams end.
     pub shutdown: watch::Receiver<bool>,
     /// The tasks that outlive a handler (stream pumps, exports, failed-auth

@@ -6,14 +6,11 @@
 //! and erase a terminated tenant's topics. The broker implements this port in
 //! `broker/billing_port.rs`; tests may hand in their own.
 
-use std::future::Future;
-use std::pin::Pin;
-
 use crate::error::Result;
 
 /// The future a port call returns: boxed so the trait stays object-safe
 /// (`Arc<dyn BrokerPort>`) without the `async-trait` crate.
-pub type PortFuture<'a> = Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>>;
+pub type PortFuture<'a> = crate::sync::BoxFuture<'a, Result<()>>;
 
 /// The broker as billing sees it.
 pub trait BrokerPort: Send + Sync {

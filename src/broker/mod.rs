@@ -95,7 +95,6 @@ pub struct Broker {
     metrics: Arc<Metrics>,
     /// Retained bytes per tenant, shared by the tenant's topics.
     tenant_bytes: DashMap<String, Arc<AtomicU64>>,
-    /// Topics by (tenant, name).
     /// Topics by tenant, then by name (so a tenant's topics are found without
     /// scanning every tenant's).
     topics: DashMap<String, BTreeMap<String, Arc<Topic>>>,

@@ -9,9 +9,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::tick::{Due, Ticker};
+use crate::api::ClockControl;
 use crate::clock::{wall_clock_ms, Clock, ClockKind};
 use crate::error::{Error, Result};
 use crate::storage::{StorageError, Store, WriteSet};
+use crate::sync::BoxFuture;
 use crate::tenancy::Tenancy;
 
 /// Longest single AdvanceClock step: about 400 days.
@@ -78,5 +80,11 @@ impl ClockStore {
         // settlement of ended days, arrears.
         self.ticker.run(Due::Everything).await?;
         Ok(now)
+    }
+}
+
+impl ClockControl for ClockStore {
+    fn advance(&self, advance_ms: u64) -> BoxFuture<'_, Result<i64>> {
+        Box::pin(ClockStore::advance(self, advance_ms))
     }
 }

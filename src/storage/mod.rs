@@ -46,21 +46,20 @@
 //! | `repo/` | repositories: typed reads on [`Store`] and writes on [`WriteSet`], domain values in and out |
 //! | `error.rs` | [`StorageError`], each variant with its cause as `source()` |
 //! | `failure.rs` | [`StoreHealth`]: a failed group commit fails the store until it is reopened; how failed writes are classified |
-//! | [`keys`] | the key layout: one leading byte per keyspace, big-endian integers |
-//! | [`records`] | the prost record types stored under those keys |
+//! | `keys.rs` | the key layout: one leading byte per keyspace, big-endian integers |
+//! | `records.rs` | the prost record types stored under those keys |
 //!
-//! `keys` and `records` are still public in this round; the plan is to make
-//! them private to `storage` once callers go through repositories that hand
-//! back domain types.
+//! `keys` and `records` are private: the rest of the crate reads and writes
+//! through the repositories, which hand back domain types.
 
 mod committer;
 mod counters;
 mod disk;
 mod error;
 mod failure;
-pub mod keys;
+mod keys;
 mod private;
-pub mod records;
+mod records;
 mod repo;
 mod segments;
 mod store;

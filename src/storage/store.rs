@@ -148,7 +148,7 @@ impl Store {
     }
 
     /// Reads and decodes one record.
-    pub fn get<T: prost::Message + Default>(&self, key: &[u8]) -> StorageResult<Option<T>> {
+    pub(super) fn get<T: prost::Message + Default>(&self, key: &[u8]) -> StorageResult<Option<T>> {
         match self.tree.get(key)? {
             Some(value) => decode(key, &value).map(Some),
             None => Ok(None),
@@ -156,7 +156,7 @@ impl Store {
     }
 
     /// All records whose key starts with `prefix`, in key order.
-    pub fn scan<T: prost::Message + Default>(
+    pub(super) fn scan<T: prost::Message + Default>(
         &self,
         prefix: &[u8],
     ) -> impl Iterator<Item = StorageResult<(Vec<u8>, T)>> + '_ {
@@ -166,7 +166,7 @@ impl Store {
     }
 
     /// Records whose key starts with `prefix` and is at least `start`, in key order.
-    pub fn scan_from<T: prost::Message + Default>(
+    pub(super) fn scan_from<T: prost::Message + Default>(
         &self,
         prefix: &[u8],
         start: &[u8],
@@ -182,7 +182,10 @@ impl Store {
     }
 
     /// Keys (without values) that start with `prefix`.
-    pub fn scan_keys(&self, prefix: &[u8]) -> impl Iterator<Item = StorageResult<Vec<u8>>> + '_ {
+    pub(super) fn scan_keys(
+        &self,
+        prefix: &[u8],
+    ) -> impl Iterator<Item = StorageResult<Vec<u8>>> + '_ {
         self.tree
             .scan_prefix(prefix)
             .keys()
@@ -190,7 +193,7 @@ impl Store {
     }
 
     /// The last record whose key is at most `key` and starts with `prefix`.
-    pub fn last_at_or_before<T: prost::Message + Default>(
+    pub(super) fn last_at_or_before<T: prost::Message + Default>(
         &self,
         prefix: &[u8],
         key: &[u8],

@@ -26,14 +26,14 @@ impl WriteSet {
     }
 
     /// Puts an encoded record under `key`.
-    pub fn put(&mut self, key: Vec<u8>, record: &impl prost::Message) {
+    pub(super) fn put(&mut self, key: Vec<u8>, record: &impl prost::Message) {
         let value = record.encode_to_vec();
         self.bytes += key.len() + value.len();
         self.ops.push((key, Some(value)));
     }
 
     /// Deletes `key`.
-    pub fn delete(&mut self, key: Vec<u8>) {
+    pub(super) fn delete(&mut self, key: Vec<u8>) {
         self.bytes += key.len();
         self.ops.push((key, None));
     }
@@ -44,7 +44,7 @@ impl WriteSet {
     /// committer alone, so concurrent writers never lose an increment and a
     /// counter always matches the data it counts. Read counters after
     /// [`Store::sync_counters`](super::Store::sync_counters).
-    pub fn increment(&mut self, key: Vec<u8>, deltas: Vec<u64>) {
+    pub(super) fn increment(&mut self, key: Vec<u8>, deltas: Vec<u64>) {
         self.bytes += key.len() + deltas.len() * 8;
         self.increments.push((key, deltas));
     }
