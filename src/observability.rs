@@ -31,6 +31,8 @@ pub mod name {
     pub const ACKED_MESSAGES: &str = "tallyq_acked_messages_total";
     /// Messages moved to a dead-letter topic.
     pub const DEAD_LETTERED_MESSAGES: &str = "tallyq_dead_lettered_messages_total";
+    /// Messages skipped because their set failed its checksum or did not decode.
+    pub const CORRUPT_MESSAGES: &str = "tallyq_corrupt_messages_total";
     /// Messages removed by expiry.
     pub const EXPIRED_MESSAGES: &str = "tallyq_expired_messages_total";
     /// Messages removed by a size cap.
@@ -88,6 +90,10 @@ const HELP: &[(&str, &str)] = &[
     (
         name::DEAD_LETTERED_MESSAGES,
         "Messages moved to a dead-letter topic.",
+    ),
+    (
+        name::CORRUPT_MESSAGES,
+        "Messages skipped, never served, because their stored set failed its checksum, did not decode or its segment was missing or short.",
     ),
     (name::EXPIRED_MESSAGES, "Messages removed by topic expiry."),
     (

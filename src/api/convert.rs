@@ -205,6 +205,7 @@ impl From<TopicView> for pb::Topic {
                 expired_messages: s.expired_messages,
                 reclaimed_messages: s.reclaimed_messages,
                 oldest_message_age_ms: s.oldest_message_age_ms,
+                corrupt_messages: s.corrupt_messages,
             }),
         }
     }

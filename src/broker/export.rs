@@ -97,6 +97,7 @@ impl Broker {
                     }
                 }
             }
+            self.export_quarantined(&topic, out).await;
         }
         self.store.sync_counters().await?;
         for (day, dimension, u) in self.store.usage_of(tenant)? {
@@ -114,5 +115,19 @@ impl Broker {
         }
         out.flush().await;
         Ok(())
+    }
+}
+
+impl Broker {
+    /// Says which of `topic`'s messages the export skipped because their set
+    /// is corrupt at rest: one line per quarantined set, and a log line.
+    async fn export_quarantined(&self, topic: &super::topic::Topic, out: &mut Chunker) {
+        for (first, end) in topic.quarantine.ranges() {
+            tracing::warn!(tenant = %topic.tenant, topic = %topic.name, first_offset = first,
+                end_offset = end, "export skipped a corrupt message set");
+            out.line(json!({"type": "skipped_corrupt", "topic": topic.name,
+                "first_offset": first, "end_offset": end, "messages": end - first}))
+                .await;
+        }
     }
 }

@@ -8,6 +8,7 @@ mod small_fs;
 mod auth;
 mod billing;
 mod control;
+mod corrupt_sets;
 mod delivery;
 mod disk_watermark;
 mod durability;

@@ -24,6 +24,8 @@ pub struct TopicStats {
     pub reclaimed_messages: u64,
     /// Age of the oldest retained message (0 when empty).
     pub oldest_message_age_ms: u64,
+    /// Found corrupt at rest since start and skipped.
+    pub corrupt_messages: u64,
 }
 
 /// A topic with its figures.
@@ -134,6 +136,7 @@ impl Broker {
                     .front()
                     .map(|s| (now - s.publish_ms).max(0) as u64)
                     .unwrap_or(0),
+                corrupt_messages: topic.quarantine.messages(),
             },
         }
     }

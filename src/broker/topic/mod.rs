@@ -9,10 +9,12 @@
 //!   consumers may see, retained bytes, subscriptions, deletion.
 
 mod log;
+mod quarantine;
 mod reader;
 mod settings;
 
 pub use self::log::{SetSummary, TopicLog, TopicState};
+pub use quarantine::Quarantine;
 pub use reader::SetCache;
 pub use settings::{OverflowPolicy, TopicSettings};
 
@@ -52,6 +54,8 @@ pub struct Topic {
     /// dedup_ids queued for commit but not yet in the store.
     pub uncommitted_dedup: std::sync::Mutex<HashMap<String, DedupEntry>>,
     deleted: AtomicBool,
+    /// Sets found corrupt at rest, skipped by every reader.
+    pub quarantine: Quarantine,
 }
 
 impl Topic {
@@ -75,6 +79,7 @@ impl Topic {
             subscriptions: RwLock::new(BTreeMap::new()),
             uncommitted_dedup: std::sync::Mutex::new(HashMap::new()),
             deleted: AtomicBool::new(false),
+            quarantine: Quarantine::default(),
         }
     }
 

@@ -3,6 +3,7 @@
 //! every retained set in order (for export). A set may expire between
 //! reading its header and its bytes; both readers then treat it as gone.
 
+use super::quarantine::is_damage;
 use super::SetSummary;
 use super::Topic;
 use crate::broker::{Broker, Message, MessageSet};
@@ -66,10 +67,27 @@ impl Broker {
     /// when reading fails because the set expired or was reclaimed since its
     /// header was read (its segment may be gone), an error when it fails with
     /// `offset` still retained.
+    /// A set found corrupt is quarantined: `None`, now and on every later read.
     fn read_set(&self, topic: &Topic, set: &SetSummary, offset: u64) -> Result<Option<MessageSet>> {
+        if topic.quarantine.contains(set.first_offset) {
+            return Ok(None);
+        }
         match self.store.read_set(set) {
+            Ok(read) if read.messages.len() != set.count as usize => {
+                let cause = format!(
+                    "the set decoded to {} messages, its header says {}",
+                    read.messages.len(),
+                    set.count
+                );
+                self.quarantine_set(topic, set, &cause);
+                Ok(None)
+            }
             Ok(set) => Ok(Some(set)),
             Err(_) if offset < topic.first_offset() => Ok(None),
+            Err(e) if is_damage(&e) => {
+                self.quarantine_set(topic, set, &e);
+                Ok(None)
+            }
             Err(e) => Err(e.into()),
         }
     }

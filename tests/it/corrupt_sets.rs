@@ -1,0 +1,170 @@
+//! A message set damaged at rest is quarantined, not contagious: its
+//! messages are skipped (never served, never left in flight), counted,
+//! audited once, and every healthy message around it is delivered.
+
+use std::path::Path;
+
+use tallyq::client::Client;
+use tallyq::proto::v1 as pb;
+use tokio_stream::StreamExt;
+
+use crate::harness::*;
+use crate::ops::scrape;
+
+/// The payload of set 2's messages; found in the segment to damage it.
+const MARKER: &str = "CORRUPT-SET-TWO-MARKER";
+
+/// Flips every byte of the first occurrence of `marker` in the segment
+/// files under `data_dir`; fails if it is in none.
+fn damage_segment(data_dir: &Path, marker: &[u8]) {
+    for entry in std::fs::read_dir(data_dir.join("segments")).unwrap() {
+        let path = entry.unwrap().path();
+        let mut bytes = std::fs::read(&path).unwrap();
+        if let Some(at) = bytes.windows(marker.len()).position(|w| w == marker) {
+            for b in &mut bytes[at..at + marker.len()] {
+                *b ^= 0xff;
+            }
+            std::fs::write(&path, bytes).unwrap();
+            return;
+        }
+    }
+    panic!("the marker payload is in no segment file");
+}
+
+/// Fetches until a fetch returns nothing; returns the payloads and offsets.
+async fn drain(client: &Client, sub: &str) -> Vec<(u64, String)> {
+    let mut got = Vec::new();
+    loop {
+        let batch = fetch(client, "t", sub, 100, 0).await;
+        if batch.is_empty() {
+            return got;
+        }
+        got.extend(batch.iter().map(|d| (d.offset, text(d))));
+    }
+}
+
+async fn corrupt_series(server: &TestServer) -> f64 {
+    scrape(server)
+        .await
+        .lines()
+        .filter(|l| l.starts_with("tallyq_corrupt_messages_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+async fn quarantine_audits(operator: &Client) -> usize {
+    operator
+        .operator()
+        .list_audit_events(pb::ListAuditEventsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .events
+        .iter()
+        .filter(|e| e.action == "topic.set_quarantined" && e.tenant == "acme")
+        .count()
+}
+
+async fn export_lines(client: &Client) -> Vec<serde_json::Value> {
+    let mut stream = client
+        .admin()
+        .export_data(pb::ExportDataRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let mut text = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        text.extend_from_slice(&chunk.expect("the export does not fail").jsonl);
+    }
+    String::from_utf8(text)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_corrupt_set_is_skipped_counted_once_and_the_rest_delivered() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let at_data = |c: &mut tallyq::config::Config| c.data_dir = data.clone();
+
+    let server = TestServer::start_with(at_data).await;
+    let operator = server.operator().await;
+    create_tenant(&operator, "acme").await;
+    let secret = create_key(&operator, "acme", &[1, 2, 3], &[]).await;
+    let acme = operator.with_token(&secret).unwrap();
+    create_topic(&acme, "t", Default::default()).await;
+    create_sub(&acme, "t", "at-least-once", 30).await;
+    create_sub(&acme, "t", "at-most-once", 0).await;
+    acme.produce("t", vec![msg("one-a"), msg("one-b")])
+        .await
+        .unwrap();
+    let set2: Vec<_> = (0..3).map(|i| msg(&format!("{MARKER}-{i}"))).collect();
+    acme.produce("t", set2).await.unwrap();
+    acme.produce("t", vec![msg("three-a"), msg("three-b")])
+        .await
+        .unwrap();
+    server.stop().await;
+
+    damage_segment(&data, MARKER.as_bytes());
+
+    let server = TestServer::start_with(at_data).await;
+    let operator = server.operator().await;
+    let acme = operator.with_token(&secret).unwrap();
+    let healthy = vec![
+        (0, "one-a".to_string()),
+        (1, "one-b".to_string()),
+        (5, "three-a".to_string()),
+        (6, "three-b".to_string()),
+    ];
+    for sub in ["at-least-once", "at-most-once"] {
+        let got = drain(&acme, sub).await;
+        assert_eq!(
+            got, healthy,
+            "{sub}: sets 1 and 3 exactly once, none of set 2"
+        );
+        let offsets = got.iter().map(|(o, _)| *o).collect();
+        ack(&acme, "t", sub, offsets).await;
+        let stats = sub_stats(&acme, "t", sub).await;
+        assert_eq!(stats.in_flight, 0, "{sub}: nothing left in flight");
+        assert_eq!(stats.backlog, 0, "{sub}: nothing left to deliver");
+        assert_eq!(stats.next_offset, 7, "{sub}: moved on past set 2");
+    }
+    assert_eq!(topic_stats(&acme, "t").await.corrupt_messages, 3);
+    assert_eq!(corrupt_series(&server).await, 3.0);
+
+    // A second pass neither delivers nor re-counts them.
+    for sub in ["at-least-once", "at-most-once"] {
+        assert!(drain(&acme, sub).await.is_empty(), "{sub}: second pass");
+    }
+    // The export skips them and says so, rather than failing.
+    let lines = export_lines(&acme).await;
+    let exported: Vec<u64> = lines
+        .iter()
+        .filter(|l| l["type"] == "message")
+        .map(|l| l["offset"].as_u64().unwrap())
+        .collect();
+    assert_eq!(exported, vec![0, 1, 5, 6]);
+    let skipped: Vec<_> = lines
+        .iter()
+        .filter(|l| l["type"] == "skipped_corrupt")
+        .collect();
+    assert_eq!(skipped.len(), 1);
+    assert_eq!(skipped[0]["first_offset"], 2);
+    assert_eq!(skipped[0]["messages"], 3);
+    assert_eq!(topic_stats(&acme, "t").await.corrupt_messages, 3);
+    assert_eq!(corrupt_series(&server).await, 3.0);
+
+    // One audit entry for the set (written in the background).
+    let mut audits = 0;
+    for _ in 0..100 {
+        audits = quarantine_audits(&operator).await;
+        if audits > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(audits, 1, "one audit entry per corrupt set");
+    server.stop().await;
+}
