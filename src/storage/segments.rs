@@ -129,16 +129,24 @@ impl Segments {
             *self.live.lock_unpoisoned().entry(active.id).or_default() += len;
             (active.id, active.file.clone(), position)
         };
-        file.write_all_at(bytes, position)
-            .map_err(|e| StorageError::io(format!("cannot append to segment {id}"), e))?;
-        // Marked after the write: a commit queued after this returns finds it.
-        self.dirty.lock_unpoisoned().insert(id);
-        Ok(BlobRef {
+        let blob = BlobRef {
             segment: id,
             position,
             len: len as u32,
             crc32: crc32fast::hash(bytes),
-        })
+        };
+        if let Err(e) = file.write_all_at(bytes, position) {
+            // Nothing refers to the failed bytes: they must not keep their
+            // segment alive (they stay a hole in the file, never read).
+            self.release(std::slice::from_ref(&blob));
+            return Err(StorageError::io(
+                format!("cannot append to segment {id}"),
+                e,
+            ));
+        }
+        // Marked after the write: a commit queued after this returns finds it.
+        self.dirty.lock_unpoisoned().insert(id);
+        Ok(blob)
     }
 
     /// Reads a blob back, checking its checksum.
