@@ -25,13 +25,7 @@ if [ -z "$before" ]; then
   before="$tree/target/release/tallyq"
 fi
 
-run() { # args: broker binary, then bench flags
-  start_tallyq "$1"; shift
-  timeout $((secs + 60)) "$now" --server "http://127.0.0.1:$server_port" --token-file "$server_dir/operator.token" \
-    bench --setup bench --duration-secs "$secs" --server-pid "$server_pid" "$@"
-  kill "$server_pid"; wait "$server_pid" 2>/dev/null || true
-  rm -rf "$server_dir"
-}
+run() { run_bench "$now" "$@"; } # args: broker binary, then bench flags
 
 results="$work/results.txt"
 for i in $(seq "$runs"); do

@@ -34,13 +34,7 @@ cargo build --release --quiet --manifest-path "$root/benches/nats-load/Cargo.tom
 tallyq="$root/target/release/tallyq"
 natsload="$root/benches/nats-load/target/release/nats-load"
 
-run_tallyq() { # args: extra bench flags
-  start_tallyq "$tallyq"
-  timeout $((secs + 60)) "$tallyq" --server "http://127.0.0.1:$server_port" --token-file "$server_dir/operator.token" \
-    bench --setup bench --duration-secs "$secs" --server-pid "$server_pid" "$@"
-  kill "$server_pid"; wait "$server_pid" 2>/dev/null || true
-  rm -rf "$server_dir"
-}
+run_tallyq() { run_bench "$tallyq" "$tallyq" "$@"; } # args: extra bench flags
 
 run_nats() {
   local dir="$work/nats-$RANDOM" port pid

@@ -22,13 +22,7 @@ cargo build --release --quiet --manifest-path "$root/Cargo.toml" --bin tallyq \
 metered="$root/target/release/tallyq"
 unmetered="$root/target/unmetered/release/tallyq"
 
-run() { # args: build binary, then bench flags
-  start_tallyq "$1"; shift
-  timeout $((secs + 60)) "$metered" --server "http://127.0.0.1:$server_port" --token-file "$server_dir/operator.token" \
-    bench --setup bench --duration-secs "$secs" --server-pid "$server_pid" "$@"
-  kill "$server_pid"; wait "$server_pid" 2>/dev/null || true
-  rm -rf "$server_dir"
-}
+run() { run_bench "$metered" "$@"; } # args: broker binary, then bench flags
 
 results="$work/results.txt"
 for i in $(seq "$runs"); do

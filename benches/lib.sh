@@ -1,6 +1,6 @@
 # Shared by the benchmark scripts: sourced after they set `root`.
 # Gives: $work (a temp dir removed on exit), $pids (servers killed on exit),
-# free_port, wait_port, and run_tallyq_server.
+# free_port, wait_port, start_tallyq and run_bench (which read $secs).
 set -euo pipefail
 work="$(mktemp -d)"
 pids=()
@@ -19,4 +19,15 @@ start_tallyq() {
   local mport; mport=$(free_port)
   "$1" serve --data-dir "$server_dir" --listen "127.0.0.1:$server_port" --metrics-listen "127.0.0.1:$mport" >/dev/null 2>&1 &
   server_pid=$!; pids+=("$server_pid"); wait_port "$server_port"
+}
+
+# Runs CLIENT's `bench` for $secs against a fresh `SERVER serve`, prints the
+# bench's result line, stops the server and removes its data dir.
+run_bench() { # args: client binary, server binary, then bench flags
+  local client="$1"
+  start_tallyq "$2"; shift 2
+  timeout $((secs + 60)) "$client" --server "http://127.0.0.1:$server_port" --token-file "$server_dir/operator.token" \
+    bench --setup bench --duration-secs "$secs" --server-pid "$server_pid" "$@"
+  kill "$server_pid"; wait "$server_pid" 2>/dev/null || true
+  rm -rf "$server_dir"
 }
