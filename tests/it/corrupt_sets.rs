@@ -6,7 +6,6 @@ use std::path::Path;
 
 use tallyq::client::Client;
 use tallyq::proto::v1 as pb;
-use tokio_stream::StreamExt;
 
 use crate::harness::*;
 use crate::ops::scrape;
@@ -63,24 +62,6 @@ async fn quarantine_audits(operator: &Client) -> usize {
         .iter()
         .filter(|e| e.action == "topic.set_quarantined" && e.tenant == "acme")
         .count()
-}
-
-async fn export_lines(client: &Client) -> Vec<serde_json::Value> {
-    let mut stream = client
-        .admin()
-        .export_data(pb::ExportDataRequest {})
-        .await
-        .unwrap()
-        .into_inner();
-    let mut text = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        text.extend_from_slice(&chunk.expect("the export does not fail").jsonl);
-    }
-    String::from_utf8(text)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
 }
 
 #[tokio::test]

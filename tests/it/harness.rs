@@ -451,3 +451,22 @@ impl Drop for ProcessServer {
 pub fn data_dir(root: &TempDir) -> PathBuf {
     root.path().join("data")
 }
+
+/// Every line of the tenant's ExportData, parsed.
+pub async fn export_lines(client: &Client) -> Vec<serde_json::Value> {
+    let mut stream = client
+        .admin()
+        .export_data(pb::ExportDataRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let mut text = Vec::new();
+    while let Some(chunk) = tokio_stream::StreamExt::next(&mut stream).await {
+        text.extend_from_slice(&chunk.expect("the export does not fail").jsonl);
+    }
+    String::from_utf8(text)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}

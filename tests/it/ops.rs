@@ -342,21 +342,7 @@ async fn export_round_trips_what_was_produced() {
             .collect();
         acme.produce_once("t", messages).await.unwrap();
     }
-    let mut stream = acme
-        .admin()
-        .export_data(pb::ExportDataRequest {})
-        .await
-        .unwrap()
-        .into_inner();
-    let mut text = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        text.extend_from_slice(&chunk.unwrap().jsonl);
-    }
-    let lines: Vec<serde_json::Value> = String::from_utf8(text)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = export_lines(&acme).await;
     let of = |kind: &'static str| lines.iter().filter(move |l| l["type"] == kind);
     assert_eq!(of("tenant").count(), 1);
     assert_eq!(of("topic").next().unwrap()["name"], "t");
