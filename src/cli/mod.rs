@@ -31,6 +31,7 @@ mod key;
 mod ledger;
 mod ops;
 mod print;
+mod router;
 mod serve;
 mod tenant;
 mod topic;
@@ -42,6 +43,7 @@ use device::DeviceCommand;
 use key::KeyCommand;
 use ledger::LedgerCommand;
 use ops::{AuditArgs, ClockCommand, MaintenanceArgs};
+use router::RouterCommand;
 /// Runs the broker (main.rs calls it for `tallyq serve`).
 pub use serve::serve;
 use serve::ServeArgs;
@@ -136,6 +138,10 @@ pub enum Command {
     /// The manual test clock (operator; only with clock = "manual").
     #[command(subcommand)]
     Clock(ClockCommand),
+    /// The router in front of several brokers: render its nginx config from
+    /// the shard map (needs no broker).
+    #[command(subcommand)]
+    Router(RouterCommand),
 }
 
 impl Cli {
@@ -184,6 +190,9 @@ impl Cli {
     /// Runs a client command against the broker: connects, then hands the
     /// command to its group's module.
     pub async fn run_client(&self) -> Result<()> {
+        if let Command::Router(cmd) = &self.command {
+            return router::router(cmd);
+        }
         let client = self.connect().await?;
         match &self.command {
             Command::Serve(_) => bail!("serve is not a client command"),
@@ -207,6 +216,7 @@ impl Cli {
             Command::Payment(args) => billing::payment(&client, args).await,
             Command::Quota => ops::quota(&client).await,
             Command::Clock(cmd) => ops::clock(&client, cmd).await,
+            Command::Router(_) => bail!("router commands need no broker"),
         }
     }
 }

@@ -47,7 +47,7 @@ use keys::sha256;
 pub use audit::AuditEvent;
 pub use credentials::{load_or_create_billing_reader_token, load_or_create_operator_token};
 pub use devices::DeviceBinding;
-pub use keys::{ApiKey, CreatedKey};
+pub use keys::{ApiKey, CreatedKey, INVALID_API_KEY_MESSAGE};
 pub use names::{validate_device_id, validate_resource_name, validate_tenant_id};
 pub use principal::{Principal, Scope, TenantKey};
 pub use tenants::{NewTenant, SuspendReason, Tenant, TenantStatus, TenantUpdate};
