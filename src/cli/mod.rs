@@ -33,6 +33,7 @@ mod ops;
 mod print;
 mod router;
 mod serve;
+mod shard_ledger;
 mod tenant;
 mod topic;
 
@@ -165,20 +166,26 @@ impl Cli {
     /// Connects to `--server` with the credential; over TLS when `--tls-ca`
     /// is given, presenting `--tls-cert`/`--tls-key` when both are.
     async fn connect(&self) -> Result<Client> {
+        self.connect_to(&self.server).await
+    }
+
+    /// Like `connect`, to `server` instead of `--server` (the nodes of a
+    /// shard map).
+    async fn connect_to(&self, server: &str) -> Result<Client> {
         let Some(ca) = &self.tls_ca else {
-            return Ok(Client::connect(&self.server, &self.credential()?).await?);
+            return Ok(Client::connect(server, &self.credential()?).await?);
         };
         let ca = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
         let domain = match &self.tls_domain {
             Some(d) => d.clone(),
-            None => host_of(&self.server).to_string(),
+            None => host_of(server).to_string(),
         };
         let identity = match (&self.tls_cert, &self.tls_key) {
             (Some(c), Some(k)) => Some((std::fs::read(c)?, std::fs::read(k)?)),
             _ => None,
         };
         Ok(Client::connect_tls(
-            &self.server,
+            server,
             &self.credential()?,
             &ca,
             &domain,
@@ -192,6 +199,11 @@ impl Cli {
     pub async fn run_client(&self) -> Result<()> {
         if let Command::Router(cmd) = &self.command {
             return router::router(cmd);
+        }
+        if let Command::Ledger(cmd) = &self.command {
+            if let Some(map) = cmd.shard_map() {
+                return shard_ledger::run(self, map, cmd).await;
+            }
         }
         let client = self.connect().await?;
         match &self.command {

@@ -7,9 +7,11 @@
 //! Nothing here serves requests or knows tonic: the map is data, the router
 //! is nginx.
 
+mod cursor;
 mod map;
 mod nginx;
 
+pub use cursor::{merge_by_time, CursorError, NodeCursors};
 pub use map::{Node, RouterSettings, ShardMap, ShardMapError};
 pub use nginx::{
     configmap as render_configmap, render as render_nginx, NODE_HEADER, UNKNOWN_NODE_MESSAGE,
