@@ -18,19 +18,28 @@ use anyhow::{bail, Context, Result};
 use tallyq::proto::v1 as pb;
 use tallyq::shard::{merge_by_time, NodeCursors, ShardMap};
 
-use super::ledger::{ledger_csv, ledger_entries, ledger_json, LedgerCommand, LedgerFormat};
 use super::ledger::LEDGER_COLUMNS;
+use super::ledger::{ledger_csv, ledger_entries, ledger_json, LedgerCommand, LedgerFormat};
 use super::Cli;
 
 /// The broker address the CLI dials for a node's `host:port`.
 fn node_url(cli: &Cli, address: &str) -> String {
-    let scheme = if cli.tls_ca.is_some() { "https" } else { "http" };
+    let scheme = if cli.tls_ca.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     format!("{scheme}://{address}")
 }
 
 /// Node `id`'s entries from `from` on, checked to be stamped with `id` (a
 /// shard map pointing a node id at another broker is caught here).
-async fn node_entries(cli: &Cli, id: &str, address: &str, from: u64) -> Result<Vec<pb::LedgerEntry>> {
+async fn node_entries(
+    cli: &Cli,
+    id: &str,
+    address: &str,
+    from: u64,
+) -> Result<Vec<pb::LedgerEntry>> {
     let client = cli
         .connect_to(&node_url(cli, address))
         .await
@@ -67,10 +76,8 @@ pub(super) async fn run(cli: &Cli, map_path: &Path, cmd: &LedgerCommand) -> Resu
             for (id, node) in &map.nodes {
                 let from = cursors.next_of(id);
                 let entries = node_entries(cli, id, &node.address, from).await?;
-                next.0.insert(
-                    id.clone(),
-                    entries.last().map_or(from, |e| e.sequence + 1),
-                );
+                next.0
+                    .insert(id.clone(), entries.last().map_or(from, |e| e.sequence + 1));
                 runs.push((id.clone(), entries));
             }
             let merged = merge_by_time(runs, |e| (e.created_unix_ms, e.sequence));

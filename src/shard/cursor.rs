@@ -124,7 +124,13 @@ mod tests {
             .into_iter()
             .map(|(n, e)| (n, e.1))
             .collect();
-        let expected = [("node-1", 1), ("node-2", 1), ("node-2", 2), ("node-1", 2), ("node-2", 3)];
+        let expected = [
+            ("node-1", 1),
+            ("node-2", 1),
+            ("node-2", 2),
+            ("node-1", 2),
+            ("node-2", 3),
+        ];
         let expected: Vec<(String, u64)> =
             expected.iter().map(|(n, s)| (n.to_string(), *s)).collect();
         assert_eq!(merged, expected);

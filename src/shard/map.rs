@@ -201,10 +201,16 @@ impl ShardMap {
             ("router resolver", r.resolver.as_deref()),
         ] {
             if let Some(value) = value {
-                validate_config_word(what, value, value.contains(' ') && what.ends_with("resolver"))?;
+                validate_config_word(
+                    what,
+                    value,
+                    value.contains(' ') && what.ends_with("resolver"),
+                )?;
             }
         }
-        if r.worker_processes != "auto" && r.worker_processes.parse::<u16>().map_or(true, |n| n == 0) {
+        if r.worker_processes != "auto"
+            && r.worker_processes.parse::<u16>().map_or(true, |n| n == 0)
+        {
             return invalid(format!(
                 "router worker_processes '{}' must be \"auto\" or a positive count",
                 r.worker_processes
@@ -264,7 +270,8 @@ fn validate_address(what: &str, address: &str) -> Result<(), ShardMapError> {
 fn validate_config_word(what: &str, value: &str, spaces: bool) -> Result<(), ShardMapError> {
     let ok = !value.is_empty()
         && value.chars().all(|c| {
-            !c.is_control() && !matches!(c, '"' | '\'' | '{' | '}' | ';' | '$' | '\\' | '#')
+            !c.is_control()
+                && !matches!(c, '"' | '\'' | '{' | '}' | ';' | '$' | '\\' | '#')
                 && (spaces || c != ' ')
         });
     if ok {
@@ -307,12 +314,27 @@ globex = "node-2"
     #[test]
     fn refuses_inconsistent_maps_with_reasons() {
         let cases = [
-            (MAP.replace("default_node = \"node-1\"", "default_node = \"node-9\""), "default_node 'node-9'"),
-            (MAP.replace("globex = \"node-2\"", "globex = \"node-3\""), "assigned to node 'node-3'"),
+            (
+                MAP.replace("default_node = \"node-1\"", "default_node = \"node-9\""),
+                "default_node 'node-9'",
+            ),
+            (
+                MAP.replace("globex = \"node-2\"", "globex = \"node-3\""),
+                "assigned to node 'node-3'",
+            ),
             (MAP.replace("acme =", "Acme ="), "invalid tenant id 'Acme'"),
-            (MAP.replace("127.0.0.1:50051", "http://127.0.0.1:50051"), "without a scheme"),
-            (MAP.replace("[nodes.node-2]", "[nodes.\"node 2\"]"), "invalid node id 'node 2'"),
-            (format!("{MAP}\n[router]\nruntime_dir = \"/tmp;evil\"\n"), "nginx would misread"),
+            (
+                MAP.replace("127.0.0.1:50051", "http://127.0.0.1:50051"),
+                "without a scheme",
+            ),
+            (
+                MAP.replace("[nodes.node-2]", "[nodes.\"node 2\"]"),
+                "invalid node id 'node 2'",
+            ),
+            (
+                format!("{MAP}\n[router]\nruntime_dir = \"/tmp;evil\"\n"),
+                "nginx would misread",
+            ),
             (format!("extra = 1\n{MAP}"), "unknown field"),
         ];
         for (text, expected) in cases {

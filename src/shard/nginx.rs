@@ -135,7 +135,11 @@ pub fn render(map: &ShardMap) -> String {
         (false, true) => "",
         (false, false) => " http2",
     };
-    let _ = writeln!(w, "\n    server {{\n        listen {}{listen_params};", r.listen);
+    let _ = writeln!(
+        w,
+        "\n    server {{\n        listen {}{listen_params};",
+        r.listen
+    );
     if r.http2_directive {
         let _ = writeln!(w, "        http2 on;");
     }
@@ -187,7 +191,13 @@ pub fn render(map: &ShardMap) -> String {
 pub fn configmap(name: &str, nginx_conf: &str, shard_map_toml: &str) -> String {
     let indent = |text: &str| {
         text.lines()
-            .map(|l| if l.is_empty() { String::new() } else { format!("    {l}") })
+            .map(|l| {
+                if l.is_empty() {
+                    String::new()
+                } else {
+                    format!("    {l}")
+                }
+            })
             .collect::<Vec<_>>()
             .join("\n")
     };

@@ -16,5 +16,6 @@ mod private_files;
 mod produce;
 mod quotas;
 mod retention;
+mod router;
 mod service;
 mod write_failures;
