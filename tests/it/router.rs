@@ -235,16 +235,39 @@ async fn three_brokers_behind_nginx_route_by_tenant_and_share_one_ledger_view() 
         create_topic(&client, "t", Default::default()).await;
         create_sub(&client, "t", "stream", 30).await;
         create_sub(&client, "t", "poll", 30).await;
-        let payloads: Vec<String> = (0..3).map(|i| format!("{tenant}-{i}")).collect();
+        let payloads: Vec<String> = (0..5).map(|i| format!("{tenant}-{i}")).collect();
         let reply = client
-            .produce("t", payloads.iter().map(|p| msg(p)).collect())
+            .produce("t", payloads[..3].iter().map(|p| msg(p)).collect())
             .await
             .unwrap();
         assert_eq!(reply.results.len(), 3);
+        // The rest through a ProduceStream, one request per message.
+        let requests: Vec<pb::ProduceRequest> = payloads[3..]
+            .iter()
+            .map(|p| pb::ProduceRequest {
+                topic: "t".into(),
+                messages: vec![msg(p)],
+            })
+            .collect();
+        let mut replies = client
+            .broker()
+            .produce_stream(tokio_stream::iter(requests))
+            .await
+            .unwrap()
+            .into_inner();
+        let mut offsets = Vec::new();
+        while let Some(reply) = replies.message().await.unwrap() {
+            offsets.push(reply.results[0].offset);
+        }
+        assert_eq!(
+            offsets,
+            vec![3, 4],
+            "{tenant}'s ProduceStream through the router"
+        );
 
         let mut consumer = client.consume("t", "stream", 10, 1 << 20).await.unwrap();
         let mut seen = Vec::new();
-        while seen.len() < 3 {
+        while seen.len() < 5 {
             let batch = tokio::time::timeout(Duration::from_secs(20), consumer.next())
                 .await
                 .expect("deliveries through the router")
@@ -290,7 +313,7 @@ async fn three_brokers_behind_nginx_route_by_tenant_and_share_one_ledger_view() 
         let stats = topic_stats(&own, "t").await;
         assert_eq!(
             (stats.messages, stats.next_offset),
-            (3, 3),
+            (5, 5),
             "{tenant} on {node}"
         );
         for (other, other_node) in TENANTS {
@@ -300,6 +323,17 @@ async fn three_brokers_behind_nginx_route_by_tenant_and_share_one_ledger_view() 
             }
         }
     }
+
+    // A tenant key goes to its tenant's node whatever x-tallyq-node says.
+    let acme = operator.with_token(&keys["acme"]).unwrap();
+    let topics = acme
+        .admin()
+        .list_topics(to_node("node-2", pb::ListTopicsRequest::default()))
+        .await
+        .expect("acme's key still reaches node-1")
+        .into_inner()
+        .topics;
+    assert_eq!(topics.len(), 1);
 
     // An unknown tenant's key (answered by nginx) and a forged key of a real
     // tenant (answered by its broker) look the same, and the same as a bad
@@ -398,8 +432,8 @@ async fn three_brokers_behind_nginx_route_by_tenant_and_share_one_ledger_view() 
             .sum();
         assert_eq!(
             units,
-            3 + 6,
-            "{tenant}: 3 produced, 6 delivered units on {node}"
+            5 + 10,
+            "{tenant}: 5 produced, 10 delivered units on {node}"
         );
     }
     let expected_cursor: String = last
