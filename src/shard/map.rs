@@ -201,11 +201,8 @@ impl ShardMap {
             ("router resolver", r.resolver.as_deref()),
         ] {
             if let Some(value) = value {
-                validate_config_word(
-                    what,
-                    value,
-                    value.contains(' ') && what.ends_with("resolver"),
-                )?;
+                // Only the resolver line lists several words (addresses, valid=).
+                validate_config_word(what, value, what == "router resolver")?;
             }
         }
         if r.worker_processes != "auto"
