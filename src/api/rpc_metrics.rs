@@ -81,7 +81,10 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        // The auth interceptor looks the method up in the access table.
+        let path = super::auth::RpcPath(request.uri().path().into());
+        request.extensions_mut().insert(path);
         let method = request
             .uri()
             .path()

@@ -77,17 +77,29 @@ pub struct QuotaUse {
 }
 
 impl Broker {
-    /// Every limit of the tenant's plan with its current use.
+    /// Every limit of the tenant's plan with its current use. For a key
+    /// limited to some topics, the uses that add up topics (topics,
+    /// subscriptions per topic, storage, consume rate) count only those.
     pub async fn get_quota(&self, key: &TenantKey) -> Result<(String, Vec<QuotaUse>)> {
-        let plan = self.check_manage(key, None)?;
+        let plan = self.check_manage(key)?;
         let plan_name = self.tenancy.get_tenant(&key.tenant)?.plan;
-        let topics = self.tenant_topics(&key.tenant);
+        let mut topics = self.tenant_topics(&key.tenant);
+        let whole_tenant = !key.has_allow_list();
+        topics.retain(|t| key.may_touch(&t.name));
         let max_subs = topics
             .iter()
             .map(|t| t.subscription_list().len() as u64)
             .max()
             .unwrap_or(0);
-        let storage = topics.first().map(|t| t.tenant_bytes()).unwrap_or(0);
+        let storage = if whole_tenant {
+            topics.first().map(|t| t.tenant_bytes()).unwrap_or(0)
+        } else {
+            let mut bytes = 0;
+            for topic in &topics {
+                bytes += topic.log.lock().await.bytes;
+            }
+            bytes
+        };
         let consume = topics
             .iter()
             .map(|t| {
