@@ -23,7 +23,7 @@ use super::streams::StreamSlots;
 use super::Plan;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
-use crate::observability::{name, Metrics};
+use crate::observability::Metrics;
 
 pub use super::rate::{GovernorClock, Pacer, RATE_QUOTAS_ON};
 pub use super::streams::StreamPermit;
@@ -38,10 +38,6 @@ pub struct Admission {
     failed_auth: FailedAuths,
     metrics: Option<Arc<Metrics>>,
 }
-
-/// The tenant label of a refusal no tenant can be named for (a failed
-/// authentication that claimed none).
-const NO_TENANT: &str = "none";
 
 fn retry_message(what: String, wait: Duration) -> Error {
     if wait == Duration::MAX {
@@ -86,12 +82,7 @@ impl Admission {
     /// per-tenant series; "none" when no tenant is known).
     fn refused(&self, kind: &'static str, tenant: Option<&str>) {
         if let Some(m) = &self.metrics {
-            let tenant = tenant.map_or_else(|| NO_TENANT.to_string(), |t| m.tenant_label(t));
-            m.count_labeled(
-                name::QUOTA_REFUSALS,
-                &[("kind", kind.into()), ("tenant", tenant)],
-                1,
-            );
+            m.count_refusal(kind, tenant);
         }
     }
 

@@ -62,7 +62,7 @@ impl Broker {
     ) -> Result<SubscriptionView> {
         validate_resource_name("subscription", name)?;
         let plan = self.check_manage(key)?;
-        self.refuse_when_disk_low()?;
+        self.refuse_when_disk_low(&key.tenant)?;
         let topic = self.topic(&key.tenant, topic_name)?;
         let settings = SubscriptionSettings {
             id: 0,
@@ -84,7 +84,7 @@ impl Broker {
         }
         let count = topic.subscription_list().len();
         if count >= plan.max_subscriptions_per_topic as usize {
-            self.count_refusal("subscriptions");
+            self.count_refusal("subscriptions", &key.tenant);
             return Err(Error::exhausted(format!(
                 "subscription limit reached: the plan allows {} subscriptions per topic and \
                  topic '{topic_name}' has {count}",

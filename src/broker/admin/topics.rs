@@ -50,7 +50,7 @@ impl Broker {
     ) -> Result<TopicView> {
         validate_resource_name("topic", name)?;
         let plan = self.check_manage(key)?;
-        self.refuse_when_disk_low()?;
+        self.refuse_when_disk_low(&key.tenant)?;
         let record = TopicSettings {
             id: 0,
             tenant: key.tenant.clone(),
@@ -72,7 +72,7 @@ impl Broker {
         }
         let count = self.tenant_topics(&key.tenant).len();
         if count >= plan.max_topics as usize {
-            self.count_refusal("topics");
+            self.count_refusal("topics", &key.tenant);
             return Err(Error::exhausted(format!(
                 "topic limit reached: the plan allows {} topics per tenant and {count} exist",
                 plan.max_topics

@@ -22,7 +22,7 @@ impl Broker {
         messages: &[Message],
     ) -> Result<(Arc<Plan>, Vec<u64>)> {
         self.tenancy.check_data_plane(&key.tenant)?;
-        self.refuse_when_disk_low()?;
+        self.refuse_when_disk_low(&key.tenant)?;
         let plan = self.tenancy.plan_of(&key.tenant);
         let shapes: Vec<MessageShape<'_>> = messages
             .iter()
@@ -60,12 +60,12 @@ impl Broker {
     ) -> Result<Room> {
         let room = Room::needed(topic, log, bytes).inspect_err(|e| {
             if matches!(e, Error::ResourceExhausted { .. }) {
-                self.count_refusal("topic_full");
+                self.count_refusal("topic_full", tenant);
             }
         })?;
         let tenant_bytes = topic.tenant_bytes() - room.freed.min(topic.tenant_bytes());
         if tenant_bytes + bytes > plan.max_tenant_storage_bytes {
-            self.count_refusal("tenant_storage");
+            self.count_refusal("tenant_storage", tenant);
             return Err(Error::exhausted(format!(
                 "tenant storage quota: the plan allows {} bytes ({}) of retained messages and \
                  {tenant_bytes} are in use; this batch needs {bytes} more",
