@@ -243,7 +243,10 @@ impl Metrics {
     /// `none` when no tenant is known (a failed authentication naming none).
     pub fn count_refusal(&self, kind: &'static str, tenant: Option<&str>) {
         let tenant = tenant.map_or_else(|| NO_TENANT.to_string(), |t| self.tenant_label(t));
-        let key = self.key(name::QUOTA_REFUSALS, &[("kind", kind.into()), ("tenant", tenant)]);
+        let key = self.key(
+            name::QUOTA_REFUSALS,
+            &[("kind", kind.into()), ("tenant", tenant)],
+        );
         self.recorder.register_counter(&key, &METADATA).increment(1);
     }
 

@@ -93,7 +93,10 @@ async fn a_tenants_ledger_pages_reveal_nothing_about_other_tenants() {
             (&theirs.idempotency_key, theirs.amount_minor, &theirs.hash),
             "the same entries, in ledger order"
         );
-        assert!(mine.prev_hash.is_empty(), "no link to another tenant's entry");
+        assert!(
+            mine.prev_hash.is_empty(),
+            "no link to another tenant's entry"
+        );
     }
     let whole = page(&acme, 0, 1000).await;
     assert_eq!(whole.entries, own, "one page or many, the same entries");

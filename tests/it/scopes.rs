@@ -92,7 +92,10 @@ enum Who {
     BillingReader,
     /// A tenant key: its scopes (1 produce, 2 consume, 3 manage) and whether
     /// it is limited to the topics `mine` and `ghost`.
-    Key { scopes: Vec<i32>, limited: bool },
+    Key {
+        scopes: Vec<i32>,
+        limited: bool,
+    },
 }
 
 /// Which topic a topic-naming call names.
@@ -519,7 +522,11 @@ fn served_rpcs() -> Vec<String> {
 async fn every_rpc_under_every_scope_and_allow_list_matches_the_spec_table() {
     let mut table: Vec<String> = TABLE.iter().map(|(rpc, _, _)| rpc.to_string()).collect();
     table.sort();
-    assert_eq!(table, served_rpcs(), "the table covers every RPC the broker serves");
+    assert_eq!(
+        table,
+        served_rpcs(),
+        "the table covers every RPC the broker serves"
+    );
 
     let server = TestServer::start().await;
     let operator = server.operator().await;
@@ -575,14 +582,23 @@ async fn every_rpc_under_every_scope_and_allow_list_matches_the_spec_table() {
                 if !fine {
                     wrong.push(format!(
                         "{name} on {rpc} ({target:?}): got {code:?}, expected {}",
-                        if expected { "allowed" } else { "PERMISSION_DENIED" }
+                        if expected {
+                            "allowed"
+                        } else {
+                            "PERMISSION_DENIED"
+                        }
                     ));
                 }
                 checked += 1;
             }
         }
     }
-    assert!(wrong.is_empty(), "{} of {checked} calls wrong:\n{}", wrong.len(), wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "{} of {checked} calls wrong:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
     assert_eq!(checked, 16 * (TABLE.len() + 16), "every combination ran");
 
     // Nothing the run did touched what it must not: both topics and their
@@ -635,7 +651,10 @@ async fn a_topic_allow_list_limits_stats_usage_quota_and_export() {
         .lines;
     assert!(!lines.is_empty());
     for line in &lines {
-        assert_eq!((line.dimension.as_str(), line.name.as_str()), ("topic", "mine"));
+        assert_eq!(
+            (line.dimension.as_str(), line.name.as_str()),
+            ("topic", "mine")
+        );
     }
     let all = acme
         .admin()
@@ -662,13 +681,20 @@ async fn a_topic_allow_list_limits_stats_usage_quota_and_export() {
         .filter(|l| l["type"] == "message")
         .map(|l| l["payload_base64"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(payloads, ["bWluZS1wYXlsb2Fk"], "base64 of mine-payload alone");
+    assert_eq!(
+        payloads,
+        ["bWluZS1wYXlsb2Fk"],
+        "base64 of mine-payload alone"
+    );
     assert!(export
         .iter()
         .filter(|l| l["type"] == "usage")
         .all(|l| l["dimension"] == "topic" && l["name"] == "mine"));
     let whole = serde_json::Value::Array(export_lines(&acme).await).to_string();
-    assert!(whole.contains("b3RoZXItcGF5bG9hZA=="), "a whole-tenant key exports 'other'");
+    assert!(
+        whole.contains("b3RoZXItcGF5bG9hZA=="),
+        "a whole-tenant key exports 'other'"
+    );
     assert!(whole.contains("\"other\"") && whole.contains("ops@acme"));
 
     // Quota: topic counts and storage of the listed topic alone.
@@ -682,7 +708,10 @@ async fn a_topic_allow_list_limits_stats_usage_quota_and_export() {
     let used = |name: &str| quotas.iter().find(|q| q.name == name).unwrap().used;
     assert_eq!(used("max_topics"), 1);
     assert_eq!(used("max_subscriptions_per_topic"), 0);
-    assert_eq!(used("max_tenant_storage_bytes"), "mine-payload".len() as u64 + 6);
+    assert_eq!(
+        used("max_tenant_storage_bytes"),
+        "mine-payload".len() as u64 + 6
+    );
 
     // Stats: the listed topic alone; a dead-letter topic off the list is refused.
     let topics = limited

@@ -29,10 +29,22 @@ async fn months_and_days_are_parsed_strictly() {
     };
     let good = statement("2026-01").await.unwrap().into_inner();
     assert_eq!(good.month, "2026-01");
-    for bad in ["26-01", "2026-1", "+2026-01", "2026-13", "2026-00", "2026-01-01", " 2026-01"] {
+    for bad in [
+        "26-01",
+        "2026-1",
+        "+2026-01",
+        "2026-13",
+        "2026-00",
+        "2026-01-01",
+        " 2026-01",
+    ] {
         let err = statement(bad).await.unwrap_err();
         assert_eq!(err.code(), Code::InvalidArgument, "{bad:?}");
-        assert!(err.message().contains("YYYY-MM"), "{bad:?}: {}", err.message());
+        assert!(
+            err.message().contains("YYYY-MM"),
+            "{bad:?}: {}",
+            err.message()
+        );
     }
     for bad in ["2026-1-01", "+2026-01-01", "26-01-01"] {
         let err = operator
@@ -90,7 +102,11 @@ async fn an_undecodable_produce_stream_frame_ends_the_stream_naming_the_last_sto
     for _ in ["one", "two"] {
         let reply = replies.next().await.unwrap().unwrap();
         let reply = pb::ProduceResponse::decode(reply).unwrap();
-        assert_eq!(reply.results.len(), 1, "each good batch before it is answered");
+        assert_eq!(
+            reply.results.len(),
+            1,
+            "each good batch before it is answered"
+        );
     }
     let err = replies.next().await.unwrap().unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument, "{}", err.message());
