@@ -58,8 +58,7 @@ impl AuthInterceptor {
         };
         match rest.split_once('_') {
             Some((tenant, _))
-                if validate_tenant_id(tenant).is_ok()
-                    && self.tenancy.get_tenant(tenant).is_ok() =>
+                if validate_tenant_id(tenant).is_ok() && self.tenancy.has_tenant(tenant) =>
             {
                 Claim::Tenant(tenant.to_string())
             }

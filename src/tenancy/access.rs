@@ -18,6 +18,7 @@
 //!   billing-reader credential reaches the billing reads alone.
 
 use super::principal::{Principal, Scope, TenantKey};
+use super::Tenancy;
 use crate::error::{Error, Result};
 
 /// What a caller needs to reach one RPC.
@@ -120,6 +121,15 @@ impl Principal {
                 Ok(())
             }
         }
+    }
+}
+
+impl Tenancy {
+    /// True when `id` is a tenant of this broker (any status): what a
+    /// credential's `tq_<tenant>_` prefix may claim for failed-authentication
+    /// counting. One map lookup, no copy (it runs on every request).
+    pub fn has_tenant(&self, id: &str) -> bool {
+        self.tenants.contains_key(id)
     }
 }
 
