@@ -77,7 +77,10 @@ impl Broker {
                 "create_time_unix_ms": t.created_ms}))
                 .await;
             for sub in topic.subscription_list() {
-                let s = sub.settings();
+                let mut s = sub.settings();
+                if !key.may_touch(&s.dead_letter_topic) {
+                    s.dead_letter_topic.clear();
+                }
                 let next_offset = sub.state.lock().await.next_offset;
                 out.line(json!({"type": "subscription", "topic": t.name, "name": s.name,
                     "lock_seconds": s.lock_seconds, "max_delivery_attempts": s.max_delivery_attempts,

@@ -750,6 +750,40 @@ async fn a_topic_allow_list_limits_stats_usage_quota_and_export() {
         .subscriptions;
     assert!(subs.is_empty(), "the refused create made nothing");
 
+    // A dead-letter topic set by a whole-tenant key is not named to the
+    // listed key, in stats or in the export.
+    acme.admin()
+        .create_subscription(pb::CreateSubscriptionRequest {
+            topic: "mine".into(),
+            name: "dl".into(),
+            config: Some(pb::SubscriptionConfig {
+                lock_seconds: 10,
+                max_delivery_attempts: 3,
+                dead_letter_topic: "other".into(),
+            }),
+            start: 0,
+        })
+        .await
+        .unwrap();
+    let dead_letters = |client: Client| async move {
+        client
+            .admin()
+            .get_subscription(pb::GetSubscriptionRequest {
+                topic: "mine".into(),
+                name: "dl".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .config
+            .unwrap()
+            .dead_letter_topic
+    };
+    assert_eq!(dead_letters(acme.clone()).await, "other");
+    assert_eq!(dead_letters(limited.clone()).await, "");
+    let text = serde_json::Value::Array(export_lines(&limited).await).to_string();
+    assert!(text.contains("\"dl\"") && !text.contains("other"), "{text}");
+
     // Billing reads cover the whole tenant: refused to a listed key, and to a
     // key without manage (the produce-only key read all three).
     let produce_only = operator

@@ -63,6 +63,18 @@ pub struct SubscriptionView {
     pub stats: SubscriptionStats,
 }
 
+impl SubscriptionView {
+    /// The view as `key` may see it: a dead-letter topic off the key's topic
+    /// allow-list is shown without its name (SPEC §3: the list limits
+    /// everything the key sees).
+    pub fn seen_by(mut self, key: &TenantKey) -> Self {
+        if !key.may_touch(&self.settings.dead_letter_topic) {
+            self.settings.dead_letter_topic.clear();
+        }
+        self
+    }
+}
+
 /// One limit and its current use, as GetQuota shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QuotaUse {

@@ -173,7 +173,7 @@ impl Broker {
     ) -> Result<SubscriptionView> {
         self.check_manage(key)?;
         let (topic, sub) = self.subscription(&key.tenant, topic_name, name)?;
-        Ok(self.subscription_view(&topic, &sub).await)
+        Ok(self.subscription_view(&topic, &sub).await.seen_by(key))
     }
 
     /// A topic's subscriptions.
@@ -186,7 +186,7 @@ impl Broker {
         let topic = self.topic(&key.tenant, topic_name)?;
         let mut views = Vec::new();
         for sub in topic.subscription_list() {
-            views.push(self.subscription_view(&topic, &sub).await);
+            views.push(self.subscription_view(&topic, &sub).await.seen_by(key));
         }
         Ok(views)
     }
