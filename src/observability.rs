@@ -53,6 +53,9 @@ pub mod name {
     pub const STORAGE_BYTES: &str = "tallyq_storage_bytes";
     /// Gauge: tenants by status.
     pub const TENANTS: &str = "tallyq_tenants";
+    /// Gauge: tenants suspended for arrears (unpaid charges), not for abuse
+    /// or an operator's decision (TallyqTenantInArrears alerts on it).
+    pub const TENANTS_IN_ARREARS: &str = "tallyq_tenants_in_arrears";
     /// Gauge: when settlement last closed a day (Unix seconds).
     pub const LAST_SETTLEMENT: &str = "tallyq_last_settlement_timestamp_seconds";
     /// Gauge: 1 while in maintenance mode.
@@ -123,6 +126,10 @@ const HELP: &[(&str, &str)] = &[
     (name::RETAINED_BYTES, "Bytes of retained messages."),
     (name::STORAGE_BYTES, "Size of the store on disk."),
     (name::TENANTS, "Tenants by status."),
+    (
+        name::TENANTS_IN_ARREARS,
+        "Tenants suspended for arrears (unpaid charges past the grace period).",
+    ),
     (
         name::LAST_SETTLEMENT,
         "When settlement last closed a day, Unix seconds.",

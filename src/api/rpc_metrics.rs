@@ -44,6 +44,12 @@ pub struct RpcMetrics<S> {
     metrics: Arc<Metrics>,
 }
 
+/// The RPC's full method name (`tallyq.v1.Broker/Produce`), put in the
+/// request's extensions by [`RpcMetricsLayer`] for the layers and
+/// interceptors inside it.
+#[derive(Debug, Clone)]
+pub struct RpcMethod(pub String);
+
 /// gRPC status names by code number.
 fn code_name(code: &str) -> &'static str {
     match code {
@@ -81,13 +87,13 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let method = request
-            .uri()
-            .path()
-            .trim_start_matches('/')
-            .trim_start_matches("tallyq.v1.")
-            .to_string();
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        // The full gRPC name, as grpc.health.v1.Health/Check is named:
+        // tallyq.v1.Broker/Produce.
+        let method = request.uri().path().trim_start_matches('/').to_string();
+        // For the auth interceptor, which sees no URI (tonic hands it the
+        // metadata and these extensions).
+        request.extensions_mut().insert(RpcMethod(method.clone()));
         let started = Instant::now();
         let metrics = self.metrics.clone();
         // One span per RPC; the auth interceptor records the tenant in it

@@ -37,6 +37,15 @@ pub enum ServerError {
     /// The metrics recorder could not be built.
     #[error("metrics: {0}")]
     Metrics(#[from] metrics_exporter_prometheus::BuildError),
+    /// The metrics endpoint could not listen on its address.
+    #[error("cannot serve metrics on {address}: {source}")]
+    MetricsListen {
+        /// The configured `metrics_listen`.
+        address: std::net::SocketAddr,
+        /// The cause (e.g. the address is in use).
+        #[source]
+        source: metrics_exporter_prometheus::BuildError,
+    },
     /// Reflection could not be built.
     #[error("reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
