@@ -50,28 +50,11 @@ pub struct RpcMetrics<S> {
 #[derive(Debug, Clone)]
 pub struct RpcMethod(pub String);
 
-/// gRPC status names by code number.
+/// A `grpc-status` header's value by name (`5` is `NOT_FOUND`).
 fn code_name(code: &str) -> &'static str {
-    match code {
-        "0" => "OK",
-        "1" => "CANCELLED",
-        "2" => "UNKNOWN",
-        "3" => "INVALID_ARGUMENT",
-        "4" => "DEADLINE_EXCEEDED",
-        "5" => "NOT_FOUND",
-        "6" => "ALREADY_EXISTS",
-        "7" => "PERMISSION_DENIED",
-        "8" => "RESOURCE_EXHAUSTED",
-        "9" => "FAILED_PRECONDITION",
-        "10" => "ABORTED",
-        "11" => "OUT_OF_RANGE",
-        "12" => "UNIMPLEMENTED",
-        "13" => "INTERNAL",
-        "14" => "UNAVAILABLE",
-        "15" => "DATA_LOSS",
-        "16" => "UNAUTHENTICATED",
-        _ => "UNKNOWN",
-    }
+    code.parse()
+        .map(crate::wire::code_name)
+        .unwrap_or("UNKNOWN")
 }
 
 impl<S, B, R> Service<http::Request<B>> for RpcMetrics<S>

@@ -37,6 +37,14 @@ pub enum ServerError {
     /// The metrics recorder could not be built.
     #[error("metrics: {0}")]
     Metrics(#[from] metrics_exporter_prometheus::BuildError),
+    /// The data directory cannot be one (e.g. a file stands in its place).
+    #[error("cannot use the data directory {}: {reason}", path.display())]
+    DataDir {
+        /// The configured data directory.
+        path: std::path::PathBuf,
+        /// Why not.
+        reason: String,
+    },
     /// The metrics endpoint could not listen on its address.
     #[error("cannot serve metrics on {address}: {source}")]
     MetricsListen {

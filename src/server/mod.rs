@@ -50,8 +50,8 @@ pub mod tick;
 mod tls;
 
 pub use error::ServerError;
-pub use start::{start, Started};
 use round::{RoundEnd, Serving};
+pub use start::{start, Started};
 
 /// Runs the broker on `listener` until `shutdown` resolves: [`start`], then
 /// [`Started::serve`]. Only a failure at start-up ends `run` with an error.

@@ -39,6 +39,7 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Started, Ser
     crate::storage::restrict_umask(); // files 0600, folders 0700: see storage::private
     config.validate()?;
     let listener = listener.into_std().map_err(ServerError::Listener)?;
+    check_data_dir(&config.data_dir)?;
     let (prepared, exporter, credentials) = domain::prepare(&config)?;
     // What the store creates, so that a failed start can take it away again.
     let created_dir = first_missing(&config.data_dir);
@@ -149,6 +150,26 @@ impl Started {
         }
         tracing::info!("tallyq stopped");
         result
+    }
+}
+
+/// Refuses a data directory that is a file, or under one, before a
+/// credential file inside it is looked for (that error would name the file,
+/// not the directory).
+fn check_data_dir(data_dir: &Path) -> Result<(), ServerError> {
+    let existing = data_dir
+        .ancestors()
+        .find(|p| !p.as_os_str().is_empty() && p.exists());
+    match existing {
+        Some(p) if !p.is_dir() => Err(ServerError::DataDir {
+            path: data_dir.to_path_buf(),
+            reason: if p == data_dir {
+                "it is not a directory".into()
+            } else {
+                format!("{} is not a directory", p.display())
+            },
+        }),
+        _ => Ok(()),
     }
 }
 

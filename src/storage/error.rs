@@ -23,7 +23,7 @@ pub enum StorageError {
     Sled(#[source] Arc<sled::Error>),
     /// Another process holds sled's lock on the store: another broker is
     /// using this data directory.
-    #[error("another broker is using this data directory (the lock on {} is held)", path.display())]
+    #[error("another broker is using it (the lock on {} is held)", path.display())]
     Locked {
         /// sled's lock file.
         path: PathBuf,
