@@ -20,7 +20,7 @@ pub enum TenantCommand {
         /// Contact e-mail.
         #[arg(long)]
         email: Option<String>,
-        /// Plan [default: the broker's default plan, standard].
+        /// Plan [default: standard].
         #[arg(long)]
         plan: Option<String>,
     },
