@@ -159,3 +159,56 @@ async fn a_failed_authentication_logs_its_source_and_method_as_plain_values() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[tokio::test]
+async fn the_readiness_probe_of_deploy_stays_serving_in_maintenance_mode() {
+    let manifest = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/k8s/statefulset.yaml"
+    ))
+    .unwrap();
+    let probe = manifest.split("readinessProbe:").nth(1).unwrap();
+    let service = probe
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("service:"))
+        .expect("the readiness probe names a service")
+        .trim()
+        .to_string();
+    let server = TestServer::start().await;
+    let operator = server.operator().await;
+    operator
+        .operator()
+        .set_maintenance(pb::SetMaintenanceRequest {
+            enabled: true,
+            reason: "upgrade".into(),
+        })
+        .await
+        .unwrap();
+    let channel = tonic::transport::Endpoint::from_shared(server.address.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let status = |service: String| {
+        let mut health = health.clone();
+        async move {
+            health
+                .check(tonic_health::pb::HealthCheckRequest { service })
+                .await
+                .unwrap()
+                .into_inner()
+                .status
+        }
+    };
+    assert_eq!(
+        status("tallyq.v1.Broker".into()).await,
+        2,
+        "NOT_SERVING in maintenance"
+    );
+    assert_eq!(
+        status(service.clone()).await,
+        1,
+        "{service} stays SERVING: the pod stays ready"
+    );
+}
