@@ -226,7 +226,7 @@ impl Cli {
         let client = self.connect().await?;
         match &self.command {
             Command::Serve(_) => {
-                return Err(exit::UsageError("serve is not a client command".into()).into())
+                Err(exit::UsageError("serve is not a client command".into()).into())
             }
             Command::Tenant(cmd) => tenant::tenant(&client, cmd).await,
             Command::Key(cmd) => key::key(&client, cmd).await,
