@@ -131,33 +131,3 @@ pub fn quiet_panics() {
         eprintln!("error: tallyq crashed (a bug; please report it): {info}");
     }));
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_refusal_is_its_code_name_and_the_servers_message() {
-        let error = anyhow::Error::from(tonic::Status::not_found("tenant 'acme' not found"));
-        assert_eq!(
-            describe(&error),
-            ("NOT_FOUND: tenant 'acme' not found".to_string(), REFUSED)
-        );
-    }
-
-    #[test]
-    fn a_cause_already_in_the_message_is_said_once() {
-        #[derive(Debug, thiserror::Error)]
-        #[error("invalid config file x.toml: {0}")]
-        struct Outer(#[source] std::io::Error);
-        let inner = std::io::Error::other("unknown field `lisen`");
-        let error = anyhow::Error::from(Outer(inner));
-        assert_eq!(
-            describe(&error),
-            (
-                "invalid config file x.toml: unknown field `lisen`".to_string(),
-                LOCAL
-            )
-        );
-    }
-}

@@ -253,7 +253,7 @@ fn help_groups_the_client_flags_and_keeps_them_out_of_serve() {
 }
 
 #[tokio::test]
-async fn produce_from_stdin_splits_by_bytes_and_prints_every_offset() {
+async fn produce_from_stdin_splits_by_bytes_and_count_and_prints_every_offset() {
     let root = tempfile::tempdir().unwrap();
     let server = ProcessServer::start(&data_dir(&root));
     let key = acme_with_topic(&server, root.path());
@@ -269,6 +269,37 @@ async fn produce_from_stdin_splits_by_bytes_and_prints_every_offset() {
     let topics = ok(client(&server, &key, root.path(), &["topic", "list"]));
     assert!(topics.starts_with("t\tmessages=100\t"), "{topics}");
 
+    // Split by count too: with at most 3 messages a batch for this tenant,
+    // 7 lines in batches of 3 are all stored (one batch of 7 would be refused).
+    ok(client(
+        &server,
+        OPERATOR_TOKEN,
+        root.path(),
+        &[
+            "tenant",
+            "update",
+            "acme",
+            "--set-quota",
+            "max_batch_messages=3",
+        ],
+    ));
+    let mut args = vec!["--server", server.address.as_str(), "--token", key.as_str()];
+    args.extend(["produce", "t", "--batch", "3"]);
+    let seven = "1\n2\n3\n4\n5\n6\n7\n";
+    let stdout = ok(tallyq(root.path(), &args, Some(seven.as_bytes())));
+    let expected: String = (100..107).map(|i| format!("offset={i}\n")).collect();
+    assert_eq!(stdout, expected);
+    args.truncate(args.len() - 2);
+    let refused = tallyq(root.path(), &args, Some(seven.as_bytes()));
+    assert_eq!(refused.code, Some(1), "one batch of 7: {}", refused.stderr);
+    assert!(
+        refused
+            .stderr
+            .starts_with("error: INVALID_ARGUMENT: batch of 7 messages"),
+        "{}",
+        refused.stderr
+    );
+
     // Arguments print the same way.
     let stdout = ok(client(
         &server,
@@ -276,7 +307,7 @@ async fn produce_from_stdin_splits_by_bytes_and_prints_every_offset() {
         root.path(),
         &["produce", "t", "a", "b"],
     ));
-    assert_eq!(stdout, "offset=100\noffset=101\n");
+    assert_eq!(stdout, "offset=107\noffset=108\n");
 }
 
 #[tokio::test]
