@@ -7,14 +7,17 @@ mod small_fs;
 
 mod auth;
 mod billing;
+mod cli;
 mod control;
 mod corrupt_sets;
 mod delivery;
 mod disk_watermark;
 mod durability;
+mod observed;
 mod private_files;
 mod produce;
 mod quotas;
 mod retention;
 mod service;
+mod startup;
 mod write_failures;
