@@ -12,16 +12,11 @@ use tokio_util::task::TaskTracker;
 use tonic::{Request, Status};
 
 use super::access::NamesTopics;
+use super::rpc_metrics::RpcMethod;
 use super::source::source_address;
 use crate::error::Error;
 use crate::quota::admission::{Admission, Claim};
 use crate::tenancy::{need_of, validate_tenant_id, Principal, Tenancy, TenantKey};
-
-/// The path of the called RPC (`/tallyq.v1.Broker/Produce`), put in the
-/// request's extensions by the RPC-metrics layer, which sees the URI the
-/// interceptor does not.
-#[derive(Debug, Clone)]
-pub struct RpcPath(pub Arc<str>);
 
 /// The interceptor: authenticates, counts failures, and applies the access table.
 #[derive(Clone)]
@@ -76,13 +71,13 @@ impl AuthInterceptor {
         e: Error,
     ) -> Status {
         let method = request_method(request);
-        tracing::warn!(source = ?source, %method, "authentication failed");
-        // Audited with the source address, never the credential. The
-        // per-source limit bounds how many of these can be written.
-        let tenancy = self.tenancy.clone();
         let who = source
             .map(|a| a.to_string())
             .unwrap_or_else(|| "unknown".into());
+        tracing::warn!(source = %who, %method, "authentication failed");
+        // Audited with the source address, never the credential. The
+        // per-source limit bounds how many of these can be written.
+        let tenancy = self.tenancy.clone();
         self.tasks.spawn(async move {
             if let Err(e) = tenancy.audit_now(&who, "auth.failed", "", method).await {
                 tracing::error!(error = %e, "cannot audit a failed authentication");
@@ -120,11 +115,15 @@ impl tonic::service::Interceptor for AuthInterceptor {
             Ok(principal) => principal,
             Err(e) => return Err(self.failed(&request, source, &claim, e)),
         };
-        let path = request.extensions().get::<RpcPath>().map(|p| p.0.clone());
-        let need = path.as_deref().and_then(need_of).ok_or_else(|| {
+        // The RPC-metrics layer names the method (an interceptor sees no URI).
+        let method = request
+            .extensions()
+            .get::<RpcMethod>()
+            .map(|m| m.0.as_str());
+        let need = method.and_then(need_of).ok_or_else(|| {
             Error::PermissionDenied(format!(
                 "no access rule for {}: refused",
-                path.as_deref().unwrap_or("this call")
+                method.unwrap_or("this call")
             ))
         })?;
         principal.authorize(need)?;
@@ -139,13 +138,14 @@ impl tonic::service::Interceptor for AuthInterceptor {
     }
 }
 
-/// The RPC path of a request, if the server recorded it.
+/// The RPC's full method name (`tallyq.v1.Broker/Produce`), as the RPC
+/// metrics layer recorded it ("unknown" outside that layer).
 fn request_method(request: &Request<()>) -> String {
     request
         .extensions()
-        .get::<RpcPath>()
-        .map(|p| p.0.trim_start_matches('/').to_string())
-        .unwrap_or_default()
+        .get::<RpcMethod>()
+        .map(|m| m.0.clone())
+        .unwrap_or_else(|| "unknown".into())
 }
 
 /// The tenant key the interceptor attached to a request.
