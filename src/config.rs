@@ -107,6 +107,15 @@ pub struct Config {
     pub min_free_disk_bytes: MinFreeDisk,
     /// Plans by name; `standard` is built in and may be overridden here.
     pub plans: BTreeMap<String, Plan>,
+    /// How long a failed-authentication window lasts, in seconds of wall time
+    /// (never the manual test clock): `failed_auth_per_minute` failures of a
+    /// source address claiming one tenant pass, the next is refused with the
+    /// rest of the window to wait. 60 by default (SPEC §4: 20 a minute).
+    pub failed_auth_window_seconds: u64,
+    /// Proxies as CIDR blocks (e.g. `["10.0.0.0/8", "::1/128"]`) whose
+    /// `x-forwarded-for` names the client's address for failed-authentication
+    /// counting; from any other peer the header is ignored. Empty by default.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Default for Config {
@@ -133,6 +142,8 @@ impl Default for Config {
             tls_client_ca_file: None,
             min_free_disk_bytes: MinFreeDisk::DEFAULT,
             plans,
+            failed_auth_window_seconds: 60,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -193,6 +204,11 @@ impl Config {
         if self.failed_auth_per_minute == 0 {
             return Err(ConfigError::Invalid(
                 "failed_auth_per_minute must be at least 1".into(),
+            ));
+        }
+        if !(1..=3600).contains(&self.failed_auth_window_seconds) {
+            return Err(ConfigError::Invalid(
+                "failed_auth_window_seconds must be between 1 and 3600".into(),
             ));
         }
         for (name, plan) in &self.plans {

@@ -39,7 +39,7 @@ pub mod name {
     pub const RECLAIMED_MESSAGES: &str = "tallyq_reclaimed_messages_total";
     /// Billable units by meter part (produced, delivered, redelivered).
     pub const BILLABLE_UNITS: &str = "tallyq_billable_units_total";
-    /// Requests refused by a quota, by kind.
+    /// Requests refused by a quota, by kind and (bounded) tenant.
     pub const QUOTA_REFUSALS: &str = "tallyq_quota_refusals_total";
     /// RPC latency histogram by method and code.
     pub const RPC_DURATION: &str = "tallyq_rpc_duration_seconds";
@@ -109,7 +109,7 @@ const HELP: &[(&str, &str)] = &[
     ),
     (
         name::QUOTA_REFUSALS,
-        "Requests refused by a quota, by kind.",
+        "Requests refused by a quota, by kind and tenant.",
     ),
     (
         name::RPC_DURATION,
@@ -158,6 +158,9 @@ const HELP: &[(&str, &str)] = &[
 
 /// The label value of tenants beyond the label cap.
 pub const OTHER_TENANT: &str = "other";
+
+/// The tenant label of a series no tenant can be named for.
+const NO_TENANT: &str = "none";
 
 const METADATA: Metadata<'static> = Metadata::new("tallyq", Level::INFO, None);
 
@@ -240,6 +243,18 @@ impl Metrics {
         }
         let key = self.key(name, &[("tenant", self.tenant_label(tenant))]);
         self.recorder.register_counter(&key, &METADATA).increment(n);
+    }
+
+    /// Counts one request refused by a quota of `kind`, labelled with the
+    /// tenant it was refused to (bounded like every per-tenant series), or
+    /// `none` when no tenant is known (a failed authentication naming none).
+    pub fn count_refusal(&self, kind: &'static str, tenant: Option<&str>) {
+        let tenant = tenant.map_or_else(|| NO_TENANT.to_string(), |t| self.tenant_label(t));
+        let key = self.key(
+            name::QUOTA_REFUSALS,
+            &[("kind", kind.into()), ("tenant", tenant)],
+        );
+        self.recorder.register_counter(&key, &METADATA).increment(1);
     }
 
     /// Adds `n` to a counter with arbitrary labels.

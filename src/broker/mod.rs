@@ -147,14 +147,10 @@ impl Broker {
         Ok(topic)
     }
 
-    /// Counts a request refused by a quota of `kind` (topic_full,
-    /// tenant_storage, topics, subscriptions, disk_space).
-    fn count_refusal(&self, kind: &'static str) {
-        self.metrics.count_labeled(
-            crate::observability::name::QUOTA_REFUSALS,
-            &[("kind", kind.into())],
-            1,
-        );
+    /// Counts a request of `tenant` refused by a quota of `kind`
+    /// (topic_full, tenant_storage, topics, subscriptions, disk_space).
+    fn count_refusal(&self, kind: &'static str, tenant: &str) {
+        self.metrics.count_refusal(kind, Some(tenant));
     }
 
     /// The shared retained-bytes counter of a tenant.

@@ -8,6 +8,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use metrics_exporter_prometheus::ExporterFuture;
 use tokio::task::JoinHandle;
@@ -104,7 +105,12 @@ pub(super) fn load(config: &Config, prepared: &Prepared) -> Result<Loaded, Serve
     )?);
     let metrics = prepared.metrics.clone();
     let admission = Arc::new(
-        Admission::new(clock.clone(), config.failed_auth_per_minute).with_metrics(metrics.clone()),
+        Admission::new(clock.clone(), config.failed_auth_per_minute)
+            .with_failed_auth_window(
+                config.failed_auth_per_minute,
+                Duration::from_secs(config.failed_auth_window_seconds),
+            )
+            .with_metrics(metrics.clone()),
     );
     let broker = Arc::new(Broker::load(
         store.clone(),
