@@ -9,7 +9,7 @@
 //! | gauges | 2 s, and once at start | backlog, in-flight, retained bytes, storage, tenants |
 //! | disk | 1 s, and once at start | free disk space against the watermark, its gauges |
 //! | settlement | `settlement_interval_seconds` | the settlement half of the tick: settle, arrears |
-//! | compaction | 1 s check | a pass every `compaction_interval_seconds`, every second while the disk is below the watermark |
+//! | compaction | 1 s check, and once at start | a pass at start and every `compaction_interval_seconds`, every second while the disk is below the watermark |
 //!
 //! A new background job is one more [`Job`] variant: its period and its body.
 
@@ -58,10 +58,11 @@ impl Job {
         Job::Compaction,
     ];
 
-    /// Gauges are filled at once, so the first scrape sees them; the other
-    /// jobs first wait a period.
+    /// Gauges are filled at once, so the first scrape sees them, and
+    /// compaction looks at the segments a previous run left; the other jobs
+    /// first wait a period.
     fn runs_at_start(self) -> bool {
-        matches!(self, Job::Gauges | Job::Disk)
+        matches!(self, Job::Gauges | Job::Disk | Job::Compaction)
     }
 }
 
@@ -88,7 +89,12 @@ impl Compaction {
         Compaction {
             policy: CompactionPolicy { below_live_percent },
             every: Duration::from_secs(interval_seconds),
-            last_pass: std::sync::Mutex::new(std::time::Instant::now()),
+            // The first check (at start) runs a pass.
+            last_pass: std::sync::Mutex::new(
+                std::time::Instant::now()
+                    .checked_sub(Duration::from_secs(interval_seconds))
+                    .unwrap_or_else(std::time::Instant::now),
+            ),
         }
     }
 
