@@ -78,7 +78,11 @@ impl Broker {
         if policy.below_live_percent == 0 {
             return Ok(done);
         }
-        if pressure && self.store.seal_mostly_dead_active(policy.below_live_percent)? {
+        if pressure
+            && self
+                .store
+                .seal_mostly_dead_active(policy.below_live_percent)?
+        {
             tracing::info!("disk below the watermark: sealed the mostly dead active segment");
         }
         let mut budget = if pressure {

@@ -186,7 +186,10 @@ mod tests {
         // The active segment is mostly dead: sealed, it is a candidate.
         assert!(store.compaction_candidates(50).is_empty());
         assert!(store.seal_mostly_dead_active(50).unwrap());
-        assert!(!store.seal_mostly_dead_active(50).unwrap(), "the new one is empty");
+        assert!(
+            !store.seal_mostly_dead_active(50).unwrap(),
+            "the new one is empty"
+        );
         let candidates = store.compaction_candidates(50);
         assert_eq!(candidates.len(), 1);
         assert_eq!(candidates[0].id, kept.location.segment());

@@ -65,7 +65,12 @@ fn segment_bytes(data_dir: &Path) -> u64 {
 }
 
 /// Produces `payloads` as one batch; records offset -> payload.
-async fn produce(client: &Client, topic: &str, payloads: Vec<String>, seen: &mut BTreeMap<u64, String>) {
+async fn produce(
+    client: &Client,
+    topic: &str,
+    payloads: Vec<String>,
+    seen: &mut BTreeMap<u64, String>,
+) {
     let reply = client
         .produce_once(topic, payloads.iter().map(|p| msg(p)).collect())
         .await
@@ -143,7 +148,9 @@ async fn a_long_retained_set_no_longer_pins_a_segment_of_expired_data() {
     let mut bulk = BTreeMap::new();
     for batch in 0..40 {
         if batch % 8 == 0 {
-            let payloads = (0..3).map(|i| payload(&format!("keep-{batch}-{i}"), 10)).collect();
+            let payloads = (0..3)
+                .map(|i| payload(&format!("keep-{batch}-{i}"), 10))
+                .collect();
             produce(&acme, "keep", payloads, &mut kept).await;
         }
         let payloads = (0..2)
@@ -165,7 +172,10 @@ async fn a_long_retained_set_no_longer_pins_a_segment_of_expired_data() {
     assert_eq!(topic_stats(&acme, "bulk").await.messages, 0, "expired");
     let after = segments_shrink_below(&data, MIB).await;
     let metrics = scrape(&server).await;
-    assert!(value(&metrics, "tallyq_compactions_total", &[]) >= 1.0, "{metrics}");
+    assert!(
+        value(&metrics, "tallyq_compactions_total", &[]) >= 1.0,
+        "{metrics}"
+    );
     assert!(value(&metrics, "tallyq_compacted_bytes_total", &[]) > 0.0);
     println!("compaction: segment files {before} -> {after} bytes");
 
@@ -199,7 +209,13 @@ async fn past_the_watermark_deleting_a_topic_frees_its_space_and_produce_resumes
     create_topic(&acme, "bulk", Default::default()).await;
     create_sub(&acme, "keep", "audit", 0).await;
     let mut kept = BTreeMap::new();
-    produce(&acme, "keep", vec!["k0".into(), "k1".into(), "k2".into()], &mut kept).await;
+    produce(
+        &acme,
+        "keep",
+        vec!["k0".into(), "k1".into(), "k2".into()],
+        &mut kept,
+    )
+    .await;
 
     // Fill the disk past the watermark with the other topic.
     let mut refused = None;
@@ -225,7 +241,11 @@ async fn past_the_watermark_deleting_a_topic_frees_its_space_and_produce_resumes
         }
     }
     let refused = refused.expect("the disk fell below the watermark");
-    assert_eq!(refused.code(), tonic::Code::ResourceExhausted, "{refused:?}");
+    assert_eq!(
+        refused.code(),
+        tonic::Code::ResourceExhausted,
+        "{refused:?}"
+    );
     assert!(refused.message().contains("disk"), "{refused:?}");
     let full = segment_bytes(&data);
 
@@ -241,7 +261,10 @@ async fn past_the_watermark_deleting_a_topic_frees_its_space_and_produce_resumes
     println!("delete under pressure: segment files {full} -> {after} bytes");
     let mut accepted = false;
     for attempt in 0..POLLS {
-        match acme.produce_once("keep", vec![msg(&format!("resumed-{attempt}"))]).await {
+        match acme
+            .produce_once("keep", vec![msg(&format!("resumed-{attempt}"))])
+            .await
+        {
             Ok(reply) => {
                 kept.insert(reply.results[0].offset, format!("resumed-{attempt}"));
                 accepted = true;
@@ -253,7 +276,10 @@ async fn past_the_watermark_deleting_a_topic_frees_its_space_and_produce_resumes
             }
         }
     }
-    assert!(accepted, "produce still refused after the topic's space was freed");
+    assert!(
+        accepted,
+        "produce still refused after the topic's space was freed"
+    );
     assert_eq!(read_all(&acme, "keep", "audit").await, kept);
 
     server.stop().await;

@@ -242,10 +242,7 @@ async fn sigkill_under_load_loses_nothing_acknowledged() {
         let acme = server.client(&secret).await;
         let before = seen.lock().unwrap().produced.len();
         let load = tokio::spawn(load(acme, round, seen.clone()));
-        let churn = tokio::spawn(churn(
-            server.client(&churn_secret).await,
-            churned.clone(),
-        ));
+        let churn = tokio::spawn(churn(server.client(&churn_secret).await, churned.clone()));
         // Kill at a random instant once the load is really running (on a
         // loaded machine a fixed delay may end a round before its first reply).
         let started = std::time::Instant::now();
