@@ -80,22 +80,4 @@ for i in $(seq "$runs"); do
 done
 cat "$results" >&2
 [ -z "${RESULTS_COPY:-}" ] || cp "$results" "$RESULTS_COPY"
-python3 - "$results" "$runs" "$secs" <<'PY'
-import sys, statistics
-rows = {}
-for line in open(sys.argv[1]):
-    parts = line.split()
-    f = dict(kv.split("=", 1) for kv in parts[2:] if "=" in kv)
-    rows.setdefault((parts[0], parts[1]), []).append((float(f["msgs_per_sec"]), int(f.get("segments") or 0)))
-print(f"\n{sys.argv[2]} alternating runs of {sys.argv[3]} s, durable produce, 4 producers x batches of 100 x 1 KiB, loopback\n")
-print("| case | before msg/s | off msg/s | now msg/s | off / before (worst) | now / before (worst) | now / off (worst) | segment files at the end: before / off / now (MiB) |")
-print("|---|---|---|---|---|---|---|---|")
-def ratios(a, b):
-    r = [x[0] / y[0] for x, y in zip(a, b) if y[0]]
-    return f"{statistics.median(r):.3f} ({min(r):.3f})"
-for case in ("plain", "churn"):
-    b, o, n = (rows.get((case, k), []) for k in ("before", "off", "now"))
-    med = lambda xs, i: statistics.median(x[i] for x in xs)
-    mib = lambda xs: f"{med(xs, 1) / 2**20:.0f}"
-    print(f"| {case} | {med(b, 0):.0f} | {med(o, 0):.0f} | {med(n, 0):.0f} | {ratios(o, b)} | {ratios(n, b)} | {ratios(n, o)} | {mib(b)} / {mib(o)} / {mib(n)} |")
-PY
+python3 "$root/benches/compaction_table.py" "$results" "$runs" "$secs"
