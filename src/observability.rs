@@ -53,6 +53,9 @@ pub mod name {
     pub const STORAGE_BYTES: &str = "tallyq_storage_bytes";
     /// Gauge: tenants by status.
     pub const TENANTS: &str = "tallyq_tenants";
+    /// Gauge: tenants suspended for arrears (unpaid charges), not for abuse
+    /// or an operator's decision (TallyqTenantInArrears alerts on it).
+    pub const TENANTS_IN_ARREARS: &str = "tallyq_tenants_in_arrears";
     /// Gauge: when settlement last closed a day (Unix seconds).
     pub const LAST_SETTLEMENT: &str = "tallyq_last_settlement_timestamp_seconds";
     /// Gauge: 1 while in maintenance mode.
@@ -127,6 +130,10 @@ const HELP: &[(&str, &str)] = &[
     (name::RETAINED_BYTES, "Bytes of retained messages."),
     (name::STORAGE_BYTES, "Size of the store on disk."),
     (name::TENANTS, "Tenants by status."),
+    (
+        name::TENANTS_IN_ARREARS,
+        "Tenants suspended for arrears (unpaid charges past the grace period).",
+    ),
     (
         name::LAST_SETTLEMENT,
         "When settlement last closed a day, Unix seconds.",
@@ -282,7 +289,9 @@ pub fn init_logging(json: bool) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // Colour codes only on a terminal: a log file reads `source=127.0.0.1`.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     if json {
         builder.json().init();
     } else {

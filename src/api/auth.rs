@@ -7,6 +7,7 @@ use std::sync::Arc;
 use tokio_util::task::TaskTracker;
 use tonic::{Request, Status};
 
+use crate::api::rpc_metrics::RpcMethod;
 use crate::error::Error;
 use crate::quota::admission::Admission;
 use crate::tenancy::{Principal, Tenancy, TenantKey};
@@ -67,13 +68,13 @@ impl tonic::service::Interceptor for AuthInterceptor {
             Err(e) => {
                 self.admission.note_failed_auth(address);
                 let method = request_method(&request);
-                tracing::warn!(source = ?address, %method, "authentication failed");
-                // Audited with the source address, never the credential. The
-                // per-address limit bounds how many of these can be written.
-                let tenancy = self.tenancy.clone();
                 let source = address
                     .map(|a| a.to_string())
                     .unwrap_or_else(|| "unknown".into());
+                tracing::warn!(%source, %method, "authentication failed");
+                // Audited with the source address, never the credential. The
+                // per-address limit bounds how many of these can be written.
+                let tenancy = self.tenancy.clone();
                 self.tasks.spawn(async move {
                     if let Err(e) = tenancy.audit_now(&source, "auth.failed", "", method).await {
                         tracing::error!(error = %e, "cannot audit a failed authentication");
@@ -116,13 +117,17 @@ impl tonic::service::Interceptor for AuthInterceptor {
     }
 }
 
-/// The RPC path of a request, if the server recorded it.
+/// The RPC's full method name (`tallyq.v1.Broker/Produce`), as the RPC
+/// metrics layer recorded it ("unknown" outside that layer).
 fn request_method(request: &Request<()>) -> String {
+    if let Some(m) = request.extensions().get::<RpcMethod>() {
+        return m.0.clone();
+    }
     request
         .extensions()
         .get::<tonic::GrpcMethod>()
         .map(|m| format!("{}/{}", m.service(), m.method()))
-        .unwrap_or_default()
+        .unwrap_or_else(|| "unknown".into())
 }
 
 /// The tenant key the interceptor attached to a request.

@@ -68,7 +68,7 @@ impl Broker {
             let t = topic.settings();
             out.line(json!({"type": "topic", "name": t.name,
                 "message_expiry_seconds": t.expiry_seconds, "max_bytes": t.max_bytes,
-                "overflow_policy": t.overflow_policy.number(), "dedup_window_seconds": t.dedup_window_seconds,
+                "overflow_policy": t.overflow_policy.api_name(), "dedup_window_seconds": t.dedup_window_seconds,
                 "create_time_unix_ms": t.created_ms}))
                 .await;
             for sub in topic.subscription_list() {

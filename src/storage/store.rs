@@ -294,6 +294,12 @@ fn open_sled(path: &Path, cache_capacity_bytes: u64) -> StorageResult<sled::Db> 
             {
                 std::thread::sleep(std::time::Duration::from_millis(50));
             }
+            // sled reports the held lock (flock's WouldBlock) only in its text.
+            Err(e) if e.to_string().contains("could not acquire lock") => {
+                return Err(StorageError::Locked {
+                    path: path.join("db"),
+                })
+            }
             Err(e) => return Err(e.into()),
         }
     }

@@ -45,7 +45,11 @@ use crate::storage::Store;
 use keys::sha256;
 
 pub use audit::AuditEvent;
-pub use credentials::{load_or_create_billing_reader_token, load_or_create_operator_token};
+pub use credentials::{
+    load_or_create_billing_reader_token, load_or_create_operator_token,
+    read_or_generate_billing_reader_token, read_or_generate_operator_token, Credential,
+    PLACEHOLDER_PREFIX,
+};
 pub use devices::DeviceBinding;
 pub use keys::{ApiKey, CreatedKey};
 pub use names::{validate_device_id, validate_resource_name, validate_tenant_id};

@@ -7,15 +7,18 @@ mod small_fs;
 
 mod auth;
 mod billing;
+mod cli;
 mod compaction;
 mod control;
 mod corrupt_sets;
 mod delivery;
 mod disk_watermark;
 mod durability;
+mod observed;
 mod private_files;
 mod produce;
 mod quotas;
 mod retention;
 mod service;
+mod startup;
 mod write_failures;
