@@ -105,6 +105,14 @@ pub struct Config {
     /// off. Checked before each group commit and once a second, so service
     /// resumes by itself about a second after space returns.
     pub min_free_disk_bytes: MinFreeDisk,
+    /// How often, in seconds, background compaction rewrites mostly-dead
+    /// segments (at most 64 MiB copied per pass); while the disk is below
+    /// `min_free_disk_bytes` it runs every second without that budget.
+    pub compaction_interval_seconds: u64,
+    /// A sealed segment file with less than this percentage of its bytes
+    /// still retained is compacted: its retained sets are copied to the
+    /// active segment and the file deleted. 0 turns compaction off; at most 99.
+    pub compact_below_live_percent: u8,
     /// Plans by name; `standard` is built in and may be overridden here.
     pub plans: BTreeMap<String, Plan>,
     /// How long a failed-authentication window lasts, in seconds of wall time
@@ -141,6 +149,8 @@ impl Default for Config {
             tls_key_file: None,
             tls_client_ca_file: None,
             min_free_disk_bytes: MinFreeDisk::DEFAULT,
+            compaction_interval_seconds: 10,
+            compact_below_live_percent: 50,
             plans,
             failed_auth_window_seconds: 60,
             trusted_proxies: Vec::new(),
@@ -189,6 +199,13 @@ impl Config {
         if self.settlement_interval_seconds == 0 {
             return Err(ConfigError::Invalid(
                 "settlement_interval_seconds must be at least 1".into(),
+            ));
+        }
+        if self.compaction_interval_seconds == 0 || self.compact_below_live_percent > 99 {
+            return Err(ConfigError::Invalid(
+                "compaction_interval_seconds must be at least 1 and compact_below_live_percent \
+                 at most 99"
+                    .into(),
             ));
         }
         if self.tls_cert_file.is_some() != self.tls_key_file.is_some() {

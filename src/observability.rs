@@ -68,6 +68,10 @@ pub mod name {
     pub const DISK_FREE_BYTES: &str = "tallyq_disk_free_bytes";
     /// Gauge: 1 while the free disk space is below `min_free_disk_bytes`.
     pub const DISK_LOW: &str = "tallyq_disk_low";
+    /// Segments compacted (their live sets moved so the file could go).
+    pub const COMPACTIONS: &str = "tallyq_compactions_total";
+    /// Bytes of live sets copied by compaction.
+    pub const COMPACTED_BYTES: &str = "tallyq_compacted_bytes_total";
 }
 
 /// Help text of every metric (Prometheus wants one).
@@ -153,6 +157,14 @@ const HELP: &[(&str, &str)] = &[
     (
         name::DISK_LOW,
         "1 while free disk space is below min_free_disk_bytes (produce and creates refused).",
+    ),
+    (
+        name::COMPACTIONS,
+        "Segments compacted: their live message sets moved to the active segment so the file could be deleted.",
+    ),
+    (
+        name::COMPACTED_BYTES,
+        "Bytes of live message sets copied by compaction.",
     ),
 ];
 

@@ -37,6 +37,7 @@
 //! | `storage_meter` | metering of retained bytes over time |
 //! | `gauges` | the backlog, in-flight and retained-bytes gauges |
 //! | `disk_space` | the disk watermark: new data refused while the disk is nearly full |
+//! | [`compaction`] | moving retained sets out of mostly-dead segments so their files are deleted |
 //! | [`export`] | a tenant's data as JSON Lines |
 //!
 //! Where to put things: a new rule about what goes out next belongs in
@@ -47,6 +48,7 @@
 
 pub mod admin;
 mod billing_port;
+pub mod compaction;
 pub mod delivery;
 mod disk_space;
 pub mod export;

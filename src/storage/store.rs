@@ -228,6 +228,11 @@ impl Store {
         })
     }
 
+    /// The segment files (for compaction, `compaction.rs`).
+    pub(super) fn segments(&self) -> &segments::Segments {
+        &self.segments
+    }
+
     /// At start-up: records a blob that a stored reference points to.
     pub(super) fn mark_blob_live(&self, blob: &records::BlobRef) {
         self.segments.mark_live(blob);

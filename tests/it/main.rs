@@ -8,6 +8,7 @@ mod small_fs;
 mod auth;
 mod billing;
 mod cli;
+mod compaction;
 mod control;
 mod corrupt_sets;
 mod delivery;
