@@ -16,6 +16,7 @@ pub mod billing;
 pub mod broker;
 pub mod convert;
 pub mod operator;
+pub mod pack;
 pub mod rpc_metrics;
 pub mod status;
 
