@@ -132,7 +132,6 @@ impl BrokerApi for BrokerService {
             &key.tenant,
             &start.topic,
             &start.subscription,
-            self.state.tasks.clone(),
         );
         let session = ConsumerSession::open(
             self.state.broker.clone(),
@@ -163,7 +162,6 @@ impl BrokerApi for BrokerService {
             &key.tenant,
             &req.topic,
             &req.subscription,
-            self.state.tasks.clone(),
         );
         // The fetch runs on its own task, so a caller that gives up does not
         // cancel it half-way: what it claimed is then handed back, not lost.
@@ -300,7 +298,10 @@ async fn run_consume(
             }
             _ = ready => {}
             _ = shutdown.changed() => {}
-            _ = tx.closed() => return,
+            _ = tx.closed() => {
+                tx.hand_back_unread().await;
+                return;
+            }
         }
     }
 }

@@ -8,16 +8,15 @@
 //! Deliveries are billed when they are claimed (`broker::delivery`), so what
 //! is not handed to the transport is handed back to the broker
 //! ([`Broker::return_unsent`]): due again at once and not billed. For a
-//! Consume stream that is every push still queued when the client leaves
-//! ([`PushStream`]'s drop drains its queue); for a Fetch, what did not fit
-//! and a reply its caller no longer waits for.
+//! Consume stream that is every push tonic had not read when the client
+//! left, handed back by the stream's pump ([`PushSender`]) in one write; for
+//! a Fetch, what did not fit and a reply its caller no longer waits for.
 
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tokio::sync::mpsc;
-use tokio_util::task::TaskTracker;
 use tonic::Status;
 
 use crate::broker::{Broker, Delivered, Unsent};
@@ -77,31 +76,21 @@ pub fn pack(deliveries: Vec<Delivered>) -> Vec<Packed> {
 
 /// Hands deliveries that never reached the transport back to the broker,
 /// for one stream's or one call's subscription.
-#[derive(Clone)]
 pub struct Returner {
     broker: Arc<Broker>,
     tenant: String,
     topic: String,
     subscription: String,
-    tasks: TaskTracker,
 }
 
 impl Returner {
-    /// A returner for `tenant`'s `topic`/`subscription`; background returns
-    /// run on `tasks` (so shutdown waits for them).
-    pub fn new(
-        broker: Arc<Broker>,
-        tenant: &str,
-        topic: &str,
-        subscription: &str,
-        tasks: TaskTracker,
-    ) -> Self {
+    /// A returner for `tenant`'s `topic`/`subscription`.
+    pub fn new(broker: Arc<Broker>, tenant: &str, topic: &str, subscription: &str) -> Self {
         Returner {
             broker,
             tenant: tenant.to_string(),
             topic: topic.to_string(),
             subscription: subscription.to_string(),
-            tasks,
         }
     }
 
@@ -127,92 +116,110 @@ impl Returner {
             );
         }
     }
-
-    /// Hands back what the receiver still holds once it is closed, in the
-    /// background.
-    fn drain(self, mut rx: mpsc::Receiver<Result<Push, Status>>) {
-        let tasks = self.tasks.clone();
-        tasks.spawn(async move {
-            rx.close();
-            let mut unsent = Vec::new();
-            // After close, recv ends once every queued push (and any send
-            // already under way) has been received.
-            while let Some(item) = rx.recv().await {
-                if let Ok(push) = item {
-                    unsent.extend(push.unsent);
-                }
-            }
-            self.give_back(unsent).await;
-        });
-    }
 }
 
-/// One queued Consume push and what to hand back if it is never sent.
-pub struct Push {
-    response: pb::ConsumeResponse,
-    unsent: Vec<Unsent>,
+/// The pushes queued for tonic and not read by it yet, oldest first: what to
+/// hand back if the client leaves before tonic reads them.
+type Queued = Arc<std::sync::Mutex<std::collections::VecDeque<Vec<Unsent>>>>;
+
+/// Takes everything out of `queued` (a poisoned lock still holds valid data).
+fn take_all(queued: &Queued) -> Vec<Unsent> {
+    let mut queue = queued.lock().unwrap_or_else(|e| e.into_inner());
+    queue.drain(..).flatten().collect()
 }
 
-/// The sending side of a Consume stream's pushes.
+/// The sending side of a Consume stream's pushes. It alone hands back what
+/// the client never took, in one write, when it finds the client gone.
 pub struct PushSender {
-    tx: mpsc::Sender<Result<Push, Status>>,
+    tx: mpsc::Sender<Result<pb::ConsumeResponse, Status>>,
+    queued: Queued,
     returner: Returner,
 }
 
 /// The Consume response stream tonic reads: what it has read is handed to
-/// the transport; what is still queued when it is dropped is handed back.
+/// the transport.
 pub struct PushStream {
-    rx: Option<mpsc::Receiver<Result<Push, Status>>>,
-    returner: Returner,
+    rx: mpsc::Receiver<Result<pb::ConsumeResponse, Status>>,
+    queued: Queued,
 }
 
 /// A queue of at most `capacity` pushes between a Consume stream's pump
 /// and tonic.
 pub fn push_channel(capacity: usize, returner: Returner) -> (PushSender, PushStream) {
     let (tx, rx) = mpsc::channel(capacity);
+    let queued = Queued::default();
     (
         PushSender {
             tx,
-            returner: returner.clone(),
-        },
-        PushStream {
-            rx: Some(rx),
+            queued: queued.clone(),
             returner,
         },
+        PushStream { rx, queued },
     )
 }
 
+/// How long a stream that ended with an error may take to be closed by
+/// tonic before what it did not read is left to its lock deadline.
+const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl PushSender {
     /// Queues `deliveries` as as many pushes as they need. When the client
-    /// is gone, what could not be queued is handed back and this returns
-    /// false.
+    /// is gone, everything it never took (queued and not yet queued) is
+    /// handed back and this returns false.
     pub async fn send_deliveries(&self, deliveries: Vec<Delivered>) -> bool {
         let mut packs = pack(deliveries).into_iter();
         while let Some(packed) = packs.next() {
-            let push = Push {
-                response: pb::ConsumeResponse {
-                    deliveries: packed.deliveries,
-                },
-                unsent: packed.unsent,
+            let response = pb::ConsumeResponse {
+                deliveries: packed.deliveries,
             };
-            if let Err(mpsc::error::SendError(item)) = self.tx.send(Ok(push)).await {
-                let mut unsent = item.map(|push| push.unsent).unwrap_or_default();
-                unsent.extend(packs.flat_map(|p| p.unsent));
-                self.returner.give_back(unsent).await;
-                return false;
-            }
+            let permit = match self.tx.reserve().await {
+                Ok(permit) => permit,
+                Err(_) => {
+                    let mut unsent = packed.unsent;
+                    unsent.extend(packs.flat_map(|p| p.unsent));
+                    self.give_back_queued(unsent).await;
+                    return false;
+                }
+            };
+            // Recorded before it is queued, so the stream finds it when it reads.
+            self.queued
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push_back(packed.unsent);
+            permit.send(Ok(response));
         }
         true
     }
 
-    /// Ends the stream with `status` (if the client still listens).
-    pub async fn send_error(&self, status: Status) {
-        let _ = self.tx.send(Err(status)).await;
+    /// Hands back `unsent` and every queued push tonic did not read, in
+    /// one write. Call once the client is gone.
+    async fn give_back_queued(&self, unsent: Vec<Unsent>) {
+        let mut all = take_all(&self.queued);
+        all.extend(unsent);
+        self.returner.give_back(all).await;
     }
 
-    /// Resolves when the client has gone.
+    /// Ends the stream with `status` (if the client still listens); once
+    /// tonic closes it, hands back what it did not read.
+    pub async fn send_error(&self, status: Status) {
+        let _ = self.tx.send(Err(status)).await;
+        if tokio::time::timeout(CLOSE_WAIT, self.tx.closed())
+            .await
+            .is_ok()
+        {
+            self.give_back_queued(Vec::new()).await;
+        }
+    }
+
+    /// Resolves when the client has gone (then call [`Self::hand_back_unread`]).
     pub async fn closed(&self) {
         self.tx.closed().await
+    }
+
+    /// Hands back every queued push tonic did not read. Call once
+    /// [`Self::closed`] resolved.
+    pub async fn hand_back_unread(&self) {
+        self.give_back_queued(Vec::new()).await
     }
 }
 
@@ -220,20 +227,15 @@ impl tokio_stream::Stream for PushStream {
     type Item = Result<pb::ConsumeResponse, Status>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        match self.rx.as_mut() {
-            Some(rx) => rx
-                .poll_recv(cx)
-                .map(|item| item.map(|r| r.map(|push| push.response))),
-            None => Poll::Ready(None),
+        let item = self.rx.poll_recv(cx);
+        if let Poll::Ready(Some(Ok(_))) = &item {
+            // Handed to the transport: no longer the broker's to take back.
+            self.queued
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .pop_front();
         }
-    }
-}
-
-impl Drop for PushStream {
-    fn drop(&mut self) {
-        if let Some(rx) = self.rx.take() {
-            self.returner.clone().drain(rx);
-        }
+        item
     }
 }
 

@@ -15,6 +15,7 @@ mod durability;
 mod private_files;
 mod produce;
 mod quotas;
+mod response_size;
 mod retention;
 mod service;
 mod write_failures;
