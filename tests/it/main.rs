@@ -7,6 +7,7 @@ mod small_fs;
 
 mod auth;
 mod billing;
+mod clock;
 mod control;
 mod corrupt_sets;
 mod delivery;
