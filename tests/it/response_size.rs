@@ -248,3 +248,21 @@ async fn pushes_a_client_never_took_are_due_again_and_not_billed() {
         (count as u64 * BIG_UNITS, count as u64)
     );
 }
+
+#[tokio::test]
+async fn a_message_limit_above_one_response_is_refused() {
+    let server = TestServer::start().await;
+    let operator = server.operator().await;
+    create_tenant(&operator, "acme").await;
+    let err = operator
+        .operator()
+        .update_tenant(pb::UpdateTenantRequest {
+            id: "acme".into(),
+            set_quota_overrides: [("max_message_bytes".to_string(), 8 * 1024 * 1024)].into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(err.message().contains("max_message_bytes may be at most"), "{err:?}");
+}
