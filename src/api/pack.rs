@@ -160,7 +160,7 @@ pub fn push_channel(capacity: usize, returner: Returner) -> (PushSender, PushStr
 
 /// How long a stream that ended with an error may take to be closed by
 /// tonic before what it did not read is left to its lock deadline.
-const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl PushSender {
     /// Queues `deliveries` as as many pushes as they need. When the client
