@@ -157,12 +157,7 @@ impl BrokerApi for BrokerService {
         let max_messages = at_most("max_messages", req.max_messages, MAX_FETCH_MESSAGES)?;
         let max_wait_ms = at_most("max_wait_ms", req.max_wait_ms, MAX_FETCH_WAIT_MS)?;
         let broker = self.state.broker.clone();
-        let returner = Returner::new(
-            broker.clone(),
-            &key.tenant,
-            &req.topic,
-            &req.subscription,
-        );
+        let returner = Returner::new(broker.clone(), &key.tenant, &req.topic, &req.subscription);
         // The fetch runs on its own task, so a caller that gives up does not
         // cancel it half-way: what it claimed is then handed back, not lost.
         let (tx, rx) = oneshot::channel();
@@ -181,7 +176,9 @@ impl BrokerApi for BrokerService {
                     // One response's worth goes out; the rest is due again at once.
                     let mut packs = pack(deliveries).into_iter();
                     let first = packs.next().unwrap_or_default();
-                    returner.give_back(packs.flat_map(|p| p.unsent).collect()).await;
+                    returner
+                        .give_back(packs.flat_map(|p| p.unsent).collect())
+                        .await;
                     Ok(first)
                 }
                 Err(e) => Err(e),

@@ -273,7 +273,10 @@ mod tests {
                 deliveries: p.deliveries.clone(),
             };
             let encoded = response.encoded_len();
-            assert!(encoded + GRPC_FRAME_HEADER <= MAX_RESPONSE_BYTES, "{encoded}");
+            assert!(
+                encoded + GRPC_FRAME_HEADER <= MAX_RESPONSE_BYTES,
+                "{encoded}"
+            );
             assert_eq!(encoded, response.encode_to_vec().len());
             assert_eq!(p.deliveries.len(), p.unsent.len());
             offsets.extend(p.deliveries.iter().map(|d| d.offset));
@@ -292,7 +295,11 @@ mod tests {
 
     #[test]
     fn an_oversized_delivery_goes_alone() {
-        let batch = vec![delivery(0, 10), delivery(1, 5 * 1024 * 1024), delivery(2, 10)];
+        let batch = vec![
+            delivery(0, 10),
+            delivery(1, 5 * 1024 * 1024),
+            delivery(2, 10),
+        ];
         let packs = pack(batch);
         let sizes: Vec<usize> = packs.iter().map(|p| p.deliveries.len()).collect();
         assert_eq!(sizes, vec![1, 1, 1]);

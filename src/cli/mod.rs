@@ -38,11 +38,11 @@ mod topic;
 
 use bench::BenchArgs;
 use billing::{AccountArgs, PaymentArgs, SettleArgs, StatementArgs};
+use clock::ClockArgs;
 use data::{ConsumeArgs, ExportArgs, ProduceArgs, SeekArgs};
 use device::DeviceCommand;
 use key::KeyCommand;
 use ledger::LedgerCommand;
-use clock::ClockArgs;
 use ops::{AuditArgs, MaintenanceArgs};
 /// Runs the broker (main.rs calls it for `tallyq serve`).
 pub use serve::serve;

@@ -38,8 +38,8 @@ async fn cli(server: &TestServer, args: &[&str]) -> std::process::Output {
 
 #[tokio::test]
 async fn a_manual_clock_starts_at_clock_start_and_get_clock_follows_advances() {
-    let server = TestServer::start_with(|c| c.clock_start = Some("2030-01-01T08:00:00+08:00".into()))
-        .await;
+    let server =
+        TestServer::start_with(|c| c.clock_start = Some("2030-01-01T08:00:00+08:00".into())).await;
     let clock = get_clock(&server).await;
     assert_eq!(clock.mode, pb::ClockMode::Manual as i32);
     assert_eq!(clock.now_unix_ms, START_MS);
@@ -69,15 +69,29 @@ async fn a_manual_clock_starts_at_clock_start_and_get_clock_follows_advances() {
 
     // The CLI reads the same clock.
     let out = cli(&server, &["clock"]).await;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
-        format!("2030-01-02T00:00:00.000Z ({} Unix ms) manual clock", START_MS + DAY_MS)
+        format!(
+            "2030-01-02T00:00:00.000Z ({} Unix ms) manual clock",
+            START_MS + DAY_MS
+        )
     );
     let out = cli(&server, &["clock", "advance", "1h"]).await;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("2030-01-02T01:00:00.000Z"));
-    assert_eq!(get_clock(&server).await.now_unix_ms, START_MS + DAY_MS + 3_600_000);
+    assert_eq!(
+        get_clock(&server).await.now_unix_ms,
+        START_MS + DAY_MS + 3_600_000
+    );
 }
 
 #[tokio::test]
@@ -86,7 +100,11 @@ async fn get_clock_reports_a_system_clock_which_cannot_be_advanced() {
     let clock = get_clock(&server).await;
     assert_eq!(clock.mode, pb::ClockMode::System as i32);
     // Later than this file was written: the wall clock, not a fixed start.
-    assert!(clock.now_unix_ms > 1_790_000_000_000, "{}", clock.now_unix_ms);
+    assert!(
+        clock.now_unix_ms > 1_790_000_000_000,
+        "{}",
+        clock.now_unix_ms
+    );
     let err = server
         .operator()
         .await
@@ -109,10 +127,12 @@ async fn get_clock_reports_a_system_clock_which_cannot_be_advanced() {
 fn clock_start_needs_a_manual_clock_and_an_rfc3339_instant() {
     let config = Config::from_toml("clock_start = \"2030-01-01T00:00:00Z\"\n").unwrap();
     let err = config.validate().unwrap_err().to_string();
-    assert!(err.contains("clock_start needs clock = \"manual\""), "{err}");
+    assert!(
+        err.contains("clock_start needs clock = \"manual\""),
+        "{err}"
+    );
 
-    let config =
-        Config::from_toml("clock = \"manual\"\nclock_start = \"2030-01-01\"\n").unwrap();
+    let config = Config::from_toml("clock = \"manual\"\nclock_start = \"2030-01-01\"\n").unwrap();
     let err = config.validate().unwrap_err().to_string();
     assert!(err.contains("is not an RFC 3339 instant"), "{err}");
 

@@ -110,7 +110,11 @@ async fn a_default_consume_of_quarter_mebibyte_messages_reaches_a_stock_client_w
             .expect("a push the stock client can decode")
             .expect("the stream stays open");
         pushes += 1;
-        assert!(push.encoded_len() <= STOCK_LIMIT - 5, "{}", push.encoded_len());
+        assert!(
+            push.encoded_len() <= STOCK_LIMIT - 5,
+            "{}",
+            push.encoded_len()
+        );
         let got: Vec<u64> = push.deliveries.iter().map(|d| d.offset).collect();
         for d in &push.deliveries {
             assert_eq!(d.message.as_ref().unwrap().payload.len(), BIG);
@@ -217,7 +221,10 @@ async fn pushes_a_client_never_took_are_due_again_and_not_billed() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(in_flight < claimed, "nothing came back ({in_flight} in flight)");
+    assert!(
+        in_flight < claimed,
+        "nothing came back ({in_flight} in flight)"
+    );
 
     // Everything not handed to the transport is delivered again as a first
     // delivery; everything handed to it stays locked (the clock is manual).
@@ -264,5 +271,8 @@ async fn a_message_limit_above_one_response_is_refused() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
-    assert!(err.message().contains("max_message_bytes may be at most"), "{err:?}");
+    assert!(
+        err.message().contains("max_message_bytes may be at most"),
+        "{err:?}"
+    );
 }
