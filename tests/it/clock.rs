@@ -92,6 +92,15 @@ async fn a_manual_clock_starts_at_clock_start_and_get_clock_follows_advances() {
         get_clock(&server).await.now_unix_ms,
         START_MS + DAY_MS + 3_600_000
     );
+    // A unit it does not know is refused before anything is sent.
+    let out = cli(&server, &["clock", "advance", "1w"]).await;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("unknown unit 'w' in '1w'"), "{stderr}");
+    assert_eq!(
+        get_clock(&server).await.now_unix_ms,
+        START_MS + DAY_MS + 3_600_000
+    );
 }
 
 #[tokio::test]
