@@ -44,7 +44,7 @@ async fn node_entries(
         .connect_to(&node_url(cli, address))
         .await
         .with_context(|| format!("node {id} ({address})"))?;
-    let entries = ledger_entries(&client, from)
+    let (entries, _) = ledger_entries(&client, from)
         .await
         .with_context(|| format!("reading the ledger of node {id} ({address})"))?;
     if let Some(e) = entries.iter().find(|e| e.node_id != id) {
