@@ -78,6 +78,38 @@ if grep -n '127\.0\.0\.1\|localhost' "$here/prometheus/prometheus.yml"; then
   exit 1
 fi
 
+# The router: its ConfigMap is what `tallyq router render` writes from the
+# shard map (when a tallyq binary is at hand), and nginx (Debian's package,
+# installed when missing) accepts the config. Debian's nginx predates
+# `http2 on;` and `resolve`, and the pods' names resolve only in the cluster,
+# so nginx -t checks the same map rendered with those swapped for loopback.
+tallyq_bin="${TALLYQ_BIN:-}"
+for candidate in "$here/../target/release/tallyq" "$here/../target/debug/tallyq"; do
+  [ -z "$tallyq_bin" ] && [ -x "$candidate" ] && tallyq_bin="$candidate"
+done
+if [ -n "$tallyq_bin" ]; then
+  rendered="$(mktemp)"
+  "$tallyq_bin" router render --shard-map "$here/k8s/shard-map.toml" --configmap tallyq-router --out "$rendered" 2>/dev/null
+  diff -u "$here/k8s/router-configmap.yaml" "$rendered" \
+    || { echo "deploy/k8s/router-configmap.yaml is stale: render it again from shard-map.toml" >&2; exit 1; }
+  if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null
+  fi
+  ngx="$(mktemp -d)"
+  openssl req -x509 -newkey rsa:2048 -nodes -subj /CN=router -days 1 \
+    -keyout "$ngx/tls.key" -out "$ngx/tls.crt" 2>/dev/null
+  sed -e '/^http2_directive/d' -e '/^resolver/d' -e 's/[a-z0-9.-]*\.svc\.cluster\.local:/127.0.0.1:/' \
+      -e "s#/etc/tallyq-router-tls#$ngx#" -e "s#runtime_dir = .*#runtime_dir = \"$ngx\"#" \
+      "$here/k8s/shard-map.toml" > "$ngx/shard-map.toml"
+  "$tallyq_bin" router render --shard-map "$ngx/shard-map.toml" --out "$ngx/nginx.conf" 2>/dev/null
+  "$(command -v nginx || echo /usr/sbin/nginx)" -t -q -p "$ngx" -e stderr -c "$ngx/nginx.conf"
+  rm -rf "$ngx" "$rendered"
+  echo "router: ConfigMap matches shard-map.toml; nginx accepts the config"
+else
+  echo "router: no tallyq binary (set TALLYQ_BIN or cargo build): ConfigMap not re-rendered" >&2
+  exit 1
+fi
+
 python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["panels"], "no panels"; print("dashboard:", len(d["panels"]), "panels")' \
   "$here/grafana/tallyq-dashboard.json"
 bash "$here/check-image.sh"

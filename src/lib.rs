@@ -17,6 +17,7 @@
 //! | [`plan`] | a plan's limits, rate card and arrears policy (a leaf) |
 //! | [`metering`] | billing units, billing days, usage written inside the data's own write |
 //! | [`billing`] | settlement, the hash-chained ledger, accounts, payments, arrears, statements, termination |
+//! | [`shard`] | more than one broker: the shard map, the nginx router config rendered from it |
 //! | [`storage`] | the only user of sled: store, group committer, segments, repositories (keys and rows stay inside) |
 //! | [`clock`] | the one clock (system, or manual for tests) |
 //! | [`config`] | layered configuration and its validation |
@@ -46,6 +47,7 @@ pub mod observability;
 pub mod plan;
 pub mod quota;
 pub mod server;
+pub mod shard;
 pub mod storage;
 pub mod sync;
 pub mod tenancy;

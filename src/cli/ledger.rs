@@ -1,6 +1,8 @@
 //! `tallyq ledger`: export the billing ledger (JSON Lines or CSV) and
 //! verify its hash chain.
 
+use std::path::{Path, PathBuf};
+
 use anyhow::Result;
 use clap::{Subcommand, ValueEnum};
 
@@ -27,14 +29,40 @@ pub enum LedgerCommand {
         /// Output format.
         #[arg(long, value_enum, default_value = "jsonl")]
         format: LedgerFormat,
+        /// Every node of this shard map instead of `--server`: the nodes'
+        /// ledgers merged into one stream, keyed by (node_id, sequence).
+        #[arg(long, conflicts_with = "from")]
+        shard_map: Option<PathBuf>,
+        /// With `--shard-map`: the per-node cursor file, read to resume
+        /// (missing: from the start) and rewritten after the export.
+        #[arg(long, requires = "shard_map")]
+        cursor: Option<PathBuf>,
     },
     /// Check the whole hash chain; names the first bad entry.
-    Verify,
+    Verify {
+        /// Check every node of this shard map instead of `--server`.
+        #[arg(long)]
+        shard_map: Option<PathBuf>,
+    },
+}
+
+impl LedgerCommand {
+    /// The shard map the command reads, if it spans every node of one.
+    pub(super) fn shard_map(&self) -> Option<&Path> {
+        match self {
+            LedgerCommand::Export { shard_map, .. } | LedgerCommand::Verify { shard_map } => {
+                shard_map.as_deref()
+            }
+        }
+    }
 }
 
 /// Every ledger entry from `from` on, page by page, and the sequence number
 /// to resume from.
-async fn ledger_entries(client: &Client, from: u64) -> Result<(Vec<pb::LedgerEntry>, u64)> {
+pub(super) async fn ledger_entries(
+    client: &Client,
+    from: u64,
+) -> Result<(Vec<pb::LedgerEntry>, u64)> {
     let mut entries = Vec::new();
     let mut next = from;
     loop {
@@ -63,9 +91,9 @@ fn csv_field(text: &str) -> String {
     }
 }
 
-const LEDGER_COLUMNS: &str = "sequence,node_id,tenant,kind,day,meter,quantity,free_applied,billable,unit_price_nano_minor,amount_minor,currency,idempotency_key,created_unix_ms,due_unix_ms,produced_units,delivered_units,redelivered_units,note,prev_hash,hash";
+pub(super) const LEDGER_COLUMNS: &str = "sequence,node_id,tenant,kind,day,meter,quantity,free_applied,billable,unit_price_nano_minor,amount_minor,currency,idempotency_key,created_unix_ms,due_unix_ms,produced_units,delivered_units,redelivered_units,note,prev_hash,hash";
 
-fn ledger_csv(e: &pb::LedgerEntry) -> String {
+pub(super) fn ledger_csv(e: &pb::LedgerEntry) -> String {
     [
         e.sequence.to_string(),
         csv_field(&e.node_id),
@@ -92,7 +120,7 @@ fn ledger_csv(e: &pb::LedgerEntry) -> String {
     .join(",")
 }
 
-fn ledger_json(e: &pb::LedgerEntry) -> String {
+pub(super) fn ledger_json(e: &pb::LedgerEntry) -> String {
     serde_json::json!({
         "sequence": e.sequence, "node_id": e.node_id, "tenant": e.tenant, "kind": e.kind,
         "day": e.day, "meter": e.meter, "quantity": e.quantity, "free_applied": e.free_applied,
@@ -110,7 +138,7 @@ fn ledger_json(e: &pb::LedgerEntry) -> String {
 /// resume (`next: --from N`, as `tallyq audit` says it) go to stderr.
 pub(super) async fn ledger(client: &Client, cmd: &LedgerCommand) -> Result<()> {
     match cmd {
-        LedgerCommand::Export { from, format } => {
+        LedgerCommand::Export { from, format, .. } => {
             let (entries, next) = ledger_entries(client, *from).await?;
             if matches!(format, LedgerFormat::Csv) {
                 println!("{LEDGER_COLUMNS}");
@@ -125,7 +153,7 @@ pub(super) async fn ledger(client: &Client, cmd: &LedgerCommand) -> Result<()> {
             eprintln!("next: --from {next}");
             Ok(())
         }
-        LedgerCommand::Verify => {
+        LedgerCommand::Verify { .. } => {
             let (entries, _) = ledger_entries(client, 1).await?;
             let checked = tallyq::client::verify_ledger(&entries)?;
             println!("ledger verified: {checked} entries, hash chain intact");

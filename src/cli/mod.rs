@@ -33,7 +33,9 @@ mod key;
 mod ledger;
 mod ops;
 mod print;
+mod router;
 mod serve;
+mod shard_ledger;
 mod tenant;
 mod topic;
 
@@ -45,6 +47,7 @@ use device::DeviceCommand;
 use key::KeyCommand;
 use ledger::LedgerCommand;
 use ops::{AuditArgs, MaintenanceArgs};
+use router::RouterCommand;
 /// Runs the broker (main.rs calls it for `tallyq serve`).
 pub use serve::serve;
 use serve::ServeArgs;
@@ -154,6 +157,10 @@ pub enum Command {
     Quota,
     /// The broker's clock; move the manual test clock (operator).
     Clock(ClockArgs),
+    /// The router in front of several brokers: render its nginx config from
+    /// the shard map (needs no broker).
+    #[command(subcommand)]
+    Router(RouterCommand),
 }
 
 impl Cli {
@@ -199,20 +206,26 @@ impl Cli {
     /// Connects to `--server` with the credential; over TLS when `--tls-ca`
     /// is given, presenting `--tls-cert`/`--tls-key` when both are.
     async fn connect(&self) -> Result<Client> {
+        self.connect_to(&self.server).await
+    }
+
+    /// Like `connect`, to `server` instead of `--server` (the nodes of a
+    /// shard map).
+    async fn connect_to(&self, server: &str) -> Result<Client> {
         let Some(ca) = &self.tls_ca else {
-            return Ok(Client::connect(&self.server, &self.credential()?).await?);
+            return Ok(Client::connect(server, &self.credential()?).await?);
         };
         let ca = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
         let domain = match &self.tls_domain {
             Some(d) => d.clone(),
-            None => host_of(&self.server).to_string(),
+            None => host_of(server).to_string(),
         };
         let identity = match (&self.tls_cert, &self.tls_key) {
             (Some(c), Some(k)) => Some((std::fs::read(c)?, std::fs::read(k)?)),
             _ => None,
         };
         Ok(Client::connect_tls(
-            &self.server,
+            server,
             &self.credential()?,
             &ca,
             &domain,
@@ -224,6 +237,14 @@ impl Cli {
     /// Runs a client command against the broker: connects, then hands the
     /// command to its group's module.
     pub async fn run_client(&self) -> Result<()> {
+        if let Command::Router(cmd) = &self.command {
+            return router::router(cmd);
+        }
+        if let Command::Ledger(cmd) = &self.command {
+            if let Some(map) = cmd.shard_map() {
+                return shard_ledger::run(self, map, cmd).await;
+            }
+        }
         let client = self.connect().await?;
         match &self.command {
             Command::Serve(_) => {
@@ -249,6 +270,9 @@ impl Cli {
             Command::Payment(args) => billing::payment(&client, args).await,
             Command::Quota => ops::quota(&client).await,
             Command::Clock(args) => clock::clock(&client, args).await,
+            Command::Router(_) => {
+                Err(exit::UsageError("router commands need no broker".into()).into())
+            }
         }
     }
 }

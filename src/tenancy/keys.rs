@@ -11,6 +11,12 @@ use super::{validate_resource_name, Principal, Scope, Tenancy, TenantKey, Tenant
 use crate::error::{Error, Result};
 use crate::storage::WriteSet;
 
+/// What every credential that authenticates nothing is told: missing
+/// tenants, wrong secrets, revoked keys and terminated tenants alike, so a
+/// caller learns nothing about which. The router (`shard::nginx`) answers a
+/// key of a tenant it does not route with the same words.
+pub const INVALID_API_KEY_MESSAGE: &str = "invalid or revoked API key";
+
 /// Length of an API key's random part (base62: ~5.95 bits a character).
 const SECRET_CHARS: usize = 32;
 
@@ -91,10 +97,10 @@ impl Tenancy {
             .active_keys_by_hash
             .get(&hash)
             .map(|k| k.value().clone())
-            .ok_or_else(|| Error::Unauthenticated("invalid or revoked API key".into()))?;
+            .ok_or_else(|| Error::Unauthenticated(INVALID_API_KEY_MESSAGE.into()))?;
         match self.tenants.get(&key.tenant).map(|t| t.status) {
             Some(status) if status != TenantStatus::Terminated => Ok(Principal::Tenant(key)),
-            _ => Err(Error::Unauthenticated("invalid or revoked API key".into())),
+            _ => Err(Error::Unauthenticated(INVALID_API_KEY_MESSAGE.into())),
         }
     }
 

@@ -54,7 +54,7 @@ pub use credentials::{
     PLACEHOLDER_PREFIX,
 };
 pub use devices::DeviceBinding;
-pub use keys::{ApiKey, CreatedKey};
+pub use keys::{ApiKey, CreatedKey, INVALID_API_KEY_MESSAGE};
 pub use names::{validate_device_id, validate_resource_name, validate_tenant_id};
 pub use principal::{Principal, Scope, TenantKey};
 pub use tenants::{NewTenant, SuspendReason, Tenant, TenantStatus, TenantUpdate};

@@ -131,7 +131,7 @@ impl Tenancy {
         let tenant = self
             .tenants
             .get(tenant)
-            .ok_or_else(|| Error::Unauthenticated("invalid or revoked API key".into()))?;
+            .ok_or_else(|| Error::Unauthenticated(super::INVALID_API_KEY_MESSAGE.into()))?;
         match tenant.status {
             TenantStatus::Active => Ok(()),
             TenantStatus::Suspended => Err(Error::FailedPrecondition(format!(

@@ -23,6 +23,7 @@ mod produce;
 mod quotas;
 mod response_size;
 mod retention;
+mod router;
 mod scopes;
 mod service;
 mod startup;
