@@ -46,6 +46,28 @@ impl SubState {
         (self.due_now(now) + new) as usize
     }
 
+    /// What [`SubState::claim`] would hand out at `now`, without claiming it
+    /// (so a delivery pass can see whether the message fits its credit first).
+    pub fn peek(&self, now: i64, rules: &ClaimRules) -> Option<Claim> {
+        if let Some(&(deadline, offset)) = self.due.first() {
+            if deadline <= now {
+                let record = self.pending.get(&offset).copied().unwrap_or_default();
+                if rules.dead_letter
+                    && rules.max_attempts > 0
+                    && record.attempts >= rules.max_attempts
+                {
+                    return Some(Claim::DeadLetter { offset });
+                }
+                return Some(Claim::Deliver {
+                    offset,
+                    attempt: record.attempts + 1,
+                });
+            }
+        }
+        let offset = self.next_offset.max(rules.first_offset);
+        (offset < rules.visible_end).then_some(Claim::Deliver { offset, attempt: 1 })
+    }
+
     /// Hands out the next message: a due redelivery first, else the next new
     /// message. `None` when nothing is deliverable now.
     pub fn claim(&mut self, now: i64, rules: &ClaimRules) -> Option<Claim> {
@@ -154,6 +176,23 @@ mod tests {
         assert_eq!(s.claim(4, &r), None);
         assert_eq!(s.claim(5, &r), Some(Claim::DeadLetter { offset: 0 }));
         assert!(s.pending.is_empty());
+    }
+
+    #[test]
+    fn peek_shows_what_claim_hands_out() {
+        let mut s = SubState::default();
+        let r = ClaimRules {
+            lock_ms: 10_000,
+            max_attempts: 1,
+            dead_letter: true,
+            first_offset: 0,
+            visible_end: 2,
+        };
+        for now in [0, 0, 10_000, 10_000] {
+            let peeked = s.peek(now, &r);
+            assert_eq!(peeked, s.claim(now, &r), "at {now}");
+        }
+        assert_eq!(s.peek(10_000, &r), None);
     }
 
     #[test]
