@@ -25,8 +25,8 @@ use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::observability::{name, Metrics};
 
-pub use super::rate::{GovernorClock, Pacer, RATE_QUOTAS_ON};
 pub use super::delivery_bytes::DeliveryPool;
+pub use super::rate::{GovernorClock, Pacer, RATE_QUOTAS_ON};
 pub use super::streams::StreamPermit;
 
 /// The accumulated limits of every tenant.

@@ -49,18 +49,18 @@ impl DeliverPass {
 }
 
 /// A subscription's delivery settings, read once at the start of a pass.
-struct DeliveryRules {
+pub(super) struct DeliveryRules {
     /// Lock time in ms; 0 means at-most-once.
     lock_ms: i64,
     /// 0: unlimited.
     max_attempts: u32,
     /// Where messages over their attempt limit go, if it exists.
-    dead_letter_topic: Option<Arc<Topic>>,
+    pub(super) dead_letter_topic: Option<Arc<Topic>>,
 }
 
 impl DeliveryRules {
     /// The rules a claim follows on `topic` now.
-    fn claim_rules(&self, topic: &Topic) -> ClaimRules {
+    pub(super) fn claim_rules(&self, topic: &Topic) -> ClaimRules {
         ClaimRules {
             lock_ms: self.lock_ms,
             max_attempts: self.max_attempts,
@@ -72,7 +72,11 @@ impl DeliveryRules {
 
     /// The dead letters of a pass, bound for the dead-letter topic; `None`
     /// when there are none.
-    fn dead_letters(&self, messages: Vec<(u64, Message)>, now: i64) -> Option<DeadLetters<'_>> {
+    pub(super) fn dead_letters(
+        &self,
+        messages: Vec<(u64, Message)>,
+        now: i64,
+    ) -> Option<DeadLetters<'_>> {
         let to = self.dead_letter_topic.as_ref()?;
         if messages.is_empty() {
             return None;
@@ -183,7 +187,7 @@ impl Broker {
     }
 
     /// Reads the subscription's settings and looks up its dead-letter topic.
-    fn delivery_rules(&self, topic: &Topic, sub: &Subscription) -> DeliveryRules {
+    pub(super) fn delivery_rules(&self, topic: &Topic, sub: &Subscription) -> DeliveryRules {
         let settings = sub.settings();
         let dead_letter_topic =
             if settings.max_delivery_attempts > 0 && !settings.dead_letter_topic.is_empty() {

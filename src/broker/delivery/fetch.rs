@@ -78,8 +78,7 @@ impl Broker {
             }
             // Credit is what is missing: wait for the tenant's other streams.
             let more = pool.wait_for_more(pool_rx, reserved, limit);
-            if tokio::time::timeout_at(give_up, more).await.is_err()
-            {
+            if tokio::time::timeout_at(give_up, more).await.is_err() {
                 return Ok(Vec::new());
             }
         }

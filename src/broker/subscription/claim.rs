@@ -68,6 +68,31 @@ impl SubState {
         (offset < rules.visible_end).then_some(Claim::Deliver { offset, attempt: 1 })
     }
 
+    /// Takes every message whose lock deadline has passed at `now` and that
+    /// has had its maximum deliveries (what a claim would dead-letter), in
+    /// deadline order, wherever it sits among the due redeliveries: the
+    /// dead-letter timer moves them with no consumer claiming anything.
+    pub fn take_dead_letters(&mut self, now: i64, rules: &ClaimRules) -> Vec<u64> {
+        if !rules.dead_letter || rules.max_attempts == 0 {
+            return Vec::new();
+        }
+        let over: Vec<u64> = self
+            .due
+            .iter()
+            .take_while(|(deadline, _)| *deadline <= now)
+            .map(|&(_, offset)| offset)
+            .filter(|offset| {
+                self.pending
+                    .get(offset)
+                    .is_some_and(|p| p.attempts >= rules.max_attempts)
+            })
+            .collect();
+        for offset in &over {
+            self.remove_pending(*offset);
+        }
+        over
+    }
+
     /// Hands out the next message: a due redelivery first, else the next new
     /// message. `None` when nothing is deliverable now.
     pub fn claim(&mut self, now: i64, rules: &ClaimRules) -> Option<Claim> {
@@ -176,6 +201,24 @@ mod tests {
         assert_eq!(s.claim(4, &r), None);
         assert_eq!(s.claim(5, &r), Some(Claim::DeadLetter { offset: 0 }));
         assert!(s.pending.is_empty());
+    }
+
+    #[test]
+    fn dead_letters_are_taken_from_behind_due_redeliveries() {
+        let mut s = SubState::default();
+        let r = ClaimRules {
+            lock_ms: 10_000,
+            max_attempts: 1,
+            dead_letter: true,
+            first_offset: 0,
+            visible_end: 2,
+        };
+        assert_eq!(s.claim(0, &r), deliver(0, 1));
+        assert_eq!(s.claim(0, &r), deliver(1, 1));
+        assert!(s.take_dead_letters(9_999, &r).is_empty(), "locks still run");
+        assert_eq!(s.take_dead_letters(10_000, &r), vec![0, 1]);
+        assert!(s.pending.is_empty());
+        assert_eq!(s.claim(10_000, &r), None);
     }
 
     #[test]
