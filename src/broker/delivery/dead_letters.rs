@@ -144,6 +144,9 @@ impl Broker {
         let bytes: u64 = dead.messages.iter().map(|(_, m)| message_bytes(m)).sum();
         let mut log = dlq.log.lock().await;
         let mut dlq_writes = WriteSet::new();
+        let now = self.clock.now_ms();
+        let metered = log.state.storage_metered_ms;
+        self.close_storage_interval(dlq, &mut log, now, &mut dlq_writes);
         let appended = Room::needed(dlq, &log, bytes).and_then(|room| {
             let messages = dead.messages.iter().map(|(_, m)| m.clone()).collect();
             room.append(
@@ -169,6 +172,8 @@ impl Broker {
                 }
             }
             Err(e) => {
+                // Nothing changed: the storage interval stays open as it was.
+                log.state.storage_metered_ms = metered;
                 tracing::warn!(topic = %topic.name, subscription = %sub.name, error = %e,
                     "dead-letter topic refused messages; they stay pending");
                 for (offset, _) in dead.messages {
