@@ -241,9 +241,13 @@ impl Broker {
             debug_assert_eq!(claim, next, "peek and claim agree under the state lock");
             claimed.any = true;
             match (claim, read) {
-                (Claim::Deliver { offset, attempt }, Some((message, publish_ms))) => {
+                (Claim::Deliver { offset, attempt }, Some((mut message, publish_ms))) => {
                     let size = message_bytes(&message);
                     bytes += size;
+                    // A read payload is a slice of its whole decoded set: an
+                    // outstanding delivery must hold its own bytes, not pin
+                    // the set (memory stays bounded by the byte credit).
+                    message.payload = bytes::Bytes::copy_from_slice(&message.payload);
                     claimed.delivered.push(Delivered {
                         offset,
                         message,

@@ -34,8 +34,9 @@ impl Broker {
         let _slot = self.admission.open_stream(&key.tenant, &plan)?;
         let pool = self.admission.delivery_pool(&key.tenant);
         let give_up = tokio::time::Instant::now() + max_wait;
-        let mut cache = SetCache::default();
         loop {
+            // A waiting long-poll keeps no decoded set from its last pass.
+            let mut cache = SetCache::default();
             let topic_rx = topic.watch();
             let sub_rx = sub.watch();
             let status_rx = self.tenancy.watch_status();

@@ -165,6 +165,7 @@ impl ConsumerSession {
         let alone = self.outstanding.is_empty() && reserved == window_left;
         if reserved == 0 && !alone {
             self.held = Held::Pool;
+            self.cache = SetCache::default();
             return Ok(Vec::new());
         }
         let bytes = PassBytes {
@@ -189,6 +190,11 @@ impl ConsumerSession {
             (true, true) => Held::Pool,
             (true, false) => Held::Window,
         };
+        if self.held != Held::No || self.credit() == 0 {
+            // A stalled stream keeps no decoded set: what it holds is its
+            // outstanding deliveries, within its credit.
+            self.cache = SetCache::default();
+        }
         self.next_deadline = pass.next_deadline;
         for d in &pass.delivered {
             if let Some(old) = self.outstanding.insert(d.offset, d.bytes) {
