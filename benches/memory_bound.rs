@@ -44,7 +44,13 @@ impl Broker {
         let metrics = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let metrics = metrics.local_addr().unwrap().to_string();
         let mut child = Command::new(env!("CARGO_BIN_EXE_tallyq"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--metrics-listen", &metrics])
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--metrics-listen",
+                &metrics,
+            ])
             .arg("--data-dir")
             .arg(dir.path().join("data"))
             .arg("--operator-token-file")
@@ -227,7 +233,9 @@ async fn run() -> RunResult {
         })
         .collect();
     for _ in 0..BACKLOG_BATCHES {
-        hog.produce("big", batch.clone()).await.expect("hog produce");
+        hog.produce("big", batch.clone())
+            .await
+            .expect("hog produce");
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let quiet = round_trips(&calm).await;

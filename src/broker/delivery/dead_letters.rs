@@ -92,7 +92,7 @@ impl Broker {
         if sub.is_deleted() || topic.is_deleted() {
             return Ok(0);
         }
-        if !state.next_deadline().is_some_and(|d| d <= now) {
+        if state.next_deadline().is_none_or(|d| d > now) {
             return Ok(0);
         }
         let offsets = state.take_dead_letters(now, &rules.claim_rules(topic));
