@@ -105,8 +105,25 @@ pub struct Config {
     /// off. Checked before each group commit and once a second, so service
     /// resumes by itself about a second after space returns.
     pub min_free_disk_bytes: MinFreeDisk,
+    /// How often, in seconds, background compaction rewrites mostly-dead
+    /// segments (at most 64 MiB copied per pass); while the disk is below
+    /// `min_free_disk_bytes` it runs every second without that budget.
+    pub compaction_interval_seconds: u64,
+    /// A sealed segment file with less than this percentage of its bytes
+    /// still retained is compacted: its retained sets are copied to the
+    /// active segment and the file deleted. 0 turns compaction off; at most 99.
+    pub compact_below_live_percent: u8,
     /// Plans by name; `standard` is built in and may be overridden here.
     pub plans: BTreeMap<String, Plan>,
+    /// How long a failed-authentication window lasts, in seconds of wall time
+    /// (never the manual test clock): `failed_auth_per_minute` failures of a
+    /// source address claiming one tenant pass, the next is refused with the
+    /// rest of the window to wait. 60 by default (SPEC §4: 20 a minute).
+    pub failed_auth_window_seconds: u64,
+    /// Proxies as CIDR blocks (e.g. `["10.0.0.0/8", "::1/128"]`) whose
+    /// `x-forwarded-for` names the client's address for failed-authentication
+    /// counting; from any other peer the header is ignored. Empty by default.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Default for Config {
@@ -132,7 +149,11 @@ impl Default for Config {
             tls_key_file: None,
             tls_client_ca_file: None,
             min_free_disk_bytes: MinFreeDisk::DEFAULT,
+            compaction_interval_seconds: 10,
+            compact_below_live_percent: 50,
             plans,
+            failed_auth_window_seconds: 60,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -180,6 +201,13 @@ impl Config {
                 "settlement_interval_seconds must be at least 1".into(),
             ));
         }
+        if self.compaction_interval_seconds == 0 || self.compact_below_live_percent > 99 {
+            return Err(ConfigError::Invalid(
+                "compaction_interval_seconds must be at least 1 and compact_below_live_percent \
+                 at most 99"
+                    .into(),
+            ));
+        }
         if self.tls_cert_file.is_some() != self.tls_key_file.is_some() {
             return Err(ConfigError::Invalid(
                 "tls_cert_file and tls_key_file go together".into(),
@@ -193,6 +221,11 @@ impl Config {
         if self.failed_auth_per_minute == 0 {
             return Err(ConfigError::Invalid(
                 "failed_auth_per_minute must be at least 1".into(),
+            ));
+        }
+        if !(1..=3600).contains(&self.failed_auth_window_seconds) {
+            return Err(ConfigError::Invalid(
+                "failed_auth_window_seconds must be between 1 and 3600".into(),
             ));
         }
         for (name, plan) in &self.plans {

@@ -7,6 +7,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::access::NamesTopics;
 use super::auth::{tenant_key, tenant_request};
 use super::convert::{at_most, seek_target};
 use super::{reply, ApiState, ResponseStream};
@@ -58,45 +59,71 @@ impl BrokerApi for BrokerService {
         &self,
         request: Request<Streaming<pb::ProduceRequest>>,
     ) -> Result<Response<Self::ProduceStreamStream>, Status> {
-        let (key, mut inbound) = tenant_request(request)?;
+        let key = tenant_key(&request)?;
+        let mut inbound = request.into_inner();
         let permit = self.state.open_stream(&key.tenant)?;
         let broker = self.state.broker.clone();
         let (queued_tx, mut queued_rx) = mpsc::channel(PRODUCE_PIPELINE_DEPTH);
         let (out_tx, out_rx) = mpsc::channel(PRODUCE_PIPELINE_DEPTH);
         let mut shutdown = self.state.shutdown.clone();
         // Reader: check and queue each batch as it arrives (pipelining), until
-        // the client ends its side or the server stops serving (shutdown, or
-        // a failed store: an idle stream must not keep the domain alive).
+        // the client ends its side, a frame cannot be read, or the server
+        // stops serving (shutdown, or a failed store: an idle stream must not
+        // keep the domain alive).
         self.state.tasks.spawn(async move {
+            let mut frame = 0u64;
             loop {
                 let next = tokio::select! {
                     next = inbound.next() => next,
                     _ = shutdown.wait_for(|stop| *stop) => None,
                 };
-                let Some(Ok(req)) = next else {
-                    if *shutdown.borrow() {
-                        let ended = Error::Unavailable("the broker is shutting down".into());
-                        let _ = queued_tx.send(Err(ended)).await;
+                frame += 1;
+                let req = match next {
+                    Some(Ok(req)) => req,
+                    Some(Err(status)) => {
+                        let unreadable = Queued::Unreadable {
+                            frame,
+                            detail: status.message().to_string(),
+                        };
+                        let _ = queued_tx.send(unreadable).await;
+                        break;
                     }
-                    break;
+                    None => {
+                        if *shutdown.borrow() {
+                            let ended = Error::Unavailable("the broker is shutting down".into());
+                            let _ = queued_tx.send(Queued::Batch(Err(ended))).await;
+                        }
+                        break;
+                    }
                 };
-                let messages = req.messages.into_iter().map(Into::into).collect();
-                let queued = broker.submit_produce(&key, &req.topic, messages).await;
+                let queued = match key.require_topics(req.topics()) {
+                    Ok(()) => {
+                        let messages = req.messages.into_iter().map(Into::into).collect();
+                        broker.submit_produce(&key, &req.topic, messages).await
+                    }
+                    Err(e) => Err(e),
+                };
                 let refused = queued.is_err();
-                if queued_tx.send(queued).await.is_err() || refused {
+                if queued_tx.send(Queued::Batch(queued)).await.is_err() || refused {
                     break;
                 }
             }
         });
-        // Writer: answer in order, each after its commit; the first error ends the stream.
+        // Writer: answer in order, each after its commit; the first error ends
+        // the stream (so every batch before it was stored).
         self.state.tasks.spawn(async move {
             let _permit = permit;
+            let mut stored = 0u64;
             while let Some(queued) = queued_rx.recv().await {
                 let result = match queued {
-                    Ok(pending) => pending.wait().await,
-                    Err(e) => Err(e),
+                    Queued::Batch(Ok(pending)) => pending.wait().await,
+                    Queued::Batch(Err(e)) => Err(e),
+                    Queued::Unreadable { frame, detail } => {
+                        Err(unreadable_frame(frame, stored, &detail))
+                    }
                 };
                 let failed = result.is_err();
+                stored += u64::from(!failed);
                 let reply = result.map(Into::into).map_err(Status::from);
                 if out_tx.send(reply).await.is_err() || failed {
                     break;
@@ -126,6 +153,7 @@ impl BrokerApi for BrokerService {
                 )
             }
         };
+        key.require_topics(start.topics())?;
         let session = ConsumerSession::open(
             self.state.broker.clone(),
             key,
@@ -202,6 +230,32 @@ impl BrokerApi for BrokerService {
             .await?;
         reply(pb::SeekResponse { next_offset })
     }
+}
+
+/// What a ProduceStream's reader hands its writer, in stream order.
+enum Queued {
+    /// A batch queued for commit, or why it was refused.
+    Batch(crate::error::Result<crate::broker::produce::PendingProduce>),
+    /// Frame `frame` (1-based) could not be read; nothing after it is stored.
+    Unreadable {
+        /// Which frame of the stream.
+        frame: u64,
+        /// What the gRPC library said.
+        detail: String,
+    },
+}
+
+/// The INVALID_ARGUMENT that ends a ProduceStream at an undecodable frame,
+/// saying which batch was the last one stored.
+fn unreadable_frame(frame: u64, stored: u64, detail: &str) -> Error {
+    let last = match stored {
+        0 => "no batch of this stream was stored".to_string(),
+        n => format!("the last stored batch is batch {n} of this stream (answered above)"),
+    };
+    Error::invalid(format!(
+        "frame {frame} of this ProduceStream is not a ProduceRequest ({detail}); {last}; \
+         nothing after it was stored: send the rest again on a new stream"
+    ))
 }
 
 /// Drives one Consume stream until the client leaves, an error ends it, or

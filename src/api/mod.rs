@@ -10,6 +10,7 @@
 //! page sizes, text lengths) go to `convert`; anything that decides or
 //! stores goes below, into the domain. Nothing here names the store.
 
+pub mod access;
 pub mod admin;
 pub mod auth;
 pub mod billing;
@@ -17,6 +18,7 @@ pub mod broker;
 pub mod convert;
 pub mod operator;
 pub mod rpc_metrics;
+pub mod source;
 pub mod status;
 
 use std::sync::Arc;

@@ -14,7 +14,7 @@ pub struct AuditArgs {
     #[arg(long, default_value_t = 0)]
     pub from: u64,
     /// Only this tenant's events.
-    #[arg(long, default_value = "")]
+    #[arg(long, default_value = "", hide_default_value = true)]
     pub tenant: String,
     /// At most this many events.
     #[arg(long, default_value_t = 100)]
@@ -28,7 +28,7 @@ pub struct MaintenanceArgs {
     #[arg(value_enum)]
     pub state: OnOff,
     /// Why (shown to clients).
-    #[arg(long, default_value = "")]
+    #[arg(long, default_value = "", hide_default_value = true)]
     pub reason: String,
 }
 

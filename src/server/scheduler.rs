@@ -10,6 +10,7 @@
 //! | disk | 1 s, and once at start | free disk space against the watermark, its gauges |
 //! | settlement | `settlement_interval_seconds` | the settlement half of the tick: settle, arrears |
 //! | dead letters | 250 ms | messages past their last lock deadline move to their dead-letter topic |
+//! | compaction | 1 s check, and once at start | a pass at start and every `compaction_interval_seconds`, every second while the disk is below the watermark |
 //!
 //! A new background job is one more [`Job`] variant: its period and its body.
 
@@ -21,6 +22,7 @@ use tokio::task::JoinSet;
 
 use super::domain::Domain;
 use super::tick::{Due, Ticker};
+use crate::broker::compaction::CompactionPolicy;
 use crate::broker::Broker;
 use crate::quota::admission::Admission;
 
@@ -34,6 +36,9 @@ const GAUGE_INTERVAL: Duration = Duration::from_secs(2);
 const DISK_INTERVAL: Duration = Duration::from_secs(1);
 /// How often due dead letters move (SPEC §2: within a second of the deadline).
 const DEAD_LETTER_INTERVAL: Duration = Duration::from_millis(250);
+/// How often the compaction job looks at the disk (it compacts under
+/// pressure at once, otherwise every `compaction_interval_seconds`).
+const COMPACTION_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The background jobs.
 #[derive(Clone, Copy, Debug)]
@@ -44,22 +49,25 @@ enum Job {
     Settlement,
     Disk,
     DeadLetters,
+    Compaction,
 }
 
 impl Job {
-    const ALL: [Job; 6] = [
+    const ALL: [Job; 7] = [
         Job::Retention,
         Job::Sweeps,
         Job::Gauges,
         Job::Settlement,
         Job::Disk,
         Job::DeadLetters,
+        Job::Compaction,
     ];
 
-    /// Gauges are filled at once, so the first scrape sees them; the other
-    /// jobs first wait a period.
+    /// Gauges are filled at once, so the first scrape sees them, and
+    /// compaction looks at the segments a previous run left; the other jobs
+    /// first wait a period.
     fn runs_at_start(self) -> bool {
-        matches!(self, Job::Gauges | Job::Disk)
+        matches!(self, Job::Gauges | Job::Disk | Job::Compaction)
     }
 }
 
@@ -69,6 +77,51 @@ struct Work {
     broker: Arc<Broker>,
     admission: Arc<Admission>,
     settlement_every: Duration,
+    compaction: Compaction,
+}
+
+/// The compaction job's settings and when its last normal pass ran.
+pub(super) struct Compaction {
+    policy: CompactionPolicy,
+    every: Duration,
+    last_pass: std::sync::Mutex<std::time::Instant>,
+}
+
+impl Compaction {
+    /// Compaction as configured: `compact_below_live_percent`, and a normal
+    /// pass every `compaction_interval_seconds`.
+    pub(super) fn new(below_live_percent: u8, interval_seconds: u64) -> Compaction {
+        Compaction {
+            policy: CompactionPolicy { below_live_percent },
+            every: Duration::from_secs(interval_seconds),
+            // The first check (at start) runs a pass.
+            last_pass: std::sync::Mutex::new(
+                std::time::Instant::now()
+                    .checked_sub(Duration::from_secs(interval_seconds))
+                    .unwrap_or_else(std::time::Instant::now),
+            ),
+        }
+    }
+
+    /// Runs a pass when one is due: at once while the disk is below the
+    /// watermark, otherwise once the interval has passed since the last.
+    async fn run(&self, broker: &Broker) {
+        let pressure = broker.disk_is_low();
+        let due = {
+            let mut last = crate::sync::MutexExt::lock_unpoisoned(&self.last_pass);
+            let due = pressure || last.elapsed() >= self.every;
+            if due {
+                *last = std::time::Instant::now();
+            }
+            due
+        };
+        if !due {
+            return;
+        }
+        if let Err(e) = broker.compact(self.policy, pressure).await {
+            tracing::error!(error = %e, "compaction failed");
+        }
+    }
 }
 
 impl Work {
@@ -80,6 +133,7 @@ impl Work {
             Job::Settlement => self.settlement_every,
             Job::Disk => DISK_INTERVAL,
             Job::DeadLetters => DEAD_LETTER_INTERVAL,
+            Job::Compaction => COMPACTION_CHECK_INTERVAL,
         }
     }
 
@@ -107,6 +161,7 @@ impl Work {
                     tracing::error!(error = %e, "dead-letter pass failed");
                 }
             }
+            Job::Compaction => self.compaction.run(&self.broker).await,
         }
     }
 }
@@ -121,6 +176,7 @@ impl Scheduler {
     pub(super) fn start(
         domain: &Domain,
         settlement_every: Duration,
+        compaction: Compaction,
         shutdown: watch::Receiver<bool>,
     ) -> Scheduler {
         let work = Arc::new(Work {
@@ -128,6 +184,7 @@ impl Scheduler {
             broker: domain.broker.clone(),
             admission: domain.admission.clone(),
             settlement_every,
+            compaction,
         });
         let mut jobs = JoinSet::new();
         for job in Job::ALL {
