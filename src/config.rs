@@ -67,6 +67,11 @@ pub struct Config {
     pub node_id: String,
     /// `system` (default) or `manual` (test clock, moved by AdvanceClock).
     pub clock: ClockKind,
+    /// Where a manual clock starts on the broker's first start, as an RFC
+    /// 3339 instant (`"2026-12-01T00:00:00Z"`); only with `clock =
+    /// "manual"`. Later starts resume at the reading last saved (time never
+    /// moves back). Default: the wall clock at first start.
+    pub clock_start: Option<String>,
     /// File holding the operator credential. Default: `<data_dir>/operator.token`,
     /// generated with mode 0600 on first start when missing.
     pub operator_token_file: Option<PathBuf>,
@@ -136,6 +141,7 @@ impl Default for Config {
             metrics_listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
             node_id: "node-1".to_string(),
             clock: ClockKind::System,
+            clock_start: None,
             operator_token_file: None,
             shutdown_grace_seconds: 10,
             cache_capacity_bytes: 256 * 1024 * 1024,
@@ -228,11 +234,31 @@ impl Config {
                 "failed_auth_window_seconds must be between 1 and 3600".into(),
             ));
         }
+        if let Some(start) = &self.clock_start {
+            if self.clock != ClockKind::Manual {
+                return Err(ConfigError::Invalid(
+                    "clock_start needs clock = \"manual\" (the system clock follows the wall clock)"
+                        .into(),
+                ));
+            }
+            if crate::clock::parse_rfc3339_ms(start).is_none() {
+                return Err(ConfigError::Invalid(format!(
+                    "clock_start '{start}' is not an RFC 3339 instant (e.g. \"2026-12-01T00:00:00Z\")"
+                )));
+            }
+        }
         for (name, plan) in &self.plans {
             plan.validate()
                 .map_err(|e| ConfigError::Invalid(format!("plan '{name}': {e}")))?;
         }
         Ok(())
+    }
+
+    /// The manual clock's configured start, Unix ms (after [`Config::validate`]).
+    pub fn clock_start_ms(&self) -> Option<i64> {
+        self.clock_start
+            .as_deref()
+            .and_then(crate::clock::parse_rfc3339_ms)
     }
 
     /// The operator credential file in effect.

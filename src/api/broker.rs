@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
@@ -10,6 +10,7 @@ use tonic::{Request, Response, Status, Streaming};
 use super::access::NamesTopics;
 use super::auth::{tenant_key, tenant_request};
 use super::convert::{at_most, seek_target};
+use super::pack::{pack, push_channel, PushSender, Returner};
 use super::{reply, ApiState, ResponseStream};
 use crate::broker::{ConsumerSession, FlowWindow};
 use crate::error::Error;
@@ -154,6 +155,12 @@ impl BrokerApi for BrokerService {
             }
         };
         key.require_topics(start.topics())?;
+        let returner = Returner::new(
+            self.state.broker.clone(),
+            &key.tenant,
+            &start.topic,
+            &start.subscription,
+        );
         let session = ConsumerSession::open(
             self.state.broker.clone(),
             key,
@@ -161,13 +168,13 @@ impl BrokerApi for BrokerService {
             &start.subscription,
             FlowWindow::new(start.max_outstanding_messages, start.max_outstanding_bytes),
         )?;
-        let (tx, rx) = mpsc::channel(CONSUME_BUFFER);
+        let (tx, rx) = push_channel(CONSUME_BUFFER, returner);
         let shutdown = self.state.shutdown.clone();
         self.state.tasks.spawn(async move {
             let _permit = permit;
             run_consume(session, inbound, tx, shutdown).await
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(rx)))
     }
 
     async fn fetch(
@@ -177,19 +184,42 @@ impl BrokerApi for BrokerService {
         let (key, req) = tenant_request(request)?;
         let max_messages = at_most("max_messages", req.max_messages, MAX_FETCH_MESSAGES)?;
         let max_wait_ms = at_most("max_wait_ms", req.max_wait_ms, MAX_FETCH_WAIT_MS)?;
-        let deliveries = self
-            .state
-            .broker
-            .fetch(
-                &key,
-                &req.topic,
-                &req.subscription,
-                max_messages.max(1) as usize,
-                Duration::from_millis(max_wait_ms as u64),
-            )
-            .await?;
+        let broker = self.state.broker.clone();
+        let returner = Returner::new(broker.clone(), &key.tenant, &req.topic, &req.subscription);
+        // The fetch runs on its own task, so a caller that gives up does not
+        // cancel it half-way: what it claimed is then handed back, not lost.
+        let (tx, rx) = oneshot::channel();
+        self.state.tasks.spawn(async move {
+            let fetched = broker
+                .fetch(
+                    &key,
+                    &req.topic,
+                    &req.subscription,
+                    max_messages.max(1) as usize,
+                    Duration::from_millis(max_wait_ms as u64),
+                )
+                .await;
+            let first = match fetched {
+                Ok(deliveries) => {
+                    // One response's worth goes out; the rest is due again at once.
+                    let mut packs = pack(deliveries).into_iter();
+                    let first = packs.next().unwrap_or_default();
+                    returner
+                        .give_back(packs.flat_map(|p| p.unsent).collect())
+                        .await;
+                    Ok(first)
+                }
+                Err(e) => Err(e),
+            };
+            if let Err(Ok(first)) = tx.send(first) {
+                returner.give_back(first.unsent).await;
+            }
+        });
+        let first = rx
+            .await
+            .map_err(|_| Status::unavailable("the fetch ended without an answer"))??;
         reply(pb::FetchResponse {
-            deliveries: deliveries.into_iter().map(Into::into).collect(),
+            deliveries: first.deliveries,
         })
     }
 
@@ -263,29 +293,26 @@ fn unreadable_frame(frame: u64, stored: u64, detail: &str) -> Error {
 async fn run_consume(
     mut session: ConsumerSession,
     mut inbound: Streaming<pb::ConsumeRequest>,
-    tx: mpsc::Sender<Result<pb::ConsumeResponse, Status>>,
+    tx: PushSender,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     loop {
         if *shutdown.borrow() {
-            let _ = tx
-                .send(Err(Status::unavailable("the broker is shutting down")))
+            tx.send_error(Status::unavailable("the broker is shutting down"))
                 .await;
             return;
         }
         match session.poll().await {
             Ok(batch) if !batch.is_empty() => {
-                let response = pb::ConsumeResponse {
-                    deliveries: batch.into_iter().map(Into::into).collect(),
-                };
-                if tx.send(Ok(response)).await.is_err() {
+                // As many pushes as the batch needs, each within 4 MiB.
+                if !tx.send_deliveries(batch).await {
                     return;
                 }
                 continue;
             }
             Ok(_) => {}
             Err(e) => {
-                let _ = tx.send(Err(e.into())).await;
+                tx.send_error(e.into()).await;
                 return;
             }
         }
@@ -313,13 +340,16 @@ async fn run_consume(
                     )),
                 };
                 if let Err(e) = result {
-                    let _ = tx.send(Err(e.into())).await;
+                    tx.send_error(e.into()).await;
                     return;
                 }
             }
             _ = ready => {}
             _ = shutdown.changed() => {}
-            _ = tx.closed() => return,
+            _ = tx.closed() => {
+                tx.hand_back_unread().await;
+                return;
+            }
         }
     }
 }

@@ -17,6 +17,7 @@ pub mod billing;
 pub mod broker;
 pub mod convert;
 pub mod operator;
+pub mod pack;
 pub mod rpc_metrics;
 pub mod source;
 pub mod status;
@@ -39,6 +40,10 @@ use crate::tenancy::Tenancy;
 pub trait ClockControl: Send + Sync {
     /// Advances the manual clock by `advance_ms` and returns the new time.
     fn advance(&self, advance_ms: u64) -> BoxFuture<'_, Result<i64>>;
+
+    /// The broker's time now (Unix ms) and which kind of clock it runs on
+    /// (for GetClock).
+    fn read(&self) -> (i64, crate::clock::ClockKind);
 }
 
 /// What every service handler needs.

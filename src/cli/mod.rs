@@ -25,6 +25,7 @@ macro_rules! call {
 
 mod bench;
 mod billing;
+mod clock;
 mod data;
 mod device;
 pub mod exit;
@@ -38,11 +39,12 @@ mod topic;
 
 use bench::BenchArgs;
 use billing::{AccountArgs, PaymentArgs, SettleArgs, StatementArgs};
+use clock::ClockArgs;
 use data::{ConsumeArgs, ExportArgs, ProduceArgs, SeekArgs};
 use device::DeviceCommand;
 use key::KeyCommand;
 use ledger::LedgerCommand;
-use ops::{AuditArgs, ClockCommand, MaintenanceArgs};
+use ops::{AuditArgs, MaintenanceArgs};
 /// Runs the broker (main.rs calls it for `tallyq serve`).
 pub use serve::serve;
 use serve::ServeArgs;
@@ -150,9 +152,8 @@ pub enum Command {
     Payment(PaymentArgs),
     /// The tenant's limits and current use (tenant key with manage scope).
     Quota,
-    /// The manual test clock (operator; only with clock = "manual").
-    #[command(subcommand)]
-    Clock(ClockCommand),
+    /// The broker's clock; move the manual test clock (operator).
+    Clock(ClockArgs),
 }
 
 impl Cli {
@@ -247,7 +248,7 @@ impl Cli {
             Command::Settle(args) => billing::settle(&client, args).await,
             Command::Payment(args) => billing::payment(&client, args).await,
             Command::Quota => ops::quota(&client).await,
-            Command::Clock(cmd) => ops::clock(&client, cmd).await,
+            Command::Clock(args) => clock::clock(&client, args).await,
         }
     }
 }

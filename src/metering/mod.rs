@@ -220,6 +220,20 @@ impl UsageDelta {
         });
     }
 
+    /// Takes back a delivery of `units` that was billed but never reached
+    /// the client (see `broker::delivery::unsent`). The counters add with
+    /// wrapping arithmetic, so this subtracts exactly; it always follows the
+    /// commit that billed the delivery, so no counter goes below zero.
+    pub fn returned(&mut self, topic: &str, device_id: &str, units: u64, attempt: u32) {
+        self.add(topic, device_id, |u| {
+            u.delivered_units = u.delivered_units.wrapping_sub(units);
+            u.delivered_messages = u.delivered_messages.wrapping_sub(1);
+            if attempt > 1 {
+                u.redelivered_units = u.redelivered_units.wrapping_sub(units);
+            }
+        });
+    }
+
     /// Records retained storage of a topic over a span.
     pub fn stored(&mut self, topic: &str, byte_ms: u64) {
         self.add(topic, "", |u| u.storage_byte_ms += byte_ms);

@@ -95,7 +95,7 @@ pub(super) fn prepare(
 pub(super) fn load(config: &Config, prepared: &Prepared) -> Result<Loaded, ServerError> {
     let (store, committer) = Store::open(&config.data_dir, config.cache_capacity_bytes)?;
     store.disk().set_minimum(config.min_free_disk_bytes);
-    let clock = clock_store::restore(&store, config.clock)?;
+    let clock = clock_store::restore(&store, config.clock, config.clock_start_ms())?;
     let tenancy = Arc::new(Tenancy::load(
         store.clone(),
         clock.clone(),

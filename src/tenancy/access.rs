@@ -71,6 +71,7 @@ pub const RULES: &[(&str, &str, Need)] = &[
     ("Operator", "ListApiKeys", Need::Operator),
     ("Operator", "RevokeApiKey", Need::Operator),
     ("Operator", "AdvanceClock", Need::Operator),
+    ("Operator", "GetClock", Need::Operator),
     ("Operator", "BindDevice", Need::Operator),
     ("Operator", "UnbindDevice", Need::Operator),
     ("Operator", "ListDevices", Need::Operator),

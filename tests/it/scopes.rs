@@ -78,6 +78,7 @@ const TABLE: &[(&str, May, bool)] = &[
     ("Operator/ListApiKeys", May::Operator, false),
     ("Operator/RevokeApiKey", May::Operator, false),
     ("Operator/AdvanceClock", May::Operator, false),
+    ("Operator/GetClock", May::Operator, false),
     ("Operator/BindDevice", May::Operator, false),
     ("Operator/UnbindDevice", May::Operator, false),
     ("Operator/ListDevices", May::Operator, false),
@@ -457,6 +458,7 @@ async fn call(client: &Client, rpc: &str, target: Target) -> Code {
                 .await
                 .map(ok),
         ),
+        "Operator/GetClock" => code(operator.get_clock(pb::GetClockRequest {}).await.map(ok)),
         "Operator/BindDevice" => code(
             operator
                 .bind_device(pb::BindDeviceRequest {

@@ -254,6 +254,7 @@ impl Broker {
                         publish_ms,
                         attempt,
                         bytes: size,
+                        claimed_ms: now,
                     });
                 }
                 (Claim::Deliver { offset, .. }, None) => {

@@ -9,15 +9,18 @@
 //! - `acks`: acks, nacks and seeks.
 //! - `fetch`: the long-poll behind Fetch.
 //! - `session`: [`ConsumerSession`] and its [`FlowWindow`].
+//! - `unsent`: taking back deliveries that never reached the client.
 
 mod acks;
 mod dead_letters;
 mod deliver;
 mod fetch;
 mod session;
+mod unsent;
 
 pub use acks::SeekTarget;
 pub use session::{ConsumerSession, FlowWindow};
+pub use unsent::Unsent;
 
 use std::sync::Arc;
 
@@ -43,6 +46,9 @@ pub struct Delivered {
     pub attempt: u32,
     /// Counted bytes (payload + headers + ids).
     pub bytes: u64,
+    /// When it was claimed and billed, Unix ms on the broker clock (the
+    /// billing day a return of it takes the units back from).
+    pub claimed_ms: i64,
 }
 
 /// The byte credit of one delivery pass.

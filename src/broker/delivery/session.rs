@@ -36,9 +36,6 @@ pub struct FlowWindow {
     pub max_bytes: u64,
 }
 
-/// The byte window of a stream that asks for none.
-pub const DEFAULT_WINDOW_BYTES: u64 = 10 * 1024 * 1024;
-
 impl FlowWindow {
     /// The window a client asked for, with a default for zero messages and a
     /// cap on messages (bytes are checked against the plan on open).
@@ -53,6 +50,10 @@ impl FlowWindow {
         }
     }
 }
+
+/// The byte window of a stream that does not set one: one stock client's
+/// response limit (4 MiB), so a default window is one or two pushes.
+pub const DEFAULT_WINDOW_BYTES: u64 = 4 * 1024 * 1024;
 
 /// Most messages one push carries.
 const PUSH_BATCH: usize = 1000;
