@@ -75,8 +75,12 @@ pub struct Plan {
     pub produce_burst_units: u32,
     /// Delivery rate per topic, in billing units per second (paced, no error).
     pub consume_units_per_second_per_topic: u32,
-    /// Concurrent streaming RPCs per tenant.
+    /// Concurrent streaming RPCs and Fetch long-polls per tenant.
     pub max_concurrent_streams: u32,
+    /// Delivery bytes outstanding (pushed or being fetched, not yet acked or
+    /// nacked) over all of a tenant's streams and fetches: bounds the memory
+    /// one tenant can hold in the broker. A larger Consume window is refused.
+    pub max_outstanding_delivery_bytes: u64,
     /// Control-plane calls per tenant per second.
     pub control_calls_per_second: u32,
     /// Days an unpaid charge may stay unpaid before the tenant is suspended
@@ -113,6 +117,7 @@ impl Default for Plan {
             produce_burst_units: 10_000,
             consume_units_per_second_per_topic: 5000,
             max_concurrent_streams: 64,
+            max_outstanding_delivery_bytes: 64 * MIB,
             control_calls_per_second: 60,
             grace_period_days: 7,
             terminate_after_arrears_days: 0,
@@ -172,6 +177,7 @@ plan_limits! {
     produce_burst_units: u32, "units";
     consume_units_per_second_per_topic: u32, "units/s";
     max_concurrent_streams: u32, "streams";
+    max_outstanding_delivery_bytes: u64, "bytes";
     control_calls_per_second: u32, "calls/s";
     grace_period_days: u32, "days";
     terminate_after_arrears_days: u32, "days";
@@ -241,6 +247,9 @@ impl Plan {
         if self.max_batch_messages == 0 || self.max_batch_bytes == 0 || self.max_message_bytes == 0
         {
             return Err("batch and message limits must be positive".into());
+        }
+        if self.max_outstanding_delivery_bytes == 0 {
+            return Err("max_outstanding_delivery_bytes must be positive".into());
         }
         if self.max_message_bytes > MAX_MESSAGE_BYTES_ANY_PLAN {
             return Err(format!(

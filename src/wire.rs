@@ -40,3 +40,25 @@ pub fn code_name(code: i32) -> &'static str {
         _ => "UNKNOWN",
     }
 }
+
+/// Most concurrent HTTP/2 streams one connection may carry (the server's
+/// SETTINGS_MAX_CONCURRENT_STREAMS, SPEC §4): above one tenant's stream
+/// quota (64 streams and long-polls by default) with room for its unary
+/// calls, so the quota, not the transport, refuses a tenant's 65th stream,
+/// while a single connection can no longer open thousands of long-polls.
+pub const MAX_CONCURRENT_STREAMS_PER_CONNECTION: u32 = 128;
+
+/// How long a request handler may take before the server drops the request
+/// (tonic's `Server::timeout`; a client's shorter `grpc-timeout` wins): a
+/// request that stops sending before it is whole (a unary request, or a
+/// stream that never sends its first message) is dropped after this. Above
+/// the longest Fetch wait (30 s). Streams, once answered, are not cut by it.
+pub const REQUEST_TIMEOUT_SECS: u64 = 60;
+
+/// Interval of the server's HTTP/2 keepalive pings; a connection whose peer
+/// does not answer one within [`HTTP2_KEEPALIVE_TIMEOUT_SECS`] is closed
+/// with every stream on it (a peer that vanished stops holding streams).
+pub const HTTP2_KEEPALIVE_INTERVAL_SECS: u64 = 30;
+
+/// How long the server waits for a keepalive ping's answer.
+pub const HTTP2_KEEPALIVE_TIMEOUT_SECS: u64 = 20;

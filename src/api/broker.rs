@@ -331,13 +331,10 @@ async fn run_consume(
                         .nack(&nack.offsets, Duration::from_millis(nack.delay_ms))
                         .await
                         .map(|_| ()),
-                    pb::consume_request::Request::Flow(flow) => {
-                        session.set_window(FlowWindow::new(
-                            flow.max_outstanding_messages,
-                            flow.max_outstanding_bytes,
-                        ));
-                        Ok(())
-                    }
+                    pb::consume_request::Request::Flow(flow) => session.set_window(FlowWindow::new(
+                        flow.max_outstanding_messages,
+                        flow.max_outstanding_bytes,
+                    )),
                     pb::consume_request::Request::Start(_) => Err(Error::invalid(
                         "'start' may only be sent once, as the first message of a Consume stream",
                     )),

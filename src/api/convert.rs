@@ -285,6 +285,7 @@ impl From<UsageLine> for pb::UsageLine {
             produced_messages: u.produced_messages,
             delivered_messages: u.delivered_messages,
             storage_milli_gib_hours: milli_gib_hours(u.storage_byte_ms),
+            topic_days: line.topic_days,
         }
     }
 }

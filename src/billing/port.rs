@@ -18,6 +18,12 @@ pub trait BrokerPort: Send + Sync {
     /// counters, so settlement and termination price all of it.
     fn meter_storage_now(&self) -> PortFuture<'_>;
 
+    /// The same for one tenant's topics (live usage): by default, everyone's.
+    fn meter_tenant_storage_now<'a>(&'a self, tenant: &'a str) -> PortFuture<'a> {
+        let _ = tenant;
+        self.meter_storage_now()
+    }
+
     /// Erases a tenant's topics, messages and subscriptions (termination;
     /// the ledger and the tenant record are billing's and tenancy's).
     fn erase_tenant_data<'a>(&'a self, tenant: &'a str) -> PortFuture<'a>;

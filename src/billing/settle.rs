@@ -153,7 +153,7 @@ struct DayUsage {
 
 /// Whether a topic created at `created_ms` and deleted at `deleted_ms` (0:
 /// not deleted) existed at any moment of `[start, end)`.
-fn existed_during(created_ms: i64, deleted_ms: i64, start: i64, end: i64) -> bool {
+pub(super) fn existed_during(created_ms: i64, deleted_ms: i64, start: i64, end: i64) -> bool {
     created_ms < end && (deleted_ms == 0 || deleted_ms >= start)
 }
 

@@ -9,6 +9,10 @@ impl BrokerPort for Broker {
         Box::pin(self.sample_storage(true))
     }
 
+    fn meter_tenant_storage_now<'a>(&'a self, tenant: &'a str) -> PortFuture<'a> {
+        Box::pin(self.sample_tenant_storage(tenant))
+    }
+
     fn erase_tenant_data<'a>(&'a self, tenant: &'a str) -> PortFuture<'a> {
         Box::pin(Broker::erase_tenant_data(self, tenant))
     }

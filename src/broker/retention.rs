@@ -18,11 +18,15 @@ impl Broker {
             let mut log = topic.log.lock().await;
             let mut writes = WriteSet::new();
             let mut expired = 0u64;
-            while log
+            while let Some(expires_ms) = log
                 .sets
                 .front()
-                .is_some_and(|s| s.publish_ms + expiry_ms <= now)
+                .map(|s| s.publish_ms + expiry_ms)
+                .filter(|at| *at <= now)
             {
+                // The set was held until its expiry instant, however late
+                // this pass runs: close the storage interval there.
+                self.close_storage_interval(&topic, &mut log, expires_ms, &mut writes);
                 if let Some(set) = log.drop_oldest(topic.id, &mut writes) {
                     expired += set.count as u64;
                 }

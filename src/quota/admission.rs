@@ -16,6 +16,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::delivery_bytes::DeliveryPools;
 pub use super::failed_auth::Claim;
 use super::failed_auth::FailedAuths;
 use super::rate::{TenantBuckets, TopicPacers};
@@ -25,6 +26,7 @@ use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::observability::Metrics;
 
+pub use super::delivery_bytes::DeliveryPool;
 pub use super::rate::{GovernorClock, Pacer, RATE_QUOTAS_ON};
 pub use super::streams::StreamPermit;
 
@@ -35,6 +37,7 @@ pub struct Admission {
     control: TenantBuckets,
     pacers: TopicPacers,
     streams: StreamSlots,
+    delivery: DeliveryPools,
     failed_auth: FailedAuths,
     metrics: Option<Arc<Metrics>>,
 }
@@ -59,6 +62,7 @@ impl Admission {
             control: TenantBuckets::default(),
             pacers: TopicPacers::default(),
             streams: StreamSlots::default(),
+            delivery: DeliveryPools::default(),
             failed_auth: FailedAuths::new(failed_auth_per_minute, Duration::from_secs(60)),
             metrics: None,
         }
@@ -147,6 +151,33 @@ impl Admission {
     /// Streams a tenant has open.
     pub fn open_streams(&self, tenant: &str) -> u64 {
         self.streams.count(tenant)
+    }
+
+    /// The tenant's pool of delivery bytes outstanding, which every stream
+    /// and fetch of the tenant draws its byte credit from.
+    pub fn delivery_pool(&self, tenant: &str) -> Arc<DeliveryPool> {
+        self.delivery.of(tenant)
+    }
+
+    /// Delivery bytes the tenant has outstanding.
+    pub fn delivery_bytes_used(&self, tenant: &str) -> u64 {
+        self.delivery.used(tenant)
+    }
+
+    /// Checks a byte window a client asked for against the plan: a window
+    /// larger than the tenant's whole delivery-bytes limit could never be
+    /// honoured, so it is refused rather than silently cut.
+    pub fn check_window(&self, plan: &Plan, max_bytes: u64) -> Result<()> {
+        let limit = plan.max_outstanding_delivery_bytes;
+        if max_bytes > limit {
+            return Err(Error::invalid(format!(
+                "max_outstanding_bytes {max_bytes} is above the limit on delivery bytes \
+                 outstanding: the plan allows {} (max_outstanding_delivery_bytes = {limit}) \
+                 over all of a tenant's streams and fetches",
+                super::human_bytes(limit)
+            )));
+        }
+        Ok(())
     }
 
     /// Produce units admitted in the current clock second.

@@ -11,6 +11,7 @@
 //! (accumulated).
 
 pub mod admission;
+mod delivery_bytes;
 mod failed_auth;
 pub mod limits;
 mod rate;

@@ -9,6 +9,7 @@
 //! | gauges | 2 s, and once at start | backlog, in-flight, retained bytes, storage, tenants |
 //! | disk | 1 s, and once at start | free disk space against the watermark, its gauges |
 //! | settlement | `settlement_interval_seconds` | the settlement half of the tick: settle, arrears |
+//! | dead letters | 250 ms | messages past their last lock deadline move to their dead-letter topic |
 //! | compaction | 1 s check, and once at start | a pass at start and every `compaction_interval_seconds`, every second while the disk is below the watermark |
 //!
 //! A new background job is one more [`Job`] variant: its period and its body.
@@ -33,6 +34,8 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 const GAUGE_INTERVAL: Duration = Duration::from_secs(2);
 /// How often the free disk space is read (a refusal ends this soon after space returns).
 const DISK_INTERVAL: Duration = Duration::from_secs(1);
+/// How often due dead letters move (SPEC §2: within a second of the deadline).
+const DEAD_LETTER_INTERVAL: Duration = Duration::from_millis(250);
 /// How often the compaction job looks at the disk (it compacts under
 /// pressure at once, otherwise every `compaction_interval_seconds`).
 const COMPACTION_CHECK_INTERVAL: Duration = Duration::from_secs(1);
@@ -45,16 +48,18 @@ enum Job {
     Gauges,
     Settlement,
     Disk,
+    DeadLetters,
     Compaction,
 }
 
 impl Job {
-    const ALL: [Job; 6] = [
+    const ALL: [Job; 7] = [
         Job::Retention,
         Job::Sweeps,
         Job::Gauges,
         Job::Settlement,
         Job::Disk,
+        Job::DeadLetters,
         Job::Compaction,
     ];
 
@@ -127,6 +132,7 @@ impl Work {
             Job::Gauges => GAUGE_INTERVAL,
             Job::Settlement => self.settlement_every,
             Job::Disk => DISK_INTERVAL,
+            Job::DeadLetters => DEAD_LETTER_INTERVAL,
             Job::Compaction => COMPACTION_CHECK_INTERVAL,
         }
     }
@@ -150,6 +156,11 @@ impl Work {
             }
             Job::Gauges => self.broker.refresh_gauges().await,
             Job::Disk => self.broker.refresh_disk_space(),
+            Job::DeadLetters => {
+                if let Err(e) = self.broker.move_due_dead_letters().await {
+                    tracing::error!(error = %e, "dead-letter pass failed");
+                }
+            }
             Job::Compaction => self.compaction.run(&self.broker).await,
         }
     }

@@ -5,6 +5,8 @@
 //! recovers, [`recovering_routes`] serves health alone behind the same
 //! layers.
 
+use std::time::Duration;
+
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
@@ -35,6 +37,10 @@ use crate::proto::v1::billing_server::BillingServer;
 use crate::proto::v1::broker_server::BrokerServer;
 use crate::proto::v1::operator_server::OperatorServer;
 use crate::wire::{HTTP2_CONNECTION_WINDOW, HTTP2_STREAM_WINDOW, MAX_DECODING_BYTES};
+use crate::wire::{
+    HTTP2_KEEPALIVE_INTERVAL_SECS, HTTP2_KEEPALIVE_TIMEOUT_SECS,
+    MAX_CONCURRENT_STREAMS_PER_CONNECTION, REQUEST_TIMEOUT_SECS,
+};
 
 /// The layers around every route: RPC metrics outside, the store gate inside.
 type Layers = Stack<GateLayer, Stack<RpcMetricsLayer, Identity>>;
@@ -160,10 +166,16 @@ fn transport(
         builder = builder.tls_config(tls)?;
     }
     // Windows sized for 4 MiB batches so a large produce is not stalled by
-    // flow control.
+    // flow control. A connection carries a bounded number of streams, a
+    // request that stops sending is dropped, a vanished peer is noticed
+    // (SPEC §4; tonic's own settings, see crate::wire).
     Ok(builder
         .initial_stream_window_size(Some(HTTP2_STREAM_WINDOW))
         .initial_connection_window_size(Some(HTTP2_CONNECTION_WINDOW))
+        .max_concurrent_streams(Some(MAX_CONCURRENT_STREAMS_PER_CONNECTION))
+        .timeout(Duration::from_secs(REQUEST_TIMEOUT_SECS))
+        .http2_keepalive_interval(Some(Duration::from_secs(HTTP2_KEEPALIVE_INTERVAL_SECS)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(HTTP2_KEEPALIVE_TIMEOUT_SECS)))
         .layer(RpcMetricsLayer::new(metrics))
         .layer(gate))
 }

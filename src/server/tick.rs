@@ -1,6 +1,6 @@
 //! The tick: the work that the passing of time makes due, in the one order
-//! it must run in — expire messages, meter storage, settle ended days,
-//! enforce arrears. The scheduler runs the first half every second and the
+//! it must run in — move due dead letters, expire messages, meter storage,
+//! settle ended days, enforce arrears. The scheduler runs the first half every second and the
 //! second half on the settlement timer; AdvanceClock runs all of it before it
 //! answers, so a test that moves the manual clock sees the consequences at once.
 
@@ -49,6 +49,8 @@ impl Ticker {
     pub async fn run(&self, what: Due) -> Result<(), Error> {
         let mut first_failure = None;
         if what.retention() {
+            let moved = self.broker.move_due_dead_letters().await.map(|_| ());
+            note(&mut first_failure, moved, "dead-letter pass failed");
             let expired = self.broker.expire_messages().await.map(|_| ());
             note(&mut first_failure, expired, "retention pass failed");
             let sampled = self.broker.sample_storage(false).await;

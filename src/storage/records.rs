@@ -145,6 +145,9 @@ pub struct TopicStateRecord {
     /// Publish time of the newest batch, so publish times never go backwards.
     #[prost(int64, tag = "4")]
     pub last_publish_ms: i64,
+    /// Where the open storage interval begins (0: not metered yet).
+    #[prost(int64, tag = "5")]
+    pub storage_metered_ms: i64,
 }
 
 /// One stored message.

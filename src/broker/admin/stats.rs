@@ -132,6 +132,9 @@ impl Broker {
                     "max_subscriptions_per_topic" => max_subs,
                     "max_tenant_storage_bytes" => storage,
                     "max_concurrent_streams" => self.admission.open_streams(&key.tenant),
+                    "max_outstanding_delivery_bytes" => {
+                        self.admission.delivery_bytes_used(&key.tenant)
+                    }
                     "produce_units_per_second" => self.admission.produce_used(&key.tenant),
                     "consume_units_per_second_per_topic" => consume,
                     "control_calls_per_second" => self.admission.control_used(&key.tenant),

@@ -186,7 +186,7 @@ impl Broker {
         for sub in &subs {
             states.push(sub.state.lock().await);
         }
-        let log = topic.log.lock().await;
+        let mut log = topic.log.lock().await;
         let mut writes = WriteSet::new();
         self.store
             .delete_topic(&topic.settings(), &log.sets, &mut writes)?;
@@ -204,6 +204,9 @@ impl Broker {
             self.store
                 .delete_subscription(&sub.settings(), &mut writes)?;
         }
+        // Its storage counts up to the deletion.
+        let now = self.clock.now_ms();
+        self.close_storage_interval(&topic, &mut log, now, &mut writes);
         self.store.commit(writes).await?;
         drop(log);
         drop(states);

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::dead_letters::{DeadLetterMove, DeadLetters};
-use super::{message_bytes, Delivered};
+use super::{message_bytes, Delivered, PassBytes};
 use crate::broker::subscription::{Claim, ClaimRules, Pending, SubState, Subscription};
 use crate::broker::topic::{SetCache, Topic};
 use crate::broker::Broker;
@@ -25,6 +25,9 @@ pub(super) struct DeliverPass {
     pub(super) delivered: Vec<Delivered>,
     /// When the next pending message becomes due (if nothing was due now).
     pub(super) next_deadline: Option<i64>,
+    /// A deliverable message was left out because it did not fit the byte
+    /// credit (more credit, not more messages or time, lets it out).
+    pub(super) held_back: bool,
 }
 
 impl DeliverPass {
@@ -40,23 +43,24 @@ impl DeliverPass {
                     .next_deadline()
                     .map_or(paced_until, |d| d.min(paced_until)),
             ),
+            held_back: false,
         }
     }
 }
 
 /// A subscription's delivery settings, read once at the start of a pass.
-struct DeliveryRules {
+pub(super) struct DeliveryRules {
     /// Lock time in ms; 0 means at-most-once.
     lock_ms: i64,
     /// 0: unlimited.
     max_attempts: u32,
     /// Where messages over their attempt limit go, if it exists.
-    dead_letter_topic: Option<Arc<Topic>>,
+    pub(super) dead_letter_topic: Option<Arc<Topic>>,
 }
 
 impl DeliveryRules {
     /// The rules a claim follows on `topic` now.
-    fn claim_rules(&self, topic: &Topic) -> ClaimRules {
+    pub(super) fn claim_rules(&self, topic: &Topic) -> ClaimRules {
         ClaimRules {
             lock_ms: self.lock_ms,
             max_attempts: self.max_attempts,
@@ -68,7 +72,11 @@ impl DeliveryRules {
 
     /// The dead letters of a pass, bound for the dead-letter topic; `None`
     /// when there are none.
-    fn dead_letters(&self, messages: Vec<(u64, Message)>, now: i64) -> Option<DeadLetters<'_>> {
+    pub(super) fn dead_letters(
+        &self,
+        messages: Vec<(u64, Message)>,
+        now: i64,
+    ) -> Option<DeadLetters<'_>> {
         let to = self.dead_letter_topic.as_ref()?;
         if messages.is_empty() {
             return None;
@@ -87,12 +95,12 @@ impl DeliveryRules {
     }
 }
 
-/// How much one pass may hand out: messages (as the pacer granted) and about
-/// this many bytes (one message may go over).
+/// How much one pass may hand out: messages (as the pacer granted) and
+/// bytes (exactly; a larger single message only alone).
 #[derive(Debug, Clone, Copy)]
 struct Budget {
     messages: usize,
-    bytes: u64,
+    bytes: PassBytes,
 }
 
 /// What one pass claimed.
@@ -104,19 +112,21 @@ struct Claimed {
     dead: Vec<(u64, Message)>,
     /// Whether any claim was made (then the state changed and is recorded).
     any: bool,
+    /// The next deliverable message did not fit the byte credit.
+    held_back: bool,
 }
 
 impl Broker {
-    /// Claims up to `max_messages` / about `max_bytes` (at least one message
-    /// when any is deliverable) for `sub`, records the deliveries durably and
-    /// returns them. Moves messages over their attempt limit to the
+    /// Claims up to `max_messages` and `bytes.max` bytes (one larger message
+    /// alone when `bytes.alone`) for `sub`, records the deliveries durably
+    /// and returns them. Moves messages over their attempt limit to the
     /// dead-letter topic in the same commit.
     pub(super) async fn deliver(
         &self,
         topic: &Arc<Topic>,
         sub: &Arc<Subscription>,
         max_messages: usize,
-        max_bytes: u64,
+        bytes: PassBytes,
         cache: &mut SetCache,
     ) -> Result<DeliverPass> {
         let pacer = self
@@ -138,7 +148,7 @@ impl Broker {
         };
         let budget = Budget {
             messages: granted,
-            bytes: max_bytes,
+            bytes,
         };
         let claimed = self.claim_and_read(topic, &mut state, &claim_rules, now, budget, cache)?;
         let units: u64 = claimed
@@ -152,6 +162,7 @@ impl Broker {
             return Ok(DeliverPass {
                 delivered: claimed.delivered,
                 next_deadline,
+                held_back: claimed.held_back,
             });
         }
 
@@ -171,11 +182,12 @@ impl Broker {
         Ok(DeliverPass {
             delivered: claimed.delivered,
             next_deadline,
+            held_back: claimed.held_back,
         })
     }
 
     /// Reads the subscription's settings and looks up its dead-letter topic.
-    fn delivery_rules(&self, topic: &Topic, sub: &Subscription) -> DeliveryRules {
+    pub(super) fn delivery_rules(&self, topic: &Topic, sub: &Subscription) -> DeliveryRules {
         let settings = sub.settings();
         let dead_letter_topic =
             if settings.max_delivery_attempts > 0 && !settings.dead_letter_topic.is_empty() {
@@ -192,7 +204,9 @@ impl Broker {
 
     /// Claims messages within `budget` and reads each one. A message no
     /// longer retained (expired or reclaimed meanwhile) is neither delivered
-    /// nor kept pending.
+    /// nor kept pending. Each message is looked at before it is claimed, so
+    /// one that does not fit the byte credit stays where it is (pending or
+    /// next) for a later pass.
     fn claim_and_read(
         &self,
         topic: &Topic,
@@ -204,36 +218,52 @@ impl Broker {
     ) -> Result<Claimed> {
         let mut claimed = Claimed::default();
         let mut bytes = 0u64;
-        while claimed.delivered.len() < budget.messages && bytes < budget.bytes {
+        while claimed.delivered.len() < budget.messages {
+            let Some(next) = state.peek(now, rules) else {
+                break;
+            };
+            let offset = match next {
+                Claim::Deliver { offset, .. } | Claim::DeadLetter { offset } => offset,
+            };
+            let read = self.read_message(topic, offset, cache)?;
+            if let (Claim::Deliver { .. }, Some((message, _))) = (next, &read) {
+                let size = message_bytes(message);
+                let fits = bytes + size <= budget.bytes.max;
+                let alone = budget.bytes.alone && claimed.delivered.is_empty();
+                if !fits && !alone {
+                    claimed.held_back = true;
+                    break;
+                }
+            }
             let Some(claim) = state.claim(now, rules) else {
                 break;
             };
+            debug_assert_eq!(claim, next, "peek and claim agree under the state lock");
             claimed.any = true;
-            match claim {
-                Claim::Deliver { offset, attempt } => {
-                    match self.read_message(topic, offset, cache)? {
-                        Some((message, publish_ms)) => {
-                            let size = message_bytes(&message);
-                            bytes += size;
-                            claimed.delivered.push(Delivered {
-                                offset,
-                                message,
-                                publish_ms,
-                                attempt,
-                                bytes: size,
-                                claimed_ms: now,
-                            });
-                        }
-                        None => {
-                            state.remove_pending(offset);
-                        }
-                    }
+            match (claim, read) {
+                (Claim::Deliver { offset, attempt }, Some((mut message, publish_ms))) => {
+                    let size = message_bytes(&message);
+                    bytes += size;
+                    // A read payload is a slice of its whole decoded set: an
+                    // outstanding delivery must hold its own bytes, not pin
+                    // the set (memory stays bounded by the byte credit).
+                    message.payload = bytes::Bytes::copy_from_slice(&message.payload);
+                    claimed.delivered.push(Delivered {
+                        offset,
+                        message,
+                        publish_ms,
+                        attempt,
+                        bytes: size,
+                        claimed_ms: now,
+                    });
                 }
-                Claim::DeadLetter { offset } => {
-                    if let Some((message, _)) = self.read_message(topic, offset, cache)? {
-                        claimed.dead.push((offset, message));
-                    }
+                (Claim::Deliver { offset, .. }, None) => {
+                    state.remove_pending(offset);
                 }
+                (Claim::DeadLetter { offset }, Some((message, _))) => {
+                    claimed.dead.push((offset, message));
+                }
+                (Claim::DeadLetter { .. }, None) => {}
             }
         }
         Ok(claimed)

@@ -1,11 +1,17 @@
 //! Fetch: the long-poll that waits for something to deliver, and the wait
 //! it shares with the Consume stream.
+//!
+//! A Fetch counts as a stream against the tenant's concurrent-stream quota
+//! while it waits (SPEC §4: unary long-polls count as streams), and the
+//! bytes it hands out come from the tenant's delivery pool like a Consume
+//! stream's: with the pool used up, it waits for credit within its
+//! `max_wait`.
 
 use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::Delivered;
+use super::{Delivered, PassBytes};
 use crate::broker::topic::SetCache;
 use crate::broker::Broker;
 use crate::clock::Clock;
@@ -24,37 +30,66 @@ impl Broker {
     ) -> Result<Vec<Delivered>> {
         self.check_consume(key, topic_name)?;
         let (topic, sub) = self.subscription(&key.tenant, topic_name, subscription)?;
+        let plan = self.tenancy.plan_of(&key.tenant);
+        let _slot = self.admission.open_stream(&key.tenant, &plan)?;
+        let pool = self.admission.delivery_pool(&key.tenant);
         let give_up = tokio::time::Instant::now() + max_wait;
-        let mut cache = SetCache::default();
         loop {
+            // A waiting long-poll keeps no decoded set from its last pass.
+            let mut cache = SetCache::default();
             let topic_rx = topic.watch();
             let sub_rx = sub.watch();
             let status_rx = self.tenancy.watch_status();
+            let pool_rx = pool.watch();
             self.tenancy.check_data_plane(&key.tenant)?;
-            let pass = self
-                .deliver(&topic, &sub, max_messages, FETCH_MAX_BYTES, &mut cache)
-                .await?;
-            if !pass.delivered.is_empty() {
-                return Ok(pass.delivered);
+            let limit = self
+                .tenancy
+                .plan_of(&key.tenant)
+                .max_outstanding_delivery_bytes;
+            let reserved = pool.reserve(FETCH_MAX_BYTES, limit);
+            let mut held_back = reserved == 0;
+            if !held_back {
+                let bytes = PassBytes {
+                    max: reserved,
+                    alone: reserved == FETCH_MAX_BYTES,
+                };
+                let pass = self
+                    .deliver(&topic, &sub, max_messages, bytes, &mut cache)
+                    .await;
+                // The answer leaves the broker's hands once the handler returns.
+                pool.release(reserved);
+                let pass = pass?;
+                if !pass.delivered.is_empty() {
+                    return Ok(pass.delivered);
+                }
+                held_back = pass.held_back;
+                if !held_back {
+                    let woke = wait_for_work(
+                        topic_rx,
+                        sub_rx,
+                        status_rx,
+                        self.clock.clone(),
+                        pass.next_deadline,
+                    );
+                    if tokio::time::timeout_at(give_up, woke).await.is_err() {
+                        return Ok(Vec::new());
+                    }
+                    continue;
+                }
             }
-            let woke = wait_for_work(
-                topic_rx,
-                sub_rx,
-                status_rx,
-                self.clock.clone(),
-                pass.next_deadline,
-            );
-            if tokio::time::timeout_at(give_up, woke).await.is_err() {
+            // Credit is what is missing: wait for the tenant's other streams.
+            let more = pool.wait_for_more(pool_rx, reserved, limit);
+            if tokio::time::timeout_at(give_up, more).await.is_err() {
                 return Ok(Vec::new());
             }
         }
     }
 }
 
-/// Most payload bytes one Fetch claims (one message may go over): below a
-/// stock client's 4 MiB response limit by more than a message of plan
-/// `standard` (256 KiB) and its framing, so what a Fetch claims fits its one
-/// response and is rarely handed back (see `api::pack`).
+/// Most bytes one Fetch claims (a single larger message goes out alone):
+/// below a stock client's 4 MiB response limit by more than a message of
+/// plan `standard` (256 KiB) and its framing, so what a Fetch claims fits its
+/// one response and is rarely handed back (see `api::pack`).
 const FETCH_MAX_BYTES: u64 = 3 * 1024 * 1024 + 512 * 1024;
 
 /// Resolves when new messages are durable, the subscription changed, or the

@@ -51,6 +51,16 @@ pub struct Delivered {
     pub claimed_ms: i64,
 }
 
+/// The byte credit of one delivery pass.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct PassBytes {
+    /// Most bytes the pass may hand out.
+    pub(super) max: u64,
+    /// Whether a single message larger than `max` may go out alone (nothing
+    /// else is outstanding on the stream, SPEC §2).
+    pub(super) alone: bool,
+}
+
 /// Counted bytes of a stored message.
 fn message_bytes(m: &Message) -> u64 {
     let headers: usize = m.headers.iter().map(|(k, v)| k.len() + v.len()).sum();

@@ -1,5 +1,13 @@
 //! The Consume stream's session: flow-controlled pushes, the credit they
 //! use, and acks and nacks that free it.
+//!
+//! Credit is exact in messages and in bytes: a push never takes the stream's
+//! outstanding bytes above its window, except that a single message larger
+//! than the whole window goes out alone, when nothing else is outstanding on
+//! the stream (SPEC §2). The bytes also come out of the tenant's
+//! [`DeliveryPool`] (the plan's `max_outstanding_delivery_bytes` over all of
+//! its streams and fetches): credit the pool does not have waits until
+//! another stream of the tenant acks, nacks or closes.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -9,11 +17,12 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::fetch::wait_for_work;
-use super::Delivered;
+use super::{Delivered, PassBytes};
 use crate::broker::subscription::Subscription;
 use crate::broker::topic::{SetCache, Topic};
 use crate::broker::Broker;
 use crate::error::Result;
+use crate::quota::admission::DeliveryPool;
 use crate::tenancy::TenantKey;
 
 /// A Consume stream's flow-control window.
@@ -21,12 +30,15 @@ use crate::tenancy::TenantKey;
 pub struct FlowWindow {
     /// Most delivered, not yet acked or nacked messages.
     pub max_messages: u32,
-    /// Most bytes of them (one message may go over).
+    /// Most bytes of them (a single larger message goes out alone); 0: the
+    /// default, [`DEFAULT_WINDOW_BYTES`] or the plan's limit if lower. A
+    /// window above the plan's `max_outstanding_delivery_bytes` is refused.
     pub max_bytes: u64,
 }
 
 impl FlowWindow {
-    /// The window a client asked for, with defaults for zeros and caps.
+    /// The window a client asked for, with a default for zero messages and a
+    /// cap on messages (bytes are checked against the plan on open).
     pub fn new(max_messages: u32, max_bytes: u64) -> Self {
         FlowWindow {
             max_messages: if max_messages == 0 {
@@ -34,11 +46,7 @@ impl FlowWindow {
             } else {
                 max_messages.min(10_000)
             },
-            max_bytes: if max_bytes == 0 {
-                DEFAULT_WINDOW_BYTES
-            } else {
-                max_bytes.min(256 * 1024 * 1024)
-            },
+            max_bytes,
         }
     }
 }
@@ -59,6 +67,10 @@ pub struct ConsumerSession {
     topic: Arc<Topic>,
     sub: Arc<Subscription>,
     window: FlowWindow,
+    /// The byte window in force (the default resolved against the plan).
+    max_bytes: u64,
+    pool: Arc<DeliveryPool>,
+    pool_rx: watch::Receiver<u64>,
     outstanding: HashMap<u64, u64>,
     outstanding_bytes: u64,
     cache: SetCache,
@@ -66,6 +78,22 @@ pub struct ConsumerSession {
     sub_rx: watch::Receiver<u64>,
     status_rx: watch::Receiver<u64>,
     next_deadline: Option<i64>,
+    /// What held the last poll back, if anything.
+    held: Held,
+    /// The pool credit the last poll had (what must be exceeded to help).
+    credit_seen: u64,
+}
+
+/// Why a poll delivered nothing though something was deliverable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Held {
+    /// Nothing held it back (maybe nothing was deliverable).
+    No,
+    /// The next message does not fit the stream's window: only an ack, a
+    /// nack or a new window (all through the stream) can help.
+    Window,
+    /// The tenant's pool had too little credit: another stream's release helps.
+    Pool,
 }
 
 impl ConsumerSession {
@@ -78,16 +106,22 @@ impl ConsumerSession {
         window: FlowWindow,
     ) -> Result<Self> {
         broker.check_consume(&key, topic)?;
+        let max_bytes = broker.window_bytes(&key.tenant, window)?;
         let (topic, sub) = broker.subscription(&key.tenant, topic, subscription)?;
         let topic_rx = topic.watch();
         let sub_rx = sub.watch();
         let status_rx = broker.tenancy.watch_status();
+        let pool = broker.admission.delivery_pool(&key.tenant);
+        let pool_rx = pool.watch();
         Ok(ConsumerSession {
             broker,
             key,
             topic,
             sub,
             window,
+            max_bytes,
+            pool,
+            pool_rx,
             outstanding: HashMap::new(),
             outstanding_bytes: 0,
             cache: SetCache::default(),
@@ -95,11 +129,14 @@ impl ConsumerSession {
             sub_rx,
             status_rx,
             next_deadline: None,
+            held: Held::No,
+            credit_seen: 0,
         })
     }
 
+    /// Messages the window allows now (0 while its bytes are used up).
     fn credit(&self) -> usize {
-        if self.outstanding_bytes >= self.window.max_bytes {
+        if self.outstanding_bytes >= self.max_bytes {
             return 0;
         }
         (self.window.max_messages as usize).saturating_sub(self.outstanding.len())
@@ -111,19 +148,60 @@ impl ConsumerSession {
         self.broker.tenancy.check_data_plane(&self.key.tenant)?;
         self.topic_rx.borrow_and_update();
         self.sub_rx.borrow_and_update();
+        self.pool_rx.borrow_and_update();
         let credit = self.credit().min(PUSH_BATCH);
         if credit == 0 {
             return Ok(Vec::new());
         }
-        let bytes_left = self.window.max_bytes - self.outstanding_bytes;
+        let window_left = self.max_bytes - self.outstanding_bytes;
+        let limit = self
+            .broker
+            .tenancy
+            .plan_of(&self.key.tenant)
+            .max_outstanding_delivery_bytes;
+        let reserved = self.pool.reserve(window_left, limit);
+        self.credit_seen = reserved;
+        // A message larger than the whole window goes out alone; otherwise
+        // the pass stays within the credit both the window and the pool give.
+        let alone = self.outstanding.is_empty() && reserved == window_left;
+        if reserved == 0 && !alone {
+            self.held = Held::Pool;
+            self.cache = SetCache::default();
+            return Ok(Vec::new());
+        }
+        let bytes = PassBytes {
+            max: reserved,
+            alone,
+        };
         let pass = self
             .broker
-            .deliver(&self.topic, &self.sub, credit, bytes_left, &mut self.cache)
-            .await?;
+            .deliver(&self.topic, &self.sub, credit, bytes, &mut self.cache)
+            .await;
+        let pass = match pass {
+            Ok(pass) => pass,
+            Err(e) => {
+                self.pool.release(reserved);
+                return Err(e);
+            }
+        };
+        let used: u64 = pass.delivered.iter().map(|d| d.bytes).sum();
+        self.pool.settle(reserved, used);
+        self.held = match (pass.held_back, reserved < window_left) {
+            (false, _) => Held::No,
+            (true, true) => Held::Pool,
+            (true, false) => Held::Window,
+        };
+        if self.held != Held::No || self.credit() == 0 {
+            // A stalled stream keeps no decoded set: what it holds is its
+            // outstanding deliveries, within its credit.
+            self.cache = SetCache::default();
+        }
         self.next_deadline = pass.next_deadline;
         for d in &pass.delivered {
             if let Some(old) = self.outstanding.insert(d.offset, d.bytes) {
+                // Redelivered to this stream while still counted: count it once.
                 self.outstanding_bytes -= old;
+                self.pool.release(old);
             }
             self.outstanding_bytes += d.bytes;
         }
@@ -132,12 +210,22 @@ impl ConsumerSession {
 
     /// A future that resolves when polling again may deliver something. It
     /// never resolves while the window is full (acks and flow changes arrive
-    /// through the session itself).
+    /// through the session itself); while the tenant's pool is empty it
+    /// waits for another stream of the tenant to release credit.
     pub fn ready(&self) -> impl Future<Output = ()> + Send + 'static {
-        let has_credit = self.credit() > 0;
+        let has_credit = self.credit() > 0 && self.held != Held::Window;
+        let held = self.held;
         let topic_rx = self.topic_rx.clone();
         let sub_rx = self.sub_rx.clone();
         let mut status_rx = self.status_rx.clone();
+        let pool_rx = self.pool_rx.clone();
+        let pool = self.pool.clone();
+        let credit_seen = self.credit_seen;
+        let limit = self
+            .broker
+            .tenancy
+            .plan_of(&self.key.tenant)
+            .max_outstanding_delivery_bytes;
         let clock = self.broker.clock.clone();
         let deadline = self.next_deadline;
         async move {
@@ -146,16 +234,27 @@ impl ConsumerSession {
                 let _ = status_rx.changed().await;
                 return;
             }
+            if held == Held::Pool {
+                // Due messages wait for credit: a deadline is no reason to wake.
+                tokio::select! {
+                    _ = pool.wait_for_more(pool_rx, credit_seen, limit) => {}
+                    _ = status_rx.changed() => {}
+                }
+                return;
+            }
             wait_for_work(topic_rx, sub_rx, status_rx, clock, deadline).await
         }
     }
 
     fn release(&mut self, offsets: &[u64]) {
+        let mut freed = 0;
         for offset in offsets {
             if let Some(bytes) = self.outstanding.remove(offset) {
                 self.outstanding_bytes -= bytes;
+                freed += bytes;
             }
         }
+        self.pool.release(freed);
     }
 
     /// Acks on the stream: ends redelivery and frees credit.
@@ -172,8 +271,32 @@ impl ConsumerSession {
         self.broker.nack_offsets(&self.sub, offsets, delay).await
     }
 
-    /// Changes the window.
-    pub fn set_window(&mut self, window: FlowWindow) {
+    /// Changes the window; a byte window above the plan's limit is refused
+    /// and the old window stays.
+    pub fn set_window(&mut self, window: FlowWindow) -> Result<()> {
+        self.max_bytes = self.broker.window_bytes(&self.key.tenant, window)?;
         self.window = window;
+        Ok(())
+    }
+}
+
+impl Drop for ConsumerSession {
+    /// A closed stream gives its outstanding bytes back to the tenant's pool.
+    fn drop(&mut self) {
+        self.pool.release(self.outstanding_bytes);
+    }
+}
+
+impl Broker {
+    /// The byte window `window` asks for, checked against the tenant's plan
+    /// (INVALID_ARGUMENT naming the limit when above it; the default is cut
+    /// to the limit).
+    fn window_bytes(&self, tenant: &str, window: FlowWindow) -> Result<u64> {
+        let plan = self.tenancy.plan_of(tenant);
+        if window.max_bytes == 0 {
+            return Ok(DEFAULT_WINDOW_BYTES.min(plan.max_outstanding_delivery_bytes));
+        }
+        self.admission.check_window(&plan, window.max_bytes)?;
+        Ok(window.max_bytes)
     }
 }

@@ -102,6 +102,10 @@ impl Broker {
         )?;
 
         let mut writes = WriteSet::new();
+        // The retained bytes change: close the storage interval they held
+        // (reopened as it was if the append fails and nothing changes).
+        let metered = log.state.storage_metered_ms;
+        self.close_storage_interval(&topic, &mut log, now, &mut writes);
         let stored = StoredFigures {
             metrics: Some(self.metrics.clone()),
             messages: batch.stored.len() as u64,
@@ -109,25 +113,30 @@ impl Broker {
             reclaimed: 0,
         };
         // If appending fails, the log is unchanged and nothing is queued.
-        let reclaimed = room.append(
+        let appended = room.append(
             &self.store,
             &topic,
             &mut log,
             batch.stored,
             now,
             &mut writes,
-        )?;
+        );
+        let reclaimed = match appended {
+            Ok(reclaimed) => reclaimed,
+            Err(e) => {
+                log.state.storage_metered_ms = metered;
+                return Err(e);
+            }
+        };
         let dedup_ids = remember_dedup_ids(&topic, &batch.dedup, now, &mut writes);
         // The usage rides in the same atomic write as the messages it counts.
         batch
             .usage
             .write(&key.tenant, self.calendar.day_of(now), &mut writes);
-        // The new set's header already records the new end and publish time
+        // The new set's header records the new end and publish time
         // (start-up takes them from the newest header); the stored counters
-        // need rewriting only when reclaiming moved them.
-        if reclaimed > 0 {
-            writes.put_topic_state(topic.id, &log.state);
-        }
+        // carry the storage interval just closed (and any reclaim).
+        writes.put_topic_state(topic.id, &log.state);
         let new_end = log.state.next_offset;
         let visible = topic.clone();
         let commit = self

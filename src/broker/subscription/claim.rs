@@ -46,6 +46,53 @@ impl SubState {
         (self.due_now(now) + new) as usize
     }
 
+    /// What [`SubState::claim`] would hand out at `now`, without claiming it
+    /// (so a delivery pass can see whether the message fits its credit first).
+    pub fn peek(&self, now: i64, rules: &ClaimRules) -> Option<Claim> {
+        if let Some(&(deadline, offset)) = self.due.first() {
+            if deadline <= now {
+                let record = self.pending.get(&offset).copied().unwrap_or_default();
+                if rules.dead_letter
+                    && rules.max_attempts > 0
+                    && record.attempts >= rules.max_attempts
+                {
+                    return Some(Claim::DeadLetter { offset });
+                }
+                return Some(Claim::Deliver {
+                    offset,
+                    attempt: record.attempts + 1,
+                });
+            }
+        }
+        let offset = self.next_offset.max(rules.first_offset);
+        (offset < rules.visible_end).then_some(Claim::Deliver { offset, attempt: 1 })
+    }
+
+    /// Takes every message whose lock deadline has passed at `now` and that
+    /// has had its maximum deliveries (what a claim would dead-letter), in
+    /// deadline order, wherever it sits among the due redeliveries: the
+    /// dead-letter timer moves them with no consumer claiming anything.
+    pub fn take_dead_letters(&mut self, now: i64, rules: &ClaimRules) -> Vec<u64> {
+        if !rules.dead_letter || rules.max_attempts == 0 {
+            return Vec::new();
+        }
+        let over: Vec<u64> = self
+            .due
+            .iter()
+            .take_while(|(deadline, _)| *deadline <= now)
+            .map(|&(_, offset)| offset)
+            .filter(|offset| {
+                self.pending
+                    .get(offset)
+                    .is_some_and(|p| p.attempts >= rules.max_attempts)
+            })
+            .collect();
+        for offset in &over {
+            self.remove_pending(*offset);
+        }
+        over
+    }
+
     /// Hands out the next message: a due redelivery first, else the next new
     /// message. `None` when nothing is deliverable now.
     pub fn claim(&mut self, now: i64, rules: &ClaimRules) -> Option<Claim> {
@@ -181,6 +228,41 @@ mod tests {
         assert_eq!(s.claim(4, &r), None);
         assert_eq!(s.claim(5, &r), Some(Claim::DeadLetter { offset: 0 }));
         assert!(s.pending.is_empty());
+    }
+
+    #[test]
+    fn dead_letters_are_taken_from_behind_due_redeliveries() {
+        let mut s = SubState::default();
+        let r = ClaimRules {
+            lock_ms: 10_000,
+            max_attempts: 1,
+            dead_letter: true,
+            first_offset: 0,
+            visible_end: 2,
+        };
+        assert_eq!(s.claim(0, &r), deliver(0, 1));
+        assert_eq!(s.claim(0, &r), deliver(1, 1));
+        assert!(s.take_dead_letters(9_999, &r).is_empty(), "locks still run");
+        assert_eq!(s.take_dead_letters(10_000, &r), vec![0, 1]);
+        assert!(s.pending.is_empty());
+        assert_eq!(s.claim(10_000, &r), None);
+    }
+
+    #[test]
+    fn peek_shows_what_claim_hands_out() {
+        let mut s = SubState::default();
+        let r = ClaimRules {
+            lock_ms: 10_000,
+            max_attempts: 1,
+            dead_letter: true,
+            first_offset: 0,
+            visible_end: 2,
+        };
+        for now in [0, 0, 10_000, 10_000] {
+            let peeked = s.peek(now, &r);
+            assert_eq!(peeked, s.claim(now, &r), "at {now}");
+        }
+        assert_eq!(s.peek(10_000, &r), None);
     }
 
     #[test]

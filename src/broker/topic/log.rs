@@ -41,6 +41,10 @@ pub struct TopicState {
     pub reclaimed_messages: u64,
     /// Publish time of the newest set, so publish times never go backwards.
     pub last_publish_ms: i64,
+    /// Where the topic's open storage interval begins (Unix ms on the broker
+    /// clock; 0: not metered yet): every change of the retained bytes closes
+    /// it (`broker/storage_meter.rs`).
+    pub storage_metered_ms: i64,
 }
 
 /// The write side of a topic's log. Held (async) across building and

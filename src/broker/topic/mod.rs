@@ -19,7 +19,7 @@ pub use reader::SetCache;
 pub use settings::{OverflowPolicy, TopicSettings};
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use tokio::sync::{watch, Mutex};
@@ -47,8 +47,6 @@ pub struct Topic {
     stored_bytes: AtomicU64,
     /// Retained bytes of all the tenant's topics (shared between them).
     tenant_bytes: Arc<AtomicU64>,
-    /// Up to when retained storage has been metered (i64::MIN: not yet).
-    pub storage_metered_until: AtomicI64,
     /// Subscriptions by name.
     pub subscriptions: RwLock<BTreeMap<String, Arc<Subscription>>>,
     /// dedup_ids queued for commit but not yet in the store.
@@ -75,7 +73,6 @@ impl Topic {
             first_offset: AtomicU64::new(first),
             stored_bytes: AtomicU64::new(stored),
             tenant_bytes,
-            storage_metered_until: AtomicI64::new(i64::MIN),
             subscriptions: RwLock::new(BTreeMap::new()),
             uncommitted_dedup: std::sync::Mutex::new(HashMap::new()),
             deleted: AtomicBool::new(false),

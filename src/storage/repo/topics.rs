@@ -29,6 +29,7 @@ impl Store {
             expired_messages: row.expired_messages,
             reclaimed_messages: row.reclaimed_messages,
             last_publish_ms: row.last_publish_ms,
+            storage_metered_ms: row.storage_metered_ms,
         })
     }
 
@@ -93,6 +94,7 @@ impl WriteSet {
             expired_messages: state.expired_messages,
             reclaimed_messages: state.reclaimed_messages,
             last_publish_ms: state.last_publish_ms,
+            storage_metered_ms: state.storage_metered_ms,
         };
         self.put(keys::topic_state(topic_id), &row);
     }
@@ -141,6 +143,7 @@ mod tests {
             expired_messages: 2,
             reclaimed_messages: 3,
             last_publish_ms: 99,
+            storage_metered_ms: 77,
         };
         let mut writes = WriteSet::new();
         writes.put_topic(&topic);

@@ -1,0 +1,329 @@
+//! Memory one tenant can pin (SPEC §4, issue 13 item 3): tenant "hog" has a
+//! large backlog and opens every stream its plan allows (64) with the
+//! largest window the plan allows (its whole 64 MiB delivery-bytes limit),
+//! and never reads a push. The broker runs as its own process (the built
+//! `tallyq` binary), so its RSS (/proc/<pid>/status VmRSS) is the broker's
+//! alone. Reports, per run: RSS before the streams, the highest RSS while
+//! they are held, the growth against the plan limit, the bytes the broker
+//! says are outstanding (GetQuota), and tenant "calm"'s produce+fetch round
+//! trip p50/p99 before and while the hog holds its streams, with the ratio.
+//!
+//! Run: `cargo bench --bench memory_bound` (about a minute). Loopback only,
+//! temp data dirs, every wait bounded.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use tallyq::client::{Client, Consumer};
+use tallyq::proto::v1 as pb;
+
+const RUNS: usize = 3;
+const MIB: u64 = 1024 * 1024;
+/// The standard plan's delivery bytes outstanding per tenant.
+const LIMIT: u64 = 64 * MIB;
+/// The hog's backlog per subscription: far above the limit.
+const BACKLOG_BATCHES: usize = 64; // x 4 MiB = 256 MiB
+const STREAMS: usize = 64;
+const SUBS: usize = 5;
+const ROUND_TRIPS: usize = 300;
+const HOLD: Duration = Duration::from_secs(5);
+
+struct Broker {
+    child: Child,
+    address: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Broker {
+    fn start() -> Broker {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let token = dir.path().join("operator.token");
+        std::fs::write(&token, "tqop_memory_bound_bench_operator_credential").unwrap();
+        let metrics = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let metrics = metrics.local_addr().unwrap().to_string();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tallyq"))
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--metrics-listen",
+                &metrics,
+            ])
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .arg("--operator-token-file")
+            .arg(&token)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start tallyq");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let address = loop {
+            let line = lines.next().expect("tallyq exited").unwrap();
+            if let Some(addr) = line.strip_prefix("tallyq listening on ") {
+                break format!("http://{addr}");
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        Broker {
+            child,
+            address,
+            _dir: dir,
+        }
+    }
+
+    fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("read /proc status");
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS");
+        kib * 1024
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn tenant(operator: &Client, id: &str) -> Client {
+    operator
+        .operator()
+        .create_tenant(pb::CreateTenantRequest {
+            id: id.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("create tenant");
+    let lifted = [
+        ("produce_units_per_second", 1_000_000_000u64),
+        ("produce_burst_units", 1_000_000_000),
+        ("consume_units_per_second_per_topic", 1_000_000_000),
+        ("control_calls_per_second", 1_000_000),
+    ];
+    operator
+        .operator()
+        .update_tenant(pb::UpdateTenantRequest {
+            id: id.into(),
+            set_quota_overrides: lifted.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            ..Default::default()
+        })
+        .await
+        .expect("lift rates");
+    let secret = operator
+        .operator()
+        .create_api_key(pb::CreateApiKeyRequest {
+            tenant: id.into(),
+            scopes: vec![1, 2, 3],
+            ..Default::default()
+        })
+        .await
+        .expect("key")
+        .into_inner()
+        .secret;
+    operator.with_token(&secret).unwrap()
+}
+
+async fn topic_with_subs(client: &Client, topic: &str, subs: &[String], lock_seconds: u32) {
+    client
+        .admin()
+        .create_topic(pb::CreateTopicRequest {
+            name: topic.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("topic");
+    for sub in subs {
+        client
+            .admin()
+            .create_subscription(pb::CreateSubscriptionRequest {
+                topic: topic.into(),
+                name: sub.clone(),
+                config: Some(pb::SubscriptionConfig {
+                    lock_seconds,
+                    ..Default::default()
+                }),
+                start: 0,
+            })
+            .await
+            .expect("subscription");
+    }
+}
+
+/// Calm's produce-then-fetch round trips (µs).
+async fn round_trips(calm: &Client) -> (u64, u64) {
+    let mut h = Histogram::<u64>::new(3).unwrap();
+    for i in 0..ROUND_TRIPS {
+        let start = Instant::now();
+        calm.produce(
+            "c",
+            vec![pb::Message {
+                payload: vec![b'c'; 1024].into(),
+                ..Default::default()
+            }],
+        )
+        .await
+        .expect("calm produce");
+        let got = calm
+            .broker()
+            .fetch(pb::FetchRequest {
+                topic: "c".into(),
+                subscription: "c".into(),
+                max_messages: 1,
+                max_wait_ms: 5000,
+            })
+            .await
+            .expect("calm fetch")
+            .into_inner()
+            .deliveries;
+        assert_eq!(got.len(), 1, "calm round trip {i}");
+        let _ = h.record(start.elapsed().as_micros() as u64);
+    }
+    (h.value_at_quantile(0.5), h.value_at_quantile(0.99))
+}
+
+async fn outstanding(hog: &Client) -> u64 {
+    hog.admin()
+        .get_quota(pb::GetQuotaRequest {})
+        .await
+        .expect("quota")
+        .into_inner()
+        .quotas
+        .iter()
+        .find(|q| q.name == "max_outstanding_delivery_bytes")
+        .map(|q| q.used)
+        .unwrap_or(0)
+}
+
+struct RunResult {
+    rss_before: u64,
+    rss_held: u64,
+    held_bytes: u64,
+    quiet: (u64, u64),
+    loaded: (u64, u64),
+    refused_window: String,
+    refused_65th: String,
+}
+
+async fn run() -> RunResult {
+    let broker = Broker::start();
+    let operator = Client::connect(
+        &broker.address,
+        "tqop_memory_bound_bench_operator_credential",
+    )
+    .await
+    .expect("connect");
+    let hog = tenant(&operator, "hog").await;
+    let calm = tenant(&operator, "calm").await;
+    let subs: Vec<String> = (0..SUBS).map(|i| format!("s{i}")).collect();
+    topic_with_subs(&hog, "big", &subs, 60).await;
+    topic_with_subs(&calm, "c", &["c".to_string()], 0).await;
+    let batch: Vec<pb::Message> = (0..64)
+        .map(|_| pb::Message {
+            payload: vec![b'h'; 64 * 1024 - 16].into(),
+            ..Default::default()
+        })
+        .collect();
+    for _ in 0..BACKLOG_BATCHES {
+        hog.produce("big", batch.clone())
+            .await
+            .expect("hog produce");
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let quiet = round_trips(&calm).await;
+    let rss_before = broker.rss_bytes();
+
+    let refused_window = match hog.consume("big", "s0", 10_000, LIMIT + 1).await {
+        Ok(_) => "accepted".to_string(),
+        Err(s) => format!("{:?}", s.code()),
+    };
+    let mut held: Vec<Consumer> = Vec::new();
+    for i in 0..STREAMS {
+        held.push(
+            hog.consume("big", &subs[i % SUBS], 10_000, LIMIT)
+                .await
+                .expect("hog stream"),
+        );
+    }
+    let refused_65th = match hog.consume("big", "s0", 10_000, LIMIT).await {
+        Ok(_) => "accepted".to_string(),
+        Err(s) => format!("{:?}", s.code()),
+    };
+    // Never read: let the broker push what the credit allows, and watch RSS.
+    let mut rss_held = 0;
+    let until = Instant::now() + HOLD;
+    while Instant::now() < until {
+        rss_held = rss_held.max(broker.rss_bytes());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let held_bytes = outstanding(&hog).await;
+    let loaded = round_trips(&calm).await;
+    rss_held = rss_held.max(broker.rss_bytes());
+    drop(held);
+    RunResult {
+        rss_before,
+        rss_held,
+        held_bytes,
+        quiet,
+        loaded,
+        refused_window,
+        refused_65th,
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut growth = Vec::new();
+    let mut p99_ratio = Vec::new();
+    let mut p50_ratio = Vec::new();
+    for n in 1..=RUNS {
+        let r = rt.block_on(run());
+        let grown = r.rss_held.saturating_sub(r.rss_before);
+        println!(
+            "run {n}: RSS before {:.1} MiB, held max {:.1} MiB, growth {:.1} MiB \
+             (limit {} MiB; outstanding per GetQuota {:.1} MiB); window above limit: {}; \
+             65th stream: {}; calm p50/p99 quiet {}/{} us, held {}/{} us",
+            r.rss_before as f64 / MIB as f64,
+            r.rss_held as f64 / MIB as f64,
+            grown as f64 / MIB as f64,
+            LIMIT / MIB,
+            r.held_bytes as f64 / MIB as f64,
+            r.refused_window,
+            r.refused_65th,
+            r.quiet.0,
+            r.quiet.1,
+            r.loaded.0,
+            r.loaded.1,
+        );
+        growth.push(grown as f64 / MIB as f64);
+        p50_ratio.push(r.loaded.0 as f64 / r.quiet.0.max(1) as f64);
+        p99_ratio.push(r.loaded.1 as f64 / r.quiet.1.max(1) as f64);
+    }
+    println!(
+        "median over {RUNS} runs: RSS growth {:.1} MiB (worst {:.1}) against a {} MiB limit; \
+         calm latency ratio held/quiet p50 {:.2} (worst {:.2}), p99 {:.2} (worst {:.2})",
+        median(growth.clone()),
+        growth.iter().cloned().fold(0.0, f64::max),
+        LIMIT / MIB,
+        median(p50_ratio.clone()),
+        p50_ratio.iter().cloned().fold(0.0, f64::max),
+        median(p99_ratio.clone()),
+        p99_ratio.iter().cloned().fold(0.0, f64::max),
+    );
+}
