@@ -6,7 +6,7 @@
 mod cli;
 
 use clap::Parser;
-use cli::{serve, Cli, Command};
+use cli::{repair, serve, Cli, Command};
 use tallyq::config::LogFormat;
 
 #[tokio::main]
@@ -17,6 +17,10 @@ async fn main() -> anyhow::Result<()> {
             let config = args.to_config()?;
             tallyq::observability::init_logging(config.log_format == LogFormat::Json);
             serve(config).await
+        }
+        Command::Repair(args) => {
+            tallyq::observability::init_logging(false);
+            repair(args)
         }
         _ => cli.run_client().await,
     }

@@ -31,6 +31,7 @@ mod key;
 mod ledger;
 mod ops;
 mod print;
+mod repair;
 mod serve;
 mod tenant;
 mod topic;
@@ -42,6 +43,9 @@ use device::DeviceCommand;
 use key::KeyCommand;
 use ledger::LedgerCommand;
 use ops::{AuditArgs, ClockCommand, MaintenanceArgs};
+/// Repairs a data dir (main.rs calls it for `tallyq repair`).
+pub use repair::repair;
+use repair::RepairArgs;
 /// Runs the broker (main.rs calls it for `tallyq serve`).
 pub use serve::serve;
 use serve::ServeArgs;
@@ -136,6 +140,9 @@ pub enum Command {
     /// The manual test clock (operator; only with clock = "manual").
     #[command(subcommand)]
     Clock(ClockCommand),
+    /// Rebuild a data dir's topic logs and offsets from its segments, after
+    /// start-up refused it (run with the broker stopped; not a client command).
+    Repair(RepairArgs),
 }
 
 impl Cli {
@@ -187,6 +194,7 @@ impl Cli {
         let client = self.connect().await?;
         match &self.command {
             Command::Serve(_) => bail!("serve is not a client command"),
+            Command::Repair(_) => bail!("repair is not a client command"),
             Command::Tenant(cmd) => tenant::tenant(&client, cmd).await,
             Command::Key(cmd) => key::key(&client, cmd).await,
             Command::Topic(cmd) => topic::topic(&client, cmd).await,

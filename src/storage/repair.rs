@@ -102,14 +102,10 @@ pub fn repair(data_dir: &Path, cache_capacity_bytes: u64) -> StorageResult<Repai
             data_dir.display()
         )));
     }
-    let db =
-        open_sled(&data_dir.join("db"), cache_capacity_bytes).map_err(|e| StorageError::Open {
-            path: data_dir.to_path_buf(),
-            source: Box::new(e),
-        })?;
+    let mut report = RepairReport::default();
+    let db = open_index(data_dir, cache_capacity_bytes, &mut report)?;
     let tree = db.open_tree("tallyq")?;
     let segments = Segments::open(&data_dir.join("segments"))?;
-    let mut report = RepairReport::default();
     let mut batch = sled::Batch::default();
 
     let index_seq = verify::index_seq(&tree)?;
@@ -140,6 +136,10 @@ pub fn repair(data_dir: &Path, cache_capacity_bytes: u64) -> StorageResult<Repai
         .flat_map(|s| s.frames.iter())
         .map(|f| ((f.segment, f.position), f.header))
         .collect();
+
+    // Each topic's end as the index knew it, lost sets included: a next
+    // offset never goes below it.
+    let ends = verify::index_ends(&tree, &sets)?;
 
     // 2. Indexed sets whose bytes are gone or damaged are lost.
     sets.retain(|set| {
@@ -185,7 +185,6 @@ pub fn repair(data_dir: &Path, cache_capacity_bytes: u64) -> StorageResult<Repai
     }
 
     // 3. Frames past each known topic's end are re-indexed.
-    let ends = verify::index_ends(&tree, &sets)?;
     let mut candidates: BTreeMap<u64, Vec<ScannedFrame>> = BTreeMap::new();
     let mut unknown: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
     for f in scans.values().flat_map(|s| s.frames.iter()) {
@@ -336,6 +335,45 @@ pub fn repair(data_dir: &Path, cache_capacity_bytes: u64) -> StorageResult<Repai
     HighWater::open(data_dir, seq)
         .map_err(|e| StorageError::io(format!("cannot write {}", mark::FILE), e))?;
     Ok(report)
+}
+
+/// Opens sled. When it refuses, its config file (`db/conf`: sled's segment
+/// size, compression and version, which tallyq always sets the same) may be
+/// what is damaged: it is moved aside to `db/conf.damaged` and sled, which
+/// writes a missing one from the settings it is given, is tried once more.
+fn open_index(
+    data_dir: &Path,
+    cache_capacity_bytes: u64,
+    report: &mut RepairReport,
+) -> StorageResult<sled::Db> {
+    let db_dir = data_dir.join("db");
+    let first = match open_sled(&db_dir, cache_capacity_bytes) {
+        Ok(db) => return Ok(db),
+        Err(e) => e,
+    };
+    let (conf, aside) = (db_dir.join("conf"), db_dir.join("conf.damaged"));
+    let unopenable = |e: StorageError| StorageError::Open {
+        path: data_dir.to_path_buf(),
+        source: Box::new(e),
+    };
+    if !conf.exists() || first.to_string().contains("could not acquire lock") {
+        return Err(unopenable(first));
+    }
+    std::fs::rename(&conf, &aside)
+        .map_err(|e| StorageError::io("cannot move sled's config file aside", e))?;
+    match open_sled(&db_dir, cache_capacity_bytes) {
+        Ok(db) => {
+            report.lines.push(format!(
+                "sled refused its config file ({first}); it was moved to db/conf.damaged and \
+                 written anew"
+            ));
+            Ok(db)
+        }
+        Err(_) => {
+            let _ = std::fs::rename(&aside, &conf);
+            Err(unopenable(first))
+        }
+    }
 }
 
 /// Reads a scanned frame whole and checks it; its reference when intact.

@@ -70,7 +70,7 @@ impl Store {
             DiskMonitor::open(data_dir)
                 .map_err(|e| StorageError::io("cannot open it to watch its free space", e))?,
         );
-        let db = open_sled(&path, cache_capacity_bytes)?;
+        let db = open_sled(&path, cache_capacity_bytes).map_err(|e| unopenable(data_dir, e))?;
         // sled's log, opened to fdatasync it after each flush (see the module doc).
         let sled_log = std::fs::File::open(path.join("db"))
             .map_err(|e| StorageError::io("cannot open sled's log for syncing", e))?;
@@ -315,6 +315,24 @@ pub(super) fn open_sled(path: &Path, cache_capacity_bytes: u64) -> StorageResult
             }
             Err(e) => return Err(e.into()),
         }
+    }
+}
+
+/// A failure of sled to open the index as damage that refuses start-up and
+/// points to repair (which can rewrite sled's config file); a lock held by
+/// another process stays what it is.
+fn unopenable(data_dir: &Path, e: StorageError) -> StorageError {
+    if e.to_string().contains("could not acquire lock") {
+        return e;
+    }
+    StorageError::Damaged {
+        problems: 1,
+        report: format!(
+            "sled cannot open the index (db/): {e}. Nothing was served. Run `tallyq repair \
+             --data-dir {}` (it rewrites a damaged sled config file; an index sled cannot read \
+             at all needs db/ from a backup)",
+            data_dir.display()
+        ),
     }
 }
 

@@ -9,6 +9,7 @@ mod auth;
 mod billing;
 mod control;
 mod corrupt_sets;
+mod damage;
 mod delivery;
 mod disk_watermark;
 mod durability;
