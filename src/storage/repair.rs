@@ -272,7 +272,6 @@ pub fn repair(data_dir: &Path, cache_capacity_bytes: u64) -> StorageResult<Repai
             Some(v) => decode(&state_key, &v)?,
             None => TopicStateRecord::default(),
         };
-        let before = state.next_offset;
         let index_end = ends.get(&topic.id).copied().unwrap_or(0);
         let frames_end = high_water.get(&topic.id).copied().unwrap_or(0);
         let again = reindexed.get(&topic.id);
@@ -284,7 +283,7 @@ pub fn repair(data_dir: &Path, cache_capacity_bytes: u64) -> StorageResult<Repai
             .lines
             .iter()
             .any(|l| l.starts_with("lost: ") && l.contains(&format!("topic {} offsets", topic.id)));
-        if state.next_offset != before || again.is_some() || lost_here {
+        if state.next_offset != index_end || again.is_some() || lost_here {
             report.topics_repaired += 1;
             report.lines.push(format!(
                 "topic {}/{} (id {}): next offset {}",
@@ -337,10 +336,13 @@ pub fn repair(data_dir: &Path, cache_capacity_bytes: u64) -> StorageResult<Repai
     Ok(report)
 }
 
-/// Opens sled. When it refuses, its config file (`db/conf`: sled's segment
-/// size, compression and version, which tallyq always sets the same) may be
-/// what is damaged: it is moved aside to `db/conf.damaged` and sled, which
-/// writes a missing one from the settings it is given, is tried once more.
+/// Opens sled. When it refuses, what is damaged may be a file sled can do
+/// without, tried in turn: its config file (`db/conf`: segment size,
+/// compression and version, which tallyq always sets the same; sled writes a
+/// missing one anew), then its snapshots (`db/snap.*`, a summary of its log
+/// that sled rebuilds by reading the whole log when there is none). Each is
+/// moved aside, never deleted, and put back if sled still
+/// refuses. (Moved aside: `db/damaged.conf`, `db/damaged.snap.*`.)
 fn open_index(
     data_dir: &Path,
     cache_capacity_bytes: u64,
@@ -351,29 +353,55 @@ fn open_index(
         Ok(db) => return Ok(db),
         Err(e) => e,
     };
-    let (conf, aside) = (db_dir.join("conf"), db_dir.join("conf.damaged"));
     let unopenable = |e: StorageError| StorageError::Open {
         path: data_dir.to_path_buf(),
         source: Box::new(e),
     };
-    if !conf.exists() || first.to_string().contains("could not acquire lock") {
+    if first.to_string().contains("could not acquire lock") {
         return Err(unopenable(first));
     }
-    std::fs::rename(&conf, &aside)
-        .map_err(|e| StorageError::io("cannot move sled's config file aside", e))?;
-    match open_sled(&db_dir, cache_capacity_bytes) {
-        Ok(db) => {
-            report.lines.push(format!(
-                "sled refused its config file ({first}); it was moved to db/conf.damaged and \
-                 written anew"
-            ));
-            Ok(db)
+    let snapshots: Vec<std::path::PathBuf> = std::fs::read_dir(&db_dir)
+        .map_err(|e| StorageError::io("cannot list db/", e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            name.starts_with("snap.")
+        })
+        .collect();
+    let attempts: [(&str, Vec<std::path::PathBuf>); 2] = [
+        ("its config file", vec![db_dir.join("conf")]),
+        ("its snapshots", snapshots),
+    ];
+    let mut moved: Vec<(std::path::PathBuf, std::path::PathBuf)> = Vec::new();
+    for (what, files) in attempts {
+        let files: Vec<_> = files.into_iter().filter(|f| f.exists()).collect();
+        if files.is_empty() {
+            continue;
         }
-        Err(_) => {
-            let _ = std::fs::rename(&aside, &conf);
-            Err(unopenable(first))
+        for file in files {
+            // `damaged.` in front: sled reads every `snap.*` as a snapshot.
+            let name = file
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
+            let aside = db_dir.join(format!("damaged.{name}"));
+            std::fs::rename(&file, &aside).map_err(|e| {
+                StorageError::io(format!("cannot move {} aside", file.display()), e)
+            })?;
+            moved.push((file, aside));
+        }
+        if let Ok(db) = open_sled(&db_dir, cache_capacity_bytes) {
+            report.lines.push(format!(
+                "sled refused the index ({first}); with {what} moved aside (db/damaged.*) it opened"
+            ));
+            return Ok(db);
+        }
+        // Not that: put it back before the next attempt.
+        for (file, aside) in moved.drain(..) {
+            let _ = std::fs::rename(&aside, &file);
         }
     }
+    Err(unopenable(first))
 }
 
 /// Reads a scanned frame whole and checks it; its reference when intact.

@@ -69,7 +69,12 @@ async fn produce_sets(client: &Client, from: u64, to: u64) {
 /// A copy of `dir` to damage.
 fn copy_of(dir: &Path, root: &tempfile::TempDir, name: &str) -> PathBuf {
     let to = root.path().join(name);
-    let status = Command::new("cp").arg("-a").arg(dir).arg(&to).status().unwrap();
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(dir)
+        .arg(&to)
+        .status()
+        .unwrap();
     assert!(status.success(), "cp -a");
     to
 }
@@ -90,7 +95,10 @@ fn find_payload(dir: &Path, offset: u64) -> (PathBuf, usize) {
     let needle = payload(offset);
     for path in segments(dir) {
         let bytes = std::fs::read(&path).unwrap();
-        if let Some(at) = bytes.windows(needle.len()).position(|w| w == needle.as_bytes()) {
+        if let Some(at) = bytes
+            .windows(needle.len())
+            .position(|w| w == needle.as_bytes())
+        {
             return (path, at);
         }
     }
@@ -128,7 +136,10 @@ fn repair(dir: &Path) -> String {
         "repair failed: {stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("summary: "), "the report is printed: {stdout}");
+    assert!(
+        stdout.contains("summary: "),
+        "the report is printed: {stdout}"
+    );
     stdout
 }
 
@@ -171,7 +182,10 @@ async fn serves(dir: &Path, secret: &str, healthy: &[u64], above: u64) -> u64 {
     let corrupt = topic_stats(&acme, "t").await.corrupt_messages;
     let produced = acme.produce("t", vec![msg("after")]).await.unwrap();
     let offset = produced.results[0].offset;
-    assert!(offset >= above, "offset {offset} reused (must be >= {above})");
+    assert!(
+        offset >= above,
+        "offset {offset} reused (must be >= {above})"
+    );
     let again = fetch(&acme, "t", "amo", 10, 1000).await;
     assert_eq!(again.len(), 1);
     assert_eq!((again[0].offset, text(&again[0])), (offset, "after".into()));
@@ -250,60 +264,69 @@ async fn a_deleted_segment_is_named_missing_and_never_recreated() {
 }
 
 /// Damages a sled file of a copy; the broker either refuses naming the
-/// damage or serves everything; after repair every message is served (the
-/// segments are intact) and no offset is reused.
-async fn sled_damage(name: &str, damage: impl Fn(&Path)) {
+/// damage (`must_refuse`: it has to) or serves everything; after repair
+/// every message is served (the segments are intact) and no offset is
+/// reused. Returns the repair's report ("" when it started at once).
+async fn sled_damage(name: &str, must_refuse: bool, damage: impl Fn(&Path)) -> String {
     let root = tempfile::tempdir().unwrap();
     let (made, secret) = real_data_dir(&root).await;
     let dir = copy_of(&made, &root, name);
     damage(&dir.join("db"));
     match ProcessServer::try_start(&dir) {
         Ok(server) => {
+            assert!(!must_refuse, "started on a damaged index");
             // Started: then it must serve every message, as if undamaged.
             drop(server);
             serves(&dir, &secret, &range(0, 600), SETS * SET).await;
+            String::new()
         }
         Err(stderr) => {
             assert!(stderr.contains(&dir.display().to_string()), "{stderr}");
-            assert!(stderr.contains("tallyq repair"), "{stderr}");
+            assert!(stderr.contains("tallyq repair --data-dir"), "{stderr}");
             let report = repair(&dir);
-            let server = ProcessServer::try_start(&dir).unwrap_or_else(|e| {
-                panic!("still refused after repair: {e}\nreport: {report}")
-            });
-            drop(server);
             serves(&dir, &secret, &range(0, 600), SETS * SET).await;
+            report
         }
     }
 }
 
-#[tokio::test]
-async fn a_truncated_sled_log_never_rolls_offsets_back() {
-    sled_damage("sled-truncated", |db| {
-        let log = db.join("db");
-        let len = std::fs::metadata(&log).unwrap().len();
-        truncate(&log, len / 2);
-    })
-    .await;
+/// sled's log file and how much of it holds data (it is preallocated).
+fn sled_log_used(db: &Path) -> (PathBuf, usize) {
+    let log = db.join("db");
+    let bytes = std::fs::read(&log).unwrap();
+    let used = bytes.iter().rposition(|b| *b != 0).unwrap() + 1;
+    (log, used)
 }
 
 #[tokio::test]
-async fn flipped_bytes_in_the_sled_log_never_roll_offsets_back() {
-    sled_damage("sled-flipped", |db| {
-        let log = db.join("db");
-        let len = std::fs::metadata(&log).unwrap().len() as usize;
-        flip(&log, len / 2, 16);
+async fn a_truncated_sled_log_is_refused_and_repair_rebuilds_it_from_the_segments() {
+    let report = sled_damage("sled-truncated", true, |db| {
+        let (log, used) = sled_log_used(db);
+        truncate(&log, (used * 2 / 3) as u64);
     })
     .await;
+    assert!(report.contains("commits lost by the index"), "{report}");
+}
+
+#[tokio::test]
+async fn flipped_bytes_in_the_sled_log_are_refused_and_repair_rebuilds_it_from_the_segments() {
+    let report = sled_damage("sled-flipped", true, |db| {
+        let (log, used) = sled_log_used(db);
+        flip(&log, used * 2 / 3, 16);
+    })
+    .await;
+    assert!(report.contains("commits lost by the index"), "{report}");
 }
 
 #[tokio::test]
 async fn a_damaged_sled_config_file_is_refused_and_repaired() {
-    sled_damage("sled-conf", |db| flip(&db.join("conf"), 0, 4)).await;
+    let report = sled_damage("sled-conf", true, |db| flip(&db.join("conf"), 0, 4)).await;
+    assert!(report.contains("config file moved aside"), "{report}");
 }
 
 #[tokio::test]
 async fn truncated_sled_snapshots_are_refused_or_served_whole() {
-    sled_damage("sled-snapshot", |db| {
+    sled_damage("sled-snapshot", false, |db| {
         for entry in std::fs::read_dir(db).unwrap() {
             let path = entry.unwrap().path();
             let name = path.file_name().unwrap().to_string_lossy().to_string();
