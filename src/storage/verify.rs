@@ -314,3 +314,121 @@ fn damaged(data_dir: &Path, problems: &[String]) -> StorageError {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::broker::topic::{OverflowPolicy, SetSummary, TopicSettings};
+    use crate::broker::{Message, MessageSet};
+    use crate::storage::{SetIdentity, StorageError, Store, WriteSet};
+
+    fn topic(id: u64) -> TopicSettings {
+        TopicSettings {
+            id,
+            tenant: "acme".into(),
+            name: format!("t{id}"),
+            expiry_seconds: 60,
+            max_bytes: 1 << 20,
+            overflow_policy: OverflowPolicy::ReclaimOldest,
+            dedup_window_seconds: 0,
+            created_ms: 0,
+        }
+    }
+
+    /// Appends a set of `count` messages at `first_offset` of topic 7.
+    fn append(store: &Store, first_offset: u64, count: u32) -> SetSummary {
+        let identity = SetIdentity {
+            topic_id: 7,
+            first_offset,
+            count,
+            bytes: count as u64,
+            publish_ms: 0,
+        };
+        let messages = vec![Message::default(); count as usize];
+        let location = store
+            .append_set(
+                identity,
+                MessageSet {
+                    publish_ms: 0,
+                    messages,
+                },
+            )
+            .unwrap();
+        SetSummary {
+            first_offset,
+            count,
+            bytes: count as u64,
+            publish_ms: 0,
+            location,
+        }
+    }
+
+    /// The "outcome unknown" and crash path: a set appended whose commit
+    /// never reached the index does not give its offsets out again.
+    #[tokio::test]
+    async fn a_frame_whose_commit_never_landed_keeps_its_offsets_used() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (store, committer) = Store::open(dir.path(), 8 << 20).unwrap();
+            let mut writes = WriteSet::new();
+            writes.put_topic(&topic(7));
+            writes.put_set(7, &append(&store, 0, 3));
+            store.commit(writes).await.unwrap();
+            // Appended, never committed (as when the flush failed or the
+            // process died before it).
+            append(&store, 3, 4);
+            store.sync_counters().await.unwrap();
+            drop(store);
+            committer.join();
+        }
+        let (store, _committer) = Store::open(dir.path(), 8 << 20).unwrap();
+        assert_eq!(store.topic_state(7).unwrap().next_offset, 7);
+        assert_eq!(store.load_sets(7).unwrap().len(), 1, "never served");
+    }
+
+    #[tokio::test]
+    async fn an_index_behind_its_mark_or_a_missing_segment_refuses_to_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let older_mark;
+        {
+            let (store, committer) = Store::open(dir.path(), 8 << 20).unwrap();
+            let mut writes = WriteSet::new();
+            writes.put_topic(&topic(7));
+            writes.put_set(7, &append(&store, 0, 3));
+            store.commit(writes).await.unwrap();
+            older_mark = std::fs::read(dir.path().join(super::mark::FILE)).unwrap();
+            store.commit(WriteSet::new()).await.unwrap();
+            drop(store);
+            committer.join();
+        }
+        // The index is one commit ahead of this older mark: fine.
+        std::fs::write(dir.path().join(super::mark::FILE), &older_mark).unwrap();
+        drop(Store::open(dir.path(), 8 << 20).unwrap());
+
+        // A mark ahead of the index: refused, naming it and repair.
+        let mut mark = super::mark::HighWater::open(dir.path(), 100).unwrap();
+        mark.sync().unwrap();
+        let refused = Store::open(dir.path(), 8 << 20).err().unwrap().to_string();
+        assert!(refused.contains("went back in time"), "{refused}");
+        assert!(refused.contains("tallyq repair --data-dir"), "{refused}");
+        super::super::repair(dir.path(), 8 << 20).unwrap();
+        drop(Store::open(dir.path(), 8 << 20).unwrap());
+
+        // A deleted segment is named missing, and stays missing.
+        for entry in std::fs::read_dir(dir.path().join("segments")).unwrap() {
+            let path = entry.unwrap().path();
+            if std::fs::metadata(&path).unwrap().len() > 0 {
+                std::fs::remove_file(path).unwrap();
+            }
+        }
+        let refused = Store::open(dir.path(), 8 << 20).err().unwrap();
+        assert!(matches!(
+            &refused,
+            StorageError::Open { source, .. } if matches!(**source, StorageError::Damaged { .. })
+        ));
+        assert!(refused.to_string().contains("is missing"), "{refused}");
+        let report = super::super::repair(dir.path(), 8 << 20).unwrap();
+        assert_eq!((report.sets_lost, report.messages_lost), (1, 3));
+        let (store, _committer) = Store::open(dir.path(), 8 << 20).unwrap();
+        assert_eq!(store.topic_state(7).unwrap().next_offset, 3);
+    }
+}
