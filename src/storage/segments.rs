@@ -21,6 +21,15 @@
 //! [`Segments::remove_unreferenced`] deletes the segments nothing refers to.
 //! Segments hold blobs of every topic, so a segment lives as long as its
 //! longest-retained blob.
+//!
+//! Message sets are appended as frames ([`Segments::append_frame`],
+//! `frame.rs`): a plaintext header naming the set, then its opaque body. A
+//! [`BlobRef`] always covers the whole frame and its CRC is that of the
+//! frame's bytes, so a frame can be copied as opaque bytes. Start-up
+//! verification (`verify.rs`) scans the frame headers ([`Segments::files`],
+//! `scan.rs`) and moves the active segment above every id the index refers
+//! to ([`Segments::start_above`]), so a deleted segment is reported missing
+//! instead of coming back empty.
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs::{File, OpenOptions};
