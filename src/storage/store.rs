@@ -79,6 +79,11 @@ impl Store {
         // Before anything is read or written: the index must agree with the
         // segments (a damaged data dir is refused, naming the damage).
         let verified = verify::verify(data_dir, &tree, &segments)?;
+        // What verification stored (raised next offsets) is durable first.
+        db.flush()?;
+        sled_log
+            .sync_data()
+            .map_err(|e| StorageError::io("cannot sync sled's log to disk", e))?;
         let mark = HighWater::open(data_dir, verified.index_seq)
             .map_err(|e| StorageError::io(format!("cannot write {}", super::mark::FILE), e))?;
         // Before anything is served: a store that cannot fold what an earlier

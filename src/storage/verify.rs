@@ -15,7 +15,9 @@
 //!    read, and a set failing it is quarantined by the broker, not fatal);
 //! 4. no topic's next offset is at or below an offset a frame in the
 //!    segments holds: each topic's next offset is taken above every frame of
-//!    that topic ([`Verified::high_water`]), so offsets are never reused.
+//!    that topic ([`Verified::high_water`]) and stored so before anything is
+//!    served (the frames themselves may go with their segment), so offsets
+//!    are never reused.
 //!
 //! Frames past what the index knows for their topic are normal when the
 //! index is not behind the mark: they are writes whose group never
@@ -288,10 +290,31 @@ pub(super) fn verify(
             "message sets in the segments past the index's end: writes that never committed; \
              they are not served and their offsets are not reused");
     }
+    // Stored before anything is served: the frames may go with their
+    // segment (nothing refers to them), the raised offsets must not.
+    for (topic_id, end) in &ends {
+        let high = high_water.get(topic_id).copied().unwrap_or(0);
+        if high > *end {
+            raise_next_offset(tree, *topic_id, high)?;
+        }
+    }
     Ok(Verified {
         high_water,
         index_seq,
     })
+}
+
+/// Stores `next_offset` as a topic's next offset (its other counters kept).
+/// The caller flushes before anything is served.
+fn raise_next_offset(tree: &sled::Tree, topic_id: u64, next_offset: u64) -> StorageResult<()> {
+    let key = keys::topic_state(topic_id);
+    let mut state = match tree.get(&key)? {
+        Some(v) => decode::<TopicStateRecord>(&key, &v)?,
+        None => TopicStateRecord::default(),
+    };
+    state.next_offset = state.next_offset.max(next_offset);
+    tree.insert(key, prost::Message::encode_to_vec(&state))?;
+    Ok(())
 }
 
 /// The error that refuses to start on damage: the problems (the first few by
@@ -380,9 +403,28 @@ mod tests {
             drop(store);
             committer.join();
         }
-        let (store, _committer) = Store::open(dir.path(), 8 << 20).unwrap();
+        let (store, committer) = Store::open(dir.path(), 8 << 20).unwrap();
         assert_eq!(store.topic_state(7).unwrap().next_offset, 7);
         assert_eq!(store.load_sets(7).unwrap().len(), 1, "never served");
+        drop(store);
+        committer.join();
+        // Even once the frame is gone (its segment deleted as unreferenced,
+        // here by hand with its neighbour), the raised offset holds.
+        for entry in std::fs::read_dir(dir.path().join("segments")).unwrap() {
+            std::fs::remove_file(entry.unwrap().path()).unwrap();
+        }
+        let mut writes = WriteSet::new();
+        writes.put_topic(&topic(8));
+        let (store, _committer) = match Store::open(dir.path(), 8 << 20) {
+            Err(e) => {
+                assert!(e.to_string().contains("is missing"), "{e}");
+                super::super::repair(dir.path(), 8 << 20).unwrap();
+                Store::open(dir.path(), 8 << 20).unwrap()
+            }
+            Ok(opened) => opened,
+        };
+        assert_eq!(store.topic_state(7).unwrap().next_offset, 7);
+        store.commit(writes).await.unwrap();
     }
 
     #[tokio::test]
