@@ -12,8 +12,9 @@
 //! 4. apply the batch, atomically;
 //! 5. flush: sled's `flush`, then `fdatasync` of sled's log file (sled 0.34
 //!    only `sync_file_range`s it; see the module doc of `storage`);
-//! 6. release the blobs the group unreferenced and note its journal entries
-//!    as durable;
+//! 6. release the blobs the group unreferenced, note its journal entries
+//!    as durable, and write the group's commit sequence (carried in its own
+//!    batch) into the high-water mark outside sled (`mark.rs`);
 //! 7. fold the counter journal when due or asked
 //!    ([`Store::sync_counters`](super::Store::sync_counters));
 //! 8. [`run_hooks`]: each write's after-commit hook, in queue order;
