@@ -101,11 +101,21 @@ fn append_set(
     first_offset: u64,
     messages: &[Message],
 ) {
+    let identity = tallyq::storage::SetIdentity {
+        topic_id,
+        first_offset,
+        count: messages.len() as u32,
+        bytes: messages.iter().map(|m| m.payload.len() as u64).sum(),
+        publish_ms: 0,
+    };
     let location = store
-        .append_set(MessageSet {
-            publish_ms: 0,
-            messages: messages.to_vec(),
-        })
+        .append_set(
+            identity,
+            MessageSet {
+                publish_ms: 0,
+                messages: messages.to_vec(),
+            },
+        )
         .expect("append");
     writes.put_set(
         topic_id,

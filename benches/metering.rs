@@ -60,11 +60,21 @@ async fn run(store: &Store, variant: Variant, topic_base: u64) -> f64 {
                     usage.write("tenant", 20_000, &mut writes);
                 }
                 let first = state.next_offset;
+                let identity = tallyq::storage::SetIdentity {
+                    topic_id,
+                    first_offset: first,
+                    count: BATCH as u32,
+                    bytes: 100_000,
+                    publish_ms: 0,
+                };
                 let location = store
-                    .append_set(MessageSet {
-                        publish_ms: 0,
-                        messages,
-                    })
+                    .append_set(
+                        identity,
+                        MessageSet {
+                            publish_ms: 0,
+                            messages,
+                        },
+                    )
                     .expect("append");
                 writes.put_set(
                     topic_id,

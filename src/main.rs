@@ -8,7 +8,7 @@ mod cli;
 
 use std::process::ExitCode;
 
-use cli::{exit, serve, Cli, Command};
+use cli::{exit, repair, serve, Cli, Command};
 use tallyq::config::LogFormat;
 
 #[tokio::main]
@@ -22,6 +22,10 @@ async fn main() -> ExitCode {
             }
             Err(e) => Err(e),
         },
+        Command::Repair(args) => {
+            tallyq::observability::init_logging(false);
+            repair(args)
+        }
         _ => {
             exit::quiet_panics();
             cli.run_client().await

@@ -72,6 +72,7 @@ fn storage_status(error: StorageError) -> Status {
         | StorageError::Corrupt { .. }
         | StorageError::Io { .. }
         | StorageError::Segment(_)
+        | StorageError::Damaged { .. }
         | StorageError::CounterJournal { .. } => {
             Status::new(Code::Internal, "internal storage failure")
         }

@@ -33,6 +33,7 @@ mod key;
 mod ledger;
 mod ops;
 mod print;
+mod repair;
 mod router;
 mod serve;
 mod shard_ledger;
@@ -47,6 +48,9 @@ use device::DeviceCommand;
 use key::KeyCommand;
 use ledger::LedgerCommand;
 use ops::{AuditArgs, MaintenanceArgs};
+/// Repairs a data dir (main.rs calls it for `tallyq repair`).
+pub use repair::repair;
+use repair::RepairArgs;
 use router::RouterCommand;
 /// Runs the broker (main.rs calls it for `tallyq serve`).
 pub use serve::serve;
@@ -161,6 +165,9 @@ pub enum Command {
     /// the shard map (needs no broker).
     #[command(subcommand)]
     Router(RouterCommand),
+    /// Rebuild a data dir's topic logs and offsets from its segments, after
+    /// start-up refused it (run with the broker stopped; not a client command).
+    Repair(RepairArgs),
 }
 
 impl Cli {
@@ -249,6 +256,9 @@ impl Cli {
         match &self.command {
             Command::Serve(_) => {
                 Err(exit::UsageError("serve is not a client command".into()).into())
+            }
+            Command::Repair(_) => {
+                Err(exit::UsageError("repair is not a client command".into()).into())
             }
             Command::Tenant(cmd) => tenant::tenant(&client, cmd).await,
             Command::Key(cmd) => key::key(&client, cmd).await,

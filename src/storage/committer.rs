@@ -12,8 +12,9 @@
 //! 4. apply the batch, atomically;
 //! 5. flush: sled's `flush`, then `fdatasync` of sled's log file (sled 0.34
 //!    only `sync_file_range`s it; see the module doc of `storage`);
-//! 6. release the blobs the group unreferenced and note its journal entries
-//!    as durable;
+//! 6. release the blobs the group unreferenced, note its journal entries
+//!    as durable, and write the group's commit sequence (carried in its own
+//!    batch) into the high-water mark outside sled (`mark.rs`);
 //! 7. fold the counter journal when due or asked
 //!    ([`Store::sync_counters`](super::Store::sync_counters));
 //! 8. [`run_hooks`]: each write's after-commit hook, in queue order;
@@ -47,8 +48,8 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 use super::counters::{CounterJournal, Deltas};
-use super::records::BlobRef;
-use super::{segments, StorageError, StorageResult, StoreHealth, WriteSet};
+use super::records::{BlobRef, CountersRecord};
+use super::{keys, segments, StorageError, StorageResult, StoreHealth, WriteSet};
 
 /// A hook run on the committer thread right after the write it belongs to is
 /// durable, in commit order. Must be quick and must not block.
@@ -157,6 +158,10 @@ pub(super) struct Committer {
     pub(super) health: StoreHealth,
     /// Read before each group, so the watermark follows what is written.
     pub(super) disk: Arc<super::disk::DiskMonitor>,
+    /// The high-water mark outside sled (`mark.rs`).
+    pub(super) mark: super::mark::HighWater,
+    /// The last commit sequence the index durably holds.
+    pub(super) seq: u64,
 }
 
 impl Committer {
@@ -195,6 +200,9 @@ impl Committer {
         if let Err(e) = self.flush() {
             tracing::error!(error = %e, "final flush failed");
         }
+        if let Err(e) = self.mark.sync() {
+            tracing::error!(error = %e, "final sync of the high-water mark failed");
+        }
     }
 
     /// One group, from commit to replies (steps 2 to 9 of the module doc).
@@ -217,6 +225,10 @@ impl Committer {
         let folded = self.fold_if_due(fold_requested);
         run_hooks(&mut group);
         reply(group, &committed, &folded);
+        if let Err(e) = self.mark.sync_if_due() {
+            tracing::warn!(error = %e, path = %self.mark.path().display(),
+                "cannot sync the high-water mark");
+        }
     }
 
     /// Makes one group durable (steps 2 to 6 of the module doc). Fails
@@ -229,6 +241,12 @@ impl Committer {
             released,
         } = stage(group);
         let journaled = self.journal.stage(deltas, &mut batch);
+        // The group's sequence rides in its own batch (see `mark.rs`).
+        let seq = self.seq + 1;
+        batch.insert(
+            keys::commit_seq(),
+            prost::Message::encode_to_vec(&CountersRecord { values: vec![seq] }),
+        );
         // Blobs first: a reference must never be durable before its bytes.
         self.segments
             .sync_dirty()
@@ -239,6 +257,12 @@ impl Committer {
             .apply_batch(batch)
             .map_err(|e| StorageError::from(e).not_applied())?;
         self.flush().map_err(StorageError::outcome_unknown)?;
+        self.seq = seq;
+        if let Err(e) = self.mark.record(seq) {
+            // The index is durable; a lagging mark only hides damage later.
+            tracing::warn!(error = %e, path = %self.mark.path().display(),
+                "cannot write the high-water mark");
+        }
         self.segments.release(&released);
         self.journal.record(journaled);
         Ok(())

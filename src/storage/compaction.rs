@@ -147,18 +147,29 @@ mod tests {
 
     use super::*;
     use crate::broker::{Message, MessageSet};
+    use crate::storage::SetIdentity;
 
     /// Appends a set of one message of `len` bytes and stores its header
     /// for topic `topic_id` at `first_offset`.
     async fn stored_set(store: &Store, topic_id: u64, first_offset: u64, len: usize) -> SetSummary {
+        let identity = SetIdentity {
+            topic_id,
+            first_offset,
+            count: 1,
+            bytes: len as u64,
+            publish_ms: 1,
+        };
         let location = store
-            .append_set(MessageSet {
-                publish_ms: 1,
-                messages: vec![Message {
-                    payload: Bytes::from(vec![first_offset as u8; len]),
-                    ..Message::default()
-                }],
-            })
+            .append_set(
+                identity,
+                MessageSet {
+                    publish_ms: 1,
+                    messages: vec![Message {
+                        payload: Bytes::from(vec![first_offset as u8; len]),
+                        ..Message::default()
+                    }],
+                },
+            )
             .unwrap();
         let set = SetSummary {
             first_offset,

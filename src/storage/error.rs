@@ -87,6 +87,16 @@ pub enum StorageError {
     /// answered): it may be durable or not.
     #[error("the write may or may not be stored: {0}")]
     OutcomeUnknown(#[source] Box<StorageError>),
+    /// Start-up verification found the index and the segments disagreeing
+    /// (`verify.rs`): the store refuses to open until `tallyq repair` rebuilt
+    /// the index.
+    #[error("the index and the segments disagree ({problems} problems): {report}")]
+    Damaged {
+        /// How many problems were found.
+        problems: usize,
+        /// The problems (the first few by name) and what to run.
+        report: String,
+    },
     /// An earlier group commit failed, so the store takes no writes until it
     /// is reopened ([`StoreHealth`](super::StoreHealth)); nothing of this
     /// write reached sled.

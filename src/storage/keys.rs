@@ -158,6 +158,11 @@ pub fn manual_clock() -> Vec<u8> {
     with_prefix(META, &[b"manual_clock"])
 }
 
+/// Key of the index's commit sequence (see `mark.rs`).
+pub fn commit_seq() -> Vec<u8> {
+    with_prefix(META, &[b"commit_seq"])
+}
+
 /// Prefix of all keys of `keyspace` that belong to the id `id`.
 pub fn id_prefix(keyspace: u8, id: u64) -> Vec<u8> {
     with_prefix(keyspace, &[&id.to_be_bytes()])

@@ -42,6 +42,11 @@
 //! | `counters.rs` | the counter journal: stage, record, fold, recover |
 //! | `segments.rs` | the append-only segment files that hold message payloads |
 //! | `compaction.rs` | compaction's storage side: segment statistics, opaque copies of sets, moving a set's header to its copy |
+//! | `frame.rs` | the self-describing frame every stored set is written in: magic, version, topic, offsets, lengths, CRCs |
+//! | `scan.rs` | reading a segment's frame headers, bodies skipped |
+//! | `verify.rs` | start-up: the index checked against the segments; refuses to open on damage |
+//! | `mark.rs` | the high-water mark outside sled that notices an index gone back in time |
+//! | `repair.rs` | [`repair`]: rebuilds topic logs and offsets from the segments (`tallyq repair`) |
 //! | `disk.rs` | [`DiskMonitor`]: free space of the data dir's file system against `min_free_disk_bytes` |
 //! | `private.rs` | owner-only modes: the umask, 0700 folders, tightening an existing data dir |
 //! | `repo/` | repositories: typed reads on [`Store`] and writes on [`WriteSet`], domain values in and out |
@@ -59,12 +64,17 @@ mod counters;
 mod disk;
 mod error;
 mod failure;
+mod frame;
 mod keys;
+mod mark;
 mod private;
 mod records;
+mod repair;
 mod repo;
+mod scan;
 mod segments;
 mod store;
+mod verify;
 mod write_set;
 
 pub use committer::{AfterCommit, CommitterHandle, PendingCommit};
@@ -72,7 +82,9 @@ pub use compaction::SegmentStats;
 pub use disk::{approx_bytes, DiskMonitor, DiskSpace, MinFreeDisk};
 pub use error::{StorageError, StorageResult};
 pub use failure::StoreHealth;
+pub use frame::SetIdentity;
 pub use private::{create_private_dir, restrict_umask};
+pub use repair::{repair, RepairReport};
 pub use repo::SetLocation;
 pub use store::Store;
 pub use write_set::WriteSet;

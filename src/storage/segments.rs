@@ -21,6 +21,15 @@
 //! [`Segments::remove_unreferenced`] deletes the segments nothing refers to.
 //! Segments hold blobs of every topic, so a segment lives as long as its
 //! longest-retained blob.
+//!
+//! Message sets are appended as frames ([`Segments::append_frame`],
+//! `frame.rs`): a plaintext header naming the set, then its opaque body. A
+//! [`BlobRef`] always covers the whole frame and its CRC is that of the
+//! frame's bytes, so a frame can be copied as opaque bytes. Start-up
+//! verification (`verify.rs`) scans the frame headers ([`Segments::files`],
+//! `scan.rs`) and moves the active segment above every id the index refers
+//! to ([`Segments::start_above`]), so a deleted segment is reported missing
+//! instead of coming back empty.
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs::{File, OpenOptions};
@@ -29,7 +38,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, RwLock};
 
+use bytes::Bytes;
+
 use super::compaction::SegmentStats;
+use super::frame::{self, FrameHeader, SetIdentity};
 use super::records::BlobRef;
 use super::{StorageError, StorageResult};
 use crate::sync::{MutexExt, RwLockExt};
@@ -108,8 +120,23 @@ impl Segments {
     /// Appends `bytes` to the active segment and returns where they are. Not
     /// durable until the committer's next [`Segments::sync_dirty`], which runs
     /// before any commit queued after this call returns.
+    #[allow(dead_code)] // for copying a frame as opaque bytes (compaction)
     pub fn append(&self, bytes: &[u8]) -> StorageResult<BlobRef> {
-        let len = bytes.len() as u64;
+        self.append_parts(&[bytes])
+    }
+
+    /// Appends one message set as a frame (`frame.rs`): its header, then
+    /// `body` (opaque bytes). The returned reference covers the whole frame,
+    /// header and body, and its CRC is that of those bytes, so a frame can be
+    /// copied elsewhere as it is.
+    pub fn append_frame(&self, identity: &SetIdentity, body: &[u8]) -> StorageResult<BlobRef> {
+        let header = frame::encode_header(identity, body);
+        self.append_parts(&[&header, body])
+    }
+
+    /// Appends `parts` back to back as one blob.
+    fn append_parts(&self, parts: &[&[u8]]) -> StorageResult<BlobRef> {
+        let len: u64 = parts.iter().map(|p| p.len() as u64).sum();
         let (id, file, position) = {
             let mut active = self.active.lock_unpoisoned();
             if active.len > 0 && active.len + len > SEGMENT_BYTES {
@@ -130,24 +157,48 @@ impl Segments {
             *self.live.lock_unpoisoned().entry(active.id).or_default() += len;
             (active.id, active.file.clone(), position)
         };
+        let mut crc = crc32fast::Hasher::new();
+        for part in parts {
+            crc.update(part);
+        }
         let blob = BlobRef {
             segment: id,
             position,
             len: len as u32,
-            crc32: crc32fast::hash(bytes),
+            crc32: crc.finalize(),
         };
-        if let Err(e) = file.write_all_at(bytes, position) {
-            // Nothing refers to the failed bytes: they must not keep their
-            // segment alive (they stay a hole in the file, never read).
-            self.release(std::slice::from_ref(&blob));
-            return Err(StorageError::io(
-                format!("cannot append to segment {id}"),
-                e,
-            ));
+        let mut at = position;
+        for part in parts {
+            if let Err(e) = file.write_all_at(part, at) {
+                // Nothing refers to the failed bytes: they must not keep their
+                // segment alive (they stay a hole in the file, never read).
+                self.release(std::slice::from_ref(&blob));
+                return Err(StorageError::io(
+                    format!("cannot append to segment {id}"),
+                    e,
+                ));
+            }
+            at += part.len() as u64;
         }
         // Marked after the write: a commit queued after this returns finds it.
         self.dirty.lock_unpoisoned().insert(id);
         Ok(blob)
+    }
+
+    /// Reads a framed blob back: checks the reference's CRC, then decodes
+    /// the frame; returns its header and body. A blob without the frame
+    /// magic whose CRC holds was written before frames existed: its header
+    /// is `None` and the body is the whole blob.
+    pub fn read_frame(&self, blob: &BlobRef) -> StorageResult<(Option<FrameHeader>, Bytes)> {
+        let bytes = Bytes::from(self.read(blob)?);
+        match frame::decode(&bytes) {
+            Ok((header, _)) => Ok((Some(header), bytes.slice(frame::HEADER_BYTES..))),
+            Err(frame::FrameError::NoMagic) => Ok((None, bytes)),
+            Err(e) => Err(StorageError::Segment(format!(
+                "the frame at {} of segment {} is damaged: {e}",
+                blob.position, blob.segment
+            ))),
+        }
     }
 
     /// Reads a blob back, checking its checksum.
@@ -256,6 +307,45 @@ impl Segments {
                 tracing::warn!(path = %path.display(), error = %e, "cannot delete a dead segment");
             }
         }
+    }
+
+    /// Every segment file open now (the active one included) by id, for
+    /// verification and repair to scan (`scan.rs`).
+    pub fn files(&self) -> Vec<(u64, Arc<File>)> {
+        let mut files: Vec<(u64, Arc<File>)> = self
+            .files
+            .read_unpoisoned()
+            .iter()
+            .map(|(id, file)| (*id, file.clone()))
+            .collect();
+        files.sort_by_key(|(id, _)| *id);
+        files
+    }
+
+    /// Moves the active segment above `id` when it is not yet (before
+    /// anything was appended): a deleted newest segment must not come back as
+    /// an empty file under its old id, it must stay missing.
+    pub fn start_above(&self, id: u64) -> StorageResult<()> {
+        let mut active = self.active.lock_unpoisoned();
+        if active.id > id || active.len > 0 {
+            return Ok(());
+        }
+        let next = id + 1;
+        let file = Arc::new(create_segment(&self.dir, next)?);
+        let old = active.id;
+        {
+            let mut files = self.files.write_unpoisoned();
+            files.remove(&old);
+            files.insert(next, file.clone());
+        }
+        let _ = std::fs::remove_file(self.dir.join(segment_name(old)));
+        self.directory_dirty.store(true, Ordering::SeqCst);
+        *active = Active {
+            id: next,
+            file,
+            len: 0,
+        };
+        Ok(())
     }
 
     /// Segment files on disk and their total size in bytes.

@@ -2,6 +2,7 @@
 //! counter journal and starts the committer; reads go straight to sled and
 //! the segment files, writes are queued to the committer.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -10,7 +11,9 @@ use tokio::sync::{mpsc, oneshot};
 use super::committer::{CommitRequest, Committer, Job};
 use super::counters::CounterJournal;
 use super::disk::DiskMonitor;
-use super::private;
+use super::frame::{FrameHeader, SetIdentity};
+use super::mark::HighWater;
+use super::{private, verify};
 use super::{
     records, segments, AfterCommit, CommitterHandle, PendingCommit, StorageError, StorageResult,
     StoreHealth, WriteSet,
@@ -26,6 +29,9 @@ pub struct Store {
     commits: mpsc::Sender<Job>,
     health: StoreHealth,
     disk: Arc<DiskMonitor>,
+    /// Per topic: one past the highest offset any frame in the segments
+    /// holds, found by start-up verification (`verify.rs`).
+    high_water: Arc<HashMap<u64, u64>>,
 }
 
 impl Store {
@@ -64,12 +70,22 @@ impl Store {
             DiskMonitor::open(data_dir)
                 .map_err(|e| StorageError::io("cannot open it to watch its free space", e))?,
         );
-        let db = open_sled(&path, cache_capacity_bytes)?;
+        let db = open_sled(&path, cache_capacity_bytes).map_err(|e| unopenable(data_dir, e))?;
         // sled's log, opened to fdatasync it after each flush (see the module doc).
         let sled_log = std::fs::File::open(path.join("db"))
             .map_err(|e| StorageError::io("cannot open sled's log for syncing", e))?;
         let tree = db.open_tree("tallyq")?;
         let segments = Arc::new(segments::Segments::open(&segments_dir)?);
+        // Before anything is read or written: the index must agree with the
+        // segments (a damaged data dir is refused, naming the damage).
+        let verified = verify::verify(data_dir, &tree, &segments)?;
+        // What verification stored (raised next offsets) is durable first.
+        db.flush()?;
+        sled_log
+            .sync_data()
+            .map_err(|e| StorageError::io("cannot sync sled's log to disk", e))?;
+        let mark = HighWater::open(data_dir, verified.index_seq)
+            .map_err(|e| StorageError::io(format!("cannot write {}", super::mark::FILE), e))?;
         // Before anything is served: a store that cannot fold what an earlier
         // process journaled would count usage short.
         let journal = CounterJournal::load(&tree)?;
@@ -82,6 +98,8 @@ impl Store {
             journal,
             health: health.clone(),
             disk: disk.clone(),
+            mark,
+            seq: verified.index_seq,
         }
         .start()
         .map_err(|e| StorageError::io("cannot start the committer thread", e))?;
@@ -92,6 +110,7 @@ impl Store {
             commits,
             health,
             disk,
+            high_water: Arc::new(verified.high_water),
         };
         Ok((store, committer))
     }
@@ -205,27 +224,37 @@ impl Store {
             .transpose()
     }
 
-    /// Appends an encoded blob to the segment files and returns where it is.
-    /// Store the returned reference in a [`WriteSet`] queued afterwards: the
-    /// committer makes the blob durable before that write.
+    /// Appends a set's body to the segment files as a frame that names it
+    /// (`frame.rs`) and returns where the frame is. Store the returned
+    /// reference in a [`WriteSet`] queued afterwards: the committer makes the
+    /// frame durable before that write.
     /// A failed append is [`StorageError::NotApplied`]: its bytes are never
     /// referred to.
-    pub(super) fn append_blob(&self, bytes: &[u8]) -> StorageResult<records::BlobRef> {
+    pub(super) fn append_frame(
+        &self,
+        identity: &SetIdentity,
+        body: &[u8],
+    ) -> StorageResult<records::BlobRef> {
         self.segments
-            .append(bytes)
+            .append_frame(identity, body)
             .map_err(StorageError::not_applied)
     }
 
-    /// Reads a blob back and decodes it.
-    pub(super) fn read_blob<T: prost::Message + Default>(
+    /// Reads a framed blob back: its header (`None` for a set stored before
+    /// frames existed) and its body, both checked against their CRCs.
+    pub(super) fn read_frame(
         &self,
         blob: &records::BlobRef,
-    ) -> StorageResult<T> {
-        let bytes = bytes::Bytes::from(self.segments.read(blob)?);
-        T::decode(bytes).map_err(|source| StorageError::Decode {
-            key: format!("segment {} position {}", blob.segment, blob.position),
-            source,
-        })
+    ) -> StorageResult<(Option<FrameHeader>, bytes::Bytes)> {
+        self.segments.read_frame(blob)
+    }
+
+    /// One past the highest offset of `topic_id` any frame in the segments
+    /// held at open (0 when none did): a topic's next offset is never below
+    /// it, so an offset a write used is never used again, even when that
+    /// write never committed.
+    pub(super) fn frame_high_water(&self, topic_id: u64) -> u64 {
+        self.high_water.get(&topic_id).copied().unwrap_or(0)
     }
 
     /// The segment files (for compaction, `compaction.rs`).
@@ -276,7 +305,7 @@ impl Store {
 /// panic. A store closed a moment ago may still be locked while sled's I/O
 /// threads let go of it (seen when a test reopens a directory in the same
 /// process), so a lock conflict is retried for up to five seconds.
-fn open_sled(path: &Path, cache_capacity_bytes: u64) -> StorageResult<sled::Db> {
+pub(super) fn open_sled(path: &Path, cache_capacity_bytes: u64) -> StorageResult<sled::Db> {
     let config = sled::Config::new()
         .path(path)
         .cache_capacity(cache_capacity_bytes)
@@ -302,6 +331,24 @@ fn open_sled(path: &Path, cache_capacity_bytes: u64) -> StorageResult<sled::Db> 
             }
             Err(e) => return Err(e.into()),
         }
+    }
+}
+
+/// A failure of sled to open the index as damage that refuses start-up and
+/// points to repair (which can rewrite sled's config file); a lock held by
+/// another process stays what it is.
+fn unopenable(data_dir: &Path, e: StorageError) -> StorageError {
+    if e.to_string().contains("could not acquire lock") {
+        return e;
+    }
+    StorageError::Damaged {
+        problems: 1,
+        report: format!(
+            "sled cannot open the index (db/): {e}. Nothing was served. Run `tallyq repair \
+             --data-dir {}` (it rewrites a damaged sled config file; an index sled cannot read \
+             at all needs db/ from a backup)",
+            data_dir.display()
+        ),
     }
 }
 

@@ -130,7 +130,10 @@ async fn compactions_counted(server: &TestServer) -> String {
         }
         tokio::time::sleep(POLL_PAUSE).await;
     }
-    panic!("tallyq_compactions_total stayed 0: {}", scrape(server).await);
+    panic!(
+        "tallyq_compactions_total stayed 0: {}",
+        scrape(server).await
+    );
 }
 
 /// A payload of `len` bytes tagged with `tag`.

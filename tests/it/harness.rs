@@ -377,6 +377,62 @@ impl ProcessServer {
         ])
     }
 
+    /// Like [`ProcessServer::start`], but a broker that exits before it
+    /// listens (it refused its data dir) is `Err` with what it printed to
+    /// standard error.
+    pub fn try_start(data_dir: &Path) -> Result<ProcessServer, String> {
+        let token_file = data_dir.with_extension("token");
+        std::fs::write(&token_file, OPERATOR_TOKEN).unwrap();
+        let stderr_path = data_dir.with_extension("stderr");
+        let stderr = std::fs::File::create(&stderr_path).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tallyq"))
+            .arg("serve")
+            .args(["--metrics-listen", &free_port().to_string()])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--listen", "127.0.0.1:0", "--clock", "manual"])
+            .arg("--operator-token-file")
+            .arg(&token_file)
+            .args(["--min-free-disk-bytes", TEST_MIN_FREE_DISK])
+            // "tallyq serving" (info) comes once the store is open and loaded.
+            .env("RUST_LOG", "warn,tallyq::server=info")
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .expect("start tallyq");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let address = loop {
+            match lines.next() {
+                Some(Ok(line)) => {
+                    if let Some(addr) = line.strip_prefix("tallyq listening on ") {
+                        break format!("http://{addr}");
+                    }
+                }
+                _ => {
+                    child.wait().unwrap();
+                    return Err(std::fs::read_to_string(&stderr_path).unwrap_or_default());
+                }
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        // It listens before it opens the store: wait for serving or exit.
+        let since = std::time::Instant::now();
+        loop {
+            let printed = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+            if printed.contains("tallyq serving") {
+                return Ok(ProcessServer { address, child });
+            }
+            if child.try_wait().unwrap().is_some() {
+                return Err(std::fs::read_to_string(&stderr_path).unwrap_or_default());
+            }
+            assert!(
+                since.elapsed() < Duration::from_secs(60),
+                "tallyq neither served nor exited within a minute: {printed}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Starts the binary with exactly these arguments and waits for its
     /// "listening on" line.
     pub fn spawn(args: &[&std::ffi::OsStr]) -> ProcessServer {

@@ -12,6 +12,7 @@ mod clock;
 mod compaction;
 mod control;
 mod corrupt_sets;
+mod damage;
 mod dead_letter_timer;
 mod delivery;
 mod disk_watermark;

@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 
 use crate::broker::{Message, MessageSet};
-use crate::storage::{SetLocation, StorageResult, Store, WriteSet};
+use crate::storage::{SetIdentity, SetLocation, StorageResult, Store, WriteSet};
 
 /// The in-memory summary of one stored message set.
 #[derive(Debug, Clone, Copy)]
@@ -109,10 +109,20 @@ impl TopicLog {
         let first_offset = self.state.next_offset;
         let count = messages.len() as u32;
         let publish_ms = publish_ms.max(self.state.last_publish_ms);
-        let location = store.append_set(MessageSet {
+        let identity = SetIdentity {
+            topic_id,
+            first_offset,
+            count,
+            bytes,
             publish_ms,
-            messages,
-        })?;
+        };
+        let location = store.append_set(
+            identity,
+            MessageSet {
+                publish_ms,
+                messages,
+            },
+        )?;
         let set = SetSummary {
             first_offset,
             count,

@@ -8,7 +8,7 @@ use crate::broker::topic::SetSummary;
 use crate::broker::{Message, MessageSet};
 use crate::storage::keys;
 use crate::storage::records::{BlobRef, MessageSetRecord, SetHeaderRecord, StoredMessage};
-use crate::storage::{StorageError, StorageResult, Store, WriteSet};
+use crate::storage::{SetIdentity, StorageError, StorageResult, Store, WriteSet};
 
 /// Where a message set's bytes are in the segment files. Opaque outside
 /// storage: the broker keeps it in its set summaries and hands it back to
@@ -69,20 +69,44 @@ impl Store {
             })
     }
 
-    /// Writes a set's messages to the segment files and returns where they
-    /// are. Store the set's header (with it) in a write queued afterwards.
-    /// The messages move into their rows (no payload or header is copied).
-    pub fn append_set(&self, set: MessageSet) -> StorageResult<SetLocation> {
+    /// Writes a set's messages to the segment files, in a frame that names
+    /// the set (`identity`: topic, first offset, count, bytes, publish time;
+    /// see `storage/frame.rs`), and returns where they are. Store the set's
+    /// header (with it) in a write queued afterwards. The messages move into
+    /// their rows (no payload or header is copied).
+    pub fn append_set(&self, identity: SetIdentity, set: MessageSet) -> StorageResult<SetLocation> {
         let encoded = prost::Message::encode_to_vec(&MessageSetRecord {
             publish_ms: set.publish_ms,
             messages: set.messages.into_iter().map(StoredMessage::from).collect(),
         });
-        self.append_blob(&encoded).map(SetLocation)
+        self.append_frame(&identity, &encoded).map(SetLocation)
     }
 
-    /// Reads a set's messages back from the segment files.
+    /// Reads a set's messages back from the segment files. A frame that
+    /// names another set than `set` is damage ([`StorageError::Corrupt`]).
     pub fn read_set(&self, set: &SetSummary) -> StorageResult<MessageSet> {
-        let stored = self.read_blob::<MessageSetRecord>(&set.location.0)?;
+        let blob = &set.location.0;
+        let (header, body) = self.read_frame(blob)?;
+        if let Some(header) = header {
+            let id = header.identity;
+            if id.first_offset != set.first_offset || id.count != set.count {
+                return Err(StorageError::Corrupt {
+                    key: format!("segment {} position {}", blob.segment, blob.position),
+                    reason: format!(
+                        "the frame holds offsets {}..{}, the index says {}..{}",
+                        id.first_offset,
+                        id.end(),
+                        set.first_offset,
+                        set.end()
+                    ),
+                });
+            }
+        }
+        let stored: MessageSetRecord =
+            prost::Message::decode(body).map_err(|source| StorageError::Decode {
+                key: format!("segment {} position {}", blob.segment, blob.position),
+                source,
+            })?;
         Ok(MessageSet {
             publish_ms: stored.publish_ms,
             messages: stored.messages.into_iter().map(Message::from).collect(),
@@ -182,11 +206,21 @@ mod tests {
                 })
                 .collect();
             let publish_ms = first_offset as i64;
+            let identity = SetIdentity {
+                topic_id: 1,
+                first_offset,
+                count,
+                bytes: count as u64,
+                publish_ms,
+            };
             let location = store
-                .append_set(MessageSet {
-                    publish_ms,
-                    messages,
-                })
+                .append_set(
+                    identity,
+                    MessageSet {
+                        publish_ms,
+                        messages,
+                    },
+                )
                 .unwrap();
             let set = SetSummary {
                 first_offset,

@@ -21,11 +21,14 @@ impl Store {
             .collect()
     }
 
-    /// A topic's log counters as last stored (zeros when none are).
+    /// A topic's log counters as last stored (zeros when none are). The
+    /// next offset is above every offset a frame of the topic in the segments
+    /// holds (found at open), so offsets of writes that never committed are
+    /// skipped, never reused.
     pub fn topic_state(&self, topic_id: u64) -> StorageResult<TopicState> {
         let row: TopicStateRecord = self.get(&keys::topic_state(topic_id))?.unwrap_or_default();
         Ok(TopicState {
-            next_offset: row.next_offset,
+            next_offset: row.next_offset.max(self.frame_high_water(topic_id)),
             expired_messages: row.expired_messages,
             reclaimed_messages: row.reclaimed_messages,
             last_publish_ms: row.last_publish_ms,
