@@ -43,6 +43,8 @@ pub const LEDGER_KEY: u8 = b'I';
 pub const COUNTER_JOURNAL: u8 = b'J';
 /// Singleton records (the manual clock).
 pub const META: u8 = b'x';
+/// A tenant's data key, wrapped by the master key, by tenant id.
+pub const DATA_KEY: u8 = b'W';
 
 fn with_prefix(prefix: u8, parts: &[&[u8]]) -> Vec<u8> {
     let len = 1 + parts.iter().map(|p| p.len()).sum::<usize>();
@@ -156,6 +158,16 @@ pub fn counter_journal(seq: u64) -> Vec<u8> {
 /// Key of the manual clock's reading.
 pub fn manual_clock() -> Vec<u8> {
     with_prefix(META, &[b"manual_clock"])
+}
+
+/// Key of a tenant's wrapped data key.
+pub fn data_key(tenant: &str) -> Vec<u8> {
+    with_prefix(DATA_KEY, &[tenant.as_bytes()])
+}
+
+/// Key of the server's wrapped key.
+pub fn server_key() -> Vec<u8> {
+    with_prefix(META, &[b"server_key"])
 }
 
 /// Prefix of all keys of `keyspace` that belong to the id `id`.

@@ -359,3 +359,11 @@ pub struct CounterJournalRecord {
     #[prost(message, repeated, tag = "1")]
     pub entries: Vec<CounterDelta>,
 }
+
+/// A data key wrapped by the master key (nonce, ciphertext, tag).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct WrappedKeyRecord {
+    /// The wrapped key.
+    #[prost(bytes = "vec", tag = "1")]
+    pub wrapped: Vec<u8>,
+}
