@@ -12,6 +12,7 @@ use prost::Message as _;
 use tallyq::broker::subscription::{ClaimRules, SubState};
 use tallyq::broker::topic::SetSummary;
 use tallyq::broker::{Message, MessageSet};
+use tallyq::crypto::{DataKey, SetAad, TenantKeys};
 use tallyq::metering::{units_for_bytes, UsageDelta};
 use tallyq::proto::v1 as pb;
 use tallyq::storage::{Store, WriteSet};
@@ -101,11 +102,22 @@ fn append_set(
     first_offset: u64,
     messages: &[Message],
 ) {
+    // One tenant's keys, derived once (the broker caches them in its keyring).
+    static KEYS: std::sync::OnceLock<TenantKeys> = std::sync::OnceLock::new();
+    let keys = KEYS.get_or_init(|| TenantKeys::derive("bench", &DataKey::generate()));
+    let at = SetAad {
+        topic_id,
+        first_offset,
+    };
     let location = store
-        .append_set(MessageSet {
-            publish_ms: 0,
-            messages: messages.to_vec(),
-        })
+        .append_set(
+            keys,
+            at,
+            MessageSet {
+                publish_ms: 0,
+                messages: messages.to_vec(),
+            },
+        )
         .expect("append");
     writes.put_set(
         topic_id,

@@ -11,6 +11,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use tallyq::broker::topic::{SetSummary, TopicState};
 use tallyq::broker::{Message, MessageSet};
+use tallyq::crypto::{DataKey, SetAad, TenantKeys};
 use tallyq::metering::{units_for_bytes, UsageDelta};
 use tallyq::storage::{Store, WriteSet};
 
@@ -36,6 +37,7 @@ async fn run(store: &Store, variant: Variant, topic_base: u64) -> f64 {
         let store = store.clone();
         let payload = payload.clone();
         tasks.push(tokio::spawn(async move {
+            let keys = TenantKeys::derive("tenant", &DataKey::generate());
             let topic_id = topic_base + writer as u64;
             let mut state = TopicState::default();
             for _ in 0..BATCHES_PER_WRITER {
@@ -60,11 +62,19 @@ async fn run(store: &Store, variant: Variant, topic_base: u64) -> f64 {
                     usage.write("tenant", 20_000, &mut writes);
                 }
                 let first = state.next_offset;
+                let at = SetAad {
+                    topic_id,
+                    first_offset: first,
+                };
                 let location = store
-                    .append_set(MessageSet {
-                        publish_ms: 0,
-                        messages,
-                    })
+                    .append_set(
+                        &keys,
+                        at,
+                        MessageSet {
+                            publish_ms: 0,
+                            messages,
+                        },
+                    )
                     .expect("append");
                 writes.put_set(
                     topic_id,

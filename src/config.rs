@@ -107,6 +107,11 @@ pub struct Config {
     pub min_free_disk_bytes: MinFreeDisk,
     /// Plans by name; `standard` is built in and may be overridden here.
     pub plans: BTreeMap<String, Plan>,
+    /// File holding the master key (64 hex digits) that wraps every tenant's
+    /// data key (encryption at rest). Default: `<data_dir>/master.key`,
+    /// generated with mode 0600 on first start when missing; keep it out of
+    /// the data dir (a mounted secret) in production.
+    pub master_key_file: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -133,6 +138,7 @@ impl Default for Config {
             tls_client_ca_file: None,
             min_free_disk_bytes: MinFreeDisk::DEFAULT,
             plans,
+            master_key_file: None,
         }
     }
 }
@@ -214,6 +220,13 @@ impl Config {
         self.billing_reader_token_file
             .clone()
             .unwrap_or_else(|| self.data_dir.join("billing-reader.token"))
+    }
+
+    /// The master key file in effect.
+    pub fn master_key_path(&self) -> PathBuf {
+        self.master_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("master.key"))
     }
 
     /// The shutdown grace period.

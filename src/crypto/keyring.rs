@@ -94,10 +94,9 @@ impl Keyring {
                 })?;
             tenants.insert(owner.clone(), Arc::new(TenantKeys::derive(&owner, &key)));
         }
-        for tenant in store.tenants()? {
-            let live = tenant.status != crate::tenancy::TenantStatus::Terminated;
-            if live && !tenants.contains_key(&tenant.id) {
-                return Err(KeyringError::Unencrypted(tenant.id));
+        for id in store.live_tenant_ids()? {
+            if !tenants.contains_key(&id) {
+                return Err(KeyringError::Unencrypted(id));
             }
         }
         Ok(Keyring {

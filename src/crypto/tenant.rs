@@ -32,6 +32,12 @@ impl DataKey {
     }
 }
 
+impl std::fmt::Debug for DataKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DataKey(..)")
+    }
+}
+
 impl Drop for DataKey {
     fn drop(&mut self) {
         // Best effort: the derived keys live on in ring's key schedules.

@@ -18,6 +18,7 @@ use super::ServerError;
 use crate::billing::Billing;
 use crate::broker::Broker;
 use crate::config::Config;
+use crate::crypto::{load_or_create_master_key, Keyring, MasterKey};
 use crate::metering::Calendar;
 use crate::observability::Metrics;
 use crate::quota::admission::Admission;
@@ -46,6 +47,8 @@ pub(super) struct Prepared {
     billing_reader_token: String,
     /// The one recorder (counters keep counting across store recoveries).
     pub(super) metrics: Arc<Metrics>,
+    /// The master key that wraps the data keys.
+    master_key: Arc<MasterKey>,
 }
 
 /// What [`load`] hands to a serving round: the domain, the store (kept for
@@ -69,6 +72,17 @@ pub(super) fn prepare(config: &Config) -> Result<(Prepared, Option<ExporterFutur
         &config.billing_reader_token_path(),
         load_or_create_billing_reader_token,
     )?;
+    let master_path = config.master_key_path();
+    let (master_key, generated) =
+        load_or_create_master_key(&master_path).map_err(|source| ServerError::MasterKey {
+            path: master_path.clone(),
+            source,
+        })?;
+    if generated {
+        tracing::warn!(path = %master_path.display(),
+            "no master key was configured; generated one (mode 0600): keep it safe, without it \
+             no stored message can be read");
+    }
     let (metrics, exporter) = Metrics::new(
         &config.node_id,
         config.metrics_max_tenant_labels,
@@ -78,6 +92,7 @@ pub(super) fn prepare(config: &Config) -> Result<(Prepared, Option<ExporterFutur
         operator_token,
         billing_reader_token,
         metrics: Arc::new(metrics),
+        master_key: Arc::new(master_key),
     };
     Ok((prepared, exporter))
 }
@@ -86,6 +101,8 @@ pub(super) fn prepare(config: &Config) -> Result<(Prepared, Option<ExporterFutur
 pub(super) fn load(config: &Config, prepared: &Prepared) -> Result<Loaded, ServerError> {
     let (store, committer) = Store::open(&config.data_dir, config.cache_capacity_bytes)?;
     store.disk().set_minimum(config.min_free_disk_bytes);
+    // Before anything else reads or writes: a wrong master key refuses here.
+    let keyring = Arc::new(Keyring::open(&store, prepared.master_key.clone())?);
     let clock = clock_store::restore(&store, config.clock)?;
     let tenancy = Arc::new(Tenancy::load(
         store.clone(),
@@ -93,6 +110,7 @@ pub(super) fn load(config: &Config, prepared: &Prepared) -> Result<Loaded, Serve
         config.plans.clone(),
         &prepared.operator_token,
         &prepared.billing_reader_token,
+        keyring,
     )?);
     let metrics = prepared.metrics.clone();
     let admission = Arc::new(

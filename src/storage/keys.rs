@@ -84,9 +84,9 @@ pub fn set_header(topic_id: u64, first_offset: u64) -> Vec<u8> {
     )
 }
 
-/// Key of a dedup entry.
-pub fn dedup(topic_id: u64, dedup_id: &str) -> Vec<u8> {
-    with_prefix(DEDUP, &[&topic_id.to_be_bytes(), dedup_id.as_bytes()])
+/// Key of a dedup entry (by the dedup id's keyed hash).
+pub fn dedup(topic_id: u64, tag: &[u8]) -> Vec<u8> {
+    with_prefix(DEDUP, &[&topic_id.to_be_bytes(), tag])
 }
 
 /// Key of a subscription record.

@@ -34,6 +34,13 @@ pub struct TenantRecord {
     /// Per-tenant quota overrides over the plan, by plan field name.
     #[prost(map = "string, uint64", tag = "8")]
     pub quota_overrides: HashMap<String, u64>,
+    /// The display name sealed under the tenant's data key (tags 2 and 3
+    /// stay empty since encryption at rest).
+    #[prost(bytes = "vec", tag = "9")]
+    pub sealed_display_name: Vec<u8>,
+    /// The contact e-mail sealed under the tenant's data key.
+    #[prost(bytes = "vec", tag = "10")]
+    pub sealed_contact_email: Vec<u8>,
 }
 
 /// A device id bound to one tenant.

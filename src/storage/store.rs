@@ -216,16 +216,9 @@ impl Store {
             .map_err(StorageError::not_applied)
     }
 
-    /// Reads a blob back and decodes it.
-    pub(super) fn read_blob<T: prost::Message + Default>(
-        &self,
-        blob: &records::BlobRef,
-    ) -> StorageResult<T> {
-        let bytes = bytes::Bytes::from(self.segments.read(blob)?);
-        T::decode(bytes).map_err(|source| StorageError::Decode {
-            key: format!("segment {} position {}", blob.segment, blob.position),
-            source,
-        })
+    /// Reads a blob's bytes back (checksum verified).
+    pub(super) fn read_blob_bytes(&self, blob: &records::BlobRef) -> StorageResult<Vec<u8>> {
+        self.segments.read(blob)
     }
 
     /// At start-up: records a blob that a stored reference points to.

@@ -75,10 +75,13 @@ impl Broker {
         let bytes: u64 = dead.messages.iter().map(|(_, m)| message_bytes(m)).sum();
         let mut log = dlq.log.lock().await;
         let mut dlq_writes = WriteSet::new();
-        let appended = Room::needed(dlq, &log, bytes).and_then(|room| {
+        let keys = self.tenancy.data_keys(&dlq.tenant);
+        let appended = keys.and_then(|keys| {
+            let room = Room::needed(dlq, &log, bytes)?;
             let messages = dead.messages.iter().map(|(_, m)| m.clone()).collect();
             room.append(
                 &self.store,
+                &keys,
                 dlq,
                 &mut log,
                 messages,

@@ -74,6 +74,7 @@ impl Broker {
     ) -> Result<PendingProduce> {
         let (plan, sizes) = self.admit_batch(key, topic_name, &messages)?;
         let topic = self.topic(&key.tenant, topic_name)?;
+        let keys = self.tenancy.data_keys(&key.tenant)?;
         let window_ms = topic.settings().dedup_window_seconds as i64 * 1000;
 
         let mut log = topic.log.lock().await;
@@ -83,6 +84,7 @@ impl Broker {
         let now = self.clock.now_ms().max(log.state.last_publish_ms);
         let batch = self.sort_out_duplicates(
             &topic,
+            &keys,
             messages,
             &sizes,
             log.state.next_offset,
@@ -111,13 +113,14 @@ impl Broker {
         // If appending fails, the log is unchanged and nothing is queued.
         let reclaimed = room.append(
             &self.store,
+            &keys,
             &topic,
             &mut log,
             batch.stored,
             now,
             &mut writes,
         )?;
-        let dedup_ids = remember_dedup_ids(&topic, &batch.dedup, now, &mut writes);
+        let dedup_ids = remember_dedup_ids(&topic, &keys, &batch.dedup, now, &mut writes);
         // The usage rides in the same atomic write as the messages it counts.
         batch
             .usage

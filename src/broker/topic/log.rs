@@ -4,6 +4,7 @@
 use std::collections::VecDeque;
 
 use crate::broker::{Message, MessageSet};
+use crate::crypto::{SetAad, TenantKeys};
 use crate::storage::{SetLocation, StorageResult, Store, WriteSet};
 
 /// The in-memory summary of one stored message set.
@@ -92,10 +93,13 @@ impl TopicLog {
     /// Appends a set of messages published at `publish_ms` (never earlier
     /// than the previous set): the messages go to the segment files now, the
     /// set's header into `writes`. Returns the first offset. The caller has
-    /// checked size caps; on error nothing changed.
+    /// checked size caps; on error nothing changed. The set is sealed under
+    /// the tenant's `keys`, bound to the topic and its first offset.
+    #[allow(clippy::too_many_arguments)]
     pub fn append(
         &mut self,
         store: &Store,
+        keys: &TenantKeys,
         topic_id: u64,
         messages: Vec<Message>,
         bytes: u64,
@@ -105,10 +109,18 @@ impl TopicLog {
         let first_offset = self.state.next_offset;
         let count = messages.len() as u32;
         let publish_ms = publish_ms.max(self.state.last_publish_ms);
-        let location = store.append_set(MessageSet {
-            publish_ms,
-            messages,
-        })?;
+        let at = SetAad {
+            topic_id,
+            first_offset,
+        };
+        let location = store.append_set(
+            keys,
+            at,
+            MessageSet {
+                publish_ms,
+                messages,
+            },
+        )?;
         let set = SetSummary {
             first_offset,
             count,
