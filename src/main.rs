@@ -6,7 +6,7 @@
 mod cli;
 
 use clap::Parser;
-use cli::{serve, Cli, Command};
+use cli::{keys, serve, Cli, Command};
 use tallyq::config::LogFormat;
 
 #[tokio::main]
@@ -18,6 +18,7 @@ async fn main() -> anyhow::Result<()> {
             tallyq::observability::init_logging(config.log_format == LogFormat::Json);
             serve(config).await
         }
+        Command::Keys(cmd) => keys(cmd).await,
         _ => cli.run_client().await,
     }
 }

@@ -28,6 +28,7 @@ mod billing;
 mod data;
 mod device;
 mod key;
+mod keys;
 mod ledger;
 mod ops;
 mod print;
@@ -40,6 +41,8 @@ use billing::{AccountArgs, PaymentArgs, SettleArgs, StatementArgs};
 use data::{ConsumeArgs, ExportArgs, ProduceArgs, SeekArgs};
 use device::DeviceCommand;
 use key::KeyCommand;
+/// The offline master-key commands (main.rs runs them without a broker).
+pub use keys::{keys, KeysCommand};
 use ledger::LedgerCommand;
 use ops::{AuditArgs, ClockCommand, MaintenanceArgs};
 /// Runs the broker (main.rs calls it for `tallyq serve`).
@@ -136,6 +139,9 @@ pub enum Command {
     /// The manual test clock (operator; only with clock = "manual").
     #[command(subcommand)]
     Clock(ClockCommand),
+    /// The master key of a stopped broker's data dir (offline).
+    #[command(subcommand)]
+    Keys(KeysCommand),
 }
 
 impl Cli {
@@ -187,6 +193,7 @@ impl Cli {
         let client = self.connect().await?;
         match &self.command {
             Command::Serve(_) => bail!("serve is not a client command"),
+            Command::Keys(_) => bail!("keys is not a client command"),
             Command::Tenant(cmd) => tenant::tenant(&client, cmd).await,
             Command::Key(cmd) => key::key(&client, cmd).await,
             Command::Topic(cmd) => topic::topic(&client, cmd).await,

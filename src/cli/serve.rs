@@ -53,6 +53,10 @@ pub struct ServeArgs {
     /// produce and creates are refused (default 1 GiB, 0 = off).
     #[arg(long, env = "TALLYQ_MIN_FREE_DISK_BYTES")]
     pub min_free_disk_bytes: Option<MinFreeDisk>,
+    /// Master key file (encryption at rest; default <data-dir>/master.key,
+    /// generated with mode 0600 when missing).
+    #[arg(long, env = "TALLYQ_MASTER_KEY_FILE")]
+    pub master_key_file: Option<PathBuf>,
 }
 
 /// Clock choice on the command line.
@@ -113,6 +117,9 @@ impl ServeArgs {
         if let Some(v) = self.min_free_disk_bytes {
             config.min_free_disk_bytes = v;
         }
+        if let Some(v) = &self.master_key_file {
+            config.master_key_file = Some(v.clone());
+        }
         if let Some(v) = self.log_format {
             config.log_format = match v {
                 LogFormatArg::Text => LogFormat::Text,
@@ -141,6 +148,18 @@ pub async fn serve(config: Config) -> Result<()> {
         token_path.display(),
         if generated {
             " (generated now, mode 0600)"
+        } else {
+            ""
+        }
+    );
+    let key_path = config.master_key_path();
+    let (_, generated) = tallyq::crypto::load_or_create_master_key(&key_path)
+        .with_context(|| format!("master key file {}", key_path.display()))?;
+    println!(
+        "master key: {}{}",
+        key_path.display(),
+        if generated {
+            " (generated now, mode 0600: keep it safe, without it no stored message can be read)"
         } else {
             ""
         }
