@@ -52,13 +52,14 @@ fn units(c: &mut Criterion) {
     });
     c.bench_function("usage of a 100-message batch with device ids", |b| {
         let devices: Vec<String> = (0..100).map(|i| format!("8600000000{i:05}")).collect();
+        let keys = TenantKeys::derive("tenant", &DataKey::generate());
         b.iter(|| {
             let mut usage = UsageDelta::default();
             for d in &devices {
                 usage.produced("telemetry", d, 1);
             }
             let mut writes = WriteSet::new();
-            usage.write("tenant", 20_000, &mut writes);
+            usage.write(&keys, 20_000, &mut writes);
             writes
         })
     });

@@ -59,7 +59,7 @@ async fn run(store: &Store, variant: Variant, topic_base: u64) -> f64 {
                         let bytes = (m.payload.len() + m.device_id.len()) as u64;
                         usage.produced("topic", &m.device_id, units_for_bytes(bytes));
                     }
-                    usage.write("tenant", 20_000, &mut writes);
+                    usage.write(&keys, 20_000, &mut writes);
                 }
                 let first = state.next_offset;
                 let at = SetAad {

@@ -23,7 +23,8 @@ impl Billing {
         let last = self.last_settled(&record)?;
         let settled = self.settled_through(tenant)?;
         let mut lines = Vec::new();
-        for (day, dimension, usage) in self.store.usage_of(tenant)? {
+        let keys = self.tenancy.data_keys(tenant).ok();
+        for (day, dimension, usage) in self.store.usage_of(tenant, keys.as_deref())? {
             if day > last {
                 lines.push(UsageLine {
                     day: self.calendar.day_name(day),

@@ -37,7 +37,7 @@ impl Broker {
                 let until = now.min(self.calendar.day_start_ms(day + 1));
                 let mut usage = UsageDelta::default();
                 usage.stored(&topic.name, bytes * (until - from) as u64);
-                usage.write(&topic.tenant, day, &mut writes);
+                usage.write_without_devices(&topic.tenant, day, &mut writes);
                 from = until;
             }
         }

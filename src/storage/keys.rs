@@ -25,7 +25,7 @@ pub const CURSOR: u8 = b'C';
 pub const PENDING: u8 = b'P';
 /// A run of first deliveries of a subscription, by subscription id and first offset.
 pub const PENDING_RUN: u8 = b'R';
-/// Device binding, by device id.
+/// Device binding, by the device id's HMAC.
 pub const DEVICE: u8 = b'V';
 /// Audit log entry, by sequence number.
 pub const AUDIT: u8 = b'A';
@@ -45,6 +45,9 @@ pub const COUNTER_JOURNAL: u8 = b'J';
 pub const META: u8 = b'x';
 /// A tenant's data key, wrapped by the master key, by tenant id.
 pub const DATA_KEY: u8 = b'W';
+/// A device id sealed under its tenant's key, by tenant, 0, the id's HMAC
+/// (layout in `repo/usage.rs`).
+pub const DEVICE_NAME: u8 = b'N';
 
 fn with_prefix(prefix: u8, parts: &[&[u8]]) -> Vec<u8> {
     let len = 1 + parts.iter().map(|p| p.len()).sum::<usize>();
@@ -112,9 +115,9 @@ pub fn pending_run(sub_id: u64, first_offset: u64) -> Vec<u8> {
     )
 }
 
-/// Key of a device binding.
-pub fn device(device_id: &str) -> Vec<u8> {
-    with_prefix(DEVICE, &[device_id.as_bytes()])
+/// Key of a device binding (by the device id's HMAC under the server key).
+pub fn device(tag: &[u8]) -> Vec<u8> {
+    with_prefix(DEVICE, &[tag])
 }
 
 /// Key of an audit entry.

@@ -55,6 +55,10 @@ pub struct DeviceRecord {
     /// When it was bound, Unix ms.
     #[prost(int64, tag = "3")]
     pub bound_ms: i64,
+    /// The device id sealed under the server's key (tag 1 stays empty since
+    /// encryption at rest).
+    #[prost(bytes = "vec", tag = "4")]
+    pub sealed_device_id: Vec<u8>,
 }
 
 /// One entry of the audit log: who did what, when.
@@ -373,4 +377,12 @@ pub struct WrappedKeyRecord {
     /// The wrapped key.
     #[prost(bytes = "vec", tag = "1")]
     pub wrapped: Vec<u8>,
+}
+
+/// A name stored sealed under its owner's data key (a device id).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SealedNameRecord {
+    /// The sealed name (`crypto::seal` field format).
+    #[prost(bytes = "vec", tag = "1")]
+    pub sealed: Vec<u8>,
 }

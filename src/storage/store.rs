@@ -21,7 +21,7 @@ use super::{
 #[derive(Clone)]
 pub struct Store {
     db: sled::Db,
-    tree: sled::Tree,
+    pub(super) tree: sled::Tree,
     segments: Arc<segments::Segments>,
     commits: mpsc::Sender<Job>,
     health: StoreHealth,

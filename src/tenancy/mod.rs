@@ -118,7 +118,7 @@ impl Tenancy {
                 .insert(tenant.id.clone(), Arc::new(plan));
             tenancy.tenants.insert(tenant.id.clone(), tenant);
         }
-        for device in tenancy.store.device_bindings()? {
+        for device in tenancy.store.device_bindings(tenancy.keyring.server())? {
             tenancy.devices.insert(device.device_id.clone(), device);
         }
         for key in tenancy.store.api_keys()? {
@@ -137,10 +137,5 @@ impl Tenancy {
                 "tenant '{tenant}' has no data key (it is terminated)"
             ))
         })
-    }
-
-    /// The keyring (device bindings use the server's keys).
-    pub(crate) fn keyring(&self) -> &Keyring {
-        &self.keyring
     }
 }

@@ -256,7 +256,7 @@ impl Tenancy {
         }
         let devices = self.list_devices(id);
         for device in &devices {
-            writes.delete_device_binding(&device.device_id);
+            writes.delete_device_binding(&device.device_id, self.keyring.server());
         }
         self.commit_audited(writes, actor, "tenant.terminate", id, reason.to_string())
             .await?;

@@ -124,7 +124,7 @@ impl Broker {
         // The usage rides in the same atomic write as the messages it counts.
         batch
             .usage
-            .write(&key.tenant, self.calendar.day_of(now), &mut writes);
+            .write(&keys, self.calendar.day_of(now), &mut writes);
         // The new set's header already records the new end and publish time
         // (start-up takes them from the newest header); the stored counters
         // need rewriting only when reclaiming moved them.
