@@ -70,7 +70,11 @@ async fn rotate_master(args: &RotateArgs) -> Result<()> {
     println!(
         "rewrapped {count} keys under {}{}; start the broker with master_key_file = {}",
         args.new_key_file.display(),
-        if generated { " (generated now, mode 0600)" } else { "" },
+        if generated {
+            " (generated now, mode 0600)"
+        } else {
+            ""
+        },
         args.new_key_file.display()
     );
     Ok(())

@@ -137,12 +137,24 @@ mod tests {
 
     #[test]
     fn a_wrapped_key_opens_only_under_its_master_and_owner() {
-        let (a, b) = (MasterKey::from_bytes(&[1; 32]), MasterKey::from_bytes(&[2; 32]));
+        let (a, b) = (
+            MasterKey::from_bytes(&[1; 32]),
+            MasterKey::from_bytes(&[2; 32]),
+        );
         let key = DataKey::generate();
         let wrapped = a.wrap("acme", &key);
-        assert_eq!(a.unwrap_key("acme", &wrapped).unwrap().expose(), key.expose());
-        assert_eq!(b.unwrap_key("acme", &wrapped).unwrap_err(), CryptoError::Tag);
-        assert_eq!(a.unwrap_key("other", &wrapped).unwrap_err(), CryptoError::Tag);
+        assert_eq!(
+            a.unwrap_key("acme", &wrapped).unwrap().expose(),
+            key.expose()
+        );
+        assert_eq!(
+            b.unwrap_key("acme", &wrapped).unwrap_err(),
+            CryptoError::Tag
+        );
+        assert_eq!(
+            a.unwrap_key("other", &wrapped).unwrap_err(),
+            CryptoError::Tag
+        );
         assert!(!wrapped.windows(32).any(|w| w == key.expose()));
     }
 

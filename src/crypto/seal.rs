@@ -93,8 +93,8 @@ pub fn open_set(
         Some(&SEALED) if body.len() >= SET_OVERHEAD => {}
         _ => return Err(CryptoError::Malformed),
     }
-    let nonce = Nonce::try_assume_unique_for_key(&body[1..HEADER])
-        .map_err(|_| CryptoError::Malformed)?;
+    let nonce =
+        Nonce::try_assume_unique_for_key(&body[1..HEADER]).map_err(|_| CryptoError::Malformed)?;
     let plain = keys
         .sets
         .open_in_place(nonce, Aad::from(set_aad(keys, at)), &mut body[HEADER..])
@@ -208,7 +208,13 @@ mod tests {
         assert_eq!(&copy[range], b"marker-payload");
         for (keys, at) in [
             (&other, at),
-            (&acme, SetAad { first_offset: 101, ..at }),
+            (
+                &acme,
+                SetAad {
+                    first_offset: 101,
+                    ..at
+                },
+            ),
             (&acme, SetAad { topic_id: 4, ..at }),
         ] {
             let mut copy = body.clone();
@@ -222,7 +228,10 @@ mod tests {
     fn fields_open_for_their_owner_and_name_only() {
         let acme = TenantKeys::derive("acme", &DataKey::generate());
         let sealed = acme.seal_field("contact_email", "ops@acme.test");
-        assert_eq!(acme.open_field("contact_email", &sealed).unwrap(), "ops@acme.test");
+        assert_eq!(
+            acme.open_field("contact_email", &sealed).unwrap(),
+            "ops@acme.test"
+        );
         assert!(acme.open_field("display_name", &sealed).is_err());
         assert_ne!(sealed, acme.seal_field("contact_email", "ops@acme.test"));
         let device = acme.seal_field_deterministic("device", "imei-1");

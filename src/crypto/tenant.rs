@@ -119,6 +119,10 @@ impl TenantKeys {
         if cfg!(feature = "bench-unencrypted") {
             return DeviceTag(device_id.as_bytes().to_vec());
         }
-        DeviceTag(hmac::sign(&self.device, device_id.as_bytes()).as_ref().to_vec())
+        DeviceTag(
+            hmac::sign(&self.device, device_id.as_bytes())
+                .as_ref()
+                .to_vec(),
+        )
     }
 }

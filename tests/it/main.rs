@@ -12,6 +12,7 @@ mod corrupt_sets;
 mod delivery;
 mod disk_watermark;
 mod durability;
+mod encryption;
 mod private_files;
 mod produce;
 mod quotas;

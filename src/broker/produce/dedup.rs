@@ -148,7 +148,11 @@ pub(super) fn remember_dedup_ids(
         publish_ms: now,
     };
     for (dedup_id, offset) in dedup {
-        writes.put_dedup(topic.id, &keys.dedup_tag(topic.id, dedup_id), &entry(*offset));
+        writes.put_dedup(
+            topic.id,
+            &keys.dedup_tag(topic.id, dedup_id),
+            &entry(*offset),
+        );
     }
     if !dedup.is_empty() {
         let mut uncommitted = topic.uncommitted_dedup.lock_unpoisoned();

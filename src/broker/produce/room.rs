@@ -81,7 +81,9 @@ impl Room {
         publish_ms: i64,
         writes: &mut WriteSet,
     ) -> Result<u64> {
-        log.append(store, keys, topic.id, messages, self.bytes, publish_ms, writes)?;
+        log.append(
+            store, keys, topic.id, messages, self.bytes, publish_ms, writes,
+        )?;
         let mut reclaimed = 0;
         for _ in 0..self.sets {
             if let Some(set) = log.drop_oldest(topic.id, writes) {

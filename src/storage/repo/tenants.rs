@@ -74,7 +74,8 @@ fn from_row(row: TenantRecord, keys: Option<&TenantKeys>) -> Result<Tenant, Stri
 }
 
 fn to_row(tenant: &Tenant, keys: Option<&TenantKeys>) -> TenantRecord {
-    let seal = |what: &str, plain: &str| keys.map(|k| k.seal_field(what, plain)).unwrap_or_default();
+    let seal =
+        |what: &str, plain: &str| keys.map(|k| k.seal_field(what, plain)).unwrap_or_default();
     TenantRecord {
         id: tenant.id.clone(),
         display_name: String::new(),
@@ -117,7 +118,10 @@ mod tests {
         store.commit(writes).await.unwrap();
         keyring.insert("acme", keys);
         let row: TenantRecord = store.get(b"tacme").unwrap().unwrap();
-        assert_eq!((row.display_name.as_str(), row.contact_email.as_str()), ("", ""));
+        assert_eq!(
+            (row.display_name.as_str(), row.contact_email.as_str()),
+            ("", "")
+        );
         assert!(!row.sealed_contact_email.windows(4).any(|w| w == b"acme"));
         assert_eq!(store.tenants(&keyring).unwrap(), vec![tenant.clone()]);
 

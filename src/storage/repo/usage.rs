@@ -65,7 +65,13 @@ impl WriteSet {
     /// Adds `usage` to the counter of device `device_id` of the owner of
     /// `keys` on billing `day`: keyed by the id's HMAC, the id stored sealed
     /// beside it.
-    pub fn add_device_usage(&mut self, keys: &TenantKeys, day: i64, device_id: &str, usage: &Usage) {
+    pub fn add_device_usage(
+        &mut self,
+        keys: &TenantKeys,
+        day: i64,
+        device_id: &str,
+        usage: &Usage,
+    ) {
         let tenant = keys.owner();
         let tag = keys.device_tag(device_id);
         let name = SealedNameRecord {
