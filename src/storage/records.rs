@@ -108,6 +108,10 @@ pub struct ApiKeyRecord {
     /// A revoked key no longer authenticates.
     #[prost(bool, tag = "8")]
     pub revoked: bool,
+    /// The description sealed under the tenant's data key (tag 6 stays
+    /// empty since encryption at rest: it is free text).
+    #[prost(bytes = "vec", tag = "9")]
+    pub sealed_description: Vec<u8>,
 }
 
 /// A topic's identity and settings.

@@ -121,7 +121,7 @@ impl Tenancy {
         for device in tenancy.store.device_bindings(tenancy.keyring.server())? {
             tenancy.devices.insert(device.device_id.clone(), device);
         }
-        for key in tenancy.store.api_keys()? {
+        for key in tenancy.store.api_keys(&tenancy.keyring)? {
             tenancy.index_key(&key);
             tenancy.keys.insert(key.id.clone(), key);
         }
