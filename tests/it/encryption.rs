@@ -21,7 +21,8 @@ const DEVICE: &str = "DEVICE-MARKER-q7Zp";
 const DEDUP: &str = "DEDUP-MARKER-q7Zp";
 const NAME: &str = "NAME-MARKER-q7Zp";
 const EMAIL: &str = "email-marker-q7zp@acme.example";
-const MARKERS: [&str; 6] = [PAYLOAD, HEADER, DEVICE, DEDUP, NAME, EMAIL];
+const KEY_NOTE: &str = "KEY-DESCRIPTION-MARKER-q7Zp";
+const MARKERS: [&str; 7] = [PAYLOAD, HEADER, DEVICE, DEDUP, NAME, EMAIL, KEY_NOTE];
 
 /// Every marker found in plaintext in any file under `dir`: (marker, file).
 fn markers_in(dir: &Path) -> Vec<(String, PathBuf)> {
@@ -92,7 +93,18 @@ async fn marked_tenant(server: &ProcessServer) -> String {
         })
         .await
         .unwrap();
-    let secret = create_key(&operator, "acme", &[1, 2, 3], &[]).await;
+    let secret = operator
+        .operator()
+        .create_api_key(pb::CreateApiKeyRequest {
+            tenant: "acme".into(),
+            scopes: vec![1, 2, 3],
+            topics: vec![],
+            description: KEY_NOTE.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .secret;
     let acme = server.client(&secret).await;
     create_topic(&acme, "t", Default::default()).await;
     create_sub(&acme, "t", "s", 30).await;
