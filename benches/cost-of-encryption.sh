@@ -61,4 +61,21 @@ for case, label in labels.items():
     c = f"{statistics.median(consume):.3f} ({min(consume):.3f})" if consume else "-"
     print(f"| {label} | {statistics.median(x[0] for x in p):.0f} | {statistics.median(x[0] for x in e):.0f} "
           f"| {statistics.median(produce):.3f} ({min(produce):.3f}) | {c} |")
+# Server CPU per stored message: steadier than msg/s on a shared machine (it
+# does not count time the broker spent waiting for a core).
+cpu = {}
+for line in open(sys.argv[1]):
+    parts = line.split()
+    f = dict(kv.split("=", 1) for kv in parts[3:] if "=" in kv)
+    if f.get("server_cpu_s", "-") != "-" and float(f["produced"]) > 0:
+        cpu.setdefault((parts[1], parts[2]), []).append(
+            float(f["server_cpu_s"]) * 1e6 / float(f["produced"]))
+print("\n| case | plaintext server CPU us/msg | encrypted server CPU us/msg | encrypted / plaintext (per-run: median, worst) |")
+print("|---|---|---|---|")
+for case, label in labels.items():
+    e, p = cpu.get((case, "encrypted"), []), cpu.get((case, "plaintext"), [])
+    r = [a / b for a, b in zip(e, p) if b]
+    if r:
+        print(f"| {label} | {statistics.median(p):.2f} | {statistics.median(e):.2f} "
+              f"| {statistics.median(r):.3f}, {max(r):.3f} |")
 PY
