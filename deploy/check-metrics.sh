@@ -27,9 +27,11 @@ t sub create sensors dash --lock-seconds 10 >/dev/null
 t produce sensors a b c >/dev/null 2>&1
 t consume sensors dash --max 3 --idle-ms 2000 >/dev/null 2>&1
 t topic create 'bad name' >/dev/null 2>&1 || true
+for n in 2 3 4 5 6; do t topic create "extra-$n" >/dev/null 2>&1 || true; done   # the 6th: a quota refusal
 sleep 2.5   # one gauge refresh
 curl -fsS "http://127.0.0.1:$metrics/metrics" > "$work/metrics.txt" 2>/dev/null \
   || python3 -c "import urllib.request,sys; sys.stdout.write(urllib.request.urlopen('http://127.0.0.1:$metrics/metrics').read().decode())" > "$work/metrics.txt"
 grep -q 'tallyq_produced_messages_total{node="node-1",tenant="acme"} 3' "$work/metrics.txt"
+grep '^tallyq_quota_refusals_total{' "$work/metrics.txt" | grep 'kind="topics"' | grep -q 'tenant="acme"'
 promtool check metrics < "$work/metrics.txt"
 echo "metrics exposition: $(grep -c '^tallyq_' "$work/metrics.txt") tallyq series, promtool clean"

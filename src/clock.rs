@@ -3,8 +3,9 @@
 //! of them together.
 //!
 //! `system` follows the wall clock. `manual` (only when the config says so)
-//! starts at the time it was last left at (or the wall clock on first start)
-//! and moves only through [`Clock::advance`], like Stripe's test clocks.
+//! starts at the time it was last left at (or, on first start, the config's
+//! `clock_start`, else the wall clock) and moves only through
+//! [`Clock::advance`], like Stripe's test clocks.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -28,6 +29,21 @@ pub fn wall_clock_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+/// Parses an RFC 3339 instant (`2026-12-01T00:00:00Z`, any offset) into
+/// Unix ms, for the config's `clock_start`.
+pub fn parse_rfc3339_ms(text: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(text.trim())
+        .ok()
+        .map(|t| t.timestamp_millis())
+}
+
+/// Unix ms as an RFC 3339 instant in UTC (`2026-12-01T00:00:00.000Z`).
+pub fn format_rfc3339_ms(unix_ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(unix_ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_else(|| format!("{unix_ms} ms"))
 }
 
 /// A cheaply clonable handle to the broker's clock.
@@ -136,6 +152,14 @@ mod tests {
         assert_eq!(clock.now_ms(), 1_000);
         assert_eq!(clock.advance(Duration::from_secs(2)), Some(3_000));
         assert_eq!(clock.now_ms(), 3_000);
+    }
+
+    #[test]
+    fn rfc3339_instants_round_trip_in_utc() {
+        let ms = parse_rfc3339_ms("2026-12-01T08:00:00+08:00").unwrap();
+        assert_eq!(format_rfc3339_ms(ms), "2026-12-01T00:00:00.000Z");
+        assert_eq!(parse_rfc3339_ms("2026-12-01"), None);
+        assert_eq!(parse_rfc3339_ms("yesterday"), None);
     }
 
     #[test]

@@ -67,6 +67,11 @@ pub struct Config {
     pub node_id: String,
     /// `system` (default) or `manual` (test clock, moved by AdvanceClock).
     pub clock: ClockKind,
+    /// Where a manual clock starts on the broker's first start, as an RFC
+    /// 3339 instant (`"2026-12-01T00:00:00Z"`); only with `clock =
+    /// "manual"`. Later starts resume at the reading last saved (time never
+    /// moves back). Default: the wall clock at first start.
+    pub clock_start: Option<String>,
     /// File holding the operator credential. Default: `<data_dir>/operator.token`,
     /// generated with mode 0600 on first start when missing.
     pub operator_token_file: Option<PathBuf>,
@@ -105,8 +110,25 @@ pub struct Config {
     /// off. Checked before each group commit and once a second, so service
     /// resumes by itself about a second after space returns.
     pub min_free_disk_bytes: MinFreeDisk,
+    /// How often, in seconds, background compaction rewrites mostly-dead
+    /// segments (at most 64 MiB copied per pass); while the disk is below
+    /// `min_free_disk_bytes` it runs every second without that budget.
+    pub compaction_interval_seconds: u64,
+    /// A sealed segment file with less than this percentage of its bytes
+    /// still retained is compacted: its retained sets are copied to the
+    /// active segment and the file deleted. 0 turns compaction off; at most 99.
+    pub compact_below_live_percent: u8,
     /// Plans by name; `standard` is built in and may be overridden here.
     pub plans: BTreeMap<String, Plan>,
+    /// How long a failed-authentication window lasts, in seconds of wall time
+    /// (never the manual test clock): `failed_auth_per_minute` failures of a
+    /// source address claiming one tenant pass, the next is refused with the
+    /// rest of the window to wait. 60 by default (SPEC §4: 20 a minute).
+    pub failed_auth_window_seconds: u64,
+    /// Proxies as CIDR blocks (e.g. `["10.0.0.0/8", "::1/128"]`) whose
+    /// `x-forwarded-for` names the client's address for failed-authentication
+    /// counting; from any other peer the header is ignored. Empty by default.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// File holding the master key (64 hex digits) that wraps every tenant's
     /// data key (encryption at rest). Default: `<data_dir>/master.key`,
     /// generated with mode 0600 on first start when missing; keep it out of
@@ -124,6 +146,7 @@ impl Default for Config {
             metrics_listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
             node_id: "node-1".to_string(),
             clock: ClockKind::System,
+            clock_start: None,
             operator_token_file: None,
             shutdown_grace_seconds: 10,
             cache_capacity_bytes: 256 * 1024 * 1024,
@@ -137,7 +160,11 @@ impl Default for Config {
             tls_key_file: None,
             tls_client_ca_file: None,
             min_free_disk_bytes: MinFreeDisk::DEFAULT,
+            compaction_interval_seconds: 10,
+            compact_below_live_percent: 50,
             plans,
+            failed_auth_window_seconds: 60,
+            trusted_proxies: Vec::new(),
             master_key_file: None,
         }
     }
@@ -186,6 +213,13 @@ impl Config {
                 "settlement_interval_seconds must be at least 1".into(),
             ));
         }
+        if self.compaction_interval_seconds == 0 || self.compact_below_live_percent > 99 {
+            return Err(ConfigError::Invalid(
+                "compaction_interval_seconds must be at least 1 and compact_below_live_percent \
+                 at most 99"
+                    .into(),
+            ));
+        }
         if self.tls_cert_file.is_some() != self.tls_key_file.is_some() {
             return Err(ConfigError::Invalid(
                 "tls_cert_file and tls_key_file go together".into(),
@@ -201,11 +235,36 @@ impl Config {
                 "failed_auth_per_minute must be at least 1".into(),
             ));
         }
+        if !(1..=3600).contains(&self.failed_auth_window_seconds) {
+            return Err(ConfigError::Invalid(
+                "failed_auth_window_seconds must be between 1 and 3600".into(),
+            ));
+        }
+        if let Some(start) = &self.clock_start {
+            if self.clock != ClockKind::Manual {
+                return Err(ConfigError::Invalid(
+                    "clock_start needs clock = \"manual\" (the system clock follows the wall clock)"
+                        .into(),
+                ));
+            }
+            if crate::clock::parse_rfc3339_ms(start).is_none() {
+                return Err(ConfigError::Invalid(format!(
+                    "clock_start '{start}' is not an RFC 3339 instant (e.g. \"2026-12-01T00:00:00Z\")"
+                )));
+            }
+        }
         for (name, plan) in &self.plans {
             plan.validate()
                 .map_err(|e| ConfigError::Invalid(format!("plan '{name}': {e}")))?;
         }
         Ok(())
+    }
+
+    /// The manual clock's configured start, Unix ms (after [`Config::validate`]).
+    pub fn clock_start_ms(&self) -> Option<i64> {
+        self.clock_start
+            .as_deref()
+            .and_then(crate::clock::parse_rfc3339_ms)
     }
 
     /// The operator credential file in effect.

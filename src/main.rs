@@ -1,24 +1,40 @@
 //! The `tallyq` binary: parses arguments, sets up logging, and either runs
 //! the broker (`serve`) or a client command. The broker lives in the
 //! library; the command line and the load tool belong to this binary
-//! ([`cli`]).
+//! ([`cli`]). A failure ends with one `error:` line and a documented exit
+//! code ([`cli::exit`]).
 
 mod cli;
 
-use clap::Parser;
-use cli::{keys, serve, Cli, Command};
+use std::process::ExitCode;
+
+use cli::{exit, keys, serve, Cli, Command};
 use tallyq::config::LogFormat;
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    match &cli.command {
-        Command::Serve(args) => {
-            let config = args.to_config()?;
-            tallyq::observability::init_logging(config.log_format == LogFormat::Json);
-            serve(config).await
-        }
+async fn main() -> ExitCode {
+    let cli = Cli::parse_args();
+    let result = match &cli.command {
+        Command::Serve(args) => match args.to_config() {
+            Ok(config) => {
+                tallyq::observability::init_logging(config.log_format == LogFormat::Json);
+                serve(config).await
+            }
+            Err(e) => Err(e),
+        },
         Command::Keys(cmd) => keys(cmd).await,
-        _ => cli.run_client().await,
+        _ => {
+            exit::quiet_panics();
+            cli.run_client().await
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => exit::report(
+            &e,
+            exit::Context {
+                no_credential: !matches!(cli.command, Command::Serve(_)) && cli.has_no_credential(),
+            },
+        ),
     }
 }

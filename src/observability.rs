@@ -39,7 +39,7 @@ pub mod name {
     pub const RECLAIMED_MESSAGES: &str = "tallyq_reclaimed_messages_total";
     /// Billable units by meter part (produced, delivered, redelivered).
     pub const BILLABLE_UNITS: &str = "tallyq_billable_units_total";
-    /// Requests refused by a quota, by kind.
+    /// Requests refused by a quota, by kind and (bounded) tenant.
     pub const QUOTA_REFUSALS: &str = "tallyq_quota_refusals_total";
     /// RPC latency histogram by method and code.
     pub const RPC_DURATION: &str = "tallyq_rpc_duration_seconds";
@@ -53,6 +53,9 @@ pub mod name {
     pub const STORAGE_BYTES: &str = "tallyq_storage_bytes";
     /// Gauge: tenants by status.
     pub const TENANTS: &str = "tallyq_tenants";
+    /// Gauge: tenants suspended for arrears (unpaid charges), not for abuse
+    /// or an operator's decision (TallyqTenantInArrears alerts on it).
+    pub const TENANTS_IN_ARREARS: &str = "tallyq_tenants_in_arrears";
     /// Gauge: when settlement last closed a day (Unix seconds).
     pub const LAST_SETTLEMENT: &str = "tallyq_last_settlement_timestamp_seconds";
     /// Gauge: 1 while in maintenance mode.
@@ -65,6 +68,10 @@ pub mod name {
     pub const DISK_FREE_BYTES: &str = "tallyq_disk_free_bytes";
     /// Gauge: 1 while the free disk space is below `min_free_disk_bytes`.
     pub const DISK_LOW: &str = "tallyq_disk_low";
+    /// Segments compacted (their live sets moved so the file could go).
+    pub const COMPACTIONS: &str = "tallyq_compactions_total";
+    /// Bytes of live sets copied by compaction.
+    pub const COMPACTED_BYTES: &str = "tallyq_compacted_bytes_total";
 }
 
 /// Help text of every metric (Prometheus wants one).
@@ -106,7 +113,7 @@ const HELP: &[(&str, &str)] = &[
     ),
     (
         name::QUOTA_REFUSALS,
-        "Requests refused by a quota, by kind.",
+        "Requests refused by a quota, by kind and tenant.",
     ),
     (
         name::RPC_DURATION,
@@ -123,6 +130,10 @@ const HELP: &[(&str, &str)] = &[
     (name::RETAINED_BYTES, "Bytes of retained messages."),
     (name::STORAGE_BYTES, "Size of the store on disk."),
     (name::TENANTS, "Tenants by status."),
+    (
+        name::TENANTS_IN_ARREARS,
+        "Tenants suspended for arrears (unpaid charges past the grace period).",
+    ),
     (
         name::LAST_SETTLEMENT,
         "When settlement last closed a day, Unix seconds.",
@@ -147,10 +158,21 @@ const HELP: &[(&str, &str)] = &[
         name::DISK_LOW,
         "1 while free disk space is below min_free_disk_bytes (produce and creates refused).",
     ),
+    (
+        name::COMPACTIONS,
+        "Segments compacted: their live message sets moved to the active segment so the file could be deleted.",
+    ),
+    (
+        name::COMPACTED_BYTES,
+        "Bytes of live message sets copied by compaction.",
+    ),
 ];
 
 /// The label value of tenants beyond the label cap.
 pub const OTHER_TENANT: &str = "other";
+
+/// The tenant label of a series no tenant can be named for.
+const NO_TENANT: &str = "none";
 
 const METADATA: Metadata<'static> = Metadata::new("tallyq", Level::INFO, None);
 
@@ -235,6 +257,18 @@ impl Metrics {
         self.recorder.register_counter(&key, &METADATA).increment(n);
     }
 
+    /// Counts one request refused by a quota of `kind`, labelled with the
+    /// tenant it was refused to (bounded like every per-tenant series), or
+    /// `none` when no tenant is known (a failed authentication naming none).
+    pub fn count_refusal(&self, kind: &'static str, tenant: Option<&str>) {
+        let tenant = tenant.map_or_else(|| NO_TENANT.to_string(), |t| self.tenant_label(t));
+        let key = self.key(
+            name::QUOTA_REFUSALS,
+            &[("kind", kind.into()), ("tenant", tenant)],
+        );
+        self.recorder.register_counter(&key, &METADATA).increment(1);
+    }
+
     /// Adds `n` to a counter with arbitrary labels.
     pub fn count_labeled(&self, name: &'static str, labels: &[(&'static str, String)], n: u64) {
         let key = self.key(name, labels);
@@ -270,7 +304,9 @@ pub fn init_logging(json: bool) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // Colour codes only on a terminal: a log file reads `source=127.0.0.1`.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     if json {
         builder.json().init();
     } else {

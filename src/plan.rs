@@ -211,6 +211,10 @@ impl Plan {
     }
 }
 
+/// The largest `max_message_bytes` a plan may allow: one message and its
+/// framing must fit a 4 MiB response (SPEC §2), with room for headers.
+pub const MAX_MESSAGE_BYTES_ANY_PLAN: u64 = 4 * MIB - 64 * KIB;
+
 impl Plan {
     /// Checks the plan's own consistency (used by config validation).
     pub fn validate(&self) -> std::result::Result<(), String> {
@@ -237,6 +241,12 @@ impl Plan {
         if self.max_batch_messages == 0 || self.max_batch_bytes == 0 || self.max_message_bytes == 0
         {
             return Err("batch and message limits must be positive".into());
+        }
+        if self.max_message_bytes > MAX_MESSAGE_BYTES_ANY_PLAN {
+            return Err(format!(
+                "max_message_bytes may be at most {MAX_MESSAGE_BYTES_ANY_PLAN} (4 MiB - 64 KiB), \
+                 so every delivery fits one response of a stock client's 4 MiB limit"
+            ));
         }
         if self.produce_units_per_second == 0
             || self.produce_burst_units == 0

@@ -1,51 +1,91 @@
-//! Authentication as a tonic interceptor applied once per service: it reads
-//! `authorization: Bearer <token>`, resolves it to a [`Principal`] and puts
-//! that in the request's extensions, where handlers pick it up.
+//! Authentication and access as a tonic interceptor applied once per
+//! service: it reads `authorization: Bearer <token>`, resolves it to a
+//! [`Principal`], refuses a caller the called RPC's row of the access table
+//! (`tenancy::RULES`) does not admit, and puts the principal in the request's
+//! extensions, where handlers pick it up. Failed authentications count per
+//! source address and claimed tenant (`quota::failed_auth`).
 
 use std::sync::Arc;
 
+use ipnet::IpNet;
 use tokio_util::task::TaskTracker;
 use tonic::{Request, Status};
 
+use super::access::NamesTopics;
+use super::rpc_metrics::RpcMethod;
+use super::source::source_address;
 use crate::error::Error;
-use crate::quota::admission::Admission;
-use crate::tenancy::{Principal, Tenancy, TenantKey};
+use crate::quota::admission::{Admission, Claim};
+use crate::tenancy::{need_of, validate_tenant_id, Principal, Tenancy, TenantKey};
 
-/// Which kind of caller a service admits.
-#[derive(Clone, Copy, Debug)]
-pub enum Audience {
-    /// Tenant API keys (Broker, Admin).
-    Tenant,
-    /// The operator credential (Operator).
-    Operator,
-    /// Any valid credential; the handlers decide what each may read (Billing).
-    Billing,
-}
-
-/// The interceptor: authenticates and checks the audience.
+/// The interceptor: authenticates, counts failures, and applies the access table.
 #[derive(Clone)]
 pub struct AuthInterceptor {
     tenancy: Arc<Tenancy>,
     admission: Arc<Admission>,
-    audience: Audience,
+    trusted_proxies: Arc<[IpNet]>,
     tasks: TaskTracker,
 }
 
 impl AuthInterceptor {
-    /// An interceptor admitting `audience`; failed authentications count
-    /// against the source address in `admission` and are audited in a task
-    /// of `tasks` (so shutdown waits for the audit write).
+    /// An interceptor over `tenancy`'s credentials; failed authentications
+    /// count in `admission` by source address (the `x-forwarded-for` of a
+    /// peer in `trusted_proxies`) and claimed tenant, and are audited in a
+    /// task of `tasks` (so shutdown waits for the audit write).
     pub fn new(
         tenancy: Arc<Tenancy>,
         admission: Arc<Admission>,
-        audience: Audience,
+        trusted_proxies: &[IpNet],
         tasks: TaskTracker,
     ) -> Self {
         AuthInterceptor {
             tenancy,
             admission,
-            audience,
+            trusted_proxies: trusted_proxies.into(),
             tasks,
+        }
+    }
+
+    /// The tenant a credential claims by its `tq_<tenant>_` prefix.
+    fn claim(&self, token: Option<&str>) -> Claim {
+        let Some(rest) = token.and_then(|t| t.strip_prefix("tq_")) else {
+            return Claim::NoTenant;
+        };
+        match rest.split_once('_') {
+            Some((tenant, _))
+                if validate_tenant_id(tenant).is_ok() && self.tenancy.has_tenant(tenant) =>
+            {
+                Claim::Tenant(tenant.to_string())
+            }
+            Some(_) => Claim::UnknownTenant,
+            None => Claim::NoTenant,
+        }
+    }
+
+    /// Counts and audits a failed authentication; the error to answer.
+    fn failed(
+        &self,
+        request: &Request<()>,
+        source: Option<std::net::IpAddr>,
+        claim: &Claim,
+        e: Error,
+    ) -> Status {
+        let method = request_method(request);
+        let who = source
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| "unknown".into());
+        tracing::warn!(source = %who, %method, "authentication failed");
+        // Audited with the source address, never the credential. The
+        // per-source limit bounds how many of these can be written.
+        let tenancy = self.tenancy.clone();
+        self.tasks.spawn(async move {
+            if let Err(e) = tenancy.audit_now(&who, "auth.failed", "", method).await {
+                tracing::error!(error = %e, "cannot audit a failed authentication");
+            }
+        });
+        match self.admission.note_failed_auth(source, claim) {
+            Ok(()) => e.into(),
+            Err(blocked) => blocked.into(),
         }
     }
 }
@@ -60,51 +100,33 @@ fn bearer<T>(request: &Request<T>) -> Option<&str> {
 
 impl tonic::service::Interceptor for AuthInterceptor {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        let address = request.remote_addr().map(|a| a.ip());
-        self.admission.check_address(address)?;
-        let principal = match self.tenancy.authenticate(bearer(&request)) {
+        let forwarded: Vec<&str> = request
+            .metadata()
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        let peer = request.remote_addr().map(|a| a.ip());
+        let source = source_address(peer, &forwarded, &self.trusted_proxies);
+        let token = bearer(&request);
+        let claim = self.claim(token);
+        self.admission.check_source(source, &claim)?;
+        let principal = match self.tenancy.authenticate(token) {
             Ok(principal) => principal,
-            Err(e) => {
-                self.admission.note_failed_auth(address);
-                let method = request_method(&request);
-                tracing::warn!(source = ?address, %method, "authentication failed");
-                // Audited with the source address, never the credential. The
-                // per-address limit bounds how many of these can be written.
-                let tenancy = self.tenancy.clone();
-                let source = address
-                    .map(|a| a.to_string())
-                    .unwrap_or_else(|| "unknown".into());
-                self.tasks.spawn(async move {
-                    if let Err(e) = tenancy.audit_now(&source, "auth.failed", "", method).await {
-                        tracing::error!(error = %e, "cannot audit a failed authentication");
-                    }
-                });
-                return Err(e.into());
-            }
+            Err(e) => return Err(self.failed(&request, source, &claim, e)),
         };
-        match (&principal, self.audience) {
-            (_, Audience::Billing)
-            | (Principal::Tenant(_), Audience::Tenant)
-            | (Principal::Operator, Audience::Operator) => {}
-            (Principal::BillingReader, _) => {
-                return Err(Error::PermissionDenied(
-                    "the billing-reader credential may only read the Billing service".into(),
-                )
-                .into())
-            }
-            (Principal::Operator, Audience::Tenant) => {
-                return Err(Error::PermissionDenied(
-                    "the operator credential cannot act as a tenant; use a tenant API key".into(),
-                )
-                .into())
-            }
-            (Principal::Tenant(_), Audience::Operator) => {
-                return Err(Error::PermissionDenied(
-                    "this service needs the operator credential".into(),
-                )
-                .into())
-            }
-        }
+        // The RPC-metrics layer names the method (an interceptor sees no URI).
+        let method = request
+            .extensions()
+            .get::<RpcMethod>()
+            .map(|m| m.0.as_str());
+        let need = method.and_then(need_of).ok_or_else(|| {
+            Error::PermissionDenied(format!(
+                "no access rule for {}: refused",
+                method.unwrap_or("this call")
+            ))
+        })?;
+        principal.authorize(need)?;
         let who = match &principal {
             Principal::Tenant(key) => key.tenant.as_str(),
             Principal::Operator => "operator",
@@ -116,13 +138,14 @@ impl tonic::service::Interceptor for AuthInterceptor {
     }
 }
 
-/// The RPC path of a request, if the server recorded it.
+/// The RPC's full method name (`tallyq.v1.Broker/Produce`), as the RPC
+/// metrics layer recorded it ("unknown" outside that layer).
 fn request_method(request: &Request<()>) -> String {
     request
         .extensions()
-        .get::<tonic::GrpcMethod>()
-        .map(|m| format!("{}/{}", m.service(), m.method()))
-        .unwrap_or_default()
+        .get::<RpcMethod>()
+        .map(|m| m.0.clone())
+        .unwrap_or_else(|| "unknown".into())
 }
 
 /// The tenant key the interceptor attached to a request.
@@ -133,10 +156,13 @@ pub fn tenant_key<T>(request: &Request<T>) -> Result<Arc<TenantKey>, Status> {
     }
 }
 
-/// The tenant key of a request and the request's message.
-pub fn tenant_request<T>(request: Request<T>) -> Result<(Arc<TenantKey>, T), Status> {
+/// The tenant key of a request and the request's message, once every topic
+/// the message names is on the key's allow-list (the one check of it).
+pub fn tenant_request<T: NamesTopics>(request: Request<T>) -> Result<(Arc<TenantKey>, T), Status> {
     let key = tenant_key(&request)?;
-    Ok((key, request.into_inner()))
+    let message = request.into_inner();
+    key.require_topics(message.topics())?;
+    Ok((key, message))
 }
 
 /// The principal the interceptor attached to a request.

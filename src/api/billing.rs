@@ -1,6 +1,8 @@
 //! The `tallyq.v1.Billing` service: settlement, ledger, statements, accounts.
 //! The operator reads everything and may settle; the billing reader reads
-//! everything; a tenant key reads only its own account and statements.
+//! everything; a tenant key (with `manage`, no topic list: the access table
+//! in `tenancy/access.rs`) reads only its own account, statements and ledger,
+//! the ledger numbered by its own sequence.
 
 use tonic::{Request, Response, Status};
 
@@ -8,6 +10,7 @@ use super::auth::principal;
 use super::convert::{account_message, page_limit};
 use super::{reply, ApiState};
 use crate::error::Error;
+use crate::metering::parse_month;
 use crate::proto::v1 as pb;
 use crate::proto::v1::billing_server::Billing as BillingApi;
 use crate::tenancy::Principal;
@@ -51,23 +54,13 @@ fn tenant_for(principal: &Principal, asked: &str) -> Result<String, Status> {
     }
 }
 
-/// The month a GetStatement request names ("YYYY-MM").
-fn month(text: &str) -> Result<(i32, u32), Error> {
-    text.split_once('-')
-        .and_then(|(y, m)| Some((y.parse::<i32>().ok()?, m.parse::<u32>().ok()?)))
-        .filter(|(_, m)| (1..=12).contains(m))
-        .ok_or_else(|| Error::invalid(format!("month '{text}' is not YYYY-MM")))
-}
-
 #[tonic::async_trait]
 impl BillingApi for BillingService {
     async fn settle(
         &self,
         request: Request<pb::SettleRequest>,
     ) -> Result<Response<pb::SettleResponse>, Status> {
-        if !matches!(principal(&request)?, Principal::Operator) {
-            return Err(Error::PermissionDenied("only the operator may settle".into()).into());
-        }
+        // Operator only: the access table refused everyone else.
         let req = request.into_inner();
         let billing = &self.state.billing;
         let day = billing
@@ -98,16 +91,20 @@ impl BillingApi for BillingService {
         &self,
         request: Request<pb::ListLedgerEntriesRequest>,
     ) -> Result<Response<pb::ListLedgerEntriesResponse>, Status> {
-        let tenant = match principal(&request)? {
-            Principal::Tenant(key) => Some(key.tenant.clone()),
-            Principal::Operator | Principal::BillingReader => None,
-        };
+        let principal = principal(&request)?;
         let req = request.into_inner();
         let limit = page_limit(req.limit, DEFAULT_LEDGER_PAGE)?;
-        let (entries, next_sequence) =
-            self.state
-                .billing
-                .entries(req.from_sequence, limit, tenant.as_deref())?;
+        let billing = &self.state.billing;
+        // A tenant pages by its own sequence; the global one (billing jobs
+        // merge by node and sequence) is for the operator and billing reader.
+        let (entries, next_sequence) = match principal {
+            Principal::Tenant(key) => {
+                billing.tenant_entries(&key.tenant, req.from_sequence, limit)?
+            }
+            Principal::Operator | Principal::BillingReader => {
+                billing.entries(req.from_sequence, limit, None)?
+            }
+        };
         reply(pb::ListLedgerEntriesResponse {
             entries: entries.into_iter().map(Into::into).collect(),
             next_sequence,
@@ -121,8 +118,15 @@ impl BillingApi for BillingService {
         let principal = principal(&request)?;
         let req = request.into_inner();
         let tenant = tenant_for(&principal, &req.tenant)?;
-        let (year, month) = month(&req.month)?;
-        reply(self.state.billing.statement(&tenant, year, month)?)
+        let (year, month) = parse_month(&req.month)?;
+        let billing = &self.state.billing;
+        let mut statement = billing.statement(&tenant, year, month)?;
+        if let Principal::Tenant(_) = principal {
+            statement.final_statement = statement
+                .final_statement
+                .map(|entry| billing.as_tenant_sees(&tenant, entry));
+        }
+        reply(statement)
     }
 
     async fn get_account(

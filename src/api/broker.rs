@@ -2,13 +2,15 @@
 
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::access::NamesTopics;
 use super::auth::{tenant_key, tenant_request};
 use super::convert::{at_most, seek_target};
+use super::pack::{pack, push_channel, PushSender, Returner};
 use super::{reply, ApiState, ResponseStream};
 use crate::broker::{ConsumerSession, FlowWindow};
 use crate::error::Error;
@@ -58,45 +60,71 @@ impl BrokerApi for BrokerService {
         &self,
         request: Request<Streaming<pb::ProduceRequest>>,
     ) -> Result<Response<Self::ProduceStreamStream>, Status> {
-        let (key, mut inbound) = tenant_request(request)?;
+        let key = tenant_key(&request)?;
+        let mut inbound = request.into_inner();
         let permit = self.state.open_stream(&key.tenant)?;
         let broker = self.state.broker.clone();
         let (queued_tx, mut queued_rx) = mpsc::channel(PRODUCE_PIPELINE_DEPTH);
         let (out_tx, out_rx) = mpsc::channel(PRODUCE_PIPELINE_DEPTH);
         let mut shutdown = self.state.shutdown.clone();
         // Reader: check and queue each batch as it arrives (pipelining), until
-        // the client ends its side or the server stops serving (shutdown, or
-        // a failed store: an idle stream must not keep the domain alive).
+        // the client ends its side, a frame cannot be read, or the server
+        // stops serving (shutdown, or a failed store: an idle stream must not
+        // keep the domain alive).
         self.state.tasks.spawn(async move {
+            let mut frame = 0u64;
             loop {
                 let next = tokio::select! {
                     next = inbound.next() => next,
                     _ = shutdown.wait_for(|stop| *stop) => None,
                 };
-                let Some(Ok(req)) = next else {
-                    if *shutdown.borrow() {
-                        let ended = Error::Unavailable("the broker is shutting down".into());
-                        let _ = queued_tx.send(Err(ended)).await;
+                frame += 1;
+                let req = match next {
+                    Some(Ok(req)) => req,
+                    Some(Err(status)) => {
+                        let unreadable = Queued::Unreadable {
+                            frame,
+                            detail: status.message().to_string(),
+                        };
+                        let _ = queued_tx.send(unreadable).await;
+                        break;
                     }
-                    break;
+                    None => {
+                        if *shutdown.borrow() {
+                            let ended = Error::Unavailable("the broker is shutting down".into());
+                            let _ = queued_tx.send(Queued::Batch(Err(ended))).await;
+                        }
+                        break;
+                    }
                 };
-                let messages = req.messages.into_iter().map(Into::into).collect();
-                let queued = broker.submit_produce(&key, &req.topic, messages).await;
+                let queued = match key.require_topics(req.topics()) {
+                    Ok(()) => {
+                        let messages = req.messages.into_iter().map(Into::into).collect();
+                        broker.submit_produce(&key, &req.topic, messages).await
+                    }
+                    Err(e) => Err(e),
+                };
                 let refused = queued.is_err();
-                if queued_tx.send(queued).await.is_err() || refused {
+                if queued_tx.send(Queued::Batch(queued)).await.is_err() || refused {
                     break;
                 }
             }
         });
-        // Writer: answer in order, each after its commit; the first error ends the stream.
+        // Writer: answer in order, each after its commit; the first error ends
+        // the stream (so every batch before it was stored).
         self.state.tasks.spawn(async move {
             let _permit = permit;
+            let mut stored = 0u64;
             while let Some(queued) = queued_rx.recv().await {
                 let result = match queued {
-                    Ok(pending) => pending.wait().await,
-                    Err(e) => Err(e),
+                    Queued::Batch(Ok(pending)) => pending.wait().await,
+                    Queued::Batch(Err(e)) => Err(e),
+                    Queued::Unreadable { frame, detail } => {
+                        Err(unreadable_frame(frame, stored, &detail))
+                    }
                 };
                 let failed = result.is_err();
+                stored += u64::from(!failed);
                 let reply = result.map(Into::into).map_err(Status::from);
                 if out_tx.send(reply).await.is_err() || failed {
                     break;
@@ -126,6 +154,13 @@ impl BrokerApi for BrokerService {
                 )
             }
         };
+        key.require_topics(start.topics())?;
+        let returner = Returner::new(
+            self.state.broker.clone(),
+            &key.tenant,
+            &start.topic,
+            &start.subscription,
+        );
         let session = ConsumerSession::open(
             self.state.broker.clone(),
             key,
@@ -133,13 +168,13 @@ impl BrokerApi for BrokerService {
             &start.subscription,
             FlowWindow::new(start.max_outstanding_messages, start.max_outstanding_bytes),
         )?;
-        let (tx, rx) = mpsc::channel(CONSUME_BUFFER);
+        let (tx, rx) = push_channel(CONSUME_BUFFER, returner);
         let shutdown = self.state.shutdown.clone();
         self.state.tasks.spawn(async move {
             let _permit = permit;
             run_consume(session, inbound, tx, shutdown).await
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(rx)))
     }
 
     async fn fetch(
@@ -149,19 +184,42 @@ impl BrokerApi for BrokerService {
         let (key, req) = tenant_request(request)?;
         let max_messages = at_most("max_messages", req.max_messages, MAX_FETCH_MESSAGES)?;
         let max_wait_ms = at_most("max_wait_ms", req.max_wait_ms, MAX_FETCH_WAIT_MS)?;
-        let deliveries = self
-            .state
-            .broker
-            .fetch(
-                &key,
-                &req.topic,
-                &req.subscription,
-                max_messages.max(1) as usize,
-                Duration::from_millis(max_wait_ms as u64),
-            )
-            .await?;
+        let broker = self.state.broker.clone();
+        let returner = Returner::new(broker.clone(), &key.tenant, &req.topic, &req.subscription);
+        // The fetch runs on its own task, so a caller that gives up does not
+        // cancel it half-way: what it claimed is then handed back, not lost.
+        let (tx, rx) = oneshot::channel();
+        self.state.tasks.spawn(async move {
+            let fetched = broker
+                .fetch(
+                    &key,
+                    &req.topic,
+                    &req.subscription,
+                    max_messages.max(1) as usize,
+                    Duration::from_millis(max_wait_ms as u64),
+                )
+                .await;
+            let first = match fetched {
+                Ok(deliveries) => {
+                    // One response's worth goes out; the rest is due again at once.
+                    let mut packs = pack(deliveries).into_iter();
+                    let first = packs.next().unwrap_or_default();
+                    returner
+                        .give_back(packs.flat_map(|p| p.unsent).collect())
+                        .await;
+                    Ok(first)
+                }
+                Err(e) => Err(e),
+            };
+            if let Err(Ok(first)) = tx.send(first) {
+                returner.give_back(first.unsent).await;
+            }
+        });
+        let first = rx
+            .await
+            .map_err(|_| Status::unavailable("the fetch ended without an answer"))??;
         reply(pb::FetchResponse {
-            deliveries: deliveries.into_iter().map(Into::into).collect(),
+            deliveries: first.deliveries,
         })
     }
 
@@ -204,34 +262,57 @@ impl BrokerApi for BrokerService {
     }
 }
 
+/// What a ProduceStream's reader hands its writer, in stream order.
+enum Queued {
+    /// A batch queued for commit, or why it was refused.
+    Batch(crate::error::Result<crate::broker::produce::PendingProduce>),
+    /// Frame `frame` (1-based) could not be read; nothing after it is stored.
+    Unreadable {
+        /// Which frame of the stream.
+        frame: u64,
+        /// What the gRPC library said.
+        detail: String,
+    },
+}
+
+/// The INVALID_ARGUMENT that ends a ProduceStream at an undecodable frame,
+/// saying which batch was the last one stored.
+fn unreadable_frame(frame: u64, stored: u64, detail: &str) -> Error {
+    let last = match stored {
+        0 => "no batch of this stream was stored".to_string(),
+        n => format!("the last stored batch is batch {n} of this stream (answered above)"),
+    };
+    Error::invalid(format!(
+        "frame {frame} of this ProduceStream is not a ProduceRequest ({detail}); {last}; \
+         nothing after it was stored: send the rest again on a new stream"
+    ))
+}
+
 /// Drives one Consume stream until the client leaves, an error ends it, or
 /// the server shuts down.
 async fn run_consume(
     mut session: ConsumerSession,
     mut inbound: Streaming<pb::ConsumeRequest>,
-    tx: mpsc::Sender<Result<pb::ConsumeResponse, Status>>,
+    tx: PushSender,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     loop {
         if *shutdown.borrow() {
-            let _ = tx
-                .send(Err(Status::unavailable("the broker is shutting down")))
+            tx.send_error(Status::unavailable("the broker is shutting down"))
                 .await;
             return;
         }
         match session.poll().await {
             Ok(batch) if !batch.is_empty() => {
-                let response = pb::ConsumeResponse {
-                    deliveries: batch.into_iter().map(Into::into).collect(),
-                };
-                if tx.send(Ok(response)).await.is_err() {
+                // As many pushes as the batch needs, each within 4 MiB.
+                if !tx.send_deliveries(batch).await {
                     return;
                 }
                 continue;
             }
             Ok(_) => {}
             Err(e) => {
-                let _ = tx.send(Err(e.into())).await;
+                tx.send_error(e.into()).await;
                 return;
             }
         }
@@ -262,13 +343,16 @@ async fn run_consume(
                     )),
                 };
                 if let Err(e) = result {
-                    let _ = tx.send(Err(e.into())).await;
+                    tx.send_error(e.into()).await;
                     return;
                 }
             }
             _ = ready => {}
             _ = shutdown.changed() => {}
-            _ = tx.closed() => return,
+            _ = tx.closed() => {
+                tx.hand_back_unread().await;
+                return;
+            }
         }
     }
 }

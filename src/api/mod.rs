@@ -10,13 +10,16 @@
 //! page sizes, text lengths) go to `convert`; anything that decides or
 //! stores goes below, into the domain. Nothing here names the store.
 
+pub mod access;
 pub mod admin;
 pub mod auth;
 pub mod billing;
 pub mod broker;
 pub mod convert;
 pub mod operator;
+pub mod pack;
 pub mod rpc_metrics;
+pub mod source;
 pub mod status;
 
 use std::sync::Arc;
@@ -37,6 +40,10 @@ use crate::tenancy::Tenancy;
 pub trait ClockControl: Send + Sync {
     /// Advances the manual clock by `advance_ms` and returns the new time.
     fn advance(&self, advance_ms: u64) -> BoxFuture<'_, Result<i64>>;
+
+    /// The broker's time now (Unix ms) and which kind of clock it runs on
+    /// (for GetClock).
+    fn read(&self) -> (i64, crate::clock::ClockKind);
 }
 
 /// What every service handler needs.

@@ -6,6 +6,7 @@ use tonic::{Request, Response, Status};
 use super::broker::BrokerService;
 use super::convert::{page_limit, scopes, short_text, suspend_reason, tenant_update};
 use super::{reply, ApiState};
+use crate::clock::{format_rfc3339_ms, ClockKind};
 use crate::proto::v1 as pb;
 use crate::proto::v1::broker_server::BrokerServer;
 use crate::proto::v1::operator_server::Operator as OperatorApi;
@@ -257,5 +258,21 @@ impl OperatorApi for OperatorService {
         let advance_ms = request.into_inner().advance_ms;
         let now_unix_ms = self.state.clock.advance(advance_ms).await?;
         reply(pb::AdvanceClockResponse { now_unix_ms })
+    }
+
+    async fn get_clock(
+        &self,
+        _request: Request<pb::GetClockRequest>,
+    ) -> Result<Response<pb::GetClockResponse>, Status> {
+        let (now_unix_ms, kind) = self.state.clock.read();
+        let mode = match kind {
+            ClockKind::System => pb::ClockMode::System,
+            ClockKind::Manual => pb::ClockMode::Manual,
+        };
+        reply(pb::GetClockResponse {
+            now_unix_ms,
+            mode: mode as i32,
+            now: format_rfc3339_ms(now_unix_ms),
+        })
     }
 }

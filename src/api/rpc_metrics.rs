@@ -44,28 +44,17 @@ pub struct RpcMetrics<S> {
     metrics: Arc<Metrics>,
 }
 
-/// gRPC status names by code number.
+/// The RPC's full method name (`tallyq.v1.Broker/Produce`), put in the
+/// request's extensions by [`RpcMetricsLayer`] for the layers and
+/// interceptors inside it.
+#[derive(Debug, Clone)]
+pub struct RpcMethod(pub String);
+
+/// A `grpc-status` header's value by name (`5` is `NOT_FOUND`).
 fn code_name(code: &str) -> &'static str {
-    match code {
-        "0" => "OK",
-        "1" => "CANCELLED",
-        "2" => "UNKNOWN",
-        "3" => "INVALID_ARGUMENT",
-        "4" => "DEADLINE_EXCEEDED",
-        "5" => "NOT_FOUND",
-        "6" => "ALREADY_EXISTS",
-        "7" => "PERMISSION_DENIED",
-        "8" => "RESOURCE_EXHAUSTED",
-        "9" => "FAILED_PRECONDITION",
-        "10" => "ABORTED",
-        "11" => "OUT_OF_RANGE",
-        "12" => "UNIMPLEMENTED",
-        "13" => "INTERNAL",
-        "14" => "UNAVAILABLE",
-        "15" => "DATA_LOSS",
-        "16" => "UNAUTHENTICATED",
-        _ => "UNKNOWN",
-    }
+    code.parse()
+        .map(crate::wire::code_name)
+        .unwrap_or("UNKNOWN")
 }
 
 impl<S, B, R> Service<http::Request<B>> for RpcMetrics<S>
@@ -81,13 +70,13 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let method = request
-            .uri()
-            .path()
-            .trim_start_matches('/')
-            .trim_start_matches("tallyq.v1.")
-            .to_string();
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        // The full gRPC name, as grpc.health.v1.Health/Check is named:
+        // tallyq.v1.Broker/Produce.
+        let method = request.uri().path().trim_start_matches('/').to_string();
+        // For the auth interceptor, which sees no URI (tonic hands it the
+        // metadata and these extensions).
+        request.extensions_mut().insert(RpcMethod(method.clone()));
         let started = Instant::now();
         let metrics = self.metrics.clone();
         // One span per RPC; the auth interceptor records the tenant in it

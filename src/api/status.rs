@@ -67,6 +67,7 @@ fn storage_status(error: StorageError) -> Status {
         StorageError::Open { .. }
         | StorageError::Sled(_)
         | StorageError::SledPanicked
+        | StorageError::Locked { .. }
         | StorageError::Decode { .. }
         | StorageError::Corrupt { .. }
         | StorageError::Io { .. }

@@ -47,6 +47,7 @@ mod payments;
 mod port;
 mod settle;
 mod statement;
+mod tenant_ledger;
 mod terminate;
 mod usage;
 

@@ -24,13 +24,13 @@ const REFUSAL_KIND: &str = "disk_space";
 impl Broker {
     /// Refuses new data while the disk is below the watermark: a
     /// `RESOURCE_EXHAUSTED` naming the free space and the minimum, with a
-    /// retry hint, counted as a `disk_space` refusal. Changes nothing else;
+    /// retry hint, counted as a `disk_space` refusal of `tenant`. Changes nothing else;
     /// one atomic load while there is room.
-    pub(crate) fn refuse_when_disk_low(&self) -> Result<()> {
+    pub(crate) fn refuse_when_disk_low(&self, tenant: &str) -> Result<()> {
         match self.store.disk().low() {
             None => Ok(()),
             Some(space) => {
-                self.count_refusal(REFUSAL_KIND);
+                self.count_refusal(REFUSAL_KIND, tenant);
                 Err(disk_low_error(space))
             }
         }

@@ -9,6 +9,7 @@ use tokio::sync::mpsc;
 use super::Broker;
 use crate::error::Result;
 use crate::metering::Dimension;
+use crate::tenancy::TenantKey;
 
 /// Bytes gathered before a chunk is sent.
 const CHUNK_BYTES: usize = 1 << 20;
@@ -39,40 +40,47 @@ impl Chunker {
 }
 
 impl Broker {
-    /// Streams the tenant's data into `tx` as JSON Lines chunks; ends with an
-    /// error item if reading fails.
-    pub async fn export(&self, tenant: &str, tx: mpsc::Sender<Result<Vec<u8>>>) {
+    /// Streams the data `key` may see into `tx` as JSON Lines chunks: all of
+    /// its tenant's, or, for a key limited to some topics, those topics, their
+    /// subscriptions, messages and usage lines alone (no tenant totals, device
+    /// lines or contact data). Ends with an error item if reading fails.
+    pub async fn export(&self, key: &TenantKey, tx: mpsc::Sender<Result<Vec<u8>>>) {
         let mut out = Chunker {
             buffer: Vec::new(),
             tx: tx.clone(),
         };
-        if let Err(e) = self.export_into(tenant, &mut out).await {
+        if let Err(e) = self.export_into(key, &mut out).await {
             let _ = tx.send(Err(e)).await;
         }
     }
 
-    async fn export_into(&self, tenant: &str, out: &mut Chunker) -> Result<()> {
+    async fn export_into(&self, key: &TenantKey, out: &mut Chunker) -> Result<()> {
+        let tenant = key.tenant.as_str();
         let record = self.tenancy.get_tenant(tenant)?;
         let b64 = base64::engine::general_purpose::STANDARD;
-        if !out
-            .line(
-                json!({"type": "tenant", "id": record.id, "plan": record.plan,
-                "display_name": record.display_name, "contact_email": record.contact_email,
-                "create_time_unix_ms": record.created_ms}),
-            )
-            .await
-        {
+        let mut line = json!({"type": "tenant", "id": record.id, "plan": record.plan,
+            "create_time_unix_ms": record.created_ms});
+        if key.may_see_slice(None) {
+            line["display_name"] = record.display_name.into();
+            line["contact_email"] = record.contact_email.into();
+        }
+        if !out.line(line).await {
             return Ok(());
         }
-        for topic in self.tenant_topics(tenant) {
+        let mut topics = self.tenant_topics(tenant);
+        topics.retain(|t| key.may_touch(&t.name));
+        for topic in topics {
             let t = topic.settings();
             out.line(json!({"type": "topic", "name": t.name,
                 "message_expiry_seconds": t.expiry_seconds, "max_bytes": t.max_bytes,
-                "overflow_policy": t.overflow_policy.number(), "dedup_window_seconds": t.dedup_window_seconds,
+                "overflow_policy": t.overflow_policy.api_name(), "dedup_window_seconds": t.dedup_window_seconds,
                 "create_time_unix_ms": t.created_ms}))
                 .await;
             for sub in topic.subscription_list() {
-                let s = sub.settings();
+                let mut s = sub.settings();
+                if !key.may_touch(&s.dead_letter_topic) {
+                    s.dead_letter_topic.clear();
+                }
                 let next_offset = sub.state.lock().await.next_offset;
                 out.line(json!({"type": "subscription", "topic": t.name, "name": s.name,
                     "lock_seconds": s.lock_seconds, "max_delivery_attempts": s.max_delivery_attempts,
@@ -102,6 +110,9 @@ impl Broker {
         self.store.sync_counters().await?;
         let keys = self.tenancy.data_keys(tenant).ok();
         for (day, dimension, u) in self.store.usage_of(tenant, keys.as_deref())? {
+            if !key.may_see_slice(dimension.topic()) {
+                continue;
+            }
             let (kind, name) = match dimension {
                 Dimension::Total => ("total", String::new()),
                 Dimension::Topic(t) => ("topic", t),

@@ -47,7 +47,13 @@ impl Broker {
             [("active", 0), ("suspended", 0), ("terminated", 0)]
                 .into_iter()
                 .collect();
+        let mut in_arrears = 0u64;
         for tenant in self.tenancy.list_tenants() {
+            if tenant.status == crate::tenancy::TenantStatus::Suspended
+                && tenant.status_reason == crate::tenancy::SuspendReason::Arrears.name()
+            {
+                in_arrears += 1;
+            }
             let status = match tenant.status {
                 crate::tenancy::TenantStatus::Active => "active",
                 crate::tenancy::TenantStatus::Suspended => "suspended",
@@ -62,6 +68,8 @@ impl Broker {
                 count as f64,
             );
         }
+        self.metrics
+            .gauge(name::TENANTS_IN_ARREARS, &[], in_arrears as f64);
         self.metrics.gauge(
             name::MAINTENANCE,
             &[],

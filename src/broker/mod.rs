@@ -37,6 +37,7 @@
 //! | `storage_meter` | metering of retained bytes over time |
 //! | `gauges` | the backlog, in-flight and retained-bytes gauges |
 //! | `disk_space` | the disk watermark: new data refused while the disk is nearly full |
+//! | [`compaction`] | moving retained sets out of mostly-dead segments so their files are deleted |
 //! | [`export`] | a tenant's data as JSON Lines |
 //!
 //! Where to put things: a new rule about what goes out next belongs in
@@ -47,6 +48,7 @@
 
 pub mod admin;
 mod billing_port;
+pub mod compaction;
 pub mod delivery;
 mod disk_space;
 pub mod export;
@@ -76,7 +78,7 @@ use crate::tenancy::Tenancy;
 use subscription::{SubState, Subscription};
 use topic::{Topic, TopicLog, TopicSettings};
 
-pub use delivery::{ConsumerSession, Delivered, FlowWindow};
+pub use delivery::{ConsumerSession, Delivered, FlowWindow, Unsent};
 pub use message::{Message, MessageSet};
 pub use produce::{ProduceOutcome, ProducedMessage};
 
@@ -147,14 +149,10 @@ impl Broker {
         Ok(topic)
     }
 
-    /// Counts a request refused by a quota of `kind` (topic_full,
-    /// tenant_storage, topics, subscriptions, disk_space).
-    fn count_refusal(&self, kind: &'static str) {
-        self.metrics.count_labeled(
-            crate::observability::name::QUOTA_REFUSALS,
-            &[("kind", kind.into())],
-            1,
-        );
+    /// Counts a request of `tenant` refused by a quota of `kind`
+    /// (topic_full, tenant_storage, topics, subscriptions, disk_space).
+    fn count_refusal(&self, kind: &'static str, tenant: &str) {
+        self.metrics.count_refusal(kind, Some(tenant));
     }
 
     /// The shared retained-bytes counter of a tenant.

@@ -9,11 +9,12 @@ use tallyq::billing::pricing::format_minor;
 use tallyq::client::Client;
 use tallyq::proto::v1 as pb;
 
-/// `tallyq statement` arguments.
+/// `tallyq statement` arguments: `[TENANT] MONTH`.
 #[derive(Debug, Args)]
+#[command(allow_missing_positional = true)]
 pub struct StatementArgs {
-    /// Tenant id (a tenant key may omit it).
-    pub tenant: String,
+    /// Tenant id (omit with a tenant key: its own tenant).
+    pub tenant: Option<String>,
     /// Month, YYYY-MM.
     pub month: String,
 }
@@ -45,7 +46,7 @@ pub struct PaymentArgs {
     #[arg(long, default_value = "CNY")]
     pub currency: String,
     /// Note.
-    #[arg(long, default_value = "")]
+    #[arg(long, default_value = "", hide_default_value = true)]
     pub note: String,
 }
 
@@ -56,7 +57,7 @@ pub(super) async fn statement(client: &Client, args: &StatementArgs) -> Result<(
         billing,
         get_statement,
         pb::GetStatementRequest {
-            tenant: args.tenant.clone(),
+            tenant: args.tenant.clone().unwrap_or_default(),
             month: args.month.clone(),
         }
     );

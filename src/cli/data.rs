@@ -5,7 +5,7 @@ use std::io::BufRead;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use clap::Args;
 
 use tallyq::client::Client;
@@ -19,17 +19,86 @@ pub struct ProduceArgs {
     /// Message payloads; when none, each line of standard input is one message.
     pub messages: Vec<String>,
     /// Device id for every message.
-    #[arg(long, default_value = "")]
+    #[arg(long, default_value = "", hide_default_value = true)]
     pub device_id: String,
     /// Dedup id (only with a single message).
-    #[arg(long, default_value = "")]
+    #[arg(long, default_value = "", hide_default_value = true)]
     pub dedup_id: String,
     /// Header key=value (repeatable).
     #[arg(long = "header", value_parser = parse_header)]
     pub headers: Vec<(String, String)>,
-    /// Messages per batch when reading standard input.
-    #[arg(long, default_value_t = 100)]
-    pub batch: usize,
+    /// Most messages per batch when reading standard input.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch: u64,
+    /// Most bytes per batch when reading standard input, counted as they
+    /// travel (payload, headers, ids and framing), so a batch stays under the
+    /// plan's batch limit (4 MiB on the default plans) and the 4 MiB a stock
+    /// gRPC client sends by default; lower it for a plan with a smaller limit.
+    #[arg(long, default_value_t = 1024 * 1024,
+          value_parser = clap::value_parser!(u64).range(1..=MAX_BATCH_BYTES))]
+    pub batch_bytes: u64,
+}
+
+/// The largest `--batch-bytes`: 4 MiB less room for the request's own
+/// framing (topic name, field tags), so a whole request fits in 4 MiB.
+const MAX_BATCH_BYTES: u64 = 4 * 1024 * 1024 - 64 * 1024;
+
+/// What one message adds to a produce request on the wire: its encoding and
+/// the tag and length prefix of the repeated field.
+fn wire_size(message: &pb::Message) -> u64 {
+    use prost::Message as _;
+    let len = message.encoded_len();
+    (len + prost::length_delimiter_len(len) + 1) as u64
+}
+
+/// Groups messages into batches of at most `max_messages` and `max_bytes`
+/// ([`wire_size`]); a message bigger than `max_bytes` alone is a batch of
+/// its own (the broker judges it).
+struct Batcher {
+    max_messages: u64,
+    max_bytes: u64,
+    batch: Vec<pb::Message>,
+    bytes: u64,
+}
+
+impl Batcher {
+    fn new(max_messages: u64, max_bytes: u64) -> Self {
+        Batcher {
+            max_messages,
+            max_bytes,
+            batch: Vec::new(),
+            bytes: 0,
+        }
+    }
+
+    /// Adds `message`; returns the batch it closed, if adding it would have
+    /// gone over a limit.
+    fn push(&mut self, message: pb::Message) -> Option<Vec<pb::Message>> {
+        let size = wire_size(&message);
+        let full = !self.batch.is_empty()
+            && (self.batch.len() as u64 >= self.max_messages || self.bytes + size > self.max_bytes);
+        let closed = if full { self.take() } else { None };
+        self.bytes += size;
+        self.batch.push(message);
+        closed
+    }
+
+    /// The batch being filled, if it holds anything.
+    fn take(&mut self) -> Option<Vec<pb::Message>> {
+        self.bytes = 0;
+        (!self.batch.is_empty()).then(|| std::mem::take(&mut self.batch))
+    }
+}
+
+/// Prints each produced message's offset, one line each, in order.
+fn print_offsets(response: &pb::ProduceResponse) {
+    for r in &response.results {
+        println!(
+            "offset={}{}",
+            r.offset,
+            if r.duplicate { " duplicate" } else { "" }
+        );
+    }
 }
 
 fn parse_header(text: &str) -> Result<(String, String), String> {
@@ -80,8 +149,9 @@ pub struct SeekArgs {
     pub timestamp_ms: Option<i64>,
 }
 
-/// Produces the arguments as one batch (printing their offsets), or standard
-/// input in batches of `--batch` lines; the totals go to stderr.
+/// Produces the arguments as one batch, or standard input in batches of at
+/// most `--batch` lines and `--batch-bytes` bytes; prints every message's
+/// offset either way, and the totals to stderr.
 pub(super) async fn produce(client: &Client, args: &ProduceArgs) -> Result<()> {
     let headers: HashMap<String, String> = args.headers.iter().cloned().collect();
     let make = |payload: String| pb::Message {
@@ -95,34 +165,27 @@ pub(super) async fn produce(client: &Client, args: &ProduceArgs) -> Result<()> {
     let send = |batch: Vec<pb::Message>| {
         let client = client.clone();
         let topic = args.topic.clone();
-        async move { client.produce(&topic, batch).await }
-    };
-    if !args.messages.is_empty() {
-        let response = send(args.messages.iter().cloned().map(make).collect()).await?;
-        for r in &response.results {
-            println!(
-                "offset={}{}",
-                r.offset,
-                if r.duplicate { " duplicate" } else { "" }
-            );
+        async move {
+            let response = client.produce(&topic, batch).await?;
+            print_offsets(&response);
+            Ok::<_, anyhow::Error>(response)
         }
+    };
+    let mut count = |response: pb::ProduceResponse| {
         produced += response.results.len() as u64;
         units += response.units;
+    };
+    if !args.messages.is_empty() {
+        count(send(args.messages.iter().cloned().map(make).collect()).await?);
     } else {
-        let stdin = std::io::stdin();
-        let mut batch = Vec::with_capacity(args.batch);
-        for line in stdin.lock().lines() {
-            batch.push(make(line?));
-            if batch.len() >= args.batch.max(1) {
-                let response = send(std::mem::take(&mut batch)).await?;
-                produced += response.results.len() as u64;
-                units += response.units;
+        let mut batcher = Batcher::new(args.batch, args.batch_bytes);
+        for line in std::io::stdin().lock().lines() {
+            if let Some(batch) = batcher.push(make(line?)) {
+                count(send(batch).await?);
             }
         }
-        if !batch.is_empty() {
-            let response = send(batch).await?;
-            produced += response.results.len() as u64;
-            units += response.units;
+        if let Some(batch) = batcher.take() {
+            count(send(batch).await?);
         }
     }
     eprintln!("produced {produced} messages ({units} units)");
@@ -183,7 +246,10 @@ pub(super) async fn seek(client: &Client, args: &SeekArgs) -> Result<()> {
     } else if let Some(t) = args.timestamp_ms {
         (pb::SeekPosition::Timestamp, 0, t)
     } else {
-        bail!("say where to seek: --earliest, --latest, --offset N or --timestamp-ms T");
+        return Err(super::exit::UsageError(
+            "say where to seek: --earliest, --latest, --offset N or --timestamp-ms T".into(),
+        )
+        .into());
     };
     let next = call!(
         client,

@@ -32,7 +32,7 @@ pub enum KeyCommand {
         #[arg(long = "topic")]
         topics: Vec<String>,
         /// Description.
-        #[arg(long, default_value = "")]
+        #[arg(long, default_value = "", hide_default_value = true)]
         description: String,
     },
     /// List a tenant's keys.

@@ -32,8 +32,9 @@ pub enum LedgerCommand {
     Verify,
 }
 
-/// Every ledger entry from `from` on, page by page.
-async fn ledger_entries(client: &Client, from: u64) -> Result<Vec<pb::LedgerEntry>> {
+/// Every ledger entry from `from` on, page by page, and the sequence number
+/// to resume from.
+async fn ledger_entries(client: &Client, from: u64) -> Result<(Vec<pb::LedgerEntry>, u64)> {
     let mut entries = Vec::new();
     let mut next = from;
     loop {
@@ -47,7 +48,7 @@ async fn ledger_entries(client: &Client, from: u64) -> Result<Vec<pb::LedgerEntr
             }
         );
         if page.entries.is_empty() {
-            return Ok(entries);
+            return Ok((entries, next));
         }
         next = page.next_sequence;
         entries.extend(page.entries);
@@ -105,11 +106,12 @@ fn ledger_json(e: &pb::LedgerEntry) -> String {
     .to_string()
 }
 
-/// Runs `tallyq ledger export` or `verify`; the export count goes to stderr.
+/// Runs `tallyq ledger export` or `verify`. The export's count and where to
+/// resume (`next: --from N`, as `tallyq audit` says it) go to stderr.
 pub(super) async fn ledger(client: &Client, cmd: &LedgerCommand) -> Result<()> {
     match cmd {
         LedgerCommand::Export { from, format } => {
-            let entries = ledger_entries(client, *from).await?;
+            let (entries, next) = ledger_entries(client, *from).await?;
             if matches!(format, LedgerFormat::Csv) {
                 println!("{LEDGER_COLUMNS}");
             }
@@ -120,10 +122,11 @@ pub(super) async fn ledger(client: &Client, cmd: &LedgerCommand) -> Result<()> {
                 }
             }
             eprintln!("exported {} entries", entries.len());
+            eprintln!("next: --from {next}");
             Ok(())
         }
         LedgerCommand::Verify => {
-            let entries = ledger_entries(client, 1).await?;
+            let (entries, _) = ledger_entries(client, 1).await?;
             let checked = tallyq::client::verify_ledger(&entries)?;
             println!("ledger verified: {checked} entries, hash chain intact");
             Ok(())

@@ -3,8 +3,8 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
-use clap::{Parser, Subcommand};
+use anyhow::{Context, Result};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use tallyq::client::Client;
 
@@ -25,8 +25,10 @@ macro_rules! call {
 
 mod bench;
 mod billing;
+mod clock;
 mod data;
 mod device;
+pub mod exit;
 mod key;
 mod keys;
 mod ledger;
@@ -38,48 +40,65 @@ mod topic;
 
 use bench::BenchArgs;
 use billing::{AccountArgs, PaymentArgs, SettleArgs, StatementArgs};
+use clock::ClockArgs;
 use data::{ConsumeArgs, ExportArgs, ProduceArgs, SeekArgs};
 use device::DeviceCommand;
 use key::KeyCommand;
 /// The offline master-key commands (main.rs runs them without a broker).
 pub use keys::{keys, KeysCommand};
 use ledger::LedgerCommand;
-use ops::{AuditArgs, ClockCommand, MaintenanceArgs};
+use ops::{AuditArgs, MaintenanceArgs};
 /// Runs the broker (main.rs calls it for `tallyq serve`).
 pub use serve::serve;
 use serve::ServeArgs;
 use tenant::TenantCommand;
 use topic::{SubCommand, TopicCommand};
 
+/// The heading the client flags (`--server`, `--token`, TLS) stand under in
+/// every command's help.
+const CLIENT_OPTIONS: &str = "Client options (every command but serve)";
+
+/// The client flags' ids, hidden from `serve --help` (serve has its own
+/// listen and TLS flags; these would only confuse there).
+const CLIENT_FLAGS: [&str; 7] = [
+    "server",
+    "token",
+    "token_file",
+    "tls_ca",
+    "tls_domain",
+    "tls_cert",
+    "tls_key",
+];
+
 /// tallyq: a multi-tenant, metered message-queue broker for IoT platforms.
 #[derive(Debug, Parser)]
-#[command(name = "tallyq", version, about)]
+#[command(name = "tallyq", version, about, after_help = exit::EXIT_CODES)]
 pub struct Cli {
     /// Broker address for client commands.
     #[arg(
         long,
-        global = true,
+        global = true, help_heading = CLIENT_OPTIONS,
         env = "TALLYQ_SERVER",
         default_value = "http://127.0.0.1:50051"
     )]
     pub server: String,
     /// Credential for client commands: a tenant API key or the operator token.
-    #[arg(long, global = true, env = "TALLYQ_TOKEN", hide_env_values = true)]
+    #[arg(long, global = true, help_heading = CLIENT_OPTIONS, env = "TALLYQ_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// Read the credential from this file (default: ./data/operator.token when present).
-    #[arg(long, global = true, env = "TALLYQ_TOKEN_FILE")]
+    #[arg(long, global = true, help_heading = CLIENT_OPTIONS, env = "TALLYQ_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
     /// CA certificate (PEM) to trust: connect over TLS (use an https:// server address).
-    #[arg(long, global = true, env = "TALLYQ_TLS_CA")]
+    #[arg(long, global = true, help_heading = CLIENT_OPTIONS, env = "TALLYQ_TLS_CA")]
     pub tls_ca: Option<PathBuf>,
     /// Name the server's certificate must carry (default: the address's host).
-    #[arg(long, global = true, env = "TALLYQ_TLS_DOMAIN")]
+    #[arg(long, global = true, help_heading = CLIENT_OPTIONS, env = "TALLYQ_TLS_DOMAIN")]
     pub tls_domain: Option<String>,
     /// Client certificate (PEM) for servers that require one.
-    #[arg(long, global = true, env = "TALLYQ_TLS_CERT", requires = "tls_key")]
+    #[arg(long, global = true, help_heading = CLIENT_OPTIONS, env = "TALLYQ_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
     /// Client key (PEM).
-    #[arg(long, global = true, env = "TALLYQ_TLS_KEY", requires = "tls_cert")]
+    #[arg(long, global = true, help_heading = CLIENT_OPTIONS, env = "TALLYQ_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
     /// What to do.
     #[command(subcommand)]
@@ -136,15 +155,36 @@ pub enum Command {
     Payment(PaymentArgs),
     /// The tenant's limits and current use (tenant key with manage scope).
     Quota,
-    /// The manual test clock (operator; only with clock = "manual").
-    #[command(subcommand)]
-    Clock(ClockCommand),
+    /// The broker's clock; move the manual test clock (operator).
+    Clock(ClockArgs),
     /// The master key of a stopped broker's data dir (offline).
     #[command(subcommand)]
     Keys(KeysCommand),
 }
 
 impl Cli {
+    /// Parses the command line (exiting with clap's message and code 2 on a
+    /// usage error), with the client flags hidden from `serve --help`.
+    pub fn parse_args() -> Cli {
+        let command = Cli::command();
+        // clap does not propagate a global flag to a subcommand that has
+        // one of the same id: serve gets hidden copies instead.
+        let hidden: Vec<clap::Arg> = command
+            .get_arguments()
+            .filter(|arg| CLIENT_FLAGS.contains(&arg.get_id().as_str()))
+            .map(|arg| arg.clone().global(false).hide(true))
+            .collect();
+        let command = command.mut_subcommand("serve", |serve| serve.args(hidden));
+        let matches = command.get_matches();
+        Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    }
+
+    /// True when no credential is given at all (no `--token`, no
+    /// `TALLYQ_TOKEN`, no readable token file): a refusal then gets a hint.
+    pub fn has_no_credential(&self) -> bool {
+        matches!(self.credential(), Ok(token) if token.is_empty())
+    }
+
     /// The credential: `--token`, else the `--token-file`, else
     /// ./data/operator.token when it exists, else none.
     fn credential(&self) -> Result<String> {
@@ -192,8 +232,10 @@ impl Cli {
     pub async fn run_client(&self) -> Result<()> {
         let client = self.connect().await?;
         match &self.command {
-            Command::Serve(_) => bail!("serve is not a client command"),
-            Command::Keys(_) => bail!("keys is not a client command"),
+            Command::Serve(_) => {
+                Err(exit::UsageError("serve is not a client command".into()).into())
+            }
+            Command::Keys(_) => Err(exit::UsageError("keys is not a client command".into()).into()),
             Command::Tenant(cmd) => tenant::tenant(&client, cmd).await,
             Command::Key(cmd) => key::key(&client, cmd).await,
             Command::Topic(cmd) => topic::topic(&client, cmd).await,
@@ -213,7 +255,7 @@ impl Cli {
             Command::Settle(args) => billing::settle(&client, args).await,
             Command::Payment(args) => billing::payment(&client, args).await,
             Command::Quota => ops::quota(&client).await,
-            Command::Clock(cmd) => ops::clock(&client, cmd).await,
+            Command::Clock(args) => clock::clock(&client, args).await,
         }
     }
 }

@@ -1,8 +1,8 @@
-//! Operations: the audit log, maintenance mode, the manual clock, and a
-//! tenant's quota figures.
+//! Operations: the audit log, maintenance mode, and a tenant's quota
+//! figures (the clock is in `clock`).
 
 use anyhow::Result;
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{Args, ValueEnum};
 
 use tallyq::client::Client;
 use tallyq::proto::v1 as pb;
@@ -14,7 +14,7 @@ pub struct AuditArgs {
     #[arg(long, default_value_t = 0)]
     pub from: u64,
     /// Only this tenant's events.
-    #[arg(long, default_value = "")]
+    #[arg(long, default_value = "", hide_default_value = true)]
     pub tenant: String,
     /// At most this many events.
     #[arg(long, default_value_t = 100)]
@@ -28,7 +28,7 @@ pub struct MaintenanceArgs {
     #[arg(value_enum)]
     pub state: OnOff,
     /// Why (shown to clients).
-    #[arg(long, default_value = "")]
+    #[arg(long, default_value = "", hide_default_value = true)]
     pub reason: String,
 }
 
@@ -39,16 +39,6 @@ pub enum OnOff {
     On,
     /// Disable.
     Off,
-}
-
-/// Clock commands.
-#[derive(Debug, Subcommand)]
-pub enum ClockCommand {
-    /// Move the manual clock forward.
-    Advance {
-        /// Milliseconds to move.
-        ms: u64,
-    },
 }
 
 /// Prints one page of the audit log, tab-separated; where to resume goes to stderr.
@@ -96,19 +86,5 @@ pub(super) async fn quota(client: &Client) -> Result<()> {
     for q in quota.quotas {
         println!("{}\tlimit={}\tused={}\t{}", q.name, q.limit, q.used, q.unit);
     }
-    Ok(())
-}
-
-/// Moves the manual clock forward and prints the new time.
-pub(super) async fn clock(client: &Client, cmd: &ClockCommand) -> Result<()> {
-    let ClockCommand::Advance { ms } = cmd;
-    let now = call!(
-        client,
-        operator,
-        advance_clock,
-        pb::AdvanceClockRequest { advance_ms: *ms }
-    )
-    .now_unix_ms;
-    println!("clock now {now} (Unix ms, UTC)");
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! `tallyq serve`: its flags, layered over the config file, and the
-//! start-up around [`tallyq::run`]: bind the listener, make sure the
-//! operator credential exists and say where it is, run until Ctrl-C or
-//! SIGTERM.
+//! start-up around [`tallyq::server::start`]: bind the listener, start the
+//! broker, then say where the operator credential is and that it listens,
+//! and run until Ctrl-C or SIGTERM.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -131,18 +131,20 @@ impl ServeArgs {
     }
 }
 
-/// Runs the broker with `config` until Ctrl-C or SIGTERM.
+/// Runs the broker with `config` until Ctrl-C or SIGTERM. It says where the
+/// operator credential is and that it listens only once the broker has
+/// started: the gRPC and metrics ports bound, the store open, the credential
+/// files written ([`tallyq::server::start`]).
 pub async fn serve(config: Config) -> Result<()> {
     // Before anything is created: the data dir and credentials are owner-only.
     tallyq::storage::restrict_umask();
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
-    // Make sure the operator credential exists before anyone is told
-    // where it is; `run` reads the same file.
-    let token_path = config.operator_token_path();
-    let (_, generated) = tallyq::tenancy::load_or_create_operator_token(&token_path)
-        .with_context(|| format!("operator credential file {}", token_path.display()))?;
+    let key_path = config.master_key_path();
+    let key_existed = key_path.exists();
+    let started = tallyq::server::start(config, listener).await?;
+    let (token_path, generated) = started.operator_credential();
     println!(
         "operator credential: {}{}",
         token_path.display(),
@@ -152,20 +154,17 @@ pub async fn serve(config: Config) -> Result<()> {
             ""
         }
     );
-    let key_path = config.master_key_path();
-    let (_, generated) = tallyq::crypto::load_or_create_master_key(&key_path)
-        .with_context(|| format!("master key file {}", key_path.display()))?;
     println!(
         "master key: {}{}",
         key_path.display(),
-        if generated {
-            " (generated now, mode 0600: keep it safe, without it no stored message can be read)"
-        } else {
+        if key_existed {
             ""
+        } else {
+            " (generated now, mode 0600: keep it safe, without it no stored message can be read)"
         }
     );
-    println!("tallyq listening on {}", listener.local_addr()?);
-    tallyq::run(config, listener, shutdown_signal()).await?;
+    println!("tallyq listening on {}", started.local_addr()?);
+    started.serve(shutdown_signal()).await?;
     Ok(())
 }
 

@@ -15,14 +15,14 @@ pub enum TenantCommand {
         /// Tenant id: 3-32 of a-z, 0-9, '-'.
         id: String,
         /// Display name.
-        #[arg(long, default_value = "")]
-        name: String,
+        #[arg(long)]
+        name: Option<String>,
         /// Contact e-mail.
-        #[arg(long, default_value = "")]
-        email: String,
-        /// Plan (default: standard).
-        #[arg(long, default_value = "")]
-        plan: String,
+        #[arg(long)]
+        email: Option<String>,
+        /// Plan [default: standard].
+        #[arg(long)]
+        plan: Option<String>,
     },
     /// List tenants.
     List,
@@ -64,7 +64,8 @@ pub enum TenantCommand {
         /// Tenant id.
         id: String,
     },
-    /// Terminate a tenant: settle, erase its data, keep the ledger. Final.
+    /// Terminate a tenant for good: settle its usage, erase its data and
+    /// keys, keep its ledger entries (cannot be undone)
     Terminate {
         /// Tenant id.
         id: String,
@@ -108,9 +109,9 @@ pub(super) async fn tenant(client: &Client, cmd: &TenantCommand) -> Result<()> {
                 create_tenant,
                 pb::CreateTenantRequest {
                     id: id.clone(),
-                    display_name: name.clone(),
-                    contact_email: email.clone(),
-                    plan: plan.clone(),
+                    display_name: name.clone().unwrap_or_default(),
+                    contact_email: email.clone().unwrap_or_default(),
+                    plan: plan.clone().unwrap_or_default(),
                 }
             );
             print_tenant(&t);

@@ -59,8 +59,12 @@ impl Calendar {
         self.date(day).format("%Y-%m-%d").to_string()
     }
 
-    /// Parses "YYYY-MM-DD" into a day.
+    /// Parses "YYYY-MM-DD" into a day: exactly that shape (chrono alone also
+    /// takes `26-1-5` or `+2026-01-05`), then a real date.
     pub fn parse_day(&self, text: &str) -> Option<i64> {
+        if !has_shape(text, "dddd-dd-dd") {
+            return None;
+        }
         let date = NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()?;
         Some(date.num_days_from_ce() as i64 - 719_163)
     }
@@ -120,6 +124,28 @@ impl Usage {
     }
 }
 
+/// True when `text` is `shape` with each `d` an ASCII digit.
+fn has_shape(text: &str, shape: &str) -> bool {
+    text.len() == shape.len()
+        && text.bytes().zip(shape.bytes()).all(|(c, s)| match s {
+            b'd' => c.is_ascii_digit(),
+            _ => c == s,
+        })
+}
+
+/// Parses a month argument, exactly "YYYY-MM" (`2026-01`; not `26-01`,
+/// `2026-1` or `+2026-01`), into (year, month); INVALID_ARGUMENT otherwise.
+pub fn parse_month(text: &str) -> crate::error::Result<(i32, u32)> {
+    let invalid =
+        || crate::error::Error::invalid(format!("month '{text}' is not YYYY-MM (e.g. 2026-01)"));
+    if !has_shape(text, "dddd-dd") {
+        return Err(invalid());
+    }
+    let date =
+        NaiveDate::parse_from_str(&format!("{text}-01"), "%Y-%m-%d").map_err(|_| invalid())?;
+    Ok((date.year(), date.month()))
+}
+
 /// Which slice of a tenant-day a usage counter covers.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Dimension {
@@ -129,6 +155,16 @@ pub enum Dimension {
     Topic(String),
     /// One device id.
     Device(String),
+}
+
+impl Dimension {
+    /// The topic of a per-topic slice.
+    pub fn topic(&self) -> Option<&str> {
+        match self {
+            Dimension::Topic(t) => Some(t),
+            Dimension::Total | Dimension::Device(_) => None,
+        }
+    }
 }
 
 /// When a topic existed, for the topic-days meter: written when the topic is
@@ -181,6 +217,20 @@ impl UsageDelta {
             u.delivered_messages += 1;
             if attempt > 1 {
                 u.redelivered_units += units;
+            }
+        });
+    }
+
+    /// Takes back a delivery of `units` that was billed but never reached
+    /// the client (see `broker::delivery::unsent`). The counters add with
+    /// wrapping arithmetic, so this subtracts exactly; it always follows the
+    /// commit that billed the delivery, so no counter goes below zero.
+    pub fn returned(&mut self, topic: &str, device_id: &str, units: u64, attempt: u32) {
+        self.add(topic, device_id, |u| {
+            u.delivered_units = u.delivered_units.wrapping_sub(units);
+            u.delivered_messages = u.delivered_messages.wrapping_sub(1);
+            if attempt > 1 {
+                u.redelivered_units = u.redelivered_units.wrapping_sub(units);
             }
         });
     }
@@ -272,5 +322,28 @@ mod tests {
         let (first, next) = utc.month_days(2026, 12).unwrap();
         assert_eq!(utc.day_name(first), "2026-12-01");
         assert_eq!(utc.day_name(next), "2027-01-01");
+    }
+
+    #[test]
+    fn months_and_days_are_parsed_strictly() {
+        assert_eq!(parse_month("2026-01").unwrap(), (2026, 1));
+        assert_eq!(parse_month("2026-12").unwrap(), (2026, 12));
+        for bad in [
+            "26-01",
+            "2026-1",
+            "+2026-01",
+            "2026-13",
+            "2026-00",
+            "2026-01 ",
+            "２０２６-01",
+            "",
+        ] {
+            assert!(parse_month(bad).is_err(), "{bad:?}");
+        }
+        let calendar = Calendar::new(0);
+        assert!(calendar.parse_day("2026-01-05").is_some());
+        for bad in ["2026-1-05", "26-01-05", "+2026-01-05", "2026-02-30"] {
+            assert!(calendar.parse_day(bad).is_none(), "{bad:?}");
+        }
     }
 }

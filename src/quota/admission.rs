@@ -16,13 +16,14 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use super::failed_auth::Claim;
 use super::failed_auth::FailedAuths;
 use super::rate::{TenantBuckets, TopicPacers};
 use super::streams::StreamSlots;
 use super::Plan;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
-use crate::observability::{name, Metrics};
+use crate::observability::Metrics;
 
 pub use super::rate::{GovernorClock, Pacer, RATE_QUOTAS_ON};
 pub use super::streams::StreamPermit;
@@ -49,7 +50,8 @@ fn retry_message(what: String, wait: Duration) -> Error {
 }
 
 impl Admission {
-    /// Limits on `clock`; `failed_auth_per_minute` is the server setting.
+    /// Limits on `clock`; `failed_auth_per_minute` is the server setting
+    /// (counted over a minute of wall time; see [`Self::with_failed_auth_window`]).
     pub fn new(clock: Clock, failed_auth_per_minute: u32) -> Self {
         Admission {
             clock,
@@ -57,7 +59,7 @@ impl Admission {
             control: TenantBuckets::default(),
             pacers: TopicPacers::default(),
             streams: StreamSlots::default(),
-            failed_auth: FailedAuths::new(failed_auth_per_minute),
+            failed_auth: FailedAuths::new(failed_auth_per_minute, Duration::from_secs(60)),
             metrics: None,
         }
     }
@@ -68,9 +70,19 @@ impl Admission {
         self
     }
 
-    fn refused(&self, kind: &'static str) {
+    /// The failed-authentication window: `limit` failures per `window` of
+    /// wall time (the server settings `failed_auth_per_minute` and
+    /// `failed_auth_window_seconds`).
+    pub fn with_failed_auth_window(mut self, limit: u32, window: Duration) -> Self {
+        self.failed_auth = FailedAuths::new(limit, window);
+        self
+    }
+
+    /// Counts a refusal of `kind` for `tenant` (a bounded label, as every
+    /// per-tenant series; "none" when no tenant is known).
+    fn refused(&self, kind: &'static str, tenant: Option<&str>) {
         if let Some(m) = &self.metrics {
-            m.count_labeled(name::QUOTA_REFUSALS, &[("kind", kind.into())], 1);
+            m.count_refusal(kind, tenant);
         }
     }
 
@@ -86,7 +98,7 @@ impl Admission {
             plan.produce_burst_units,
         );
         bucket.take(&self.clock, units).map_err(|wait| {
-            self.refused("produce_rate");
+            self.refused("produce_rate", Some(tenant));
             retry_message(
                 format!(
                     "produce rate limit: the plan allows {} units/s with bursts of {} units \
@@ -103,7 +115,7 @@ impl Admission {
         let rate = plan.control_calls_per_second;
         let bucket = self.control.get(&self.clock, tenant, rate, rate);
         bucket.take(&self.clock, 1).map_err(|wait| {
-            self.refused("control_rate");
+            self.refused("control_rate", Some(tenant));
             retry_message(
                 format!("control-plane rate limit: the plan allows {rate} calls/s"),
                 wait,
@@ -124,7 +136,7 @@ impl Admission {
     pub fn open_stream(&self, tenant: &str, plan: &Plan) -> Result<StreamPermit> {
         let limit = plan.max_concurrent_streams;
         self.streams.open(tenant, limit).ok_or_else(|| {
-            self.refused("streams");
+            self.refused("streams", Some(tenant));
             Error::exhausted(format!(
                 "concurrent stream limit: the plan allows {limit} open streams per tenant; \
                  close one first"
@@ -147,34 +159,47 @@ impl Admission {
         self.control.used_this_second(&self.clock, tenant)
     }
 
-    /// Refuses an address that failed authentication too often this minute.
-    pub fn check_address(&self, address: Option<IpAddr>) -> Result<()> {
+    /// Refuses a source address that failed authentication too often this
+    /// window while claiming `claim`'s tenant (other claims from the same
+    /// address are not affected).
+    pub fn check_source(&self, address: Option<IpAddr>, claim: &Claim) -> Result<()> {
         let Some(address) = address else {
             return Ok(());
         };
-        let Some(wait) = self.failed_auth.blocked_for(address, self.clock.now_ms()) else {
-            return Ok(());
-        };
-        self.refused("failed_auth");
-        Err(retry_message(
-            format!(
-                "too many failed authentications from this address: at most {} per minute",
-                self.failed_auth.per_minute()
-            ),
-            wait,
-        ))
-    }
-
-    /// Counts a failed authentication from `address`.
-    pub fn note_failed_auth(&self, address: Option<IpAddr>) {
-        if let Some(address) = address {
-            self.failed_auth.note(address, self.clock.now_ms());
+        match self.failed_auth.blocked_for(address, claim) {
+            Some(wait) => Err(self.failed_auth_refusal(claim, wait)),
+            None => Ok(()),
         }
     }
 
-    /// Forgets old failed-authentication counters (bounded memory).
+    /// Counts a failed authentication from `address` claiming `claim`;
+    /// refuses when it is over the limit (the first failures of a window
+    /// stay plain wrong credentials).
+    pub fn note_failed_auth(&self, address: Option<IpAddr>, claim: &Claim) -> Result<()> {
+        let Some(address) = address else {
+            return Ok(());
+        };
+        match self.failed_auth.note(address, claim) {
+            Some(wait) => Err(self.failed_auth_refusal(claim, wait)),
+            None => Ok(()),
+        }
+    }
+
+    fn failed_auth_refusal(&self, claim: &Claim, wait: Duration) -> Error {
+        self.refused("failed_auth", claim.tenant());
+        retry_message(
+            format!(
+                "too many failed authentications from this address: at most {} per {} s",
+                self.failed_auth.limit(),
+                self.failed_auth.window().as_secs().max(1)
+            ),
+            wait,
+        )
+    }
+
+    /// Forgets ended failed-authentication windows (bounded memory).
     pub fn sweep(&self) {
-        self.failed_auth.sweep(self.clock.now_ms());
+        self.failed_auth.sweep();
     }
 }
 
@@ -246,12 +271,18 @@ mod tests {
         assert!(admission.open_stream("a", &plan).is_ok());
 
         let ip: IpAddr = "127.0.0.1".parse().unwrap();
-        admission.note_failed_auth(Some(ip));
-        assert!(admission.check_address(Some(ip)).is_ok());
-        admission.note_failed_auth(Some(ip));
-        assert!(admission.check_address(Some(ip)).is_err());
-        clock.advance(Duration::from_secs(60));
-        assert!(admission.check_address(Some(ip)).is_ok());
+        let claim = Claim::Tenant("a".into());
+        assert!(admission.note_failed_auth(Some(ip), &claim).is_ok());
+        assert!(admission.note_failed_auth(Some(ip), &claim).is_ok());
+        assert!(admission.check_source(Some(ip), &claim).is_ok());
+        assert!(admission.note_failed_auth(Some(ip), &claim).is_err());
+        assert!(admission.check_source(Some(ip), &claim).is_err());
+        clock.advance(Duration::from_secs(3600));
+        assert!(
+            admission.check_source(Some(ip), &claim).is_err(),
+            "the broker clock does not end the window"
+        );
+        assert!(admission.check_source(Some(ip), &Claim::NoTenant).is_ok());
     }
 
     #[test]

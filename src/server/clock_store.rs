@@ -20,11 +20,21 @@ use crate::tenancy::Tenancy;
 pub const MAX_ADVANCE_MS: u64 = 400 * 24 * 3600 * 1000;
 
 /// The clock of the configured kind: a manual one resumes at its saved
-/// reading (the wall clock on first start).
-pub fn restore(store: &Store, kind: ClockKind) -> std::result::Result<Clock, StorageError> {
+/// reading; on first start (nothing saved) it starts at `start_ms` (the
+/// config's `clock_start`), else at the wall clock.
+pub fn restore(
+    store: &Store,
+    kind: ClockKind,
+    start_ms: Option<i64>,
+) -> std::result::Result<Clock, StorageError> {
     Ok(match kind {
         ClockKind::System => Clock::system(),
-        ClockKind::Manual => Clock::manual(store.manual_clock_ms()?.unwrap_or_else(wall_clock_ms)),
+        ClockKind::Manual => Clock::manual(
+            store
+                .manual_clock_ms()?
+                .or(start_ms)
+                .unwrap_or_else(wall_clock_ms),
+        ),
     })
 }
 
@@ -86,5 +96,9 @@ impl ClockStore {
 impl ClockControl for ClockStore {
     fn advance(&self, advance_ms: u64) -> BoxFuture<'_, Result<i64>> {
         Box::pin(ClockStore::advance(self, advance_ms))
+    }
+
+    fn read(&self) -> (i64, ClockKind) {
+        (self.clock.now_ms(), self.clock.kind())
     }
 }

@@ -8,6 +8,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use metrics_exporter_prometheus::ExporterFuture;
 use tokio::task::JoinHandle;
@@ -23,7 +24,9 @@ use crate::metering::Calendar;
 use crate::observability::Metrics;
 use crate::quota::admission::Admission;
 use crate::storage::{CommitterHandle, Store};
-use crate::tenancy::{load_or_create_billing_reader_token, load_or_create_operator_token, Tenancy};
+use crate::tenancy::{
+    read_or_generate_billing_reader_token, read_or_generate_operator_token, Credential, Tenancy,
+};
 
 /// Everything the services and the background jobs work on. Dropping it
 /// (with the services and jobs) lets go of every [`Store`] handle but the
@@ -59,18 +62,20 @@ pub(super) struct Loaded {
     pub(super) committer: CommitterHandle,
 }
 
-/// Reads (or creates) the credentials and builds the metrics recorder; the
-/// metrics endpoint is returned not yet running.
-pub(super) fn prepare(config: &Config) -> Result<(Prepared, Option<ExporterFuture>), ServerError> {
-    let operator_path = config.operator_token_path();
-    let (operator_token, generated) = credential(&operator_path, load_or_create_operator_token)?;
-    if generated {
-        tracing::warn!(path = %operator_path.display(),
-            "no operator credential was configured; generated one (mode 0600)");
-    }
-    let (billing_reader_token, _) = credential(
+/// Reads the credentials (or generates them in memory: [`Credential::write`]
+/// puts them on disk once the server has started) and builds the metrics
+/// recorder, which binds the metrics port now; the endpoint is returned not
+/// yet running.
+pub(super) fn prepare(
+    config: &Config,
+) -> Result<(Prepared, Option<ExporterFuture>, Vec<Credential>), ServerError> {
+    let operator = credential(
+        &config.operator_token_path(),
+        read_or_generate_operator_token,
+    )?;
+    let billing_reader = credential(
         &config.billing_reader_token_path(),
-        load_or_create_billing_reader_token,
+        read_or_generate_billing_reader_token,
     )?;
     let master_path = config.master_key_path();
     let (master_key, generated) =
@@ -87,14 +92,18 @@ pub(super) fn prepare(config: &Config) -> Result<(Prepared, Option<ExporterFutur
         &config.node_id,
         config.metrics_max_tenant_labels,
         Some(config.metrics_listen),
-    )?;
+    )
+    .map_err(|source| ServerError::MetricsListen {
+        address: config.metrics_listen,
+        source,
+    })?;
     let prepared = Prepared {
-        operator_token,
-        billing_reader_token,
+        operator_token: operator.token.clone(),
+        billing_reader_token: billing_reader.token.clone(),
         metrics: Arc::new(metrics),
         master_key: Arc::new(master_key),
     };
-    Ok((prepared, exporter))
+    Ok((prepared, exporter, vec![operator, billing_reader]))
 }
 
 /// Opens the store and loads the domain from it.
@@ -103,7 +112,7 @@ pub(super) fn load(config: &Config, prepared: &Prepared) -> Result<Loaded, Serve
     store.disk().set_minimum(config.min_free_disk_bytes);
     // Before anything else reads or writes: a wrong master key refuses here.
     let keyring = Arc::new(Keyring::open(&store, prepared.master_key.clone())?);
-    let clock = clock_store::restore(&store, config.clock)?;
+    let clock = clock_store::restore(&store, config.clock, config.clock_start_ms())?;
     let tenancy = Arc::new(Tenancy::load(
         store.clone(),
         clock.clone(),
@@ -114,7 +123,12 @@ pub(super) fn load(config: &Config, prepared: &Prepared) -> Result<Loaded, Serve
     )?);
     let metrics = prepared.metrics.clone();
     let admission = Arc::new(
-        Admission::new(clock.clone(), config.failed_auth_per_minute).with_metrics(metrics.clone()),
+        Admission::new(clock.clone(), config.failed_auth_per_minute)
+            .with_failed_auth_window(
+                config.failed_auth_per_minute,
+                Duration::from_secs(config.failed_auth_window_seconds),
+            )
+            .with_metrics(metrics.clone()),
     );
     let broker = Arc::new(Broker::load(
         store.clone(),
@@ -155,13 +169,13 @@ pub(super) fn load(config: &Config, prepared: &Prepared) -> Result<Loaded, Serve
     })
 }
 
-/// A credential read from `path`, or generated there (mode 0600) when the
-/// file does not exist yet (then the flag is true).
+/// A credential read from `path`, or generated in memory when the file does
+/// not exist yet; an error names the file.
 fn credential(
     path: &Path,
-    load_or_create: fn(&Path) -> std::io::Result<(String, bool)>,
-) -> Result<(String, bool), ServerError> {
-    load_or_create(path).map_err(|source| ServerError::OperatorToken {
+    read_or_generate: fn(&Path) -> std::io::Result<Credential>,
+) -> Result<Credential, ServerError> {
+    read_or_generate(path).map_err(|source| ServerError::OperatorToken {
         path: path.to_path_buf(),
         source,
     })

@@ -37,6 +37,23 @@ pub enum ServerError {
     /// The metrics recorder could not be built.
     #[error("metrics: {0}")]
     Metrics(#[from] metrics_exporter_prometheus::BuildError),
+    /// The data directory cannot be one (e.g. a file stands in its place).
+    #[error("cannot use the data directory {}: {reason}", path.display())]
+    DataDir {
+        /// The configured data directory.
+        path: std::path::PathBuf,
+        /// Why not.
+        reason: String,
+    },
+    /// The metrics endpoint could not listen on its address.
+    #[error("cannot serve metrics on {address}: {source}")]
+    MetricsListen {
+        /// The configured `metrics_listen`.
+        address: std::net::SocketAddr,
+        /// The cause (e.g. the address is in use).
+        #[source]
+        source: metrics_exporter_prometheus::BuildError,
+    },
     /// Reflection could not be built.
     #[error("reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),

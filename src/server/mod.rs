@@ -12,7 +12,8 @@
 //!
 //! | file | what |
 //! | --- | --- |
-//! | `mod.rs` | [`run`]: the order of start-up and shutdown, and the supervision loop |
+//! | `mod.rs` | [`run`] and the supervision loop |
+//! | `start.rs` | [`start`]: the order of start-up (ports, store, credential files), nothing left behind on a failure; [`Started::serve`] |
 //! | `domain.rs` | credentials and metrics (once); the store, the clock, tenancy, admission, broker, billing (per round) |
 //! | `round.rs` | one serving round over one loaded domain, until stop or a failed store |
 //! | `gate.rs` | the layer that keeps a failed store's domain from answering |
@@ -44,49 +45,22 @@ mod round;
 mod scheduler;
 mod services;
 mod shutdown;
+mod start;
 pub mod tick;
 mod tls;
 
 pub use error::ServerError;
 use round::{RoundEnd, Serving};
-use services::Health;
-use shutdown::StopRequest;
+pub use start::{start, Started};
 
-/// Runs the broker on `listener` until `shutdown` resolves, then stops
-/// accepting, lets in-flight RPCs finish up to the configured grace period,
-/// flushes and returns. A store that fails meanwhile is reopened and the
-/// domain reloaded from disk without returning (`recovery.rs`); only a
-/// failure at start-up ends `run` with an error.
+/// Runs the broker on `listener` until `shutdown` resolves: [`start`], then
+/// [`Started::serve`]. Only a failure at start-up ends `run` with an error.
 pub async fn run(
     config: Config,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    crate::storage::restrict_umask(); // files 0600, folders 0700: see storage::private
-    config.validate()?;
-    let (prepared, exporter) = domain::prepare(&config)?;
-    let loaded = domain::load(&config, &prepared)?;
-    let listener = listener.into_std().map_err(ServerError::Listener)?;
-    let (stop, watching) = StopRequest::spawn(shutdown);
-    let exporter = exporter.map(|exporter| domain::serve_metrics(exporter, config.metrics_listen));
-    recovery::report_state(&prepared.metrics, false);
-    tracing::info!(address = ?listener.local_addr().ok(), node_id = %config.node_id,
-        data_dir = %config.data_dir.display(), "tallyq serving");
-    let health = Health::new();
-    let serving = Serving {
-        config: &config,
-        listener: &listener,
-        stop: &stop,
-        health: &health,
-    };
-    let result = supervise(&serving, &prepared, loaded).await;
-
-    watching.abort();
-    if let Some(exporter) = exporter {
-        exporter.abort();
-    }
-    tracing::info!("tallyq stopped");
-    result
+    start(config, listener).await?.serve(shutdown).await
 }
 
 /// Serves round after round: a round ends when the caller asks to stop, or

@@ -13,7 +13,7 @@ use tokio_util::task::TaskTracker;
 
 use super::domain::Loaded;
 use super::gate::GateLayer;
-use super::scheduler::Scheduler;
+use super::scheduler::{Compaction, Scheduler};
 use super::services::{self, Health};
 use super::shutdown::{self, Shutdown, StopRequest};
 use super::ServerError;
@@ -70,6 +70,10 @@ impl Serving<'_> {
         let scheduler = Scheduler::start(
             &domain,
             Duration::from_secs(self.config.settlement_interval_seconds),
+            Compaction::new(
+                self.config.compact_below_live_percent,
+                self.config.compaction_interval_seconds,
+            ),
             stopping.flag(),
         );
         let trigger = {

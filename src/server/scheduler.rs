@@ -9,6 +9,7 @@
 //! | gauges | 2 s, and once at start | backlog, in-flight, retained bytes, storage, tenants |
 //! | disk | 1 s, and once at start | free disk space against the watermark, its gauges |
 //! | settlement | `settlement_interval_seconds` | the settlement half of the tick: settle, arrears |
+//! | compaction | 1 s check, and once at start | a pass at start and every `compaction_interval_seconds`, every second while the disk is below the watermark |
 //!
 //! A new background job is one more [`Job`] variant: its period and its body.
 
@@ -20,6 +21,7 @@ use tokio::task::JoinSet;
 
 use super::domain::Domain;
 use super::tick::{Due, Ticker};
+use crate::broker::compaction::CompactionPolicy;
 use crate::broker::Broker;
 use crate::quota::admission::Admission;
 
@@ -31,6 +33,9 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 const GAUGE_INTERVAL: Duration = Duration::from_secs(2);
 /// How often the free disk space is read (a refusal ends this soon after space returns).
 const DISK_INTERVAL: Duration = Duration::from_secs(1);
+/// How often the compaction job looks at the disk (it compacts under
+/// pressure at once, otherwise every `compaction_interval_seconds`).
+const COMPACTION_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The background jobs.
 #[derive(Clone, Copy, Debug)]
@@ -40,21 +45,24 @@ enum Job {
     Gauges,
     Settlement,
     Disk,
+    Compaction,
 }
 
 impl Job {
-    const ALL: [Job; 5] = [
+    const ALL: [Job; 6] = [
         Job::Retention,
         Job::Sweeps,
         Job::Gauges,
         Job::Settlement,
         Job::Disk,
+        Job::Compaction,
     ];
 
-    /// Gauges are filled at once, so the first scrape sees them; the other
-    /// jobs first wait a period.
+    /// Gauges are filled at once, so the first scrape sees them, and
+    /// compaction looks at the segments a previous run left; the other jobs
+    /// first wait a period.
     fn runs_at_start(self) -> bool {
-        matches!(self, Job::Gauges | Job::Disk)
+        matches!(self, Job::Gauges | Job::Disk | Job::Compaction)
     }
 }
 
@@ -64,6 +72,51 @@ struct Work {
     broker: Arc<Broker>,
     admission: Arc<Admission>,
     settlement_every: Duration,
+    compaction: Compaction,
+}
+
+/// The compaction job's settings and when its last normal pass ran.
+pub(super) struct Compaction {
+    policy: CompactionPolicy,
+    every: Duration,
+    last_pass: std::sync::Mutex<std::time::Instant>,
+}
+
+impl Compaction {
+    /// Compaction as configured: `compact_below_live_percent`, and a normal
+    /// pass every `compaction_interval_seconds`.
+    pub(super) fn new(below_live_percent: u8, interval_seconds: u64) -> Compaction {
+        Compaction {
+            policy: CompactionPolicy { below_live_percent },
+            every: Duration::from_secs(interval_seconds),
+            // The first check (at start) runs a pass.
+            last_pass: std::sync::Mutex::new(
+                std::time::Instant::now()
+                    .checked_sub(Duration::from_secs(interval_seconds))
+                    .unwrap_or_else(std::time::Instant::now),
+            ),
+        }
+    }
+
+    /// Runs a pass when one is due: at once while the disk is below the
+    /// watermark, otherwise once the interval has passed since the last.
+    async fn run(&self, broker: &Broker) {
+        let pressure = broker.disk_is_low();
+        let due = {
+            let mut last = crate::sync::MutexExt::lock_unpoisoned(&self.last_pass);
+            let due = pressure || last.elapsed() >= self.every;
+            if due {
+                *last = std::time::Instant::now();
+            }
+            due
+        };
+        if !due {
+            return;
+        }
+        if let Err(e) = broker.compact(self.policy, pressure).await {
+            tracing::error!(error = %e, "compaction failed");
+        }
+    }
 }
 
 impl Work {
@@ -74,6 +127,7 @@ impl Work {
             Job::Gauges => GAUGE_INTERVAL,
             Job::Settlement => self.settlement_every,
             Job::Disk => DISK_INTERVAL,
+            Job::Compaction => COMPACTION_CHECK_INTERVAL,
         }
     }
 
@@ -96,6 +150,7 @@ impl Work {
             }
             Job::Gauges => self.broker.refresh_gauges().await,
             Job::Disk => self.broker.refresh_disk_space(),
+            Job::Compaction => self.compaction.run(&self.broker).await,
         }
     }
 }
@@ -110,6 +165,7 @@ impl Scheduler {
     pub(super) fn start(
         domain: &Domain,
         settlement_every: Duration,
+        compaction: Compaction,
         shutdown: watch::Receiver<bool>,
     ) -> Scheduler {
         let work = Arc::new(Work {
@@ -117,6 +173,7 @@ impl Scheduler {
             broker: domain.broker.clone(),
             admission: domain.admission.clone(),
             settlement_every,
+            compaction,
         });
         let mut jobs = JoinSet::new();
         for job in Job::ALL {

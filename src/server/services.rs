@@ -22,7 +22,7 @@ use super::gate::GateLayer;
 use super::tls::tls_config;
 use super::ServerError;
 use crate::api::admin::AdminService;
-use crate::api::auth::{Audience, AuthInterceptor};
+use crate::api::auth::AuthInterceptor;
 use crate::api::billing::BillingService;
 use crate::api::broker::BrokerService;
 use crate::api::operator::OperatorService;
@@ -103,11 +103,13 @@ pub(super) async fn routes(
             .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
-    let auth = |audience| {
+    // One interceptor for every service: the access table decides who may
+    // call which RPC.
+    let auth = || {
         AuthInterceptor::new(
             domain.tenancy.clone(),
             domain.admission.clone(),
-            audience,
+            &config.trusted_proxies,
             tasks.clone(),
         )
     };
@@ -119,19 +121,19 @@ pub(super) async fn routes(
         .add_service(InterceptedService::new(
             BrokerServer::new(BrokerService::new(state.clone()))
                 .max_decoding_message_size(MAX_DECODING_BYTES),
-            auth(Audience::Tenant),
+            auth(),
         ))
         .add_service(InterceptedService::new(
             AdminServer::new(AdminService::new(state.clone())),
-            auth(Audience::Tenant),
+            auth(),
         ))
         .add_service(InterceptedService::new(
             OperatorServer::new(OperatorService::new(state.clone())),
-            auth(Audience::Operator),
+            auth(),
         ))
         .add_service(InterceptedService::new(
             BillingServer::new(BillingService::new(state)),
-            auth(Audience::Billing),
+            auth(),
         ));
     Ok(routes)
 }

@@ -46,12 +46,14 @@ impl Deltas {
 }
 
 /// Adds `deltas` position by position to `values`, growing it as needed.
+/// Wrapping, so a delta that takes back an earlier one (a delivery that never
+/// reached its client, `UsageDelta::returned`) subtracts exactly.
 fn add_into(values: &mut Vec<u64>, deltas: &[u64]) {
     if values.len() < deltas.len() {
         values.resize(deltas.len(), 0);
     }
     for (value, delta) in values.iter_mut().zip(deltas) {
-        *value = value.saturating_add(*delta);
+        *value = value.wrapping_add(*delta);
     }
 }
 

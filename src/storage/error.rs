@@ -21,6 +21,13 @@ pub enum StorageError {
     /// sled failed to read or write.
     #[error("{0}")]
     Sled(#[source] Arc<sled::Error>),
+    /// Another process holds sled's lock on the store: another broker is
+    /// using this data directory.
+    #[error("another broker is using it (the lock on {} is held)", path.display())]
+    Locked {
+        /// sled's lock file.
+        path: PathBuf,
+    },
     /// sled panicked while opening the store (sled 0.34 can, on a store
     /// damaged by an abrupt stop).
     #[error("sled panicked while opening the store (it may be damaged)")]

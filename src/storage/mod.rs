@@ -41,6 +41,7 @@
 //! | `committer.rs` | the group-commit thread in named steps, [`CommitterHandle`], [`PendingCommit`], [`AfterCommit`] |
 //! | `counters.rs` | the counter journal: stage, record, fold, recover |
 //! | `segments.rs` | the append-only segment files that hold message payloads |
+//! | `compaction.rs` | compaction's storage side: segment statistics, opaque copies of sets, moving a set's header to its copy |
 //! | `disk.rs` | [`DiskMonitor`]: free space of the data dir's file system against `min_free_disk_bytes` |
 //! | `private.rs` | owner-only modes: the umask, 0700 folders, tightening an existing data dir |
 //! | `repo/` | repositories: typed reads on [`Store`] and writes on [`WriteSet`], domain values in and out |
@@ -53,6 +54,7 @@
 //! through the repositories, which hand back domain types.
 
 mod committer;
+mod compaction;
 mod counters;
 mod disk;
 mod error;
@@ -66,6 +68,7 @@ mod store;
 mod write_set;
 
 pub use committer::{AfterCommit, CommitterHandle, PendingCommit};
+pub use compaction::SegmentStats;
 pub use disk::{approx_bytes, DiskMonitor, DiskSpace, MinFreeDisk};
 pub use error::{StorageError, StorageResult};
 pub use failure::StoreHealth;

@@ -29,6 +29,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, RwLock};
 
+use super::compaction::SegmentStats;
 use super::records::BlobRef;
 use super::{StorageError, StorageResult};
 use crate::sync::{MutexExt, RwLockExt};
@@ -265,6 +266,69 @@ impl Segments {
             .filter_map(|f| f.metadata().ok())
             .map(|m| m.len())
             .sum()
+    }
+
+    /// Copies a blob, as the opaque bytes it is, to the active segment: read
+    /// and checked against its CRC first, so a damaged blob is never copied.
+    /// Returns where the copy is; like any append, it is durable after the
+    /// committer's next [`Segments::sync_dirty`]. For compaction.
+    pub fn copy(&self, blob: &BlobRef) -> StorageResult<BlobRef> {
+        let bytes = self.read(blob)?;
+        self.append(&bytes)
+    }
+
+    /// Every open segment's file and live bytes, oldest first (for
+    /// compaction to choose what to rewrite).
+    pub fn stats(&self) -> Vec<SegmentStats> {
+        let (active, active_len) = {
+            let active = self.active.lock_unpoisoned();
+            (active.id, active.len)
+        };
+        let files: Vec<(u64, Arc<File>)> = self
+            .files
+            .read_unpoisoned()
+            .iter()
+            .map(|(id, file)| (*id, file.clone()))
+            .collect();
+        let live = self.live.lock_unpoisoned().clone();
+        let mut stats: Vec<SegmentStats> = files
+            .into_iter()
+            .map(|(id, file)| SegmentStats {
+                id,
+                file_bytes: if id == active {
+                    active_len
+                } else {
+                    file.metadata().map(|m| m.len()).unwrap_or_default()
+                },
+                live_bytes: live.get(&id).copied().unwrap_or_default(),
+                active: id == active,
+            })
+            .collect();
+        stats.sort_by_key(|s| s.id);
+        stats
+    }
+
+    /// Starts a new active segment now (the old one is sealed, and deleted
+    /// at once when nothing lives in it), so that space held by dead blobs
+    /// in the active segment can be given back without waiting for it to
+    /// fill. Nothing happens when the active segment is empty.
+    pub fn seal_active(&self) -> StorageResult<()> {
+        let mut active = self.active.lock_unpoisoned();
+        if active.len == 0 {
+            return Ok(());
+        }
+        let next = active.id + 1;
+        let file = Arc::new(create_segment(&self.dir, next)?);
+        self.directory_dirty.store(true, Ordering::SeqCst);
+        self.files.write_unpoisoned().insert(next, file.clone());
+        let sealed = active.id;
+        *active = Active {
+            id: next,
+            file,
+            len: 0,
+        };
+        self.remove_if_dead(sealed, next);
+        Ok(())
     }
 }
 

@@ -221,6 +221,11 @@ impl Store {
         self.segments.read(blob)
     }
 
+    /// The segment files (for compaction, `compaction.rs`).
+    pub(super) fn segments(&self) -> &segments::Segments {
+        &self.segments
+    }
+
     /// At start-up: records a blob that a stored reference points to.
     pub(super) fn mark_blob_live(&self, blob: &records::BlobRef) {
         self.segments.mark_live(blob);
@@ -281,6 +286,12 @@ fn open_sled(path: &Path, cache_capacity_bytes: u64) -> StorageResult<sled::Db> 
                     && waiting_since.elapsed() < std::time::Duration::from_secs(5) =>
             {
                 std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            // sled reports the held lock (flock's WouldBlock) only in its text.
+            Err(e) if e.to_string().contains("could not acquire lock") => {
+                return Err(StorageError::Locked {
+                    path: path.join("db"),
+                })
             }
             Err(e) => return Err(e.into()),
         }

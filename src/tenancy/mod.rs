@@ -15,6 +15,7 @@
 //! here, the row in `storage::records` (a new tag) and the two conversions in
 //! its repository. The methods are grouped by idea, one file each:
 //!
+//! - `access.rs`: which RPC needs which scope or credential ([`Need`], [`RULES`]);
 //! - `principal.rs`: who is calling ([`Principal`], [`TenantKey`], [`Scope`]);
 //! - `tenants.rs`: [`Tenant`], status changes, plans, the data-plane gate;
 //! - `keys.rs`: [`ApiKey`]s (create, hash, authenticate, revoke);
@@ -24,6 +25,7 @@
 //! - `credentials.rs`: the operator and billing-reader token files;
 //! - `names.rs`: the name rules for tenants, topics, subscriptions, devices.
 
+mod access;
 mod audit;
 mod credentials;
 mod devices;
@@ -45,8 +47,13 @@ use crate::plan::Plan;
 use crate::storage::Store;
 use keys::sha256;
 
+pub use access::{need_of, Need, RULES};
 pub use audit::AuditEvent;
-pub use credentials::{load_or_create_billing_reader_token, load_or_create_operator_token};
+pub use credentials::{
+    load_or_create_billing_reader_token, load_or_create_operator_token,
+    read_or_generate_billing_reader_token, read_or_generate_operator_token, Credential,
+    PLACEHOLDER_PREFIX,
+};
 pub use devices::DeviceBinding;
 pub use keys::{ApiKey, CreatedKey};
 pub use names::{validate_device_id, validate_resource_name, validate_tenant_id};

@@ -48,21 +48,14 @@ pub struct TenantKey {
 }
 
 impl TenantKey {
-    /// Refuses with PERMISSION_DENIED unless the key has `scope` and, when it
-    /// has an allow-list, `topic` is on it.
-    pub fn require(&self, scope: Scope, topic: Option<&str>) -> Result<()> {
+    /// Refuses with PERMISSION_DENIED unless the key has `scope`. (Which RPC
+    /// needs which scope is decided once, in `access.rs`.)
+    pub(super) fn require_scope(&self, scope: Scope) -> Result<()> {
         if !self.scopes.contains(&scope) {
             return Err(Error::PermissionDenied(format!(
                 "this API key lacks the '{}' scope",
                 scope.name()
             )));
-        }
-        if let Some(topic) = topic {
-            if !self.may_touch(topic) {
-                return Err(Error::PermissionDenied(format!(
-                    "this API key may not use topic '{topic}'"
-                )));
-            }
         }
         Ok(())
     }
@@ -70,6 +63,11 @@ impl TenantKey {
     /// True when the key's allow-list (if any) names `topic`.
     pub fn may_touch(&self, topic: &str) -> bool {
         self.topics.is_empty() || self.topics.iter().any(|t| t == topic)
+    }
+
+    /// True when the key is limited to some topics.
+    pub fn has_allow_list(&self) -> bool {
+        !self.topics.is_empty()
     }
 }
 
@@ -96,8 +94,10 @@ mod tests {
             scopes: vec![Scope::Produce],
             topics: vec!["t1".into()],
         };
-        assert!(key.require(Scope::Produce, Some("t1")).is_ok());
-        assert!(key.require(Scope::Produce, Some("t2")).is_err());
-        assert!(key.require(Scope::Consume, Some("t1")).is_err());
+        assert!(key.require_scope(Scope::Produce).is_ok());
+        assert!(key.require_scope(Scope::Consume).is_err());
+        assert!(key.require_topics(["t1"]).is_ok());
+        assert!(key.require_topics(["t1", "t2"]).is_err());
+        assert!(key.has_allow_list());
     }
 }

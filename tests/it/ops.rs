@@ -100,7 +100,7 @@ async fn metrics_move_by_exact_amounts() {
         value(
             &text,
             "tallyq_rpc_duration_seconds_count",
-            &["method=\"Broker/Produce\"", "code=\"OK\""]
+            &["method=\"tallyq.v1.Broker/Produce\"", "code=\"OK\""]
         ),
         1.0
     );
@@ -108,7 +108,10 @@ async fn metrics_move_by_exact_amounts() {
         value(
             &text,
             "tallyq_rpc_duration_seconds_count",
-            &["method=\"Broker/Produce\"", "code=\"INVALID_ARGUMENT\""]
+            &[
+                "method=\"tallyq.v1.Broker/Produce\"",
+                "code=\"INVALID_ARGUMENT\""
+            ]
         ),
         1.0
     );

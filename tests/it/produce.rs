@@ -250,7 +250,7 @@ async fn malformed_protobuf_is_refused_without_effect() {
 
 /// A codec that sends bytes as they are (to send malformed protobuf).
 #[derive(Clone, Default)]
-struct RawCodec;
+pub(crate) struct RawCodec;
 
 impl tonic::codec::Codec for RawCodec {
     type Encode = bytes::Bytes;

@@ -19,13 +19,13 @@ use std::sync::Arc;
 use super::Broker;
 use crate::error::Result;
 use crate::quota::Plan;
-use crate::tenancy::{Scope, TenantKey};
+use crate::tenancy::TenantKey;
 
 impl Broker {
-    /// Checks the manage scope (and topic allow-list) and spends one
-    /// control-plane call of the tenant's rate; returns the tenant's plan.
-    fn check_manage(&self, key: &TenantKey, topic: Option<&str>) -> Result<Arc<Plan>> {
-        key.require(Scope::Manage, topic)?;
+    /// Spends one control-plane call of the tenant's rate; returns the
+    /// tenant's plan. (The manage scope and the topic allow-list were checked
+    /// at the door, `tenancy::access`.)
+    fn check_manage(&self, key: &TenantKey) -> Result<Arc<Plan>> {
         let plan = self.tenancy.plan_of(&key.tenant);
         self.admission.admit_control(&key.tenant, &plan)?;
         Ok(plan)

@@ -63,6 +63,18 @@ pub struct SubscriptionView {
     pub stats: SubscriptionStats,
 }
 
+impl SubscriptionView {
+    /// The view as `key` may see it: a dead-letter topic off the key's topic
+    /// allow-list is shown without its name (SPEC §3: the list limits
+    /// everything the key sees).
+    pub fn seen_by(mut self, key: &TenantKey) -> Self {
+        if !key.may_touch(&self.settings.dead_letter_topic) {
+            self.settings.dead_letter_topic.clear();
+        }
+        self
+    }
+}
+
 /// One limit and its current use, as GetQuota shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QuotaUse {
@@ -77,17 +89,29 @@ pub struct QuotaUse {
 }
 
 impl Broker {
-    /// Every limit of the tenant's plan with its current use.
+    /// Every limit of the tenant's plan with its current use. For a key
+    /// limited to some topics, the uses that add up topics (topics,
+    /// subscriptions per topic, storage, consume rate) count only those.
     pub async fn get_quota(&self, key: &TenantKey) -> Result<(String, Vec<QuotaUse>)> {
-        let plan = self.check_manage(key, None)?;
+        let plan = self.check_manage(key)?;
         let plan_name = self.tenancy.get_tenant(&key.tenant)?.plan;
-        let topics = self.tenant_topics(&key.tenant);
+        let mut topics = self.tenant_topics(&key.tenant);
+        let whole_tenant = !key.has_allow_list();
+        topics.retain(|t| key.may_touch(&t.name));
         let max_subs = topics
             .iter()
             .map(|t| t.subscription_list().len() as u64)
             .max()
             .unwrap_or(0);
-        let storage = topics.first().map(|t| t.tenant_bytes()).unwrap_or(0);
+        let storage = if whole_tenant {
+            topics.first().map(|t| t.tenant_bytes()).unwrap_or(0)
+        } else {
+            let mut bytes = 0;
+            for topic in &topics {
+                bytes += topic.log.lock().await.bytes;
+            }
+            bytes
+        };
         let consume = topics
             .iter()
             .map(|t| {

@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::quota::Plan;
 use crate::storage::WriteSet;
 use crate::sync::RwLockExt;
-use crate::tenancy::{validate_resource_name, Scope, TenantKey};
+use crate::tenancy::{validate_resource_name, TenantKey};
 
 use super::SubscriptionView;
 
@@ -61,8 +61,8 @@ impl Broker {
         start: StartAt,
     ) -> Result<SubscriptionView> {
         validate_resource_name("subscription", name)?;
-        let plan = self.check_manage(key, Some(topic_name))?;
-        self.refuse_when_disk_low()?;
+        let plan = self.check_manage(key)?;
+        self.refuse_when_disk_low(&key.tenant)?;
         let topic = self.topic(&key.tenant, topic_name)?;
         let settings = SubscriptionSettings {
             id: 0,
@@ -84,7 +84,7 @@ impl Broker {
         }
         let count = topic.subscription_list().len();
         if count >= plan.max_subscriptions_per_topic as usize {
-            self.count_refusal("subscriptions");
+            self.count_refusal("subscriptions", &key.tenant);
             return Err(Error::exhausted(format!(
                 "subscription limit reached: the plan allows {} subscriptions per topic and \
                  topic '{topic_name}' has {count}",
@@ -159,7 +159,6 @@ impl Broker {
                     "dead_letter_topic must be a different topic than the subscription's own",
                 ));
             }
-            key.require(Scope::Manage, Some(&settings.dead_letter_topic))?;
             self.topic(&key.tenant, &settings.dead_letter_topic)?;
         }
         Ok(())
@@ -172,9 +171,9 @@ impl Broker {
         topic_name: &str,
         name: &str,
     ) -> Result<SubscriptionView> {
-        self.check_manage(key, Some(topic_name))?;
+        self.check_manage(key)?;
         let (topic, sub) = self.subscription(&key.tenant, topic_name, name)?;
-        Ok(self.subscription_view(&topic, &sub).await)
+        Ok(self.subscription_view(&topic, &sub).await.seen_by(key))
     }
 
     /// A topic's subscriptions.
@@ -183,11 +182,11 @@ impl Broker {
         key: &TenantKey,
         topic_name: &str,
     ) -> Result<Vec<SubscriptionView>> {
-        self.check_manage(key, Some(topic_name))?;
+        self.check_manage(key)?;
         let topic = self.topic(&key.tenant, topic_name)?;
         let mut views = Vec::new();
         for sub in topic.subscription_list() {
-            views.push(self.subscription_view(&topic, &sub).await);
+            views.push(self.subscription_view(&topic, &sub).await.seen_by(key));
         }
         Ok(views)
     }
@@ -200,7 +199,7 @@ impl Broker {
         name: &str,
         update: SubscriptionUpdate,
     ) -> Result<SubscriptionView> {
-        let plan = self.check_manage(key, Some(topic_name))?;
+        let plan = self.check_manage(key)?;
         let (topic, sub) = self.subscription(&key.tenant, topic_name, name)?;
         let mut settings = sub.settings();
         if let Some(v) = update.lock_seconds {
@@ -228,7 +227,7 @@ impl Broker {
         topic_name: &str,
         name: &str,
     ) -> Result<()> {
-        self.check_manage(key, Some(topic_name))?;
+        self.check_manage(key)?;
         let _guard = self.admin_lock.lock().await;
         let (topic, sub) = self.subscription(&key.tenant, topic_name, name)?;
         let state = sub.state.lock().await;

@@ -49,8 +49,8 @@ impl Broker {
         asked: NewTopic,
     ) -> Result<TopicView> {
         validate_resource_name("topic", name)?;
-        let plan = self.check_manage(key, Some(name))?;
-        self.refuse_when_disk_low()?;
+        let plan = self.check_manage(key)?;
+        self.refuse_when_disk_low(&key.tenant)?;
         let record = TopicSettings {
             id: 0,
             tenant: key.tenant.clone(),
@@ -72,7 +72,7 @@ impl Broker {
         }
         let count = self.tenant_topics(&key.tenant).len();
         if count >= plan.max_topics as usize {
-            self.count_refusal("topics");
+            self.count_refusal("topics", &key.tenant);
             return Err(Error::exhausted(format!(
                 "topic limit reached: the plan allows {} topics per tenant and {count} exist",
                 plan.max_topics
@@ -111,14 +111,14 @@ impl Broker {
 
     /// One topic with its figures.
     pub async fn get_topic(&self, key: &TenantKey, name: &str) -> Result<TopicView> {
-        self.check_manage(key, Some(name))?;
+        self.check_manage(key)?;
         let topic = self.topic(&key.tenant, name)?;
         Ok(self.topic_view(&topic).await)
     }
 
     /// The tenant's topics this key may see.
     pub async fn list_topics(&self, key: &TenantKey) -> Result<Vec<TopicView>> {
-        self.check_manage(key, None)?;
+        self.check_manage(key)?;
         let mut views = Vec::new();
         for topic in self.tenant_topics(&key.tenant) {
             if key.may_touch(&topic.name) {
@@ -136,7 +136,7 @@ impl Broker {
         name: &str,
         update: TopicUpdate,
     ) -> Result<TopicView> {
-        let plan = self.check_manage(key, Some(name))?;
+        let plan = self.check_manage(key)?;
         let topic = self.topic(&key.tenant, name)?;
         let mut settings = topic.settings();
         if let Some(v) = update.expiry_seconds {
@@ -162,7 +162,7 @@ impl Broker {
 
     /// Deletes a topic with its messages and subscriptions.
     pub async fn delete_topic(&self, key: &TenantKey, name: &str) -> Result<()> {
-        self.check_manage(key, Some(name))?;
+        self.check_manage(key)?;
         let _guard = self.admin_lock.lock().await;
         let topic = self.topic(&key.tenant, name)?;
         self.delete_topic_locked(topic).await

@@ -221,6 +221,7 @@ impl Broker {
                                 publish_ms,
                                 attempt,
                                 bytes: size,
+                                claimed_ms: now,
                             });
                         }
                         None => {

@@ -35,13 +35,17 @@ impl FlowWindow {
                 max_messages.min(10_000)
             },
             max_bytes: if max_bytes == 0 {
-                10 * 1024 * 1024
+                DEFAULT_WINDOW_BYTES
             } else {
                 max_bytes.min(256 * 1024 * 1024)
             },
         }
     }
 }
+
+/// The byte window of a stream that does not set one: one stock client's
+/// response limit (4 MiB), so a default window is one or two pushes.
+pub const DEFAULT_WINDOW_BYTES: u64 = 4 * 1024 * 1024;
 
 /// Most messages one push carries.
 const PUSH_BATCH: usize = 1000;

@@ -9,21 +9,20 @@ use crate::broker::topic::{Topic, TopicLog};
 use crate::broker::{Broker, Message};
 use crate::error::{Error, Result};
 use crate::quota::{human_bytes, MessageShape, Plan};
-use crate::tenancy::{Scope, TenantKey};
+use crate::tenancy::TenantKey;
 
 impl Broker {
-    /// Checks that the key's tenant may produce to `topic_name` now, and
+    /// Checks that the key's tenant may produce now (its scope and topic
+    /// allow-list were checked at the door, `tenancy::access`), and
     /// every message against the plan (sizes, headers, ids) and the tenant's
     /// devices. Returns the plan and each message's counted bytes.
     pub(super) fn admit_batch(
         &self,
         key: &TenantKey,
-        topic_name: &str,
         messages: &[Message],
     ) -> Result<(Arc<Plan>, Vec<u64>)> {
         self.tenancy.check_data_plane(&key.tenant)?;
-        key.require(Scope::Produce, Some(topic_name))?;
-        self.refuse_when_disk_low()?;
+        self.refuse_when_disk_low(&key.tenant)?;
         let plan = self.tenancy.plan_of(&key.tenant);
         let shapes: Vec<MessageShape<'_>> = messages
             .iter()
@@ -61,12 +60,12 @@ impl Broker {
     ) -> Result<Room> {
         let room = Room::needed(topic, log, bytes).inspect_err(|e| {
             if matches!(e, Error::ResourceExhausted { .. }) {
-                self.count_refusal("topic_full");
+                self.count_refusal("topic_full", tenant);
             }
         })?;
         let tenant_bytes = topic.tenant_bytes() - room.freed.min(topic.tenant_bytes());
         if tenant_bytes + bytes > plan.max_tenant_storage_bytes {
-            self.count_refusal("tenant_storage");
+            self.count_refusal("tenant_storage", tenant);
             return Err(Error::exhausted(format!(
                 "tenant storage quota: the plan allows {} bytes ({}) of retained messages and \
                  {tenant_bytes} are in use; this batch needs {bytes} more",

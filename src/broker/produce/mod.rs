@@ -72,7 +72,7 @@ impl Broker {
         topic_name: &str,
         messages: Vec<Message>,
     ) -> Result<PendingProduce> {
-        let (plan, sizes) = self.admit_batch(key, topic_name, &messages)?;
+        let (plan, sizes) = self.admit_batch(key, &messages)?;
         let topic = self.topic(&key.tenant, topic_name)?;
         let keys = self.tenancy.data_keys(&key.tenant)?;
         let window_ms = topic.settings().dedup_window_seconds as i64 * 1000;

@@ -91,6 +91,33 @@ impl SubState {
     }
 }
 
+impl SubState {
+    /// Undoes the claim that handed out `offset` as delivery number
+    /// `attempt` when that delivery never reached the client: the message is
+    /// due again at `now` and its attempt count is as before the claim.
+    /// `at_most_once` says the claim left nothing pending (the subscription
+    /// is at-most-once), so the message is put back. Returns false (and
+    /// changes nothing) when the message moved on meanwhile (acked, nacked
+    /// and claimed again, or released by a seek).
+    pub fn unclaim(&mut self, offset: u64, attempt: u32, now: i64, at_most_once: bool) -> bool {
+        let first_delivery_ms = match self.pending.get(&offset) {
+            Some(record) if record.attempts == attempt => record.first_delivery_ms,
+            Some(_) => return false,
+            None if at_most_once && offset < self.next_offset => now,
+            None => return false,
+        };
+        self.insert_pending(
+            offset,
+            Pending {
+                attempts: attempt.saturating_sub(1),
+                deadline_ms: now,
+                first_delivery_ms,
+            },
+        );
+        true
+    }
+}
+
 /// Rules for tests: `lock_ms`, no attempt limit, everything up to
 /// `visible_end` retained.
 #[cfg(test)]
@@ -166,5 +193,28 @@ mod tests {
         assert!(s.pending.is_empty());
         assert_eq!(s.next_deadline(), None);
         assert_eq!(s.claim(0, &r), deliver(5, 1));
+    }
+
+    #[test]
+    fn an_unclaimed_message_is_due_again_with_the_same_attempt() {
+        let mut s = SubState::default();
+        let r = rules(10_000, 1);
+        assert_eq!(s.claim(0, &r), deliver(0, 1));
+        assert!(s.unclaim(0, 1, 5, false));
+        assert_eq!(s.claim(5, &r), deliver(0, 1));
+        // At-most-once: nothing pending after the claim, the message comes back.
+        let mut s = SubState::default();
+        let r = rules(0, 1);
+        assert_eq!(s.claim(0, &r), deliver(0, 1));
+        assert!(s.unclaim(0, 1, 0, true));
+        assert_eq!(s.claim(0, &r), deliver(0, 1));
+        assert_eq!(s.claim(0, &r), None);
+        // Acked meanwhile: nothing comes back.
+        let mut s = SubState::default();
+        let r = rules(10_000, 1);
+        assert_eq!(s.claim(0, &r), deliver(0, 1));
+        assert!(s.ack(0));
+        assert!(!s.unclaim(0, 1, 0, false));
+        assert!(s.pending.is_empty());
     }
 }

@@ -1,7 +1,8 @@
 //! Reading retained messages back: the message at an offset, through a
 //! one-set cache so a sequential reader decodes each message set once, and
 //! every retained set in order (for export). A set may expire between
-//! reading its header and its bytes; both readers then treat it as gone.
+//! reading its header and its bytes; both readers then treat it as gone. It
+//! may also be moved by compaction; both then read it again where it went.
 
 use super::quarantine::is_damage;
 use super::SetSummary;
@@ -63,6 +64,15 @@ impl Broker {
         })
     }
 
+    /// The set's stored header when it now points elsewhere than `set`
+    /// (compaction moved it), else `None`.
+    fn moved(&self, topic: &Topic, set: &SetSummary) -> Result<Option<SetSummary>> {
+        Ok(self
+            .store
+            .set_at_or_before(topic.id, set.first_offset)?
+            .filter(|s| s.first_offset == set.first_offset && s.location != set.location))
+    }
+
     /// Reads the messages of `set`, wanted for `offset`: `None`
     /// when reading fails because the set expired or was reclaimed since its
     /// header was read (its segment may be gone), an error when it fails with
@@ -88,11 +98,18 @@ impl Broker {
             }
             Ok(set) => Ok(Some(set)),
             Err(_) if offset < topic.first_offset() => Ok(None),
-            Err(e) if is_damage(&e) => {
-                self.quarantine_set(topic, set, &e);
-                Ok(None)
+            Err(e) => {
+                // Compaction moved the set after its header was read and its
+                // old segment is gone: read it where its header now points.
+                if let Some(moved) = self.moved(topic, set)? {
+                    return self.read_set(topic, &moved, offset);
+                }
+                if is_damage(&e) {
+                    self.quarantine_set(topic, set, &e);
+                    return Ok(None);
+                }
+                Err(e.into())
             }
-            Err(e) => Err(e.into()),
         }
     }
 }

@@ -26,9 +26,20 @@ impl OverflowPolicy {
     /// Its number in the API (and in exports): 1 reclaim oldest, 2 refuse
     /// produce.
     pub fn number(self) -> i32 {
+        self.numbered().0
+    }
+
+    /// The policy's name in the API (the proto enum's value name), as the
+    /// JSON export writes it: `OVERFLOW_POLICY_RECLAIM_OLDEST` or
+    /// `OVERFLOW_POLICY_REFUSE_PRODUCE`.
+    pub fn api_name(self) -> &'static str {
+        self.numbered().1
+    }
+
+    fn numbered(self) -> (i32, &'static str) {
         match self {
-            OverflowPolicy::ReclaimOldest => 1,
-            OverflowPolicy::RefuseProduce => 2,
+            OverflowPolicy::ReclaimOldest => (1, "OVERFLOW_POLICY_RECLAIM_OLDEST"),
+            OverflowPolicy::RefuseProduce => (2, "OVERFLOW_POLICY_REFUSE_PRODUCE"),
         }
     }
 }

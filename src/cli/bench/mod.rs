@@ -56,6 +56,10 @@ pub struct BenchArgs {
     /// The broker's pid, to report its CPU seconds and peak RSS from /proc.
     #[arg(long)]
     pub server_pid: Option<u32>,
+    /// With --setup: cap the topic at this many bytes, reclaiming the oldest
+    /// (0: the plan's default), so the load leaves dead sets behind.
+    #[arg(long, default_value_t = 0)]
+    pub topic_max_bytes: u64,
 }
 
 /// `tallyq bench`: sets up when asked, runs the load, prints one report line.
@@ -138,7 +142,11 @@ async fn setup(client: &Client, tenant: &str, args: &BenchArgs) -> Result<Client
         create_topic,
         pb::CreateTopicRequest {
             name: args.topic.clone(),
-            config: None,
+            config: (args.topic_max_bytes > 0).then(|| pb::TopicConfig {
+                max_bytes: args.topic_max_bytes,
+                overflow_policy: pb::OverflowPolicy::ReclaimOldest as i32,
+                ..Default::default()
+            }),
         }
     );
     call!(

@@ -15,7 +15,7 @@ use crate::storage::{StorageError, StorageResult, Store, WriteSet};
 /// storage: the broker keeps it in its set summaries and hands it back to
 /// read the set or drop it. (The default points nowhere; for tests.)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct SetLocation(BlobRef);
+pub struct SetLocation(pub(in crate::storage) BlobRef);
 
 /// Where the first offset is in a set header's key (after the keyspace byte
 /// and the topic id).
