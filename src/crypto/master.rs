@@ -86,6 +86,32 @@ fn wrap_aad(owner: &str) -> Vec<u8> {
     aad
 }
 
+/// Reads the master key from `path` (64 hex digits), or generates one in
+/// memory when the file does not exist: the returned credential writes it
+/// (mode 0600, created new, synced) once the broker has opened its store,
+/// like the operator credential, so a start that fails creates nothing.
+pub fn read_or_generate_master_key(
+    path: &Path,
+) -> std::io::Result<(MasterKey, crate::tenancy::Credential)> {
+    let credential = |token: String, generated| crate::tenancy::Credential {
+        path: path.to_path_buf(),
+        token,
+        generated,
+    };
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok((parse(path, &text)?, credential(String::new(), false))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut bytes = [0u8; KEY_LEN];
+            random_bytes(&mut bytes);
+            Ok((
+                MasterKey::from_bytes(&bytes),
+                credential(hex::encode(bytes), true),
+            ))
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Reads the master key from `path` (64 hex digits), or generates one there
 /// (mode 0600, synced) when the file does not exist. Returns the key and
 /// whether it was generated now.

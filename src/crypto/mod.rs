@@ -23,7 +23,7 @@ mod seal;
 mod tenant;
 
 pub use keyring::{rewrap_all, Keyring, KeyringError};
-pub use master::{load_or_create_master_key, MasterKey};
+pub use master::{load_or_create_master_key, read_or_generate_master_key, MasterKey};
 pub use seal::{open_set, seal_set, set_header_space, SetAad, SET_OVERHEAD};
 pub use tenant::{DataKey, DedupTag, DeviceTag, TenantKeys};
 

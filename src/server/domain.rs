@@ -19,7 +19,7 @@ use super::ServerError;
 use crate::billing::Billing;
 use crate::broker::Broker;
 use crate::config::Config;
-use crate::crypto::{load_or_create_master_key, Keyring, MasterKey};
+use crate::crypto::{read_or_generate_master_key, Keyring, MasterKey};
 use crate::metering::Calendar;
 use crate::observability::Metrics;
 use crate::quota::admission::Admission;
@@ -77,17 +77,13 @@ pub(super) fn prepare(
         &config.billing_reader_token_path(),
         read_or_generate_billing_reader_token,
     )?;
+    // Written with the credentials once the store opened (see `start`).
     let master_path = config.master_key_path();
-    let (master_key, generated) =
-        load_or_create_master_key(&master_path).map_err(|source| ServerError::MasterKey {
+    let (master_key, master_file) =
+        read_or_generate_master_key(&master_path).map_err(|source| ServerError::MasterKey {
             path: master_path.clone(),
             source,
         })?;
-    if generated {
-        tracing::warn!(path = %master_path.display(),
-            "no master key was configured; generated one (mode 0600): keep it safe, without it \
-             no stored message can be read");
-    }
     let (metrics, exporter) = Metrics::new(
         &config.node_id,
         config.metrics_max_tenant_labels,
@@ -103,7 +99,11 @@ pub(super) fn prepare(
         metrics: Arc::new(metrics),
         master_key: Arc::new(master_key),
     };
-    Ok((prepared, exporter, vec![operator, billing_reader]))
+    Ok((
+        prepared,
+        exporter,
+        vec![operator, billing_reader, master_file],
+    ))
 }
 
 /// Opens the store and loads the domain from it.
