@@ -12,6 +12,7 @@ use prost::Message as _;
 use tallyq::broker::subscription::{ClaimRules, SubState};
 use tallyq::broker::topic::SetSummary;
 use tallyq::broker::{Message, MessageSet};
+use tallyq::crypto::{DataKey, TenantKeys};
 use tallyq::metering::{units_for_bytes, UsageDelta};
 use tallyq::proto::v1 as pb;
 use tallyq::storage::{Store, WriteSet};
@@ -51,13 +52,14 @@ fn units(c: &mut Criterion) {
     });
     c.bench_function("usage of a 100-message batch with device ids", |b| {
         let devices: Vec<String> = (0..100).map(|i| format!("8600000000{i:05}")).collect();
+        let keys = TenantKeys::derive("tenant", &DataKey::generate());
         b.iter(|| {
             let mut usage = UsageDelta::default();
             for d in &devices {
                 usage.produced("telemetry", d, 1);
             }
             let mut writes = WriteSet::new();
-            usage.write("tenant", 20_000, &mut writes);
+            usage.write(&keys, 20_000, &mut writes);
             writes
         })
     });
@@ -101,6 +103,9 @@ fn append_set(
     first_offset: u64,
     messages: &[Message],
 ) {
+    // One tenant's keys, derived once (the broker caches them in its keyring).
+    static KEYS: std::sync::OnceLock<TenantKeys> = std::sync::OnceLock::new();
+    let keys = KEYS.get_or_init(|| TenantKeys::derive("bench", &DataKey::generate()));
     let identity = tallyq::storage::SetIdentity {
         topic_id,
         first_offset,
@@ -110,6 +115,7 @@ fn append_set(
     };
     let location = store
         .append_set(
+            keys,
             identity,
             MessageSet {
                 publish_ms: 0,

@@ -11,6 +11,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use tallyq::broker::topic::{SetSummary, TopicState};
 use tallyq::broker::{Message, MessageSet};
+use tallyq::crypto::{DataKey, TenantKeys};
 use tallyq::metering::{units_for_bytes, UsageDelta};
 use tallyq::storage::{Store, WriteSet};
 
@@ -36,6 +37,7 @@ async fn run(store: &Store, variant: Variant, topic_base: u64) -> f64 {
         let store = store.clone();
         let payload = payload.clone();
         tasks.push(tokio::spawn(async move {
+            let keys = TenantKeys::derive("tenant", &DataKey::generate());
             let topic_id = topic_base + writer as u64;
             let mut state = TopicState::default();
             for _ in 0..BATCHES_PER_WRITER {
@@ -57,7 +59,7 @@ async fn run(store: &Store, variant: Variant, topic_base: u64) -> f64 {
                         let bytes = (m.payload.len() + m.device_id.len()) as u64;
                         usage.produced("topic", &m.device_id, units_for_bytes(bytes));
                     }
-                    usage.write("tenant", 20_000, &mut writes);
+                    usage.write(&keys, 20_000, &mut writes);
                 }
                 let first = state.next_offset;
                 let identity = tallyq::storage::SetIdentity {
@@ -69,6 +71,7 @@ async fn run(store: &Store, variant: Variant, topic_base: u64) -> f64 {
                 };
                 let location = store
                     .append_set(
+                        &keys,
                         identity,
                         MessageSet {
                             publish_ms: 0,

@@ -129,6 +129,11 @@ pub struct Config {
     /// `x-forwarded-for` names the client's address for failed-authentication
     /// counting; from any other peer the header is ignored. Empty by default.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// File holding the master key (64 hex digits) that wraps every tenant's
+    /// data key (encryption at rest). Default: `<data_dir>/master.key`,
+    /// generated with mode 0600 on first start when missing; keep it out of
+    /// the data dir (a mounted secret) in production.
+    pub master_key_file: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -160,6 +165,7 @@ impl Default for Config {
             plans,
             failed_auth_window_seconds: 60,
             trusted_proxies: Vec::new(),
+            master_key_file: None,
         }
     }
 }
@@ -273,6 +279,13 @@ impl Config {
         self.billing_reader_token_file
             .clone()
             .unwrap_or_else(|| self.data_dir.join("billing-reader.token"))
+    }
+
+    /// The master key file in effect.
+    pub fn master_key_path(&self) -> PathBuf {
+        self.master_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("master.key"))
     }
 
     /// The shutdown grace period.

@@ -21,6 +21,7 @@
 //! | [`storage`] | the only user of sled: store, group committer, segments, repositories (keys and rows stay inside) |
 //! | [`clock`] | the one clock (system, or manual for tests) |
 //! | [`config`] | layered configuration and its validation |
+//! | [`crypto`] | encryption at rest: the master key, per-tenant data keys (wrapped), the keyring cache, sealed sets and fields |
 //! | [`observability`] | Prometheus metrics (bounded tenant labels) and logging |
 //! | [`client`] | the Rust client the CLI, the tests and the benches use |
 //! | [`wire`] | what client and server share beyond `proto/` |
@@ -41,6 +42,7 @@ pub mod broker;
 pub mod client;
 pub mod clock;
 pub mod config;
+pub mod crypto;
 pub mod error;
 pub mod metering;
 pub mod observability;

@@ -8,7 +8,7 @@ mod cli;
 
 use std::process::ExitCode;
 
-use cli::{exit, repair, serve, Cli, Command};
+use cli::{exit, keys, repair, serve, Cli, Command};
 use tallyq::config::LogFormat;
 
 #[tokio::main]
@@ -26,6 +26,7 @@ async fn main() -> ExitCode {
             tallyq::observability::init_logging(false);
             repair(args)
         }
+        Command::Keys(cmd) => keys(cmd).await,
         _ => {
             exit::quiet_panics();
             cli.run_client().await

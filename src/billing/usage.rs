@@ -45,7 +45,8 @@ impl Billing {
         for day in (last + 1)..=self.today() {
             by_day.insert(day, Vec::new());
         }
-        for (day, dimension, usage) in self.store.usage_of(tenant)? {
+        let keys = self.tenancy.data_keys(tenant).ok();
+        for (day, dimension, usage) in self.store.usage_of(tenant, keys.as_deref())? {
             if day > last {
                 by_day.entry(day).or_default().push((dimension, usage));
             }

@@ -108,7 +108,8 @@ impl Broker {
             self.export_quarantined(&topic, out).await;
         }
         self.store.sync_counters().await?;
-        for (day, dimension, u) in self.store.usage_of(tenant)? {
+        let keys = self.tenancy.data_keys(tenant).ok();
+        for (day, dimension, u) in self.store.usage_of(tenant, keys.as_deref())? {
             if !key.may_see_slice(dimension.topic()) {
                 continue;
             }

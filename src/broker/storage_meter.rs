@@ -56,7 +56,7 @@ impl Broker {
             let until = now.min(self.calendar.day_start_ms(day + 1));
             let mut usage = UsageDelta::default();
             usage.stored(&topic.name, log.bytes * (until - start) as u64);
-            usage.write(&topic.tenant, day, writes);
+            usage.write_without_devices(&topic.tenant, day, writes);
             start = until;
         }
     }

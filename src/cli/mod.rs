@@ -30,6 +30,7 @@ mod data;
 mod device;
 pub mod exit;
 mod key;
+mod keys;
 mod ledger;
 mod ops;
 mod print;
@@ -46,6 +47,8 @@ use clock::ClockArgs;
 use data::{ConsumeArgs, ExportArgs, ProduceArgs, SeekArgs};
 use device::DeviceCommand;
 use key::KeyCommand;
+/// The offline master-key commands (main.rs runs them without a broker).
+pub use keys::{keys, KeysCommand};
 use ledger::LedgerCommand;
 use ops::{AuditArgs, MaintenanceArgs};
 /// Repairs a data dir (main.rs calls it for `tallyq repair`).
@@ -168,6 +171,9 @@ pub enum Command {
     /// Rebuild a data dir's topic logs and offsets from its segments, after
     /// start-up refused it (run with the broker stopped; not a client command).
     Repair(RepairArgs),
+    /// The master key of a stopped broker's data dir (offline).
+    #[command(subcommand)]
+    Keys(KeysCommand),
 }
 
 impl Cli {
@@ -260,6 +266,7 @@ impl Cli {
             Command::Repair(_) => {
                 Err(exit::UsageError("repair is not a client command".into()).into())
             }
+            Command::Keys(_) => Err(exit::UsageError("keys is not a client command".into()).into()),
             Command::Tenant(cmd) => tenant::tenant(&client, cmd).await,
             Command::Key(cmd) => key::key(&client, cmd).await,
             Command::Topic(cmd) => topic::topic(&client, cmd).await,

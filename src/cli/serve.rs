@@ -53,6 +53,10 @@ pub struct ServeArgs {
     /// produce and creates are refused (default 1 GiB, 0 = off).
     #[arg(long, env = "TALLYQ_MIN_FREE_DISK_BYTES")]
     pub min_free_disk_bytes: Option<MinFreeDisk>,
+    /// Master key file (encryption at rest; default <data-dir>/master.key,
+    /// generated with mode 0600 when missing).
+    #[arg(long, env = "TALLYQ_MASTER_KEY_FILE")]
+    pub master_key_file: Option<PathBuf>,
 }
 
 /// Clock choice on the command line.
@@ -113,6 +117,9 @@ impl ServeArgs {
         if let Some(v) = self.min_free_disk_bytes {
             config.min_free_disk_bytes = v;
         }
+        if let Some(v) = &self.master_key_file {
+            config.master_key_file = Some(v.clone());
+        }
         if let Some(v) = self.log_format {
             config.log_format = match v {
                 LogFormatArg::Text => LogFormat::Text,
@@ -134,6 +141,8 @@ pub async fn serve(config: Config) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let key_path = config.master_key_path();
+    let key_existed = key_path.exists();
     let started = tallyq::server::start(config, listener).await?;
     let (token_path, generated) = started.operator_credential();
     println!(
@@ -143,6 +152,15 @@ pub async fn serve(config: Config) -> Result<()> {
             " (generated now, mode 0600)"
         } else {
             ""
+        }
+    );
+    println!(
+        "master key: {}{}",
+        key_path.display(),
+        if key_existed {
+            ""
+        } else {
+            " (generated now, mode 0600: keep it safe, without it no stored message can be read)"
         }
     );
     println!("tallyq listening on {}", started.local_addr()?);

@@ -14,6 +14,7 @@
 
 use chrono::{Datelike, NaiveDate};
 
+use crate::crypto::TenantKeys;
 use crate::storage::WriteSet;
 
 /// Billing units of one message event of `bytes` counted bytes.
@@ -256,18 +257,36 @@ impl UsageDelta {
         !self.touched
     }
 
-    /// Adds the increments to `writes` for `tenant` on `day`.
-    pub fn write(self, tenant: &str, day: i64, writes: &mut WriteSet) {
+    /// Adds the increments to `writes` for the owner of `keys` on `day`;
+    /// devices are keyed by their HMAC under `keys`, their ids sealed.
+    pub fn write(self, keys: &TenantKeys, day: i64, writes: &mut WriteSet) {
+        let devices = self.write_totals(keys.owner(), day, writes);
+        for (device, usage) in devices {
+            writes.add_device_usage(keys, day, &device, &usage);
+        }
+    }
+
+    /// Adds the total and per-topic increments to `writes` for `tenant` on
+    /// `day`, without any per-device breakdown (for usage that has none, such
+    /// as retained storage).
+    pub fn write_without_devices(self, tenant: &str, day: i64, writes: &mut WriteSet) {
+        self.write_totals(tenant, day, writes);
+    }
+
+    fn write_totals(
+        self,
+        tenant: &str,
+        day: i64,
+        writes: &mut WriteSet,
+    ) -> std::collections::BTreeMap<String, Usage> {
         if !self.touched {
-            return;
+            return Default::default();
         }
         writes.add_usage(tenant, day, &Dimension::Total, &self.total);
         for (topic, usage) in self.topics {
             writes.add_usage(tenant, day, &Dimension::Topic(topic), &usage);
         }
-        for (device, usage) in self.devices {
-            writes.add_usage(tenant, day, &Dimension::Device(device), &usage);
-        }
+        self.devices
     }
 }
 

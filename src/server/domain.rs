@@ -19,6 +19,7 @@ use super::ServerError;
 use crate::billing::Billing;
 use crate::broker::Broker;
 use crate::config::Config;
+use crate::crypto::{read_or_generate_master_key, Keyring, MasterKey};
 use crate::metering::Calendar;
 use crate::observability::Metrics;
 use crate::quota::admission::Admission;
@@ -49,6 +50,8 @@ pub(super) struct Prepared {
     billing_reader_token: String,
     /// The one recorder (counters keep counting across store recoveries).
     pub(super) metrics: Arc<Metrics>,
+    /// The master key that wraps the data keys.
+    master_key: Arc<MasterKey>,
 }
 
 /// What [`load`] hands to a serving round: the domain, the store (kept for
@@ -74,6 +77,13 @@ pub(super) fn prepare(
         &config.billing_reader_token_path(),
         read_or_generate_billing_reader_token,
     )?;
+    // Written with the credentials once the store opened (see `start`).
+    let master_path = config.master_key_path();
+    let (master_key, master_file) =
+        read_or_generate_master_key(&master_path).map_err(|source| ServerError::MasterKey {
+            path: master_path.clone(),
+            source,
+        })?;
     let (metrics, exporter) = Metrics::new(
         &config.node_id,
         config.metrics_max_tenant_labels,
@@ -87,14 +97,21 @@ pub(super) fn prepare(
         operator_token: operator.token.clone(),
         billing_reader_token: billing_reader.token.clone(),
         metrics: Arc::new(metrics),
+        master_key: Arc::new(master_key),
     };
-    Ok((prepared, exporter, vec![operator, billing_reader]))
+    Ok((
+        prepared,
+        exporter,
+        vec![operator, billing_reader, master_file],
+    ))
 }
 
 /// Opens the store and loads the domain from it.
 pub(super) fn load(config: &Config, prepared: &Prepared) -> Result<Loaded, ServerError> {
     let (store, committer) = Store::open(&config.data_dir, config.cache_capacity_bytes)?;
     store.disk().set_minimum(config.min_free_disk_bytes);
+    // Before anything else reads or writes: a wrong master key refuses here.
+    let keyring = Arc::new(Keyring::open(&store, prepared.master_key.clone())?);
     let clock = clock_store::restore(&store, config.clock, config.clock_start_ms())?;
     let tenancy = Arc::new(Tenancy::load(
         store.clone(),
@@ -102,6 +119,7 @@ pub(super) fn load(config: &Config, prepared: &Prepared) -> Result<Loaded, Serve
         config.plans.clone(),
         &prepared.operator_token,
         &prepared.billing_reader_token,
+        keyring,
     )?);
     let metrics = prepared.metrics.clone();
     let admission = Arc::new(

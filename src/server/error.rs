@@ -60,6 +60,18 @@ pub enum ServerError {
     /// The listening socket could not be handed to a serving round.
     #[error("listener: {0}")]
     Listener(#[source] std::io::Error),
+    /// The master key file could not be read or written.
+    #[error("master key file {}: {source}", path.display())]
+    MasterKey {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The master key does not open the store's keys (or they are damaged).
+    #[error(transparent)]
+    Keyring(#[from] crate::crypto::KeyringError),
     /// The gRPC transport failed.
     #[error("gRPC transport: {0}")]
     Transport(#[from] tonic::transport::Error),

@@ -147,7 +147,14 @@ mod tests {
 
     use super::*;
     use crate::broker::{Message, MessageSet};
+    use crate::crypto::{DataKey, TenantKeys};
     use crate::storage::SetIdentity;
+
+    /// The one tenant's keys of these tests (sets are sealed under them).
+    fn keys() -> &'static TenantKeys {
+        static KEYS: std::sync::OnceLock<TenantKeys> = std::sync::OnceLock::new();
+        KEYS.get_or_init(|| TenantKeys::derive("acme", &DataKey::generate()))
+    }
 
     /// Appends a set of one message of `len` bytes and stores its header
     /// for topic `topic_id` at `first_offset`.
@@ -161,6 +168,7 @@ mod tests {
         };
         let location = store
             .append_set(
+                keys(),
                 identity,
                 MessageSet {
                     publish_ms: 1,
@@ -216,7 +224,8 @@ mod tests {
         assert!(!old.exists(), "the old segment was deleted");
         assert!(!store.set_is_stored(1, &kept).unwrap());
         assert!(store.set_is_stored(1, &copy).unwrap());
-        let read = store.read_set(&copy).unwrap();
+        // The copy is the same sealed body: it opens as the same set.
+        let read = store.read_set(keys(), 1, &copy).unwrap();
         assert_eq!(read.messages[0].payload, Bytes::from(vec![0u8; 100]));
         drop(store);
         committer.join();
@@ -227,7 +236,10 @@ mod tests {
         store.remove_unreferenced_blobs();
         assert_eq!(sets.len(), 1);
         assert_eq!(sets[0].location, copy.location);
-        assert_eq!(store.read_set(&sets[0]).unwrap().messages.len(), 1);
+        assert_eq!(
+            store.read_set(keys(), 1, &sets[0]).unwrap().messages.len(),
+            1
+        );
         drop(store);
         committer.join();
     }

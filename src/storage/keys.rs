@@ -25,7 +25,7 @@ pub const CURSOR: u8 = b'C';
 pub const PENDING: u8 = b'P';
 /// A run of first deliveries of a subscription, by subscription id and first offset.
 pub const PENDING_RUN: u8 = b'R';
-/// Device binding, by device id.
+/// Device binding, by the device id's HMAC.
 pub const DEVICE: u8 = b'V';
 /// Audit log entry, by sequence number.
 pub const AUDIT: u8 = b'A';
@@ -43,6 +43,11 @@ pub const LEDGER_KEY: u8 = b'I';
 pub const COUNTER_JOURNAL: u8 = b'J';
 /// Singleton records (the manual clock).
 pub const META: u8 = b'x';
+/// A tenant's data key, wrapped by the master key, by tenant id.
+pub const DATA_KEY: u8 = b'W';
+/// A device id sealed under its tenant's key, by tenant, 0, the id's HMAC
+/// (layout in `repo/usage.rs`).
+pub const DEVICE_NAME: u8 = b'N';
 
 fn with_prefix(prefix: u8, parts: &[&[u8]]) -> Vec<u8> {
     let len = 1 + parts.iter().map(|p| p.len()).sum::<usize>();
@@ -82,9 +87,9 @@ pub fn set_header(topic_id: u64, first_offset: u64) -> Vec<u8> {
     )
 }
 
-/// Key of a dedup entry.
-pub fn dedup(topic_id: u64, dedup_id: &str) -> Vec<u8> {
-    with_prefix(DEDUP, &[&topic_id.to_be_bytes(), dedup_id.as_bytes()])
+/// Key of a dedup entry (by the dedup id's keyed hash).
+pub fn dedup(topic_id: u64, tag: &[u8]) -> Vec<u8> {
+    with_prefix(DEDUP, &[&topic_id.to_be_bytes(), tag])
 }
 
 /// Key of a subscription record.
@@ -110,9 +115,9 @@ pub fn pending_run(sub_id: u64, first_offset: u64) -> Vec<u8> {
     )
 }
 
-/// Key of a device binding.
-pub fn device(device_id: &str) -> Vec<u8> {
-    with_prefix(DEVICE, &[device_id.as_bytes()])
+/// Key of a device binding (by the device id's HMAC under the server key).
+pub fn device(tag: &[u8]) -> Vec<u8> {
+    with_prefix(DEVICE, &[tag])
 }
 
 /// Key of an audit entry.
@@ -161,6 +166,16 @@ pub fn manual_clock() -> Vec<u8> {
 /// Key of the index's commit sequence (see `mark.rs`).
 pub fn commit_seq() -> Vec<u8> {
     with_prefix(META, &[b"commit_seq"])
+}
+
+/// Key of a tenant's wrapped data key.
+pub fn data_key(tenant: &str) -> Vec<u8> {
+    with_prefix(DATA_KEY, &[tenant.as_bytes()])
+}
+
+/// Key of the server's wrapped key.
+pub fn server_key() -> Vec<u8> {
+    with_prefix(META, &[b"server_key"])
 }
 
 /// Prefix of all keys of `keyspace` that belong to the id `id`.

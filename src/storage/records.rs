@@ -34,6 +34,13 @@ pub struct TenantRecord {
     /// Per-tenant quota overrides over the plan, by plan field name.
     #[prost(map = "string, uint64", tag = "8")]
     pub quota_overrides: HashMap<String, u64>,
+    /// The display name sealed under the tenant's data key (tags 2 and 3
+    /// stay empty since encryption at rest).
+    #[prost(bytes = "vec", tag = "9")]
+    pub sealed_display_name: Vec<u8>,
+    /// The contact e-mail sealed under the tenant's data key.
+    #[prost(bytes = "vec", tag = "10")]
+    pub sealed_contact_email: Vec<u8>,
 }
 
 /// A device id bound to one tenant.
@@ -48,6 +55,10 @@ pub struct DeviceRecord {
     /// When it was bound, Unix ms.
     #[prost(int64, tag = "3")]
     pub bound_ms: i64,
+    /// The device id sealed under the server's key (tag 1 stays empty since
+    /// encryption at rest).
+    #[prost(bytes = "vec", tag = "4")]
+    pub sealed_device_id: Vec<u8>,
 }
 
 /// One entry of the audit log: who did what, when.
@@ -97,6 +108,10 @@ pub struct ApiKeyRecord {
     /// A revoked key no longer authenticates.
     #[prost(bool, tag = "8")]
     pub revoked: bool,
+    /// The description sealed under the tenant's data key (tag 6 stays
+    /// empty since encryption at rest: it is free text).
+    #[prost(bytes = "vec", tag = "9")]
+    pub sealed_description: Vec<u8>,
 }
 
 /// A topic's identity and settings.
@@ -361,4 +376,20 @@ pub struct CounterJournalRecord {
     /// The increments.
     #[prost(message, repeated, tag = "1")]
     pub entries: Vec<CounterDelta>,
+}
+
+/// A data key wrapped by the master key (nonce, ciphertext, tag).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct WrappedKeyRecord {
+    /// The wrapped key.
+    #[prost(bytes = "vec", tag = "1")]
+    pub wrapped: Vec<u8>,
+}
+
+/// A name stored sealed under its owner's data key (a device id).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SealedNameRecord {
+    /// The sealed name (`crypto::seal` field format).
+    #[prost(bytes = "vec", tag = "1")]
+    pub sealed: Vec<u8>,
 }

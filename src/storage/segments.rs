@@ -190,9 +190,24 @@ impl Segments {
     /// magic whose CRC holds was written before frames existed: its header
     /// is `None` and the body is the whole blob.
     pub fn read_frame(&self, blob: &BlobRef) -> StorageResult<(Option<FrameHeader>, Bytes)> {
-        let bytes = Bytes::from(self.read(blob)?);
+        let (header, bytes) = self.read_frame_owned(blob)?;
+        let bytes = Bytes::from(bytes);
+        Ok(match header {
+            Some(header) => (Some(header), bytes.slice(frame::HEADER_BYTES..)),
+            None => (None, bytes),
+        })
+    }
+
+    /// [`Segments::read_frame`], but the whole frame comes back as owned
+    /// bytes (the body at [`frame::HEADER_BYTES`] when there is a header), so
+    /// a caller can open a sealed body in place without copying it.
+    pub fn read_frame_owned(
+        &self,
+        blob: &BlobRef,
+    ) -> StorageResult<(Option<FrameHeader>, Vec<u8>)> {
+        let bytes = self.read(blob)?;
         match frame::decode(&bytes) {
-            Ok((header, _)) => Ok((Some(header), bytes.slice(frame::HEADER_BYTES..))),
+            Ok((header, _)) => Ok((Some(header), bytes)),
             Err(frame::FrameError::NoMagic) => Ok((None, bytes)),
             Err(e) => Err(StorageError::Segment(format!(
                 "the frame at {} of segment {} is damaged: {e}",

@@ -24,7 +24,7 @@ use super::{
 #[derive(Clone)]
 pub struct Store {
     db: sled::Db,
-    tree: sled::Tree,
+    pub(super) tree: sled::Tree,
     segments: Arc<segments::Segments>,
     commits: mpsc::Sender<Job>,
     health: StoreHealth,
@@ -240,21 +240,22 @@ impl Store {
             .map_err(StorageError::not_applied)
     }
 
-    /// Reads a framed blob back: its header (`None` for a set stored before
-    /// frames existed) and its body, both checked against their CRCs.
-    pub(super) fn read_frame(
-        &self,
-        blob: &records::BlobRef,
-    ) -> StorageResult<(Option<FrameHeader>, bytes::Bytes)> {
-        self.segments.read_frame(blob)
-    }
-
     /// One past the highest offset of `topic_id` any frame in the segments
     /// held at open (0 when none did): a topic's next offset is never below
     /// it, so an offset a write used is never used again, even when that
     /// write never committed.
     pub(super) fn frame_high_water(&self, topic_id: u64) -> u64 {
         self.high_water.get(&topic_id).copied().unwrap_or(0)
+    }
+
+    /// Reads a framed blob back as owned bytes: its header (`None` for a set
+    /// stored before frames existed) and the whole frame (the body after the
+    /// header), checked against its CRC; a sealed body opens in place.
+    pub(super) fn read_frame_owned(
+        &self,
+        blob: &records::BlobRef,
+    ) -> StorageResult<(Option<FrameHeader>, Vec<u8>)> {
+        self.segments.read_frame_owned(blob)
     }
 
     /// The segment files (for compaction, `compaction.rs`).

@@ -342,6 +342,7 @@ fn damaged(data_dir: &Path, problems: &[String]) -> StorageError {
 mod tests {
     use crate::broker::topic::{OverflowPolicy, SetSummary, TopicSettings};
     use crate::broker::{Message, MessageSet};
+    use crate::crypto::{DataKey, TenantKeys};
     use crate::storage::{SetIdentity, StorageError, Store, WriteSet};
 
     fn topic(id: u64) -> TopicSettings {
@@ -357,6 +358,11 @@ mod tests {
         }
     }
 
+    /// One tenant's keys (sets are sealed under them).
+    fn test_keys() -> TenantKeys {
+        TenantKeys::derive("acme", &DataKey::generate())
+    }
+
     /// Appends a set of `count` messages at `first_offset` of topic 7.
     fn append(store: &Store, first_offset: u64, count: u32) -> SetSummary {
         let identity = SetIdentity {
@@ -369,6 +375,7 @@ mod tests {
         let messages = vec![Message::default(); count as usize];
         let location = store
             .append_set(
+                &test_keys(),
                 identity,
                 MessageSet {
                     publish_ms: 0,

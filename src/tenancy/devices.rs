@@ -42,7 +42,8 @@ impl Tenancy {
             bound_ms: self.clock.now_ms(),
         };
         let mut writes = WriteSet::new();
-        writes.put_device_binding(&binding);
+        writes.put_device_binding(&binding, self.keyring.server());
+        self.keyring.stage_server_key(&mut writes);
         let (action, detail) = match previous {
             Some(owner) if owner != tenant => (
                 "device.rebind",
@@ -68,7 +69,7 @@ impl Tenancy {
             .map(|d| d.clone())
             .ok_or_else(|| Error::not_found("device binding", device_id))?;
         let mut writes = WriteSet::new();
-        writes.delete_device_binding(device_id);
+        writes.delete_device_binding(device_id, self.keyring.server());
         self.commit_audited(
             writes,
             "operator",

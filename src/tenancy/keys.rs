@@ -154,7 +154,7 @@ impl Tenancy {
             revoked: false,
         };
         let mut writes = WriteSet::new();
-        writes.put_api_key(&key);
+        writes.put_api_key(&key, self.keyring.tenant(&key.tenant).as_deref());
         // The entry names scopes by their wire numbers, as it always has.
         let scope_numbers: Vec<i32> = key.scopes.iter().map(|s| *s as i32).collect();
         self.commit_audited(
@@ -198,7 +198,7 @@ impl Tenancy {
             .ok_or_else(|| Error::not_found("API key", id))?;
         key.revoked = true;
         let mut writes = WriteSet::new();
-        writes.put_api_key(&key);
+        writes.put_api_key(&key, self.keyring.tenant(&key.tenant).as_deref());
         self.commit_audited(
             writes,
             "operator",

@@ -41,7 +41,8 @@ use dashmap::DashMap;
 use tokio::sync::watch;
 
 use crate::clock::Clock;
-use crate::error::Result;
+use crate::crypto::{Keyring, TenantKeys};
+use crate::error::{Error, Result};
 use crate::plan::Plan;
 use crate::storage::Store;
 use keys::sha256;
@@ -80,16 +81,20 @@ pub struct Tenancy {
     maintenance: std::sync::RwLock<Option<String>>,
     /// Serialises control-plane writes so checks and writes do not race.
     write_lock: tokio::sync::Mutex<()>,
+    /// Every live tenant's unwrapped data keys (and the server's).
+    keyring: Arc<Keyring>,
 }
 
 impl Tenancy {
-    /// Loads tenants and keys from the store.
+    /// Loads tenants and keys from the store; `keyring` holds the tenants'
+    /// unwrapped data keys (opened on the same store).
     pub fn load(
         store: Store,
         clock: Clock,
         plans: BTreeMap<String, Plan>,
         operator_token: &str,
         billing_reader_token: &str,
+        keyring: Arc<Keyring>,
     ) -> Result<Self> {
         let tenancy = Tenancy {
             store,
@@ -105,8 +110,9 @@ impl Tenancy {
             status_changes: watch::channel(0).0,
             maintenance: std::sync::RwLock::new(None),
             write_lock: tokio::sync::Mutex::new(()),
+            keyring,
         };
-        for tenant in tenancy.store.tenants()? {
+        for tenant in tenancy.store.tenants(&tenancy.keyring)? {
             let plan = tenancy
                 .effective_plan(&tenant.plan, &tenant.quota_overrides)
                 .unwrap_or_else(|e| {
@@ -119,13 +125,24 @@ impl Tenancy {
                 .insert(tenant.id.clone(), Arc::new(plan));
             tenancy.tenants.insert(tenant.id.clone(), tenant);
         }
-        for device in tenancy.store.device_bindings()? {
+        for device in tenancy.store.device_bindings(tenancy.keyring.server())? {
             tenancy.devices.insert(device.device_id.clone(), device);
         }
-        for key in tenancy.store.api_keys()? {
+        for key in tenancy.store.api_keys(&tenancy.keyring)? {
             tenancy.index_key(&key);
             tenancy.keys.insert(key.id.clone(), key);
         }
         Ok(tenancy)
+    }
+
+    /// The data keys of a live tenant, from the in-memory keyring (no unwrap
+    /// per request). FAILED_PRECONDITION once the tenant is terminated: its
+    /// key is destroyed and nothing of its data can be read or written.
+    pub fn data_keys(&self, tenant: &str) -> Result<Arc<TenantKeys>> {
+        self.keyring.tenant(tenant).ok_or_else(|| {
+            Error::FailedPrecondition(format!(
+                "tenant '{tenant}' has no data key (it is terminated)"
+            ))
+        })
     }
 }

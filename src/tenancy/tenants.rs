@@ -191,7 +191,7 @@ impl Tenancy {
         check_contact(&tenant.display_name, &tenant.contact_email)?;
         let plan = self.effective_plan(&tenant.plan, &tenant.quota_overrides)?;
         let mut writes = WriteSet::new();
-        writes.put_tenant(&tenant);
+        writes.put_tenant(&tenant, self.keyring.tenant(id).as_deref());
         let mut overrides: Vec<_> = tenant.quota_overrides.iter().collect();
         overrides.sort();
         self.commit_audited(
@@ -225,7 +225,7 @@ impl Tenancy {
         tenant.status = status;
         tenant.status_reason = reason_name.to_string();
         let mut writes = WriteSet::new();
-        writes.put_tenant(&tenant);
+        writes.put_tenant(&tenant, self.keyring.tenant(id).as_deref());
         self.commit_audited(writes, actor, action, id, reason_name.to_string())
             .await?;
         self.tenants.insert(id.to_string(), tenant.clone());
@@ -234,7 +234,10 @@ impl Tenancy {
     }
 
     /// Marks a tenant terminated and erases its keys, device bindings and
-    /// contact data; the tenant itself stays (status `terminated`).
+    /// contact data; the tenant itself stays (status `terminated`). Its data
+    /// key is deleted in the same commit (crypto-shredding): from then on
+    /// nothing of its messages or contact data can be decrypted, whatever
+    /// stale bytes sled or the segments still hold.
     pub async fn erase_tenant(&self, id: &str, reason: &str, actor: &str) -> Result<Tenant> {
         let _guard = self.write_lock.lock().await;
         let mut tenant = self.get_tenant(id)?;
@@ -243,7 +246,8 @@ impl Tenancy {
         tenant.display_name.clear();
         tenant.contact_email.clear();
         let mut writes = WriteSet::new();
-        writes.put_tenant(&tenant);
+        writes.put_tenant(&tenant, None);
+        self.keyring.shred(id, &mut writes);
         // `id` names a stored tenant, so it is never empty (which would make
         // list_devices return every tenant's bindings).
         let keys_of_tenant = self.list_keys(id)?;
@@ -252,7 +256,7 @@ impl Tenancy {
         }
         let devices = self.list_devices(id);
         for device in &devices {
-            writes.delete_device_binding(&device.device_id);
+            writes.delete_device_binding(&device.device_id, self.keyring.server());
         }
         self.commit_audited(writes, actor, "tenant.terminate", id, reason.to_string())
             .await?;
@@ -262,6 +266,7 @@ impl Tenancy {
         for device in &devices {
             self.devices.remove(&device.device_id);
         }
+        self.keyring.evict(id);
         self.tenants.insert(id.to_string(), tenant.clone());
         self.status_changed();
         Ok(tenant)
@@ -288,7 +293,8 @@ impl Tenancy {
             quota_overrides: HashMap::new(),
         };
         let mut writes = WriteSet::new();
-        writes.put_tenant(&tenant);
+        let keys = self.keyring.new_tenant_key(&tenant.id, &mut writes);
+        writes.put_tenant(&tenant, Some(&keys));
         self.commit_audited(
             writes,
             "operator",
@@ -297,6 +303,7 @@ impl Tenancy {
             format!("plan={}", tenant.plan),
         )
         .await?;
+        self.keyring.insert(&tenant.id, keys);
         self.effective_plans
             .insert(tenant.id.clone(), Arc::new(plan_limits));
         self.tenants.insert(tenant.id.clone(), tenant.clone());

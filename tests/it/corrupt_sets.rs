@@ -10,24 +10,31 @@ use tallyq::proto::v1 as pb;
 use crate::harness::*;
 use crate::ops::scrape;
 
-/// The payload of set 2's messages; found in the segment to damage it.
+/// The payload of set 2's messages (padded: set 2 is far larger than sets 1
+/// and 3 together, so the middle of the segment lies inside it).
 const MARKER: &str = "CORRUPT-SET-TWO-MARKER";
 
-/// Flips every byte of the first occurrence of `marker` in the segment
-/// files under `data_dir`; fails if it is in none.
+/// Flips 16 bytes in the middle of the one segment file under `data_dir`,
+/// inside set 2. (Payloads are stored encrypted, so set 2 is found by its
+/// size, not by its marker.)
 fn damage_segment(data_dir: &Path, marker: &[u8]) {
-    for entry in std::fs::read_dir(data_dir.join("segments")).unwrap() {
-        let path = entry.unwrap().path();
-        let mut bytes = std::fs::read(&path).unwrap();
-        if let Some(at) = bytes.windows(marker.len()).position(|w| w == marker) {
-            for b in &mut bytes[at..at + marker.len()] {
-                *b ^= 0xff;
-            }
-            std::fs::write(&path, bytes).unwrap();
-            return;
-        }
+    let mut segments: Vec<_> = std::fs::read_dir(data_dir.join("segments"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| std::fs::metadata(p).unwrap().len() > 0)
+        .collect();
+    assert_eq!(segments.len(), 1, "one segment holds the three sets");
+    let path = segments.pop().unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    assert!(
+        !bytes.windows(marker.len()).any(|w| w == marker),
+        "set 2 is stored encrypted"
+    );
+    let middle = bytes.len() / 2;
+    for b in &mut bytes[middle..middle + 16] {
+        *b ^= 0xff;
     }
-    panic!("the marker payload is in no segment file");
+    std::fs::write(&path, bytes).unwrap();
 }
 
 /// Fetches until a fetch returns nothing; returns the payloads and offsets.
@@ -81,7 +88,10 @@ async fn a_corrupt_set_is_skipped_counted_once_and_the_rest_delivered() {
     acme.produce("t", vec![msg("one-a"), msg("one-b")])
         .await
         .unwrap();
-    let set2: Vec<_> = (0..3).map(|i| msg(&format!("{MARKER}-{i}"))).collect();
+    let padding = "x".repeat(2000);
+    let set2: Vec<_> = (0..3)
+        .map(|i| msg(&format!("{MARKER}-{i}-{padding}")))
+        .collect();
     acme.produce("t", set2).await.unwrap();
     acme.produce("t", vec![msg("three-a"), msg("three-b")])
         .await

@@ -17,6 +17,7 @@ mod dead_letter_timer;
 mod delivery;
 mod disk_watermark;
 mod durability;
+mod encryption;
 mod failed_auth;
 mod ledger_paging;
 mod limits;

@@ -94,6 +94,14 @@ async fn listening_is_said_after_the_ports_the_store_and_the_credential_are_read
             dir.display()
         )
     );
+    let master_key = lines.next().unwrap().unwrap();
+    assert!(
+        master_key.starts_with(&format!(
+            "master key: {}/master.key (generated now, mode 0600",
+            dir.display()
+        )),
+        "{master_key}"
+    );
     let listening = lines.next().unwrap().unwrap();
     assert!(
         listening.starts_with("tallyq listening on 127.0.0.1:"),

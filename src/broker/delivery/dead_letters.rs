@@ -147,10 +147,13 @@ impl Broker {
         let now = self.clock.now_ms();
         let metered = log.state.storage_metered_ms;
         self.close_storage_interval(dlq, &mut log, now, &mut dlq_writes);
-        let appended = Room::needed(dlq, &log, bytes).and_then(|room| {
+        let keys = self.tenancy.data_keys(&dlq.tenant);
+        let appended = keys.and_then(|keys| {
+            let room = Room::needed(dlq, &log, bytes)?;
             let messages = dead.messages.iter().map(|(_, m)| m.clone()).collect();
             room.append(
                 &self.store,
+                &keys,
                 dlq,
                 &mut log,
                 messages,

@@ -286,7 +286,12 @@ impl Broker {
                 d.attempt,
             );
         }
-        usage.write(&topic.tenant, self.calendar.day_of(now), writes);
+        let day = self.calendar.day_of(now);
+        match self.tenancy.data_keys(&topic.tenant) {
+            Ok(keys) => usage.write(&keys, day, writes),
+            // A tenant whose key is destroyed keeps no device ids.
+            Err(_) => usage.write_without_devices(&topic.tenant, day, writes),
+        }
     }
 
     /// Counts a durable pass in the metrics: deliveries, bytes,

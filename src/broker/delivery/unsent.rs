@@ -70,7 +70,11 @@ impl Broker {
             }
         }
         let mut writes = WriteSet::new();
-        usage.write(tenant, today, &mut writes);
+        match self.tenancy.data_keys(tenant) {
+            Ok(keys) => usage.write(&keys, today, &mut writes),
+            // A tenant whose key is destroyed keeps no device ids.
+            Err(_) => usage.write_without_devices(tenant, today, &mut writes),
+        }
 
         let Ok((topic_ref, sub)) = self.subscription(tenant, topic, subscription) else {
             // Deleted meanwhile: nothing is due again, but nothing was delivered.

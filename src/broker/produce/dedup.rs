@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use super::{ProduceOutcome, ProducedMessage};
 use crate::broker::topic::Topic;
 use crate::broker::{Broker, Message};
+use crate::crypto::TenantKeys;
 use crate::error::Result;
 use crate::metering::{units_for_bytes, UsageDelta};
 use crate::storage::WriteSet;
@@ -47,10 +48,13 @@ pub(super) struct SortedBatch {
 impl Broker {
     /// Decides, message by message, what is new (getting the next offset
     /// from `first_offset` on) and what is a duplicate. `sizes` are the
-    /// messages' counted bytes.
+    /// messages' counted bytes. Stored dedup ids are looked up by their
+    /// keyed hash under the tenant's `keys`.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn sort_out_duplicates(
         &self,
         topic: &Topic,
+        keys: &TenantKeys,
         messages: Vec<Message>,
         sizes: &[u64],
         first_offset: u64,
@@ -73,7 +77,7 @@ impl Broker {
                     .dedup
                     .get(&message.dedup_id)
                     .copied()
-                    .or(self.original_of(topic, &message.dedup_id, now, window_ms)?);
+                    .or(self.original_of(topic, keys, &message.dedup_id, now, window_ms)?);
                 if let Some(offset) = original {
                     batch.outcome.results.push(ProducedMessage {
                         offset,
@@ -106,6 +110,7 @@ impl Broker {
     fn original_of(
         &self,
         topic: &Topic,
+        keys: &TenantKeys,
         dedup_id: &str,
         now: i64,
         window_ms: i64,
@@ -118,18 +123,22 @@ impl Broker {
         if let Some(entry) = recent.filter(|e| e.within(window_ms, now)) {
             return Ok(Some(entry.offset));
         }
-        let stored = self.store.dedup_entry(topic.id, dedup_id)?;
+        let stored = self
+            .store
+            .dedup_entry(topic.id, &keys.dedup_tag(topic.id, dedup_id))?;
         Ok(stored
             .filter(|e| e.within(window_ms, now))
             .map(|e| e.offset))
     }
 }
 
-/// Stores the new messages' dedup_ids in `writes` and remembers them as
-/// queued for commit (so a produce before the commit sees them); returns
-/// them, to forget once the commit is done.
+/// Stores the new messages' dedup_ids in `writes` (as their keyed hashes
+/// under the tenant's `keys`: the id itself is never stored) and remembers
+/// them as queued for commit (so a produce before the commit sees them);
+/// returns them, to forget once the commit is done.
 pub(super) fn remember_dedup_ids(
     topic: &Topic,
+    keys: &TenantKeys,
     dedup: &HashMap<String, u64>,
     now: i64,
     writes: &mut WriteSet,
@@ -139,7 +148,11 @@ pub(super) fn remember_dedup_ids(
         publish_ms: now,
     };
     for (dedup_id, offset) in dedup {
-        writes.put_dedup(topic.id, dedup_id, &entry(*offset));
+        writes.put_dedup(
+            topic.id,
+            &keys.dedup_tag(topic.id, dedup_id),
+            &entry(*offset),
+        );
     }
     if !dedup.is_empty() {
         let mut uncommitted = topic.uncommitted_dedup.lock_unpoisoned();

@@ -74,6 +74,7 @@ impl Broker {
     ) -> Result<PendingProduce> {
         let (plan, sizes) = self.admit_batch(key, &messages)?;
         let topic = self.topic(&key.tenant, topic_name)?;
+        let keys = self.tenancy.data_keys(&key.tenant)?;
         let window_ms = topic.settings().dedup_window_seconds as i64 * 1000;
 
         let mut log = topic.log.lock().await;
@@ -83,6 +84,7 @@ impl Broker {
         let now = self.clock.now_ms().max(log.state.last_publish_ms);
         let batch = self.sort_out_duplicates(
             &topic,
+            &keys,
             messages,
             &sizes,
             log.state.next_offset,
@@ -115,6 +117,7 @@ impl Broker {
         // If appending fails, the log is unchanged and nothing is queued.
         let appended = room.append(
             &self.store,
+            &keys,
             &topic,
             &mut log,
             batch.stored,
@@ -128,11 +131,11 @@ impl Broker {
                 return Err(e);
             }
         };
-        let dedup_ids = remember_dedup_ids(&topic, &batch.dedup, now, &mut writes);
+        let dedup_ids = remember_dedup_ids(&topic, &keys, &batch.dedup, now, &mut writes);
         // The usage rides in the same atomic write as the messages it counts.
         batch
             .usage
-            .write(&key.tenant, self.calendar.day_of(now), &mut writes);
+            .write(&keys, self.calendar.day_of(now), &mut writes);
         // The new set's header records the new end and publish time
         // (start-up takes them from the newest header); the stored counters
         // carry the storage interval just closed (and any reclaim).

@@ -5,6 +5,7 @@
 
 use crate::broker::topic::{OverflowPolicy, Topic, TopicLog};
 use crate::broker::Message;
+use crate::crypto::TenantKeys;
 use crate::error::{Error, Result};
 use crate::quota::human_bytes;
 use crate::storage::{Store, WriteSet};
@@ -68,17 +69,21 @@ impl Room {
     /// messages as reclaimed, and publishes what the log now holds
     /// ([`Topic::sync_from`]). The messages go to the segment files first: if
     /// that fails, the log is unchanged. Returns how many messages were
-    /// reclaimed.
+    /// reclaimed. The set is sealed under the tenant's `keys`.
+    #[allow(clippy::too_many_arguments)]
     pub(in crate::broker) fn append(
         self,
         store: &Store,
+        keys: &TenantKeys,
         topic: &Topic,
         log: &mut TopicLog,
         messages: Vec<Message>,
         publish_ms: i64,
         writes: &mut WriteSet,
     ) -> Result<u64> {
-        log.append(store, topic.id, messages, self.bytes, publish_ms, writes)?;
+        log.append(
+            store, keys, topic.id, messages, self.bytes, publish_ms, writes,
+        )?;
         let mut reclaimed = 0;
         for _ in 0..self.sets {
             if let Some(set) = log.drop_oldest(topic.id, writes) {

@@ -4,6 +4,7 @@
 use std::collections::VecDeque;
 
 use crate::broker::{Message, MessageSet};
+use crate::crypto::TenantKeys;
 use crate::storage::{SetIdentity, SetLocation, StorageResult, Store, WriteSet};
 
 /// The in-memory summary of one stored message set.
@@ -96,10 +97,13 @@ impl TopicLog {
     /// Appends a set of messages published at `publish_ms` (never earlier
     /// than the previous set): the messages go to the segment files now, the
     /// set's header into `writes`. Returns the first offset. The caller has
-    /// checked size caps; on error nothing changed.
+    /// checked size caps; on error nothing changed. The set is sealed under
+    /// the tenant's `keys`, bound to the topic and its first offset.
+    #[allow(clippy::too_many_arguments)]
     pub fn append(
         &mut self,
         store: &Store,
+        keys: &TenantKeys,
         topic_id: u64,
         messages: Vec<Message>,
         bytes: u64,
@@ -117,6 +121,7 @@ impl TopicLog {
             publish_ms,
         };
         let location = store.append_set(
+            keys,
             identity,
             MessageSet {
                 publish_ms,

@@ -82,7 +82,11 @@ impl Broker {
         if topic.quarantine.contains(set.first_offset) {
             return Ok(None);
         }
-        match self.store.read_set(set) {
+        // Without its tenant's key (terminated: destroyed) nothing is readable.
+        let Ok(keys) = self.tenancy.data_keys(&topic.tenant) else {
+            return Ok(None);
+        };
+        match self.store.read_set(&keys, topic.id, set) {
             Ok(read) if read.messages.len() != set.count as usize => {
                 let cause = format!(
                     "the set decoded to {} messages, its header says {}",

@@ -1,15 +1,18 @@
 //! Dedup entries: the offset and publish time of the message that first used
-//! a dedup_id in a topic, by topic and dedup_id.
+//! a dedup_id in a topic, by topic and the dedup_id's keyed hash
+//! ([`DedupTag`], HMAC-SHA256 under a key derived from the tenant's data key):
+//! the id itself is never stored.
 
 use crate::broker::produce::DedupEntry;
+use crate::crypto::DedupTag;
 use crate::storage::keys;
 use crate::storage::records::DedupRecord;
 use crate::storage::{StorageResult, Store, WriteSet};
 
 impl Store {
-    /// The stored entry of `dedup_id` in a topic, if any.
-    pub fn dedup_entry(&self, topic_id: u64, dedup_id: &str) -> StorageResult<Option<DedupEntry>> {
-        let row: Option<DedupRecord> = self.get(&keys::dedup(topic_id, dedup_id))?;
+    /// The stored entry of the dedup id hashed to `tag` in a topic, if any.
+    pub fn dedup_entry(&self, topic_id: u64, tag: &DedupTag) -> StorageResult<Option<DedupEntry>> {
+        let row: Option<DedupRecord> = self.get(&keys::dedup(topic_id, &tag.0))?;
         Ok(row.map(|row| entry_of(&row)))
     }
 
@@ -32,13 +35,13 @@ impl Store {
 }
 
 impl WriteSet {
-    /// Stores the entry of `dedup_id` in a topic.
-    pub fn put_dedup(&mut self, topic_id: u64, dedup_id: &str, entry: &DedupEntry) {
+    /// Stores the entry of the dedup id hashed to `tag` in a topic.
+    pub fn put_dedup(&mut self, topic_id: u64, tag: &DedupTag, entry: &DedupEntry) {
         let row = DedupRecord {
             offset: entry.offset,
             publish_ms: entry.publish_ms,
         };
-        self.put(keys::dedup(topic_id, dedup_id), &row);
+        self.put(keys::dedup(topic_id, &tag.0), &row);
     }
 }
 
@@ -64,10 +67,10 @@ mod tests {
                 offset: publish_ms as u64,
                 publish_ms,
             };
-            writes.put_dedup(3, id, &entry);
+            writes.put_dedup(3, &DedupTag(id.as_bytes().to_vec()), &entry);
         }
         store.commit(writes).await.unwrap();
-        let row: DedupRecord = store.get(&keys::dedup(3, "old")).unwrap().unwrap();
+        let row: DedupRecord = store.get(&keys::dedup(3, b"old")).unwrap().unwrap();
         assert_eq!((row.offset, row.publish_ms), (10, 10));
 
         let mut writes = WriteSet::new();
@@ -75,11 +78,12 @@ mod tests {
             .delete_dedup_where(3, |e| e.publish_ms < 15, &mut writes)
             .unwrap();
         store.commit(writes).await.unwrap();
-        assert_eq!(store.dedup_entry(3, "old").unwrap(), None);
+        let tag = |id: &str| DedupTag(id.as_bytes().to_vec());
+        assert_eq!(store.dedup_entry(3, &tag("old")).unwrap(), None);
         let kept = DedupEntry {
             offset: 20,
             publish_ms: 20,
         };
-        assert_eq!(store.dedup_entry(3, "new").unwrap(), Some(kept));
+        assert_eq!(store.dedup_entry(3, &tag("new")).unwrap(), Some(kept));
     }
 }

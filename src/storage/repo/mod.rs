@@ -5,6 +5,7 @@
 mod api_keys;
 mod audit;
 mod clock;
+mod data_keys;
 mod dedup;
 mod devices;
 mod ledger;

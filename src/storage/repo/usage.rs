@@ -1,15 +1,33 @@
 //! Usage counters: one [`CountersRecord`] per tenant, billing day and
 //! [`Dimension`], under `U`, tenant, 0, day (u32, big-endian), then `T`
-//! (total), `o` + topic name or `d` + device id. Metering hands over
-//! [`Usage`]; the key layout and the positions inside the record stay here.
+//! (total), `o` + topic name or `d` + the device id's keyed hash
+//! ([`DeviceTag`], HMAC-SHA256 under a key derived from the tenant's data
+//! key). The device id itself is stored only sealed, under `N`, tenant, 0,
+//! tag (deterministically, so every batch writes the same bytes), so the
+//! tenant's per-device usage still shows it while its key lives. Metering
+//! hands over [`Usage`]; the key layout and the positions inside the record
+//! stay here.
 //!
 //! Counters are only ever added to ([`WriteSet::add_usage`] journals an
 //! increment, the committer folds it), so reads see what was committed before
 //! the last [`Store::sync_counters`].
 
+use crate::crypto::{DeviceTag, TenantKeys};
 use crate::metering::{Dimension, Usage};
-use crate::storage::records::CountersRecord;
+use crate::storage::records::{CountersRecord, SealedNameRecord};
 use crate::storage::{keys, StorageResult, Store, WriteSet};
+
+/// Associated-data name of a sealed device id.
+const DEVICE_ID: &str = "usage.device_id";
+/// What a device dimension reads as once its tenant's key is destroyed.
+pub const ERASED_DEVICE: &str = "(erased)";
+
+/// A usage dimension as stored: devices by their keyed hash.
+enum StoredDimension<'a> {
+    Total,
+    Topic(&'a str),
+    Device(&'a DeviceTag),
+}
 
 /// Positions in a usage [`CountersRecord`]. Stored: never renumber.
 mod counter {
@@ -30,36 +48,99 @@ mod counter {
 }
 
 impl WriteSet {
-    /// Adds `usage` to the counter of `tenant` on billing `day` for
-    /// `dimension`, exactly and atomically with the rest of this set (see
-    /// [`WriteSet::increment`]).
+    /// Adds `usage` to the counter of `tenant` on billing `day` for the
+    /// total or a topic, exactly and atomically with the rest of this set
+    /// (see [`WriteSet::increment`]). A device's usage goes through
+    /// [`WriteSet::add_device_usage`], which needs the tenant's keys; here it
+    /// is dropped.
     pub fn add_usage(&mut self, tenant: &str, day: i64, dimension: &Dimension, usage: &Usage) {
-        self.increment(usage_key(tenant, day, dimension), counter_deltas(usage));
+        let stored = match dimension {
+            Dimension::Total => StoredDimension::Total,
+            Dimension::Topic(name) => StoredDimension::Topic(name),
+            Dimension::Device(_) => return,
+        };
+        self.increment(usage_key(tenant, day, &stored), counter_deltas(usage));
+    }
+
+    /// Adds `usage` to the counter of device `device_id` of the owner of
+    /// `keys` on billing `day`: keyed by the id's HMAC, the id stored sealed
+    /// beside it.
+    pub fn add_device_usage(
+        &mut self,
+        keys: &TenantKeys,
+        day: i64,
+        device_id: &str,
+        usage: &Usage,
+    ) {
+        let tenant = keys.owner();
+        let tag = keys.device_tag(device_id);
+        let name = SealedNameRecord {
+            sealed: keys.seal_field_deterministic(DEVICE_ID, device_id),
+        };
+        self.put(device_name_key(tenant, &tag), &name);
+        let key = usage_key(tenant, day, &StoredDimension::Device(&tag));
+        self.increment(key, counter_deltas(usage));
     }
 }
 
 impl Store {
-    /// The usage counted for `tenant` on `day` for `dimension` (zero when
-    /// nothing was). Call [`Store::sync_counters`] first to see every commit.
+    /// The usage counted for `tenant` on `day` in total or for a topic (zero
+    /// when nothing was; devices are read with [`Store::usage_of`]). Call
+    /// [`Store::sync_counters`] first to see every commit.
     pub fn usage_on(&self, tenant: &str, day: i64, dimension: &Dimension) -> StorageResult<Usage> {
+        let stored = match dimension {
+            Dimension::Total => StoredDimension::Total,
+            Dimension::Topic(name) => StoredDimension::Topic(name),
+            Dimension::Device(_) => return Ok(Usage::default()),
+        };
         Ok(self
-            .get::<CountersRecord>(&usage_key(tenant, day, dimension))?
+            .get::<CountersRecord>(&usage_key(tenant, day, &stored))?
             .map(|r| usage_of_record(&r))
             .unwrap_or_default())
     }
 
     /// Every usage counter of `tenant`: (day, dimension, usage), by day, then
-    /// total, devices, topics (key order). Call [`Store::sync_counters`] first to see
-    /// every commit.
-    pub fn usage_of(&self, tenant: &str) -> StorageResult<Vec<(i64, Dimension, Usage)>> {
+    /// total, devices, topics (key order). Device ids are opened with the
+    /// tenant's `keys`; without them (destroyed) a device reads as
+    /// [`ERASED_DEVICE`]. Call [`Store::sync_counters`] first to see every
+    /// commit.
+    pub fn usage_of(
+        &self,
+        tenant: &str,
+        keys: Option<&TenantKeys>,
+    ) -> StorageResult<Vec<(i64, Dimension, Usage)>> {
         let mut counters = Vec::new();
         for item in self.scan::<CountersRecord>(&tenant_prefix(tenant)) {
             let (key, record) = item?;
-            if let Some((day, dimension)) = parse_usage_key(tenant, &key) {
-                counters.push((day, dimension, usage_of_record(&record)));
-            }
+            let Some((day, parsed)) = parse_usage_key(tenant, &key) else {
+                continue;
+            };
+            let dimension = match parsed {
+                Parsed::Total => Dimension::Total,
+                Parsed::Topic(name) => Dimension::Topic(name),
+                Parsed::Device(tag) => Dimension::Device(self.device_name(tenant, keys, &tag)?),
+            };
+            counters.push((day, dimension, usage_of_record(&record)));
         }
         Ok(counters)
+    }
+
+    /// A device id back from its sealed row, or [`ERASED_DEVICE`].
+    fn device_name(
+        &self,
+        tenant: &str,
+        keys: Option<&TenantKeys>,
+        tag: &DeviceTag,
+    ) -> StorageResult<String> {
+        let (Some(keys), Some(row)) = (
+            keys,
+            self.get::<SealedNameRecord>(&device_name_key(tenant, tag))?,
+        ) else {
+            return Ok(ERASED_DEVICE.to_string());
+        };
+        Ok(keys
+            .open_field(DEVICE_ID, &row.sealed)
+            .unwrap_or_else(|_| ERASED_DEVICE.to_string()))
     }
 }
 
@@ -97,32 +178,49 @@ fn tenant_prefix(tenant: &str) -> Vec<u8> {
 }
 
 /// Key of one usage counter.
-fn usage_key(tenant: &str, day: i64, dimension: &Dimension) -> Vec<u8> {
+fn usage_key(tenant: &str, day: i64, dimension: &StoredDimension) -> Vec<u8> {
     let mut key = tenant_prefix(tenant);
     key.extend_from_slice(&(day as u32).to_be_bytes());
     match dimension {
-        Dimension::Total => key.push(b'T'),
-        Dimension::Topic(name) => {
+        StoredDimension::Total => key.push(b'T'),
+        StoredDimension::Topic(name) => {
             key.push(b'o');
             key.extend_from_slice(name.as_bytes());
         }
-        Dimension::Device(id) => {
+        StoredDimension::Device(tag) => {
             key.push(b'd');
-            key.extend_from_slice(id.as_bytes());
+            key.extend_from_slice(&tag.0);
         }
     }
     key
 }
 
+/// Key of a device id's sealed row.
+fn device_name_key(tenant: &str, tag: &DeviceTag) -> Vec<u8> {
+    let mut key = vec![keys::DEVICE_NAME];
+    key.extend_from_slice(tenant.as_bytes());
+    key.push(0);
+    key.extend_from_slice(&tag.0);
+    key
+}
+
+/// A usage key's dimension as parsed.
+#[derive(Debug, PartialEq)]
+enum Parsed {
+    Total,
+    Topic(String),
+    Device(DeviceTag),
+}
+
 /// Reads back (day, dimension) from a usage key of `tenant`.
-fn parse_usage_key(tenant: &str, key: &[u8]) -> Option<(i64, Dimension)> {
+fn parse_usage_key(tenant: &str, key: &[u8]) -> Option<(i64, Parsed)> {
     let rest = key.get(tenant_prefix(tenant).len()..)?;
     let day = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?) as i64;
-    let name = String::from_utf8(rest.get(5..)?.to_vec()).ok()?;
+    let name = rest.get(5..)?;
     let dimension = match rest.get(4)? {
-        b'T' => Dimension::Total,
-        b'o' => Dimension::Topic(name),
-        b'd' => Dimension::Device(name),
+        b'T' => Parsed::Total,
+        b'o' => Parsed::Topic(String::from_utf8(name.to_vec()).ok()?),
+        b'd' => Parsed::Device(DeviceTag(name.to_vec())),
         _ => return None,
     };
     Some((day, dimension))
@@ -134,10 +232,11 @@ mod tests {
 
     #[test]
     fn usage_keys_round_trip() {
-        let key = usage_key("acme", 20_000, &Dimension::Device("imei".into()));
+        let tag = DeviceTag(vec![1, 2, 3]);
+        let key = usage_key("acme", 20_000, &StoredDimension::Device(&tag));
         assert_eq!(
             parse_usage_key("acme", &key),
-            Some((20_000, Dimension::Device("imei".into())))
+            Some((20_000, Parsed::Device(tag)))
         );
     }
 
@@ -149,7 +248,7 @@ mod tests {
         expected.extend_from_slice(&20_000u32.to_be_bytes());
         expected.extend_from_slice(b"otelemetry");
         assert_eq!(
-            usage_key("acme", 20_000, &Dimension::Topic("telemetry".into())),
+            usage_key("acme", 20_000, &StoredDimension::Topic("telemetry")),
             expected
         );
     }
@@ -182,6 +281,7 @@ mod tests {
     async fn added_usage_is_read_back_by_day_and_dimension() {
         let dir = tempfile::tempdir().unwrap();
         let (store, committer) = Store::open(dir.path(), 8 << 20).unwrap();
+        let keys = TenantKeys::derive("acme", &crate::crypto::DataKey::generate());
         let produced = Usage {
             produced_units: 2,
             produced_messages: 1,
@@ -189,7 +289,7 @@ mod tests {
         };
         let mut writes = WriteSet::new();
         writes.add_usage("acme", 10, &Dimension::Total, &produced);
-        writes.add_usage("acme", 10, &Dimension::Device("imei".into()), &produced);
+        writes.add_device_usage(&keys, 10, "imei-MARKER", &produced);
         writes.add_usage("acme", 11, &Dimension::Total, &produced);
         writes.add_usage("acme", 11, &Dimension::Total, &produced);
         writes.add_usage("acmex", 10, &Dimension::Total, &produced);
@@ -207,12 +307,26 @@ mod tests {
             Usage::default()
         );
         assert_eq!(
-            store.usage_of("acme").unwrap(),
+            store.usage_of("acme", Some(&keys)).unwrap(),
             [
                 (10, Dimension::Total, produced),
-                (10, Dimension::Device("imei".into()), produced),
+                (10, Dimension::Device("imei-MARKER".into()), produced),
                 (11, Dimension::Total, twice),
             ]
+        );
+        // The id is in no key and no value; without the key it reads as erased.
+        let mut rows = 0;
+        for item in store.tree.iter() {
+            let (key, value) = item.unwrap();
+            rows += 1;
+            for bytes in [&key[..], &value[..]] {
+                assert!(!bytes.windows(11).any(|w| w == b"imei-MARKER"));
+            }
+        }
+        assert!(rows > 3);
+        assert_eq!(
+            store.usage_of("acme", None).unwrap()[1].1,
+            Dimension::Device(ERASED_DEVICE.into())
         );
         drop(store);
         committer.join();
