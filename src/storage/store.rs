@@ -339,7 +339,7 @@ pub(super) fn open_sled(path: &Path, cache_capacity_bytes: u64) -> StorageResult
 /// points to repair (which can rewrite sled's config file); a lock held by
 /// another process stays what it is.
 fn unopenable(data_dir: &Path, e: StorageError) -> StorageError {
-    if e.to_string().contains("could not acquire lock") {
+    if matches!(e, StorageError::Locked { .. }) {
         return e;
     }
     StorageError::Damaged {

@@ -90,16 +90,47 @@ fn segments(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// The segment holding the message at `offset`, and where its payload is.
-fn find_payload(dir: &Path, offset: u64) -> (PathBuf, usize) {
-    let needle = payload(offset);
+/// Where the set holding the message at `offset` is: its segment, where its
+/// frame starts and where the frame's body (the sealed messages) starts and
+/// how long it is. Payloads are encrypted, so the set is found by its frame's
+/// plaintext header (`storage/frame.rs`: magic `TQFR`, first offset at
+/// 16..24, count at 24..28, body length at 28..32, header CRC at 52..56).
+struct FoundSet {
+    segment: PathBuf,
+    frame_at: usize,
+    body_at: usize,
+    body_len: usize,
+}
+
+fn find_set(dir: &Path, offset: u64) -> FoundSet {
+    const HEADER: usize = 56;
+    let le = |b: &[u8]| -> u64 {
+        let mut v = [0u8; 8];
+        v[..b.len()].copy_from_slice(b);
+        u64::from_le_bytes(v)
+    };
     for path in segments(dir) {
         let bytes = std::fs::read(&path).unwrap();
-        if let Some(at) = bytes
-            .windows(needle.len())
-            .position(|w| w == needle.as_bytes())
-        {
-            return (path, at);
+        let mut at = 0;
+        while let Some(found) = bytes[at..].windows(4).position(|w| w == b"TQFR") {
+            let frame_at = at + found;
+            at = frame_at + 1;
+            let Some(header) = bytes.get(frame_at..frame_at + HEADER) else {
+                break;
+            };
+            if crc32fast::hash(&header[..52]) as u64 != le(&header[52..56]) {
+                continue; // the magic's bytes inside a sealed body
+            }
+            let first = le(&header[16..24]);
+            let count = le(&header[24..28]);
+            if (first..first + count).contains(&offset) {
+                return FoundSet {
+                    segment: path,
+                    frame_at,
+                    body_at: frame_at + HEADER,
+                    body_len: le(&header[28..32]) as usize,
+                };
+            }
         }
     }
     panic!("no segment holds offset {offset}");
@@ -202,8 +233,10 @@ async fn a_truncated_segment_is_refused_by_name_and_repair_keeps_the_rest() {
     let root = tempfile::tempdir().unwrap();
     let (made, secret) = real_data_dir(&root).await;
     let dir = copy_of(&made, &root, "truncated");
-    let (segment, at) = find_payload(&dir, 450);
-    truncate(&segment, at as u64);
+    // Cut in the middle of the set of offsets 400..500.
+    let set = find_set(&dir, 450);
+    let segment = set.segment;
+    truncate(&segment, (set.body_at + set.body_len / 2) as u64);
     let name = segment.file_name().unwrap().to_string_lossy().to_string();
     let id: u64 = name.trim_end_matches(".seg").parse().unwrap();
     assert_refused(&dir, &format!("segment {id} is"));
@@ -220,8 +253,8 @@ async fn a_bit_flip_in_a_body_is_quarantined_and_one_in_a_header_refused() {
 
     // A flipped payload: the broker starts and skips just that set.
     let dir = copy_of(&made, &root, "body");
-    let (segment, at) = find_payload(&dir, 250);
-    flip(&segment, at + 3, 1);
+    let set = find_set(&dir, 250);
+    flip(&set.segment, set.body_at + set.body_len / 2, 1);
     let healthy: Vec<u64> = range(0, 200).into_iter().chain(range(300, 600)).collect();
     let corrupt = serves(&dir, &secret, &healthy, SETS * SET).await;
     assert_eq!(corrupt, SET, "the damaged set's messages are counted");
@@ -233,12 +266,8 @@ async fn a_bit_flip_in_a_body_is_quarantined_and_one_in_a_header_refused() {
     // A flipped frame header (the set of offsets 100..200, in front of its
     // first payload): refused by name.
     let dir = copy_of(&made, &root, "header");
-    let (segment, at) = find_payload(&dir, 100);
-    let header_at = std::fs::read(&segment).unwrap()[..at]
-        .windows(4)
-        .rposition(|w| w == b"TQFR")
-        .expect("the set's frame header");
-    flip(&segment, header_at + 20, 1);
+    let set = find_set(&dir, 100);
+    flip(&set.segment, set.frame_at + 20, 1);
     assert_refused(&dir, "offsets 100..200: the frame header");
     let report = repair(&dir);
     assert!(report.contains("1 sets (100 messages) lost"), "{report}");
@@ -251,7 +280,7 @@ async fn a_deleted_segment_is_named_missing_and_never_recreated() {
     let root = tempfile::tempdir().unwrap();
     let (made, secret) = real_data_dir(&root).await;
     let dir = copy_of(&made, &root, "deleted");
-    let (segment, _) = find_payload(&dir, 400);
+    let segment = find_set(&dir, 400).segment;
     std::fs::remove_file(&segment).unwrap();
     let name = segment.file_name().unwrap().to_string_lossy().to_string();
     let id: u64 = name.trim_end_matches(".seg").parse().unwrap();
