@@ -85,7 +85,7 @@ fn start_compacting(data_dir: &Path) -> ProcessServer {
     std::fs::write(&config, "compaction_interval_seconds = 1\n").unwrap();
     let token_file = data_dir.with_extension("token");
     std::fs::write(&token_file, OPERATOR_TOKEN).unwrap();
-    let metrics = free_port().to_string();
+    let metrics = EPHEMERAL_METRICS.to_string();
     ProcessServer::spawn(&[
         "serve".as_ref(),
         "--config".as_ref(),

@@ -56,7 +56,7 @@ fn markers_in(dir: &Path) -> Vec<(String, PathBuf)> {
 fn serve(data_dir: &Path, key_file: Option<&Path>) -> ProcessServer {
     let token_file = data_dir.with_extension("token");
     std::fs::write(&token_file, OPERATOR_TOKEN).unwrap();
-    let metrics = free_port().to_string();
+    let metrics = EPHEMERAL_METRICS.to_string();
     let mut args: Vec<&OsStr> = vec![
         "serve".as_ref(),
         "--metrics-listen".as_ref(),
@@ -260,7 +260,7 @@ fn refused_start(data_dir: &Path, key_file: &Path) -> String {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_tallyq"))
         .args(["serve", "--listen", "127.0.0.1:0", "--clock", "manual"])
         .arg("--metrics-listen")
-        .arg(free_port().to_string())
+        .arg(EPHEMERAL_METRICS)
         .arg("--data-dir")
         .arg(data_dir)
         .arg("--operator-token-file")

@@ -60,6 +60,13 @@ pub fn test_config(dir: &Path) -> Config {
 
 /// A loopback address whose port was free a moment ago (for the metrics
 /// endpoint, whose exporter binds by address).
+/// `--metrics-listen` for a broker process whose metrics a test does not
+/// scrape: the kernel picks the port when the broker binds it, so no other
+/// test can take it in between (as it can a [`free_port`] under load).
+pub const EPHEMERAL_METRICS: &str = "127.0.0.1:0";
+
+/// A loopback address free a moment ago. Another process may take it before
+/// the caller binds it: use it only where the test must know the port first.
 pub fn free_port() -> std::net::SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap()
@@ -359,7 +366,7 @@ impl ProcessServer {
     pub fn start(data_dir: &Path) -> ProcessServer {
         let token_file = data_dir.with_extension("token");
         std::fs::write(&token_file, OPERATOR_TOKEN).unwrap();
-        let metrics = free_port().to_string();
+        let metrics = EPHEMERAL_METRICS.to_string();
         Self::spawn(&[
             "serve".as_ref(),
             "--metrics-listen".as_ref(),
@@ -387,7 +394,7 @@ impl ProcessServer {
         let stderr = std::fs::File::create(&stderr_path).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_tallyq"))
             .arg("serve")
-            .args(["--metrics-listen", &free_port().to_string()])
+            .args(["--metrics-listen", EPHEMERAL_METRICS])
             .arg("--data-dir")
             .arg(data_dir)
             .args(["--listen", "127.0.0.1:0", "--clock", "manual"])
@@ -447,16 +454,33 @@ impl ProcessServer {
         let mut child = command
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("start tallyq");
         let stdout = child.stdout.take().unwrap();
+        // What the broker said on stderr, kept so a failed start says why.
+        let said = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let stderr = child.stderr.take().unwrap();
+        let kept = said.clone();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut kept = kept.lock().unwrap();
+                kept.push(line);
+                if kept.len() > 40 {
+                    kept.remove(0);
+                }
+            }
+        });
         let mut lines = BufReader::new(stdout).lines();
         let address = loop {
-            let line = lines
-                .next()
-                .expect("tallyq exited before listening")
-                .unwrap();
+            let Some(Ok(line)) = lines.next() else {
+                let status = child.wait().unwrap();
+                let _ = reader.join();
+                panic!(
+                    "tallyq exited before listening ({status}); its stderr:\n{}",
+                    said.lock().unwrap().join("\n")
+                );
+            };
             if let Some(addr) = line.strip_prefix("tallyq listening on ") {
                 break format!("http://{addr}");
             }

@@ -20,7 +20,7 @@ fn serve_under_umask_022(data_dir: &Path, token_file: &Path) -> ProcessServer {
         .arg(env!("CARGO_BIN_EXE_tallyq"))
         .args(["serve", "--listen", "127.0.0.1:0", "--clock", "manual"])
         .arg("--metrics-listen")
-        .arg(free_port().to_string())
+        .arg(EPHEMERAL_METRICS)
         .arg("--data-dir")
         .arg(data_dir)
         .arg("--operator-token-file")

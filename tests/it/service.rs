@@ -67,7 +67,7 @@ async fn reflection_lists_every_service_and_health_is_serving() {
 async fn first_start_generates_an_operator_credential_with_mode_0600() {
     let root = tempfile::tempdir().unwrap();
     let dir = data_dir(&root);
-    let metrics = free_port().to_string();
+    let metrics = EPHEMERAL_METRICS.to_string();
     let server = ProcessServer::spawn(&[
         "serve".as_ref(),
         "--metrics-listen".as_ref(),
@@ -91,7 +91,7 @@ async fn first_start_generates_an_operator_credential_with_mode_0600() {
     assert_eq!(server.terminate(), Some(0));
 
     // A second start keeps the same credential.
-    let metrics = free_port().to_string();
+    let metrics = EPHEMERAL_METRICS.to_string();
     let server = ProcessServer::spawn(&[
         "serve".as_ref(),
         "--metrics-listen".as_ref(),
@@ -248,7 +248,7 @@ async fn serve_reads_a_toml_config_file_and_flags_override_it() {
     )
     .unwrap();
     // --listen overrides the file's unusable port 1.
-    let metrics = free_port().to_string();
+    let metrics = EPHEMERAL_METRICS.to_string();
     let server = ProcessServer::spawn(&[
         "serve".as_ref(),
         "--metrics-listen".as_ref(),
