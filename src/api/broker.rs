@@ -322,8 +322,12 @@ async fn run_consume(
                 let request = match message {
                     Some(Ok(pb::ConsumeRequest { request: Some(request) })) => request,
                     Some(Ok(_)) => continue,
-                    // The client closed its side or the connection failed.
-                    Some(Err(_)) | None => return,
+                    // The client closed its side or the connection failed:
+                    // what it never read comes back if it is gone.
+                    Some(Err(_)) | None => {
+                        tx.hand_back_once_closed().await;
+                        return;
+                    }
                 };
                 let result = match request {
                     pb::consume_request::Request::Ack(ack) => session.ack(&ack.offsets).await.map(|_| ()),

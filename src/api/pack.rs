@@ -203,6 +203,14 @@ impl PushSender {
     /// tonic closes it, hands back what it did not read.
     pub async fn send_error(&self, status: Status) {
         let _ = self.tx.send(Err(status)).await;
+        self.hand_back_once_closed().await;
+    }
+
+    /// The client's side of the stream ended (it closed it, or the
+    /// connection failed): if tonic closes the response stream soon, the
+    /// client is gone and what it did not read is handed back; a client
+    /// that only half-closed keeps reading what is queued.
+    pub async fn hand_back_once_closed(&self) {
         if tokio::time::timeout(CLOSE_WAIT, self.tx.closed())
             .await
             .is_ok()
