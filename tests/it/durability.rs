@@ -83,26 +83,7 @@ async fn graceful_restart_keeps_messages_cursors_and_attempts() {
 fn start_compacting(data_dir: &Path) -> ProcessServer {
     let config = data_dir.with_extension("toml");
     std::fs::write(&config, "compaction_interval_seconds = 1\n").unwrap();
-    let token_file = data_dir.with_extension("token");
-    std::fs::write(&token_file, OPERATOR_TOKEN).unwrap();
-    let metrics = EPHEMERAL_METRICS.to_string();
-    ProcessServer::spawn(&[
-        "serve".as_ref(),
-        "--config".as_ref(),
-        config.as_os_str(),
-        "--metrics-listen".as_ref(),
-        metrics.as_ref(),
-        "--data-dir".as_ref(),
-        data_dir.as_os_str(),
-        "--listen".as_ref(),
-        "127.0.0.1:0".as_ref(),
-        "--clock".as_ref(),
-        "manual".as_ref(),
-        "--operator-token-file".as_ref(),
-        token_file.as_os_str(),
-        "--min-free-disk-bytes".as_ref(),
-        TEST_MIN_FREE_DISK.as_ref(),
-    ])
+    ProcessServer::start_with(data_dir, &["--config".as_ref(), config.as_os_str()])
 }
 
 /// Total size of the segment files.

@@ -7,7 +7,6 @@
 //! readable across a restart. All against the built binary.
 
 use std::collections::HashMap;
-use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 use tallyq::proto::v1 as pb;
@@ -54,29 +53,12 @@ fn markers_in(dir: &Path) -> Vec<(String, PathBuf)> {
 /// `tallyq serve` on `data_dir` (manual clock, test credential), with the
 /// master key in `key_file` (None: the default `<data_dir>/master.key`).
 fn serve(data_dir: &Path, key_file: Option<&Path>) -> ProcessServer {
-    let token_file = data_dir.with_extension("token");
-    std::fs::write(&token_file, OPERATOR_TOKEN).unwrap();
-    let metrics = EPHEMERAL_METRICS.to_string();
-    let mut args: Vec<&OsStr> = vec![
-        "serve".as_ref(),
-        "--metrics-listen".as_ref(),
-        metrics.as_ref(),
-        "--data-dir".as_ref(),
-        data_dir.as_os_str(),
-        "--listen".as_ref(),
-        "127.0.0.1:0".as_ref(),
-        "--clock".as_ref(),
-        "manual".as_ref(),
-        "--operator-token-file".as_ref(),
-        token_file.as_os_str(),
-        "--min-free-disk-bytes".as_ref(),
-        TEST_MIN_FREE_DISK.as_ref(),
-    ];
-    if let Some(key) = key_file {
-        args.push("--master-key-file".as_ref());
-        args.push(key.as_os_str());
+    match key_file {
+        Some(key) => {
+            ProcessServer::start_with(data_dir, &["--master-key-file".as_ref(), key.as_os_str()])
+        }
+        None => ProcessServer::start(data_dir),
     }
-    ProcessServer::spawn(&args)
 }
 
 /// Creates tenant `acme` with marked contact data, a key and topic `t` with

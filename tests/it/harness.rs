@@ -364,13 +364,18 @@ impl ProcessServer {
     /// Starts `tallyq serve` on `data_dir` with the manual clock and the test
     /// operator credential (written next to the data dir).
     pub fn start(data_dir: &Path) -> ProcessServer {
+        Self::start_with(data_dir, &[])
+    }
+
+    /// [`ProcessServer::start`] with `extra` arguments after the usual ones
+    /// (a `--config` file, a master key file, …).
+    pub fn start_with(data_dir: &Path, extra: &[&std::ffi::OsStr]) -> ProcessServer {
         let token_file = data_dir.with_extension("token");
         std::fs::write(&token_file, OPERATOR_TOKEN).unwrap();
-        let metrics = EPHEMERAL_METRICS.to_string();
-        Self::spawn(&[
+        let mut args: Vec<&std::ffi::OsStr> = vec![
             "serve".as_ref(),
             "--metrics-listen".as_ref(),
-            metrics.as_ref(),
+            EPHEMERAL_METRICS.as_ref(),
             "--data-dir".as_ref(),
             data_dir.as_os_str(),
             "--listen".as_ref(),
@@ -381,7 +386,9 @@ impl ProcessServer {
             token_file.as_os_str(),
             "--min-free-disk-bytes".as_ref(),
             TEST_MIN_FREE_DISK.as_ref(),
-        ])
+        ];
+        args.extend_from_slice(extra);
+        Self::spawn(&args)
     }
 
     /// Like [`ProcessServer::start`], but a broker that exits before it
