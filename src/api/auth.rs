@@ -119,7 +119,7 @@ impl tonic::service::Interceptor for AuthInterceptor {
         let method = request
             .extensions()
             .get::<RpcMethod>()
-            .map(|m| m.0.as_str());
+            .map(|m| &*m.0);
         let need = method.and_then(need_of).ok_or_else(|| {
             Error::PermissionDenied(format!(
                 "no access rule for {}: refused",
@@ -144,7 +144,7 @@ fn request_method(request: &Request<()>) -> String {
     request
         .extensions()
         .get::<RpcMethod>()
-        .map(|m| m.0.clone())
+        .map(|m| m.0.to_string())
         .unwrap_or_else(|| "unknown".into())
 }
 

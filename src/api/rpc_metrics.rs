@@ -48,7 +48,7 @@ pub struct RpcMetrics<S> {
 /// request's extensions by [`RpcMetricsLayer`] for the layers and
 /// interceptors inside it.
 #[derive(Debug, Clone)]
-pub struct RpcMethod(pub String);
+pub struct RpcMethod(pub Arc<str>);
 
 /// A `grpc-status` header's value by name (`5` is `NOT_FOUND`).
 fn code_name(code: &str) -> &'static str {
@@ -73,7 +73,7 @@ where
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
         // The full gRPC name, as grpc.health.v1.Health/Check is named:
         // tallyq.v1.Broker/Produce.
-        let method = request.uri().path().trim_start_matches('/').to_string();
+        let method: Arc<str> = request.uri().path().trim_start_matches('/').into();
         // For the auth interceptor, which sees no URI (tonic hands it the
         // metadata and these extensions).
         request.extensions_mut().insert(RpcMethod(method.clone()));
