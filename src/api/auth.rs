@@ -116,10 +116,7 @@ impl tonic::service::Interceptor for AuthInterceptor {
             Err(e) => return Err(self.failed(&request, source, &claim, e)),
         };
         // The RPC-metrics layer names the method (an interceptor sees no URI).
-        let method = request
-            .extensions()
-            .get::<RpcMethod>()
-            .map(|m| &*m.0);
+        let method = request.extensions().get::<RpcMethod>().map(|m| &*m.0);
         let need = method.and_then(need_of).ok_or_else(|| {
             Error::PermissionDenied(format!(
                 "no access rule for {}: refused",

@@ -108,8 +108,13 @@ where
                 };
                 let seconds = started.elapsed().as_secs_f64();
                 metrics.observe_rpc(&method, code, seconds);
-                outer.record("code", code);
-                tracing::debug!(seconds, "rpc done");
+                // Only the debug line below shows the code in the span (at
+                // info nothing is logged after it), and recording a field
+                // into the formatted span costs ~1 us per RPC.
+                if tracing::enabled!(tracing::Level::DEBUG) {
+                    outer.record("code", code);
+                    tracing::debug!(seconds, "rpc done");
+                }
                 result
             }
             .instrument(span),

@@ -451,7 +451,8 @@ fn create_segment(dir: &Path, id: u64) -> StorageResult<File> {
 /// and body in one system call, not one each), then whatever a short write
 /// left, part by part.
 fn write_parts_at(file: &File, parts: &[&[u8]], at: u64) -> std::io::Result<()> {
-    let slices: Vec<std::io::IoSlice<'_>> = parts.iter().map(|p| std::io::IoSlice::new(p)).collect();
+    let slices: Vec<std::io::IoSlice<'_>> =
+        parts.iter().map(|p| std::io::IoSlice::new(p)).collect();
     let mut written = loop {
         match rustix::io::pwritev(file, &slices, at) {
             Err(rustix::io::Errno::INTR) => continue,
