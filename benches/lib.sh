@@ -19,6 +19,8 @@ start_tallyq() {
   local mport; mport=$(free_port)
   "$1" serve --data-dir "$server_dir" --listen "127.0.0.1:$server_port" --metrics-listen "127.0.0.1:$mport" >/dev/null 2>&1 &
   server_pid=$!; pids+=("$server_pid"); wait_port "$server_port"
+  # The credential is written just before the broker listens: wait for it too.
+  for _ in $(seq 100); do [ -s "$server_dir/operator.token" ] && return 0; sleep 0.1; done
 }
 
 # Runs CLIENT's `bench` for $secs against a fresh `SERVER serve`, prints the

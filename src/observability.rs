@@ -7,10 +7,11 @@
 //! bounded: the first `metrics_max_tenant_labels` tenants seen get their own
 //! label, the rest share `other`. Every series carries `node`.
 
+use std::cell::RefCell;
 use std::net::SocketAddr;
 
 use dashmap::DashMap;
-use metrics::{Key, Label, Level, Metadata, Recorder};
+use metrics::{Counter, Histogram, Key, Label, Level, Metadata, Recorder};
 use metrics_exporter_prometheus::{
     BuildError, ExporterFuture, Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
@@ -183,6 +184,32 @@ pub struct Metrics {
     node: String,
     tenants: DashMap<String, ()>,
     max_tenant_labels: usize,
+    /// Counters already registered, by [`series_id`]: a hot path (every
+    /// produce counts four) then neither builds a key nor looks it up in
+    /// the registry again.
+    counters: DashMap<Box<str>, Counter>,
+    /// The RPC histograms already registered, likewise.
+    histograms: DashMap<Box<str>, Histogram>,
+}
+
+thread_local! {
+    /// Where a series' id is built for a cache lookup, so a hit allocates
+    /// nothing.
+    static SERIES_ID: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+/// Writes a series' cache id into `id`: its name and label values joined by
+/// the unit separator (label values are tenant ids, RPC paths and fixed
+/// words, none of which holds it).
+fn series_id(id: &mut String, name: &str, labels: &[(&'static str, &str)]) {
+    id.clear();
+    id.push_str(name);
+    for (label, value) in labels {
+        id.push('\u{1f}');
+        id.push_str(label);
+        id.push('\u{1f}');
+        id.push_str(value);
+    }
 }
 
 impl Metrics {
@@ -225,6 +252,8 @@ impl Metrics {
                 node: node.to_string(),
                 tenants: DashMap::new(),
                 max_tenant_labels,
+                counters: DashMap::new(),
+                histograms: DashMap::new(),
             },
             exporter,
         ))
@@ -232,20 +261,43 @@ impl Metrics {
 
     /// The bounded label value for a tenant.
     pub fn tenant_label(&self, tenant: &str) -> String {
+        self.bounded_tenant(tenant).to_string()
+    }
+
+    /// The bounded label value for a tenant, borrowed: `tenant` itself while
+    /// it has (or gets) its own label, [`OTHER_TENANT`] beyond the cap.
+    fn bounded_tenant<'a>(&self, tenant: &'a str) -> &'a str {
         if self.tenants.contains_key(tenant) {
-            return tenant.to_string();
+            return tenant;
         }
         if self.tenants.len() < self.max_tenant_labels {
             self.tenants.insert(tenant.to_string(), ());
-            return tenant.to_string();
+            return tenant;
         }
-        OTHER_TENANT.to_string()
+        OTHER_TENANT
     }
 
-    fn key(&self, name: &'static str, labels: &[(&'static str, String)]) -> Key {
+    fn key(&self, name: &'static str, labels: &[(&'static str, &str)]) -> Key {
         let mut all = vec![Label::new("node", self.node.clone())];
-        all.extend(labels.iter().map(|(k, v)| Label::new(*k, v.clone())));
+        all.extend(labels.iter().map(|(k, v)| Label::new(*k, v.to_string())));
         Key::from_parts(name, all)
+    }
+
+    /// Adds `n` to the counter `name` with `labels` (and `node`), registering
+    /// it the first time only.
+    fn add(&self, name: &'static str, labels: &[(&'static str, &str)], n: u64) {
+        SERIES_ID.with_borrow_mut(|id| {
+            series_id(id, name, labels);
+            if let Some(counter) = self.counters.get(id.as_str()) {
+                counter.increment(n);
+                return;
+            }
+            let counter = self
+                .recorder
+                .register_counter(&self.key(name, labels), &METADATA);
+            counter.increment(n);
+            self.counters.insert(id.as_str().into(), counter);
+        });
     }
 
     /// Adds `n` to a tenant's counter.
@@ -253,43 +305,62 @@ impl Metrics {
         if n == 0 {
             return;
         }
-        let key = self.key(name, &[("tenant", self.tenant_label(tenant))]);
-        self.recorder.register_counter(&key, &METADATA).increment(n);
+        self.add(name, &[("tenant", self.bounded_tenant(tenant))], n);
     }
 
     /// Counts one request refused by a quota of `kind`, labelled with the
     /// tenant it was refused to (bounded like every per-tenant series), or
     /// `none` when no tenant is known (a failed authentication naming none).
     pub fn count_refusal(&self, kind: &'static str, tenant: Option<&str>) {
-        let tenant = tenant.map_or_else(|| NO_TENANT.to_string(), |t| self.tenant_label(t));
-        let key = self.key(
+        let tenant = tenant.map_or(NO_TENANT, |t| self.bounded_tenant(t));
+        self.add(
             name::QUOTA_REFUSALS,
-            &[("kind", kind.into()), ("tenant", tenant)],
+            &[("kind", kind), ("tenant", tenant)],
+            1,
         );
-        self.recorder.register_counter(&key, &METADATA).increment(1);
     }
 
     /// Adds `n` to a counter with arbitrary labels.
     pub fn count_labeled(&self, name: &'static str, labels: &[(&'static str, String)], n: u64) {
-        let key = self.key(name, labels);
-        self.recorder.register_counter(&key, &METADATA).increment(n);
+        let labels: Vec<(&'static str, &str)> =
+            labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        self.add(name, &labels, n);
+    }
+
+    /// Adds `n` to a tenant's counter that also carries a `part` label (the
+    /// billable units by meter part), without allocating once registered.
+    pub fn count_part(&self, name: &'static str, tenant: &str, part: &'static str, n: u64) {
+        self.add(
+            name,
+            &[("tenant", self.bounded_tenant(tenant)), ("part", part)],
+            n,
+        );
     }
 
     /// Sets a gauge.
     pub fn gauge(&self, name: &'static str, labels: &[(&'static str, String)], value: f64) {
-        let key = self.key(name, labels);
+        let labels: Vec<(&'static str, &str)> =
+            labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let key = self.key(name, &labels);
         self.recorder.register_gauge(&key, &METADATA).set(value);
     }
 
-    /// Records one RPC's latency.
+    /// Records one RPC's latency (`method` is the full gRPC name, `code` the
+    /// status code's name), registering its histogram the first time only.
     pub fn observe_rpc(&self, method: &str, code: &str, seconds: f64) {
-        let key = self.key(
-            name::RPC_DURATION,
-            &[("method", method.to_string()), ("code", code.to_string())],
-        );
-        self.recorder
-            .register_histogram(&key, &METADATA)
-            .record(seconds);
+        let labels = [("method", method), ("code", code)];
+        SERIES_ID.with_borrow_mut(|id| {
+            series_id(id, name::RPC_DURATION, &labels);
+            if let Some(histogram) = self.histograms.get(id.as_str()) {
+                histogram.record(seconds);
+                return;
+            }
+            let histogram = self
+                .recorder
+                .register_histogram(&self.key(name::RPC_DURATION, &labels), &METADATA);
+            histogram.record(seconds);
+            self.histograms.insert(id.as_str().into(), histogram);
+        });
     }
 
     /// The exposition text, as /metrics serves it.
@@ -333,5 +404,33 @@ mod tests {
             text.contains("tallyq_produced_messages_total{node=\"node-1\",tenant=\"other\"} 2"),
             "{text}"
         );
+    }
+
+    #[tokio::test]
+    async fn cached_series_keep_counting_and_stay_apart() {
+        let (metrics, _) = Metrics::new("n", 10, None).unwrap();
+        for _ in 0..3 {
+            metrics.count(name::PRODUCED_MESSAGES, "a", 2);
+            metrics.count_part(name::BILLABLE_UNITS, "a", "produced", 5);
+            metrics.observe_rpc("tallyq.v1.Broker/Produce", "OK", 0.001);
+        }
+        metrics.count_labeled(
+            name::BILLABLE_UNITS,
+            &[("tenant", "a".into()), ("part", "delivered".into())],
+            7,
+        );
+        metrics.count_labeled(
+            name::BILLABLE_UNITS,
+            &[("tenant", "a".into()), ("part", "produced".into())],
+            1,
+        );
+        metrics.observe_rpc("tallyq.v1.Broker/Produce", "NOT_FOUND", 0.001);
+        let text = metrics.render();
+        let has = |line: &str| assert!(text.lines().any(|l| l == line), "{line} in {text}");
+        has("tallyq_produced_messages_total{node=\"n\",tenant=\"a\"} 6");
+        has("tallyq_billable_units_total{node=\"n\",tenant=\"a\",part=\"produced\"} 16");
+        has("tallyq_billable_units_total{node=\"n\",tenant=\"a\",part=\"delivered\"} 7");
+        has("tallyq_rpc_duration_seconds_count{node=\"n\",method=\"tallyq.v1.Broker/Produce\",code=\"OK\"} 3");
+        has("tallyq_rpc_duration_seconds_count{node=\"n\",method=\"tallyq.v1.Broker/Produce\",code=\"NOT_FOUND\"} 1");
     }
 }

@@ -116,10 +116,7 @@ impl tonic::service::Interceptor for AuthInterceptor {
             Err(e) => return Err(self.failed(&request, source, &claim, e)),
         };
         // The RPC-metrics layer names the method (an interceptor sees no URI).
-        let method = request
-            .extensions()
-            .get::<RpcMethod>()
-            .map(|m| m.0.as_str());
+        let method = request.extensions().get::<RpcMethod>().map(|m| &*m.0);
         let need = method.and_then(need_of).ok_or_else(|| {
             Error::PermissionDenied(format!(
                 "no access rule for {}: refused",
@@ -144,7 +141,7 @@ fn request_method(request: &Request<()>) -> String {
     request
         .extensions()
         .get::<RpcMethod>()
-        .map(|m| m.0.clone())
+        .map(|m| m.0.to_string())
         .unwrap_or_else(|| "unknown".into())
 }
 

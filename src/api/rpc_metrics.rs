@@ -48,7 +48,7 @@ pub struct RpcMetrics<S> {
 /// request's extensions by [`RpcMetricsLayer`] for the layers and
 /// interceptors inside it.
 #[derive(Debug, Clone)]
-pub struct RpcMethod(pub String);
+pub struct RpcMethod(pub Arc<str>);
 
 /// A `grpc-status` header's value by name (`5` is `NOT_FOUND`).
 fn code_name(code: &str) -> &'static str {
@@ -73,7 +73,7 @@ where
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
         // The full gRPC name, as grpc.health.v1.Health/Check is named:
         // tallyq.v1.Broker/Produce.
-        let method = request.uri().path().trim_start_matches('/').to_string();
+        let method: Arc<str> = request.uri().path().trim_start_matches('/').into();
         // For the auth interceptor, which sees no URI (tonic hands it the
         // metadata and these extensions).
         request.extensions_mut().insert(RpcMethod(method.clone()));
@@ -108,8 +108,13 @@ where
                 };
                 let seconds = started.elapsed().as_secs_f64();
                 metrics.observe_rpc(&method, code, seconds);
-                outer.record("code", code);
-                tracing::debug!(seconds, "rpc done");
+                // Only the debug line below shows the code in the span (at
+                // info nothing is logged after it), and recording a field
+                // into the formatted span costs ~1 us per RPC.
+                if tracing::enabled!(tracing::Level::DEBUG) {
+                    outer.record("code", code);
+                    tracing::debug!(seconds, "rpc done");
+                }
                 result
             }
             .instrument(span),

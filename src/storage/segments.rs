@@ -167,18 +167,14 @@ impl Segments {
             len: len as u32,
             crc32: crc.finalize(),
         };
-        let mut at = position;
-        for part in parts {
-            if let Err(e) = file.write_all_at(part, at) {
-                // Nothing refers to the failed bytes: they must not keep their
-                // segment alive (they stay a hole in the file, never read).
-                self.release(std::slice::from_ref(&blob));
-                return Err(StorageError::io(
-                    format!("cannot append to segment {id}"),
-                    e,
-                ));
-            }
-            at += part.len() as u64;
+        if let Err(e) = write_parts_at(&file, parts, position) {
+            // Nothing refers to the failed bytes: they must not keep their
+            // segment alive (they stay a hole in the file, never read).
+            self.release(std::slice::from_ref(&blob));
+            return Err(StorageError::io(
+                format!("cannot append to segment {id}"),
+                e,
+            ));
         }
         // Marked after the write: a commit queued after this returns finds it.
         self.dirty.lock_unpoisoned().insert(id);
@@ -449,6 +445,28 @@ fn create_segment(dir: &Path, id: u64) -> StorageResult<File> {
     // Its directory entry is synced by the committer's next sync_dirty, before
     // any reference to it is committed.
     Ok(file)
+}
+
+/// Writes `parts` back to back at `at`: one `pwritev` (a frame's header
+/// and body in one system call, not one each), then whatever a short write
+/// left, part by part.
+fn write_parts_at(file: &File, parts: &[&[u8]], at: u64) -> std::io::Result<()> {
+    let slices: Vec<std::io::IoSlice<'_>> =
+        parts.iter().map(|p| std::io::IoSlice::new(p)).collect();
+    let mut written = loop {
+        match rustix::io::pwritev(file, &slices, at) {
+            Err(rustix::io::Errno::INTR) => continue,
+            other => break other?,
+        }
+    };
+    let mut at = at;
+    for part in parts {
+        let done = written.min(part.len());
+        written -= done;
+        file.write_all_at(&part[done..], at + done as u64)?;
+        at += part.len() as u64;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

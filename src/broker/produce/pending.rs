@@ -59,14 +59,7 @@ impl PendingProduce {
             metrics.count(name::PRODUCED_MESSAGES, tenant, self.stored.messages);
             metrics.count(name::PRODUCED_BYTES, tenant, self.stored.bytes);
             metrics.count(name::RECLAIMED_MESSAGES, tenant, self.stored.reclaimed);
-            metrics.count_labeled(
-                name::BILLABLE_UNITS,
-                &[
-                    ("tenant", metrics.tenant_label(tenant)),
-                    ("part", "produced".into()),
-                ],
-                self.outcome.units,
-            );
+            metrics.count_part(name::BILLABLE_UNITS, tenant, "produced", self.outcome.units);
         }
         Ok(self.outcome)
     }
