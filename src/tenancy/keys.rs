@@ -124,6 +124,7 @@ impl Tenancy {
             return Err(Error::invalid("description may be at most 200 bytes"));
         }
         let _guard = self.write_lock.lock().await;
+        self.refuse_moving(tenant)?;
         let status = self
             .tenants
             .get(tenant)
@@ -196,6 +197,7 @@ impl Tenancy {
             .get(id)
             .map(|k| k.clone())
             .ok_or_else(|| Error::not_found("API key", id))?;
+        self.refuse_moving(&key.tenant)?;
         key.revoked = true;
         let mut writes = WriteSet::new();
         writes.put_api_key(&key, self.keyring.tenant(&key.tenant).as_deref());
