@@ -39,6 +39,7 @@ mod router;
 mod serve;
 mod shard_ledger;
 mod tenant;
+mod tenant_move;
 mod topic;
 
 use bench::BenchArgs;
@@ -252,6 +253,9 @@ impl Cli {
     pub async fn run_client(&self) -> Result<()> {
         if let Command::Router(cmd) = &self.command {
             return router::router(cmd);
+        }
+        if let Command::Tenant(TenantCommand::Move(args)) = &self.command {
+            return tenant_move::run(self, args).await;
         }
         if let Command::Ledger(cmd) = &self.command {
             if let Some(map) = cmd.shard_map() {
