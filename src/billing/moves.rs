@@ -19,7 +19,7 @@ use super::ledger::{kind, LedgerEntry};
 use super::Billing;
 use crate::error::{Error, Result};
 use crate::storage::WriteSet;
-use crate::tenancy::{moved_reason, Tenant, TenantStatus};
+use crate::tenancy::{Tenant, TenantStatus};
 
 /// What a moving tenant's account carries to the target.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -173,10 +173,7 @@ impl Billing {
             }
         }
         self.broker.erase_tenant_data(tenant).await?;
-        let erased = self
-            .tenancy
-            .erase_tenant(tenant, &moved_reason(target_node), "operator")
-            .await?;
+        let erased = self.tenancy.erase_moved_tenant(tenant, target_node).await?;
         Ok((erased, false))
     }
 }

@@ -109,12 +109,20 @@ async fn export(source: &Client, tenant: &str) -> Result<Exported> {
 }
 
 /// Imports `exported` into `target`.
-async fn import(target: &Client, exported: &Exported, reprice: bool) -> Result<pb::ImportTenantResponse> {
+async fn import(
+    target: &Client,
+    exported: &Exported,
+    reprice: bool,
+) -> Result<pb::ImportTenantResponse> {
     let mut requests = Vec::new();
     for (i, data) in exported.bytes.chunks(1 << 20).enumerate() {
         requests.push(pb::ImportTenantRequest {
             data: bytes::Bytes::copy_from_slice(data),
-            sha256: if i == 0 { exported.sha256.clone() } else { String::new() },
+            sha256: if i == 0 {
+                exported.sha256.clone()
+            } else {
+                String::new()
+            },
             reprice,
         });
     }
@@ -139,7 +147,12 @@ fn flip(args: &MoveArgs, mut map: ShardMap) -> Result<()> {
         map.tenants.insert(args.tenant.clone(), args.to.clone());
         map.validate()?;
         write_atomically(&args.shard_map, &map.to_toml())?;
-        eprintln!("shard map {}: {} -> {}", args.shard_map.display(), args.tenant, args.to);
+        eprintln!(
+            "shard map {}: {} -> {}",
+            args.shard_map.display(),
+            args.tenant,
+            args.to
+        );
     }
     if let Some(out) = &args.router_config {
         write_atomically(out, &render_nginx(&map))?;
@@ -174,23 +187,37 @@ pub(super) async fn run(cli: &Cli, args: &MoveArgs) -> Result<()> {
             .map(|n| node_url(cli, &n.address))
             .with_context(|| format!("node {id} is not in the shard map"))
     };
-    let source = cli.connect_to(&address(&args.from)?).await.context("the source node")?;
-    let target = cli.connect_to(&address(&args.to)?).await.context("the target node")?;
+    let source = cli
+        .connect_to(&address(&args.from)?)
+        .await
+        .context("the source node")?;
+    let target = cli
+        .connect_to(&address(&args.to)?)
+        .await
+        .context("the target node")?;
     let tenant = args.tenant.as_str();
 
     let on_source = source
         .operator()
-        .get_tenant(pb::GetTenantRequest { id: tenant.to_string() })
+        .get_tenant(pb::GetTenantRequest {
+            id: tenant.to_string(),
+        })
         .await;
     let record = match on_source {
         Ok(t) => t.into_inner(),
         Err(s) if s.code() == tonic::Code::NotFound => {
             let on_target = target
                 .operator()
-                .get_tenant(pb::GetTenantRequest { id: tenant.to_string() })
+                .get_tenant(pb::GetTenantRequest {
+                    id: tenant.to_string(),
+                })
                 .await;
             if on_target.is_err() {
-                bail!("tenant {tenant} is on neither {} nor {}", args.from, args.to);
+                bail!(
+                    "tenant {tenant} is on neither {} nor {}",
+                    args.from,
+                    args.to
+                );
             }
             eprintln!("{tenant} is not on {} and is on {}", args.from, args.to);
             return flip(args, map);
@@ -203,10 +230,16 @@ pub(super) async fn run(cli: &Cli, args: &MoveArgs) -> Result<()> {
             eprintln!("{tenant} was moved to {} already", args.to);
             return flip(args, map);
         }
-        bail!("tenant {tenant} is terminated on {} ({})", args.from, record.status_reason);
+        bail!(
+            "tenant {tenant} is terminated on {} ({})",
+            args.from,
+            record.status_reason
+        );
     }
 
-    let exported = export(&source, tenant).await.context("exporting from the source")?;
+    let exported = export(&source, tenant)
+        .await
+        .context("exporting from the source")?;
     eprintln!(
         "exported {tenant} from {} (snapshot {}, {} bytes, sha256 {})",
         args.from,
@@ -239,7 +272,11 @@ pub(super) async fn run(cli: &Cli, args: &MoveArgs) -> Result<()> {
     eprintln!(
         "{tenant} erased on {}{}; the move is complete",
         args.from,
-        if finished.already_finished { " (before)" } else { "" }
+        if finished.already_finished {
+            " (before)"
+        } else {
+            ""
+        }
     );
     Ok(())
 }

@@ -97,7 +97,7 @@ impl Tenancy {
             .active_keys_by_hash
             .get(&hash)
             .map(|k| k.value().clone())
-            .ok_or_else(|| Error::Unauthenticated(INVALID_API_KEY_MESSAGE.into()))?;
+            .ok_or_else(|| self.unknown_key(&hash))?;
         match self.tenants.get(&key.tenant).map(|t| t.status) {
             Some(status) if status != TenantStatus::Terminated => Ok(Principal::Tenant(key)),
             _ => Err(Error::Unauthenticated(INVALID_API_KEY_MESSAGE.into())),

@@ -87,6 +87,10 @@ pub struct Tenancy {
     write_lock: tokio::sync::Mutex<()>,
     /// Every live tenant's unwrapped data keys (and the server's).
     keyring: Arc<Keyring>,
+    /// Key hashes of tenants moved away since start-up (memory only): they
+    /// answer "moving" rather than UNAUTHENTICATED while routers still
+    /// send the odd request here (see `moving.rs`).
+    moved_keys: DashMap<[u8; 32], ()>,
 }
 
 impl Tenancy {
@@ -115,6 +119,7 @@ impl Tenancy {
             maintenance: std::sync::RwLock::new(None),
             write_lock: tokio::sync::Mutex::new(()),
             keyring,
+            moved_keys: DashMap::new(),
         };
         for tenant in tenancy.store.tenants(&tenancy.keyring)? {
             let plan = tenancy

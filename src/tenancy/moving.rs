@@ -232,6 +232,38 @@ impl Tenancy {
     }
 }
 
+impl Tenancy {
+    /// Erases a tenant that moved to `target_node` (the termination path:
+    /// data key destroyed, keys and devices deleted) and remembers its key
+    /// hashes in memory, so a router that still sends one of its requests
+    /// here (nginx's old workers drain after a reload) gets the retryable
+    /// "moving" instead of UNAUTHENTICATED. Only the exact key gets that
+    /// answer, so it tells nobody else anything; a restart forgets it.
+    pub async fn erase_moved_tenant(&self, id: &str, target_node: &str) -> Result<Tenant> {
+        let hashes: Vec<[u8; 32]> = self
+            .list_keys(id)?
+            .iter()
+            .filter(|k| !k.revoked)
+            .map(|k| k.secret_hash)
+            .collect();
+        let erased = self
+            .erase_tenant(id, &moved_reason(target_node), "operator")
+            .await?;
+        for hash in hashes {
+            self.moved_keys.insert(hash, ());
+        }
+        Ok(erased)
+    }
+
+    /// What authentication answers for a key hash it does not know.
+    pub(super) fn unknown_key(&self, hash: &[u8; 32]) -> Error {
+        if self.moved_keys.contains_key(hash) {
+            return Error::FailedPrecondition(MOVING_MESSAGE.into());
+        }
+        Error::Unauthenticated(super::INVALID_API_KEY_MESSAGE.into())
+    }
+}
+
 /// " (moved to <node>)" for a tenant terminated by a move, "" otherwise.
 fn moved_note(reason: &str) -> String {
     match reason.strip_prefix("moved to ") {
