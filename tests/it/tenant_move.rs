@@ -18,12 +18,15 @@ const MESSAGES: usize = 150;
 /// How many it sends before the move starts.
 const BEFORE_MOVE: usize = 40;
 
-/// Whether a client retries `status`: the tenant is moving, or the router or
-/// a broker is briefly unavailable.
+/// Whether a client retries `status`: the tenant is moving, the router or a
+/// broker is briefly unavailable, or the router's reload closed the
+/// connection under the call (nginx's old worker sends GOAWAY, which tonic
+/// reports as an h2 protocol error: the call was not processed).
 fn retry(status: &Status) -> bool {
     match status.code() {
         Code::FailedPrecondition => status.message().contains("moving"),
         Code::Unavailable => true,
+        Code::Internal => status.message().contains("h2 protocol error"),
         _ => false,
     }
 }
