@@ -536,3 +536,114 @@ async fn an_import_refuses_damage_an_existing_tenant_and_another_rate_card() {
         .into_inner();
     assert!(second.already_finished);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_stopped_half_way_survives_a_kill_and_the_command_finishes_it() {
+    // The source is a real process (node-1), killed with SIGKILL after the
+    // export; the target an in-process broker.
+    let root = tempfile::tempdir().unwrap();
+    let source = ProcessServer::start(&data_dir(&root));
+    let target = TestServer::start_with(|c| c.node_id = "node-b".into()).await;
+    let a = Client::connect(&source.address, OPERATOR_TOKEN)
+        .await
+        .unwrap();
+    create_tenant(&a, "acme").await;
+    let secret = create_key(&a, "acme", &[1, 2, 3], &[]).await;
+    let key = a.with_token(&secret).unwrap();
+    create_topic(&key, "t", Default::default()).await;
+    create_sub(&key, "t", "s", 30).await;
+    key.produce("t", vec![msg("one"), msg("two"), msg("three")])
+        .await
+        .unwrap();
+    // "one" is in flight (delivered, not acked) when the tenant stops.
+    let delivered = fetch(&key, "t", "s", 1, 1_000).await;
+    assert_eq!(delivered.len(), 1);
+    let (id, sha, _) = export_for_move(&a, "acme").await.unwrap();
+
+    source.kill();
+    let source = ProcessServer::start(&data_dir(&root));
+    let a = Client::connect(&source.address, OPERATOR_TOKEN)
+        .await
+        .unwrap();
+    let key = a.with_token(&secret).unwrap();
+    let refused = key.produce_once("t", vec![msg("four")]).await.unwrap_err();
+    assert_eq!(
+        refused.code(),
+        Code::FailedPrecondition,
+        "still stopped after a restart"
+    );
+    assert!(
+        refused.message().contains("moving"),
+        "{}",
+        refused.message()
+    );
+    let (again, again_sha, bytes) = export_for_move(&a, "acme").await.unwrap();
+    assert_eq!(
+        (again, again_sha),
+        (id.clone(), sha.clone()),
+        "the same data again"
+    );
+
+    // The first run got as far as the import, then died.
+    let b = target.operator().await;
+    assert!(
+        !import(&b, &sha, &bytes, false)
+            .await
+            .unwrap()
+            .already_imported
+    );
+
+    let map_path = root.path().join("shard-map.toml");
+    let map = format!(
+        "default_node = \"node-1\"\n\n[nodes.node-1]\naddress = \"{}\"\n\n[nodes.node-b]\naddress = \"{}\"\n\n[tenants]\nacme = \"node-1\"\n",
+        source.address.trim_start_matches("http://"),
+        target.address.trim_start_matches("http://"),
+    );
+    std::fs::write(&map_path, map).unwrap();
+    let map = map_path.to_str().unwrap();
+    let args = [
+        "--token",
+        OPERATOR_TOKEN,
+        "tenant",
+        "move",
+        "acme",
+        "--from",
+        "node-1",
+        "--to",
+        "node-b",
+        "--shard-map",
+        map,
+    ];
+    let (ok, _, err) = tallyq(&args).await;
+    assert!(ok, "the rerun finishes the move: {err}");
+    assert!(
+        err.contains("had snapshot") && err.contains("the move is complete"),
+        "{err}"
+    );
+    let flipped = tallyq::shard::ShardMap::from_file(&map_path).unwrap();
+    assert_eq!(flipped.node_of("acme"), Some("node-b"));
+
+    // On the target: offsets kept, the in-flight message due at once (its
+    // attempt count goes on), the others new.
+    let moved = b.with_token(&secret).unwrap();
+    let got = fetch(&moved, "t", "s", 10, 1_000).await;
+    let summary: Vec<(u64, String, u32)> = got
+        .iter()
+        .map(|d| (d.offset, text(d), d.delivery_attempt))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (0, "one".into(), 2),
+            (1, "two".into(), 1),
+            (2, "three".into(), 1)
+        ]
+    );
+    let there = a
+        .operator()
+        .get_tenant(pb::GetTenantRequest { id: "acme".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(there.status_reason, "moved to node-b");
+}
