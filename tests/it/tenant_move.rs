@@ -325,6 +325,25 @@ async fn a_tenant_moves_between_brokers_behind_nginx_under_live_traffic() {
     ])
     .await;
     assert!(ok, "both chains verify: {out}{err}");
+    // The month's statement over both nodes counts every unit once.
+    let (ok, out, err) = tallyq(&[
+        "--token",
+        OPERATOR_TOKEN,
+        "statement",
+        "acme",
+        &day[..7],
+        "--shard-map",
+        &map,
+    ])
+    .await;
+    assert!(ok, "statement --shard-map: {err}");
+    let total = out
+        .lines()
+        .find(|l| l.starts_with("total\t"))
+        .expect("a total line");
+    let fields: Vec<&str> = total.split('\t').collect();
+    assert_eq!(fields[1], (q1 + q2).to_string(), "{out}");
+    assert_eq!(fields[3], "1", "one topic-day in the month: {out}");
 
     // acme is gone from node-1: terminated as moved, its key answered "moving",
     // its messages nowhere in node-1's files.
