@@ -466,8 +466,32 @@ async fn an_import_refuses_damage_an_existing_tenant_and_another_rate_card() {
     key.produce("t", vec![msg("one"), msg("two")])
         .await
         .unwrap();
+    a.operator()
+        .record_payment(pb::RecordPaymentRequest {
+            tenant: "acme".into(),
+            payment_id: "p-1".into(),
+            amount_minor: 500,
+            currency: "CNY".into(),
+            note: String::new(),
+        })
+        .await
+        .unwrap();
 
     let (id, sha, bytes) = export_for_move(&a, "acme").await.unwrap();
+    // Settled up to the stop: 2 free units and one topic-day (2.00) today.
+    let account = |client: &Client| {
+        let mut billing = client.billing();
+        async move {
+            billing
+                .get_account(pb::GetAccountRequest {
+                    tenant: "acme".into(),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    assert_eq!(account(&a).await.balance_minor, 300);
     assert!(id.starts_with("node-a/acme/"), "{id}");
     // The source answers "moving" from now on, and exports the same move again.
     let refused = key.produce_once("t", vec![msg("three")]).await.unwrap_err();
@@ -522,6 +546,14 @@ async fn an_import_refuses_damage_an_existing_tenant_and_another_rate_card() {
     let moved = b.with_token(&secret).unwrap();
     let reply = moved.produce("t", vec![msg("three")]).await.unwrap();
     assert_eq!(reply.results[0].offset, 2, "offsets go on where they were");
+    // The balance and the month's free units used came along.
+    assert_eq!(account(&b).await.balance_minor, 300);
+    let moved_in = ledger(&b)
+        .await
+        .into_iter()
+        .find(|e| e.kind == "moved_in")
+        .unwrap();
+    assert_eq!((moved_in.amount_minor, moved_in.free_applied), (300, 2));
 
     // A tenant of that name that is not this move's: ALREADY_EXISTS.
     let other = TestServer::start_with(|c| c.node_id = "node-d".into()).await;
@@ -554,6 +586,11 @@ async fn an_import_refuses_damage_an_existing_tenant_and_another_rate_card() {
         .unwrap()
         .into_inner();
     assert!(second.already_finished);
+    assert_eq!(
+        account(&a).await.balance_minor,
+        0,
+        "the source's account moved out"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
