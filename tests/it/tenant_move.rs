@@ -611,10 +611,23 @@ async fn a_move_stopped_half_way_survives_a_kill_and_the_command_finishes_it() {
     key.produce("t", vec![msg("one"), msg("two"), msg("three")])
         .await
         .unwrap();
-    // "one" is in flight (delivered, not acked) when the tenant stops.
+    // "one" is in flight (delivered, not acked) when the tenant stops; an
+    // open Consume stream holds all three.
     let delivered = fetch(&key, "t", "s", 1, 1_000).await;
     assert_eq!(delivered.len(), 1);
+    create_sub(&key, "t", "live", 30).await;
+    let mut stream = key.consume("t", "live", 10, 1 << 20).await.unwrap();
+    let mut pushed = 0;
+    while pushed < 3 {
+        pushed += stream.next().await.unwrap().expect("pushes").len();
+    }
     let (id, sha, _) = export_for_move(&a, "acme").await.unwrap();
+    // The stop ended the stream (the export waited for it).
+    let ended = stream
+        .next()
+        .await
+        .expect_err("the stream ends with the stop");
+    assert_eq!(ended.code(), Code::FailedPrecondition);
 
     source.kill();
     let source = ProcessServer::start(&data_dir(&root));
@@ -694,6 +707,16 @@ async fn a_move_stopped_half_way_survives_a_kill_and_the_command_finishes_it() {
             (1, "two".into(), 1),
             (2, "three".into(), 1)
         ]
+    );
+    let live: Vec<(u64, u32)> = fetch(&moved, "t", "live", 10, 1_000)
+        .await
+        .iter()
+        .map(|d| (d.offset, d.delivery_attempt))
+        .collect();
+    assert_eq!(
+        live,
+        vec![(0, 2), (1, 2), (2, 2)],
+        "the stream's unacked pushes are due"
     );
     let there = a
         .operator()
