@@ -38,7 +38,7 @@ pub struct LedgerEntry {
     /// The tenant.
     #[prost(string, tag = "3")]
     pub tenant: String,
-    /// "charge", "payment" or "final_statement".
+    /// "charge", "payment", "final_statement", "moved_out" or "moved_in".
     #[prost(string, tag = "4")]
     pub kind: String,
     /// The billing day "YYYY-MM-DD" of a charge ("" otherwise).
