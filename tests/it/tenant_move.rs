@@ -19,14 +19,19 @@ const MESSAGES: usize = 150;
 const BEFORE_MOVE: usize = 40;
 
 /// Whether a client retries `status`: the tenant is moving, the router or a
-/// broker is briefly unavailable, or the router's reload closed the
-/// connection under the call (nginx's old worker sends GOAWAY, which tonic
-/// reports as an h2 protocol error: the call was not processed).
+/// broker is briefly unavailable, or the router's reload cut the connection
+/// under the call: nginx's old worker sends GOAWAY (tonic: INTERNAL "h2
+/// protocol error", the call was not processed) or closes a connection with
+/// a call on it (tonic: CANCELLED "operation was canceled"; its outcome is
+/// unknown, so a produce is retried with the same dedup id, an ack is
+/// idempotent, and a Fetch whose answer was lost is handed back by the
+/// broker).
 fn retry(status: &Status) -> bool {
     match status.code() {
         Code::FailedPrecondition => status.message().contains("moving"),
         Code::Unavailable => true,
         Code::Internal => status.message().contains("h2 protocol error"),
+        Code::Cancelled => true,
         _ => false,
     }
 }
