@@ -49,6 +49,10 @@ pub enum Error {
     /// The broker is shutting down or in maintenance.
     #[error("{0}")]
     Unavailable(String),
+    /// Data the caller handed over was damaged on its way (a move snapshot
+    /// failing its checksum): nothing of it was used.
+    #[error("{0}")]
+    DataLoss(String),
     /// The store failed. Its kind says whether a failed write may be stored
     /// ([`StorageError::NotApplied`](crate::storage::StorageError::NotApplied),
     /// [`StorageError::OutcomeUnknown`](crate::storage::StorageError::OutcomeUnknown));

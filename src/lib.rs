@@ -18,6 +18,7 @@
 //! | [`metering`] | billing units, billing days, usage written inside the data's own write |
 //! | [`billing`] | settlement, the hash-chained ledger, accounts, payments, arrears, statements, termination |
 //! | [`shard`] | more than one broker: the shard map, the nginx router config rendered from it |
+//! | [`transfer`] | moving a tenant between brokers: the snapshot, the source's and the target's halves |
 //! | [`storage`] | the only user of sled: store, group committer, segments, repositories (keys and rows stay inside) |
 //! | [`clock`] | the one clock (system, or manual for tests) |
 //! | [`config`] | layered configuration and its validation |
@@ -53,6 +54,7 @@ pub mod shard;
 pub mod storage;
 pub mod sync;
 pub mod tenancy;
+pub mod transfer;
 pub mod wire;
 
 pub use server::run;

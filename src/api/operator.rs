@@ -1,11 +1,12 @@
 //! The `tallyq.v1.Operator` service: tenants, devices, API keys, payments,
 //! maintenance mode, the audit log and the test clock.
 
-use tonic::{Request, Response, Status};
+use tokio_stream::StreamExt;
+use tonic::{Request, Response, Status, Streaming};
 
 use super::broker::BrokerService;
 use super::convert::{page_limit, scopes, short_text, suspend_reason, tenant_update};
-use super::{reply, ApiState};
+use super::{reply, ApiState, ResponseStream};
 use crate::clock::{format_rfc3339_ms, ClockKind};
 use crate::proto::v1 as pb;
 use crate::proto::v1::broker_server::BrokerServer;
@@ -13,6 +14,8 @@ use crate::proto::v1::operator_server::Operator as OperatorApi;
 
 /// Audit entries one ListAuditEvents returns when the request leaves it 0.
 const DEFAULT_AUDIT_PAGE: usize = 100;
+/// Bytes of a move snapshot per MoveSnapshotChunk (well under 4 MiB).
+const SNAPSHOT_CHUNK: usize = 1 << 20;
 /// Who the operator's actions are audited as.
 const OPERATOR: &str = "operator";
 
@@ -273,6 +276,84 @@ impl OperatorApi for OperatorService {
             now_unix_ms,
             mode: mode as i32,
             now: format_rfc3339_ms(now_unix_ms),
+        })
+    }
+
+    type ExportTenantForMoveStream = ResponseStream<pb::MoveSnapshotChunk>;
+
+    async fn export_tenant_for_move(
+        &self,
+        request: Request<pb::ExportTenantForMoveRequest>,
+    ) -> Result<Response<Self::ExportTenantForMoveStream>, Status> {
+        let tenant = request.into_inner().tenant;
+        let s = &self.state;
+        let (snapshot_id, encoded) =
+            crate::transfer::export_for_move(&s.broker, &s.tenancy, &s.billing, &tenant).await?;
+        let total_bytes = encoded.bytes.len() as u64;
+        let all = bytes::Bytes::from(encoded.bytes);
+        let mut chunks: Vec<pb::MoveSnapshotChunk> = (0..all.len())
+            .step_by(SNAPSHOT_CHUNK)
+            .map(|at| pb::MoveSnapshotChunk {
+                data: all.slice(at..all.len().min(at + SNAPSHOT_CHUNK)),
+                ..Default::default()
+            })
+            .collect();
+        if chunks.is_empty() {
+            chunks.push(pb::MoveSnapshotChunk::default());
+        }
+        chunks[0].snapshot_id = snapshot_id;
+        chunks[0].sha256 = encoded.sha256;
+        chunks[0].total_bytes = total_bytes;
+        let stream = tokio_stream::iter(chunks.into_iter().map(Ok));
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn import_tenant(
+        &self,
+        request: Request<Streaming<pb::ImportTenantRequest>>,
+    ) -> Result<Response<pb::ImportTenantResponse>, Status> {
+        let mut inbound = request.into_inner();
+        let (mut bytes, mut sha256, mut reprice) = (Vec::new(), String::new(), false);
+        while let Some(part) = inbound.next().await {
+            let part = part?;
+            if !part.sha256.is_empty() {
+                sha256 = part.sha256;
+            }
+            reprice |= part.reprice;
+            bytes.extend_from_slice(&part.data);
+        }
+        if sha256.is_empty() {
+            return Err(Status::invalid_argument(
+                "an import needs the snapshot's sha256 (in its first message)",
+            ));
+        }
+        let s = &self.state;
+        let done =
+            crate::transfer::import(&s.broker, &s.tenancy, &s.billing, &bytes, &sha256, reprice)
+                .await?;
+        reply(pb::ImportTenantResponse {
+            tenant: done.tenant,
+            snapshot_id: done.snapshot_id,
+            already_imported: done.already_imported,
+            topics: done.imported.topics,
+            messages: done.imported.messages,
+            subscriptions: done.imported.subscriptions,
+        })
+    }
+
+    async fn finish_tenant_move(
+        &self,
+        request: Request<pb::FinishTenantMoveRequest>,
+    ) -> Result<Response<pb::FinishTenantMoveResponse>, Status> {
+        let req = request.into_inner();
+        short_text("target_node", &req.target_node)?;
+        let billing = &self.state.billing;
+        let (tenant, already_finished) = billing
+            .finish_move_out(&req.tenant, &req.snapshot_id, &req.target_node)
+            .await?;
+        reply(pb::FinishTenantMoveResponse {
+            tenant: Some(tenant.into()),
+            already_finished,
         })
     }
 }

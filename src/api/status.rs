@@ -37,6 +37,7 @@ impl From<Error> for Status {
             Error::PermissionDenied(_) => Status::permission_denied(message),
             Error::FailedPrecondition(_) => Status::failed_precondition(message),
             Error::Unavailable(_) => Status::unavailable(message),
+            Error::DataLoss(_) => Status::data_loss(message),
             Error::Storage(e) => storage_status(e),
         }
     }

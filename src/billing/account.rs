@@ -37,6 +37,21 @@ impl Account {
                 }
             }
             kind::PAYMENT => self.paid += entry.amount_minor,
+            // A move's transfer: a credit when positive, a debt due when the
+            // source's oldest unpaid charge fell due when negative; the
+            // month's free units used travel with it.
+            kind::MOVED_IN | kind::MOVED_OUT => {
+                if entry.amount_minor >= 0 {
+                    self.paid += entry.amount_minor;
+                } else {
+                    self.charges.push((entry.due_ms, -entry.amount_minor));
+                    self.charged -= entry.amount_minor;
+                }
+                if let Some(day) = calendar.parse_day(&entry.day) {
+                    *self.free_used.entry(calendar.month_of(day)).or_default() +=
+                        entry.free_applied;
+                }
+            }
             _ => {}
         }
     }

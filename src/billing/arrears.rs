@@ -17,6 +17,10 @@ impl Billing {
             let Ok(record) = self.tenancy.get_tenant(&tenant) else {
                 continue;
             };
+            // A move holds the tenant: the target enforces from the import on.
+            if crate::tenancy::is_move_reason(&record.status_reason) {
+                continue;
+            }
             let status = record.status;
             let (oldest_unpaid, balance) = match self.accounts.get(&tenant) {
                 Some(a) => (a.oldest_unpaid_due(), a.balance()),

@@ -18,6 +18,12 @@ pub mod kind {
     pub const PAYMENT: &str = "payment";
     /// The final statement of a terminated tenant.
     pub const FINAL_STATEMENT: &str = "final_statement";
+    /// A tenant's balance leaving this broker with a move (amount: minus the
+    /// balance, so the account here ends at 0).
+    pub const MOVED_OUT: &str = "moved_out";
+    /// A tenant's balance and the month's free units used arriving with a
+    /// move (amount: the balance it had on the source).
+    pub const MOVED_IN: &str = "moved_in";
 }
 
 /// One ledger entry.
@@ -32,7 +38,7 @@ pub struct LedgerEntry {
     /// The tenant.
     #[prost(string, tag = "3")]
     pub tenant: String,
-    /// "charge", "payment" or "final_statement".
+    /// "charge", "payment", "final_statement", "moved_out" or "moved_in".
     #[prost(string, tag = "4")]
     pub kind: String,
     /// The billing day "YYYY-MM-DD" of a charge ("" otherwise).

@@ -21,6 +21,7 @@
 //! | `arrears.rs` | suspend, resume, terminate by how long a charge is unpaid |
 //! | `statement.rs` | the monthly [`Statement`] |
 //! | `terminate.rs` | final settlement, erasure, the final statement entry |
+//! | `moves.rs` | a tenant moving between brokers: settling up to the stop, the moved_out / moved_in entries |
 //! | `usage.rs` | live usage of the days not settled yet ([`UsageLine`]) |
 //! | `ledger.rs` | the entry format and its hash chain (pure; the CLI verifies with it) |
 //! | `pricing.rs` | integer price arithmetic |
@@ -43,6 +44,7 @@ pub mod pricing;
 mod account;
 mod arrears;
 mod chain;
+mod moves;
 mod payments;
 mod port;
 mod settle;
@@ -65,6 +67,7 @@ use account::Account;
 use chain::LedgerHead;
 
 pub use account::AccountView;
+pub use moves::{snapshot_id_of, MoveAccount};
 pub use port::{BrokerPort, PortFuture};
 pub use statement::{Statement, StatementDay};
 pub use usage::UsageLine;

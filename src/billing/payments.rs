@@ -19,6 +19,7 @@ impl Billing {
         note: String,
     ) -> Result<(u64, i64, bool)> {
         let record = self.tenancy.get_tenant(tenant)?;
+        self.tenancy.refuse_moving(tenant)?;
         if payment_id.is_empty() || payment_id.len() > 128 {
             return Err(Error::invalid("payment_id must be 1 to 128 characters"));
         }

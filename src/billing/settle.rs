@@ -70,6 +70,8 @@ impl Billing {
             .list_tenants()
             .into_iter()
             .filter(|t| t.status != TenantStatus::Terminated)
+            // A moving tenant was settled up to its stop; the target bills the rest.
+            .filter(|t| !crate::tenancy::is_move_reason(&t.status_reason))
             .collect();
         let mut written = 0;
         let mut closed = 0;

@@ -17,6 +17,10 @@ pub struct StatementArgs {
     pub tenant: Option<String>,
     /// Month, YYYY-MM.
     pub month: String,
+    /// Ask every node of this shard map and merge (a tenant that moved in
+    /// the month has lines on both nodes).
+    #[arg(long)]
+    pub shard_map: Option<std::path::PathBuf>,
 }
 
 /// `tallyq account` arguments.
@@ -61,6 +65,12 @@ pub(super) async fn statement(client: &Client, args: &StatementArgs) -> Result<(
             month: args.month.clone(),
         }
     );
+    print_statement(&s);
+    Ok(())
+}
+
+/// Prints a statement: one line per day, the totals, payments and balance.
+pub(super) fn print_statement(s: &pb::Statement) {
     println!("statement {} {} ({})", s.tenant, s.month, s.currency);
     println!("day\tmessage_units\tfree_units\ttopic_days\tstorage_mgib_h\tamount");
     for d in &s.days {
@@ -94,7 +104,6 @@ pub(super) async fn statement(client: &Client, args: &StatementArgs) -> Result<(
             f.note
         );
     }
-    Ok(())
 }
 
 /// Prints a tenant's account on one line.

@@ -38,7 +38,9 @@ mod repair;
 mod router;
 mod serve;
 mod shard_ledger;
+mod shard_statement;
 mod tenant;
+mod tenant_move;
 mod topic;
 
 use bench::BenchArgs;
@@ -252,6 +254,14 @@ impl Cli {
     pub async fn run_client(&self) -> Result<()> {
         if let Command::Router(cmd) = &self.command {
             return router::router(cmd);
+        }
+        if let Command::Statement(args) = &self.command {
+            if let Some(map) = &args.shard_map {
+                return shard_statement::run(self, map, args).await;
+            }
+        }
+        if let Command::Tenant(TenantCommand::Move(args)) = &self.command {
+            return tenant_move::run(self, args).await;
         }
         if let Command::Ledger(cmd) = &self.command {
             if let Some(map) = cmd.shard_map() {

@@ -23,7 +23,7 @@ use super::ledger::{ledger_csv, ledger_entries, ledger_json, LedgerCommand, Ledg
 use super::Cli;
 
 /// The broker address the CLI dials for a node's `host:port`.
-fn node_url(cli: &Cli, address: &str) -> String {
+pub(super) fn node_url(cli: &Cli, address: &str) -> String {
     let scheme = if cli.tls_ca.is_some() {
         "https"
     } else {

@@ -1,4 +1,5 @@
-//! `tallyq tenant`: create, list, show, update, suspend, resume, terminate.
+//! `tallyq tenant`: create, list, show, update, suspend, resume, terminate,
+//! move (`tenant_move.rs`).
 
 use anyhow::Result;
 use clap::{Subcommand, ValueEnum};
@@ -73,6 +74,10 @@ pub enum TenantCommand {
         #[arg(long, default_value = "operator")]
         reason: String,
     },
+    /// Move a tenant to another node of a shard map: export, import, flip
+    /// the map and the router config, erase on the source. Rerun it to
+    /// finish a move that stopped half-way.
+    Move(super::tenant_move::MoveArgs),
 }
 
 /// Suspension reasons on the command line.
@@ -180,6 +185,9 @@ pub(super) async fn tenant(client: &Client, cmd: &TenantCommand) -> Result<()> {
                 }
             );
             print_tenant(&t);
+        }
+        TenantCommand::Move(_) => {
+            anyhow::bail!("tenant move dials the nodes of its shard map, not --server")
         }
         TenantCommand::Get { id } => {
             let t = call!(

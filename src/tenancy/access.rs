@@ -77,6 +77,9 @@ pub const RULES: &[(&str, &str, Need)] = &[
     ("Operator", "ListDevices", Need::Operator),
     ("Operator", "ListAuditEvents", Need::Operator),
     ("Operator", "SetMaintenance", Need::Operator),
+    ("Operator", "ExportTenantForMove", Need::Operator),
+    ("Operator", "ImportTenant", Need::Operator),
+    ("Operator", "FinishTenantMove", Need::Operator),
 ];
 
 /// The package every service of [`RULES`] is in.

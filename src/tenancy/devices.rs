@@ -28,6 +28,7 @@ impl Tenancy {
         validate_device_id(device_id)?;
         let _guard = self.write_lock.lock().await;
         self.get_tenant(tenant)?;
+        self.refuse_moving(tenant)?;
         let previous = self.devices.get(device_id).map(|d| d.tenant.clone());
         if let Some(owner) = &previous {
             if owner != tenant && !rebind {

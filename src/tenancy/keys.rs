@@ -97,7 +97,7 @@ impl Tenancy {
             .active_keys_by_hash
             .get(&hash)
             .map(|k| k.value().clone())
-            .ok_or_else(|| Error::Unauthenticated(INVALID_API_KEY_MESSAGE.into()))?;
+            .ok_or_else(|| self.unknown_key(&hash))?;
         match self.tenants.get(&key.tenant).map(|t| t.status) {
             Some(status) if status != TenantStatus::Terminated => Ok(Principal::Tenant(key)),
             _ => Err(Error::Unauthenticated(INVALID_API_KEY_MESSAGE.into())),
@@ -124,6 +124,7 @@ impl Tenancy {
             return Err(Error::invalid("description may be at most 200 bytes"));
         }
         let _guard = self.write_lock.lock().await;
+        self.refuse_moving(tenant)?;
         let status = self
             .tenants
             .get(tenant)
@@ -196,6 +197,7 @@ impl Tenancy {
             .get(id)
             .map(|k| k.clone())
             .ok_or_else(|| Error::not_found("API key", id))?;
+        self.refuse_moving(&key.tenant)?;
         key.revoked = true;
         let mut writes = WriteSet::new();
         writes.put_api_key(&key, self.keyring.tenant(&key.tenant).as_deref());

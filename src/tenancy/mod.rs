@@ -23,6 +23,8 @@
 //! - `audit.rs`: the audit log ([`AuditEvent`]) and `commit_audited`, the one
 //!   way a change is written;
 //! - `credentials.rs`: the operator and billing-reader token files;
+//! - `moving.rs`: a tenant moving between brokers (the stop, requests in
+//!   flight, creation from a snapshot's parts);
 //! - `names.rs`: the name rules for tenants, topics, subscriptions, devices.
 
 mod access;
@@ -30,6 +32,7 @@ mod audit;
 mod credentials;
 mod devices;
 mod keys;
+mod moving;
 mod names;
 mod principal;
 mod tenants;
@@ -56,6 +59,7 @@ pub use credentials::{
 };
 pub use devices::DeviceBinding;
 pub use keys::{ApiKey, CreatedKey, INVALID_API_KEY_MESSAGE};
+pub use moving::{is_move_reason, moved_reason, MoveMark, MOVING_MESSAGE};
 pub use names::{validate_device_id, validate_resource_name, validate_tenant_id};
 pub use principal::{Principal, Scope, TenantKey};
 pub use tenants::{NewTenant, SuspendReason, Tenant, TenantStatus, TenantUpdate};
@@ -83,6 +87,10 @@ pub struct Tenancy {
     write_lock: tokio::sync::Mutex<()>,
     /// Every live tenant's unwrapped data keys (and the server's).
     keyring: Arc<Keyring>,
+    /// Key hashes of tenants moved away since start-up (memory only): they
+    /// answer "moving" rather than UNAUTHENTICATED while routers still
+    /// send the odd request here (see `moving.rs`).
+    moved_keys: DashMap<[u8; 32], ()>,
 }
 
 impl Tenancy {
@@ -111,6 +119,7 @@ impl Tenancy {
             maintenance: std::sync::RwLock::new(None),
             write_lock: tokio::sync::Mutex::new(()),
             keyring,
+            moved_keys: DashMap::new(),
         };
         for tenant in tenancy.store.tenants(&tenancy.keyring)? {
             let plan = tenancy

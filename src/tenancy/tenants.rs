@@ -134,6 +134,9 @@ impl Tenancy {
             .ok_or_else(|| Error::Unauthenticated(super::INVALID_API_KEY_MESSAGE.into()))?;
         match tenant.status {
             TenantStatus::Active => Ok(()),
+            TenantStatus::Suspended if super::is_move_reason(&tenant.status_reason) => {
+                Err(Error::FailedPrecondition(super::MOVING_MESSAGE.to_string()))
+            }
             TenantStatus::Suspended => Err(Error::FailedPrecondition(format!(
                 "tenant is suspended ({}): data-plane requests are refused",
                 tenant.status_reason
@@ -162,7 +165,7 @@ impl Tenancy {
     }
 
     /// Wakes every [`Tenancy::watch_status`] receiver.
-    fn status_changed(&self) {
+    pub(super) fn status_changed(&self) {
         self.status_changes.send_modify(|v| *v = v.wrapping_add(1));
     }
 
@@ -174,6 +177,7 @@ impl Tenancy {
     /// Changes a tenant's details, plan or quota overrides (operator).
     pub async fn update_tenant(&self, id: &str, update: TenantUpdate) -> Result<Tenant> {
         let _guard = self.write_lock.lock().await;
+        self.refuse_moving(id)?;
         let mut tenant = self.get_tenant(id)?;
         if let Some(v) = update.display_name {
             tenant.display_name = v;
@@ -218,6 +222,7 @@ impl Tenancy {
         let _guard = self.write_lock.lock().await;
         let mut tenant = self.get_tenant(id)?;
         refuse_terminated(id, tenant.status)?;
+        self.refuse_moving(id)?;
         let (status, reason_name, action) = match reason {
             Some(r) => (TenantStatus::Suspended, r.name(), "tenant.suspend"),
             None => (TenantStatus::Active, "", "tenant.resume"),

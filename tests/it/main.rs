@@ -33,4 +33,5 @@ mod service;
 mod startup;
 mod storage_hours;
 mod strict_input;
+mod tenant_move;
 mod write_failures;

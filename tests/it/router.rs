@@ -16,7 +16,7 @@ use crate::harness::*;
 
 /// Debian's nginx, installed with apt when missing (the test runs as root in
 /// CI); a machine where it cannot be installed fails the test with the reason.
-fn nginx_binary() -> PathBuf {
+pub(crate) fn nginx_binary() -> PathBuf {
     let found = |p: &str| {
         Command::new(p)
             .arg("-v")
@@ -44,7 +44,7 @@ fn nginx_binary() -> PathBuf {
 }
 
 /// nginx in the foreground with its own prefix, pid and temp dirs; killed on drop.
-struct Nginx {
+pub(crate) struct Nginx {
     child: Child,
 }
 
@@ -104,7 +104,7 @@ impl Drop for Nginx {
 
 /// Runs the built `tallyq` with `args`; returns (success, stdout, stderr).
 /// It runs on a blocking thread: the brokers it talks to share this runtime.
-async fn tallyq(args: &[&str]) -> (bool, String, String) {
+pub(crate) async fn tallyq(args: &[&str]) -> (bool, String, String) {
     let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     let out = tokio::task::spawn_blocking(move || {
         Command::new(env!("CARGO_BIN_EXE_tallyq"))
@@ -123,7 +123,7 @@ async fn tallyq(args: &[&str]) -> (bool, String, String) {
 }
 
 /// `message` for node `node` through the router (`x-tallyq-node`).
-fn to_node<T>(node: &str, message: T) -> Request<T> {
+pub(crate) fn to_node<T>(node: &str, message: T) -> Request<T> {
     let mut request = Request::new(message);
     request
         .metadata_mut()
@@ -138,15 +138,19 @@ const TENANTS: [(&str, &str); 3] = [
 ];
 
 /// Three brokers (node-1 default), a shard map, the rendered config, nginx.
-struct Fleet {
-    nodes: BTreeMap<String, TestServer>,
-    map: PathBuf,
-    router: String,
+pub(crate) struct Fleet {
+    /// The brokers by node id.
+    pub(crate) nodes: BTreeMap<String, TestServer>,
+    /// The shard map file.
+    pub(crate) map: PathBuf,
+    /// The router's address, `http://...`.
+    pub(crate) router: String,
     _nginx: Nginx,
-    dir: tempfile::TempDir,
+    /// Holds the map, nginx.conf and nginx's runtime files.
+    pub(crate) dir: tempfile::TempDir,
 }
 
-async fn fleet() -> Fleet {
+pub(crate) async fn fleet() -> Fleet {
     let mut nodes = BTreeMap::new();
     for id in ["node-1", "node-2", "node-3"] {
         let server = TestServer::start_with(|c| c.node_id = id.to_string()).await;

@@ -84,6 +84,9 @@ const TABLE: &[(&str, May, bool)] = &[
     ("Operator/ListDevices", May::Operator, false),
     ("Operator/ListAuditEvents", May::Operator, false),
     ("Operator/SetMaintenance", May::Operator, false),
+    ("Operator/ExportTenantForMove", May::Operator, false),
+    ("Operator/ImportTenant", May::Operator, false),
+    ("Operator/FinishTenantMove", May::Operator, false),
 ];
 
 /// A caller of the run.
@@ -496,6 +499,43 @@ async fn call(client: &Client, rpc: &str, target: Target) -> Code {
                 .set_maintenance(pb::SetMaintenanceRequest {
                     enabled: false,
                     reason: String::new(),
+                })
+                .await
+                .map(ok),
+        ),
+        // A tenant that does not exist: nothing is stopped or moved.
+        "Operator/ExportTenantForMove" => match operator
+            .export_tenant_for_move(pb::ExportTenantForMoveRequest {
+                tenant: "nobody-here".into(),
+            })
+            .await
+        {
+            Err(status) => status.code(),
+            Ok(response) => {
+                let mut stream = response.into_inner();
+                let mut code = Code::Ok;
+                while let Some(chunk) = stream.next().await {
+                    if let Err(status) = chunk {
+                        code = status.code();
+                    }
+                }
+                code
+            }
+        },
+        "Operator/ImportTenant" => code(
+            operator
+                .import_tenant(tokio_stream::iter(vec![pb::ImportTenantRequest {
+                    sha256: "00".into(),
+                    ..Default::default()
+                }]))
+                .await
+                .map(ok),
+        ),
+        "Operator/FinishTenantMove" => code(
+            operator
+                .finish_tenant_move(pb::FinishTenantMoveRequest {
+                    tenant: "nobody-here".into(),
+                    ..Default::default()
                 })
                 .await
                 .map(ok),
