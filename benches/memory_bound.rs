@@ -257,6 +257,77 @@ struct RunResult {
     loaded: (u64, u64),
     refused_window: String,
     refused_65th: String,
+    /// RSS before and after the second phase (streams that read, ack and
+    /// go idle), and the bytes outstanding then.
+    idle: (u64, u64, u64),
+}
+
+/// The second phase: 64 streams with the default 4 MiB window on one
+/// subscription that each read and ack every push until the backlog is
+/// gone, then stay open, idle, with nothing outstanding. Whatever RSS they
+/// still hold is held per stream, outside the delivery-bytes pool.
+async fn drain_then_idle(broker: &Broker, hog: &Client) -> (u64, u64, u64) {
+    topic_with_subs(hog, "drain", &["d".to_string()], 60).await;
+    let batch: Vec<pb::Message> = (0..64)
+        .map(|_| pb::Message {
+            payload: vec![b'd'; 64 * 1024 - 16].into(),
+            ..Default::default()
+        })
+        .collect();
+    for _ in 0..BACKLOG_BATCHES {
+        hog.produce("drain", batch.clone())
+            .await
+            .expect("hog produce");
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = broker.rss_bytes();
+    let total = (BACKLOG_BATCHES * batch.len()) as u64;
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::channel::<u64>(STREAMS);
+    let mut idle = Vec::new();
+    for _ in 0..STREAMS {
+        let mut consumer = hog
+            .consume("drain", "d", 10_000, 0)
+            .await
+            .expect("drain stream");
+        let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let done = done_tx.clone();
+        idle.push((
+            stop_tx,
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        next = consumer.next() => {
+                            let Ok(Some(pushed)) = next else { break };
+                            let offsets: Vec<u64> = pushed.iter().map(|d| d.offset).collect();
+                            let n = offsets.len() as u64;
+                            consumer.ack(offsets).await.expect("ack");
+                            let _ = done.send(n).await;
+                        }
+                        _ = &mut stop_rx => break,
+                    }
+                }
+                consumer
+            }),
+        ));
+    }
+    let mut acked = 0;
+    let until = Instant::now() + Duration::from_secs(120);
+    while acked < total && Instant::now() < until {
+        if let Ok(Some(n)) = tokio::time::timeout(Duration::from_secs(5), done_rx.recv()).await {
+            acked += n;
+        }
+    }
+    assert_eq!(acked, total, "every drained message acked");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = broker.rss_bytes();
+    let held = outstanding(hog).await;
+    let mut streams = Vec::new();
+    for (stop, task) in idle {
+        let _ = stop.send(());
+        streams.push(task.await.expect("drain task"));
+    }
+    drop(streams);
+    (before, after, held)
 }
 
 async fn run() -> RunResult {
@@ -314,6 +385,8 @@ async fn run() -> RunResult {
     let loaded = round_trips(&calm).await;
     rss_held = rss_held.max(broker.rss_bytes());
     drop(held);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let idle = drain_then_idle(&broker, &hog).await;
     RunResult {
         rss_before,
         rss_held,
@@ -322,6 +395,7 @@ async fn run() -> RunResult {
         loaded,
         refused_window,
         refused_65th,
+        idle,
     }
 }
 
@@ -348,6 +422,7 @@ fn main() {
         .build()
         .unwrap();
     let mut growth = Vec::new();
+    let mut idle_growth = Vec::new();
     let mut over = Vec::new();
     let mut p50_ratio = Vec::new();
     let mut p99_ratio = Vec::new();
@@ -376,6 +451,18 @@ fn main() {
             r.loaded.0 as f64 / r.quiet.0.max(1) as f64,
             r.loaded.1 as f64 / r.quiet.1.max(1) as f64,
         );
+        let (idle_before, idle_after, idle_held) = r.idle;
+        let idle_grown = idle_after.saturating_sub(idle_before);
+        println!(
+            "run {n}: {STREAMS} streams that read and acked everything, now idle: RSS {:.1} -> \
+             {:.1} MiB, growth {:.1} MiB ({:.2} MiB per stream) with {:.1} MiB outstanding",
+            mib(idle_before),
+            mib(idle_after),
+            mib(idle_grown),
+            mib(idle_grown) / STREAMS as f64,
+            mib(idle_held),
+        );
+        idle_growth.push(mib(idle_grown));
         growth.push(mib(grown));
         over.push(mib(grown) - mib(LIMIT));
         p50_ratio.push(r.loaded.0 as f64 / r.quiet.0.max(1) as f64);
@@ -391,6 +478,11 @@ fn main() {
         LIMIT / MIB,
         median(over.clone()),
         worst(&over),
+    );
+    println!(
+        "over {runs} runs: idle streams after reading: RSS growth median {:.1} MiB (worst {:.1})",
+        median(idle_growth.clone()),
+        worst(&idle_growth),
     );
     println!(
         "over {runs} runs: calm round trip while held p50 median {:.0} us (worst {:.0}), \
