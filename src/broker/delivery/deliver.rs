@@ -220,6 +220,9 @@ impl Broker {
         let mut bytes = 0u64;
         while claimed.delivered.len() < budget.messages {
             let Some(next) = state.peek(now, rules) else {
+                // Caught up: the cached set is claimed through, so an idle
+                // stream keeps no decoded set (up to 4 MiB outside its credit).
+                *cache = SetCache::default();
                 break;
             };
             let offset = match next {
