@@ -6,10 +6,19 @@
 //! alone. Reports, per run: RSS before the streams, the highest RSS while
 //! they are held, the growth against the plan limit, the bytes the broker
 //! says are outstanding (GetQuota), and tenant "calm"'s produce+fetch round
-//! trip p50/p99 before and while the hog holds its streams, with the ratio.
+//! trip p50/p99 before and while the hog holds its streams, with the ratio;
+//! then medians and worst runs over all runs.
 //!
-//! Run: `cargo bench --bench memory_bound` (about a minute). Loopback only,
-//! temp data dirs, every wait bounded.
+//! A second phase per run: 64 streams with the default window that read and
+//! ack everything until a 256 MiB backlog is drained, then stay open and
+//! idle with nothing outstanding. Their RSS growth is memory held per stream
+//! outside the delivery-bytes pool (transport and decode buffers).
+//!
+//! Run: `cargo bench --bench memory_bound` (a few minutes). Loopback only,
+//! temp data dirs, every wait bounded. Measurement aids:
+//! `MEMORY_BOUND_RUNS=n` (default 3) and `MEMORY_BOUND_WRAP="heaptrack -o
+//! /tmp/ht"` (runs the broker under a profiler; it is stopped with SIGTERM
+//! so the profiler writes its data).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};

@@ -151,6 +151,10 @@ impl Broker {
             bytes,
         };
         let claimed = self.claim_and_read(topic, &mut state, &claim_rules, now, budget, cache)?;
+        if claimed.held_back {
+            // The stream stalls on credit: its set goes now, not after the commit.
+            *cache = SetCache::default();
+        }
         let units: u64 = claimed
             .delivered
             .iter()
