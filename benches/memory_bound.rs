@@ -123,8 +123,8 @@ fn broker_pid(pid: u32) -> u32 {
     if comm.trim() == "tallyq" {
         return pid;
     }
-    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-        .unwrap_or_default();
+    let children =
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
     children
         .split_whitespace()
         .filter_map(|c| c.parse().ok())
