@@ -6,10 +6,19 @@
 //! alone. Reports, per run: RSS before the streams, the highest RSS while
 //! they are held, the growth against the plan limit, the bytes the broker
 //! says are outstanding (GetQuota), and tenant "calm"'s produce+fetch round
-//! trip p50/p99 before and while the hog holds its streams, with the ratio.
+//! trip p50/p99 before and while the hog holds its streams, with the ratio;
+//! then medians and worst runs over all runs.
 //!
-//! Run: `cargo bench --bench memory_bound` (about a minute). Loopback only,
-//! temp data dirs, every wait bounded.
+//! A second phase per run: 64 streams with the default window that read and
+//! ack everything until a 256 MiB backlog is drained, then stay open and
+//! idle with nothing outstanding. Their RSS growth is memory held per stream
+//! outside the delivery-bytes pool (transport and decode buffers).
+//!
+//! Run: `cargo bench --bench memory_bound` (a few minutes). Loopback only,
+//! temp data dirs, every wait bounded. Measurement aids:
+//! `MEMORY_BOUND_RUNS=n` (default 3) and `MEMORY_BOUND_WRAP="heaptrack -o
+//! /tmp/ht"` (runs the broker under a profiler; it is stopped with SIGTERM
+//! so the profiler writes its data).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -32,6 +41,8 @@ const HOLD: Duration = Duration::from_secs(5);
 
 struct Broker {
     child: Child,
+    /// The broker process itself (below a wrapper, if one is used).
+    pid: u32,
     address: String,
     _dir: tempfile::TempDir,
 }
@@ -41,15 +52,28 @@ impl Broker {
         let dir = tempfile::tempdir().expect("temp dir");
         let token = dir.path().join("operator.token");
         std::fs::write(&token, "tqop_memory_bound_bench_operator_credential").unwrap();
-        let metrics = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let metrics = metrics.local_addr().unwrap().to_string();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tallyq"))
+        let stderr = std::fs::File::create(dir.path().join("stderr")).expect("stderr file");
+        // MEMORY_BOUND_WRAP (e.g. "heaptrack -o /tmp/ht"): a measurement aid
+        // that runs the broker under a profiler; RSS is then read from the
+        // broker process below the wrapper.
+        let wrap: Vec<String> = std::env::var("MEMORY_BOUND_WRAP")
+            .map(|w| w.split_whitespace().map(str::to_string).collect())
+            .unwrap_or_default();
+        let mut command = match wrap.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(env!("CARGO_BIN_EXE_tallyq"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_tallyq")),
+        };
+        let mut child = command
             .args([
                 "serve",
                 "--listen",
                 "127.0.0.1:0",
                 "--metrics-listen",
-                &metrics,
+                "127.0.0.1:0",
             ])
             .arg("--data-dir")
             .arg(dir.path().join("data"))
@@ -57,26 +81,31 @@ impl Broker {
             .arg(&token)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("start tallyq");
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let address = loop {
-            let line = lines.next().expect("tallyq exited").unwrap();
+            let Some(Ok(line)) = lines.next() else {
+                let err = std::fs::read_to_string(dir.path().join("stderr")).unwrap_or_default();
+                panic!("tallyq exited before listening: {err}");
+            };
             if let Some(addr) = line.strip_prefix("tallyq listening on ") {
                 break format!("http://{addr}");
             }
         };
         std::thread::spawn(move || for _ in lines {});
+        let pid = broker_pid(child.id());
         Broker {
             child,
+            pid,
             address,
             _dir: dir,
         }
     }
 
     fn rss_bytes(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))
             .expect("read /proc status");
         let kib: u64 = status
             .lines()
@@ -87,8 +116,34 @@ impl Broker {
     }
 }
 
+/// The broker's own process: `pid` itself, or (under a wrapper such as
+/// heaptrack's script) the descendant whose command is `tallyq`.
+fn broker_pid(pid: u32) -> u32 {
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    if comm.trim() == "tallyq" {
+        return pid;
+    }
+    let children =
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    children
+        .split_whitespace()
+        .filter_map(|c| c.parse().ok())
+        .map(broker_pid)
+        .find(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "tallyq")
+        })
+        .unwrap_or(pid)
+}
+
 impl Drop for Broker {
     fn drop(&mut self) {
+        if self.pid != self.child.id() {
+            // Under a wrapper: stop the broker gracefully so a profiler
+            // writes its data, then wait for the wrapper.
+            let _ = Command::new("kill").arg(self.pid.to_string()).status();
+            let _ = self.child.wait();
+            return;
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -211,6 +266,77 @@ struct RunResult {
     loaded: (u64, u64),
     refused_window: String,
     refused_65th: String,
+    /// RSS before and after the second phase (streams that read, ack and
+    /// go idle), and the bytes outstanding then.
+    idle: (u64, u64, u64),
+}
+
+/// The second phase: 64 streams with the default 4 MiB window on one
+/// subscription that each read and ack every push until the backlog is
+/// gone, then stay open, idle, with nothing outstanding. Whatever RSS they
+/// still hold is held per stream, outside the delivery-bytes pool.
+async fn drain_then_idle(broker: &Broker, hog: &Client) -> (u64, u64, u64) {
+    topic_with_subs(hog, "drain", &["d".to_string()], 60).await;
+    let batch: Vec<pb::Message> = (0..64)
+        .map(|_| pb::Message {
+            payload: vec![b'd'; 64 * 1024 - 16].into(),
+            ..Default::default()
+        })
+        .collect();
+    for _ in 0..BACKLOG_BATCHES {
+        hog.produce("drain", batch.clone())
+            .await
+            .expect("hog produce");
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = broker.rss_bytes();
+    let total = (BACKLOG_BATCHES * batch.len()) as u64;
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::channel::<u64>(STREAMS);
+    let mut idle = Vec::new();
+    for _ in 0..STREAMS {
+        let mut consumer = hog
+            .consume("drain", "d", 10_000, 0)
+            .await
+            .expect("drain stream");
+        let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let done = done_tx.clone();
+        idle.push((
+            stop_tx,
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        next = consumer.next() => {
+                            let Ok(Some(pushed)) = next else { break };
+                            let offsets: Vec<u64> = pushed.iter().map(|d| d.offset).collect();
+                            let n = offsets.len() as u64;
+                            consumer.ack(offsets).await.expect("ack");
+                            let _ = done.send(n).await;
+                        }
+                        _ = &mut stop_rx => break,
+                    }
+                }
+                consumer
+            }),
+        ));
+    }
+    let mut acked = 0;
+    let until = Instant::now() + Duration::from_secs(120);
+    while acked < total && Instant::now() < until {
+        if let Ok(Some(n)) = tokio::time::timeout(Duration::from_secs(5), done_rx.recv()).await {
+            acked += n;
+        }
+    }
+    assert_eq!(acked, total, "every drained message acked");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = broker.rss_bytes();
+    let held = outstanding(hog).await;
+    let mut streams = Vec::new();
+    for (stop, task) in idle {
+        let _ = stop.send(());
+        streams.push(task.await.expect("drain task"));
+    }
+    drop(streams);
+    (before, after, held)
 }
 
 async fn run() -> RunResult {
@@ -268,6 +394,8 @@ async fn run() -> RunResult {
     let loaded = round_trips(&calm).await;
     rss_held = rss_held.max(broker.rss_bytes());
     drop(held);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let idle = drain_then_idle(&broker, &hog).await;
     RunResult {
         rss_before,
         rss_held,
@@ -276,54 +404,106 @@ async fn run() -> RunResult {
         loaded,
         refused_window,
         refused_65th,
+        idle,
     }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
 }
 
+fn worst(v: &[f64]) -> f64 {
+    v.iter().cloned().fold(f64::MIN, f64::max)
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / MIB as f64
+}
+
 fn main() {
+    let runs: usize = std::env::var("MEMORY_BOUND_RUNS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(RUNS);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
     let mut growth = Vec::new();
-    let mut p99_ratio = Vec::new();
+    let mut idle_growth = Vec::new();
+    let mut over = Vec::new();
     let mut p50_ratio = Vec::new();
-    for n in 1..=RUNS {
+    let mut p99_ratio = Vec::new();
+    let mut p50_held = Vec::new();
+    let mut p99_held = Vec::new();
+    for n in 1..=runs {
         let r = rt.block_on(run());
         let grown = r.rss_held.saturating_sub(r.rss_before);
         println!(
-            "run {n}: RSS before {:.1} MiB, held max {:.1} MiB, growth {:.1} MiB \
-             (limit {} MiB; outstanding per GetQuota {:.1} MiB); window above limit: {}; \
-             65th stream: {}; calm p50/p99 quiet {}/{} us, held {}/{} us",
-            r.rss_before as f64 / MIB as f64,
-            r.rss_held as f64 / MIB as f64,
-            grown as f64 / MIB as f64,
+            "run {n}: RSS before {:.1} MiB, held max {:.1} MiB, growth {:.1} MiB = limit {} MiB \
+             {:+.1} MiB (outstanding per GetQuota {:.1} MiB); window above limit: {}; \
+             65th stream: {}; calm p50/p99 quiet {}/{} us, held {}/{} us \
+             (ratio p50 {:.2}, p99 {:.2})",
+            mib(r.rss_before),
+            mib(r.rss_held),
+            mib(grown),
             LIMIT / MIB,
-            r.held_bytes as f64 / MIB as f64,
+            mib(grown) - mib(LIMIT),
+            mib(r.held_bytes),
             r.refused_window,
             r.refused_65th,
             r.quiet.0,
             r.quiet.1,
             r.loaded.0,
             r.loaded.1,
+            r.loaded.0 as f64 / r.quiet.0.max(1) as f64,
+            r.loaded.1 as f64 / r.quiet.1.max(1) as f64,
         );
-        growth.push(grown as f64 / MIB as f64);
+        let (idle_before, idle_after, idle_held) = r.idle;
+        let idle_grown = idle_after.saturating_sub(idle_before);
+        println!(
+            "run {n}: {STREAMS} streams that read and acked everything, now idle: RSS {:.1} -> \
+             {:.1} MiB, growth {:.1} MiB ({:.2} MiB per stream) with {:.1} MiB outstanding",
+            mib(idle_before),
+            mib(idle_after),
+            mib(idle_grown),
+            mib(idle_grown) / STREAMS as f64,
+            mib(idle_held),
+        );
+        idle_growth.push(mib(idle_grown));
+        growth.push(mib(grown));
+        over.push(mib(grown) - mib(LIMIT));
         p50_ratio.push(r.loaded.0 as f64 / r.quiet.0.max(1) as f64);
         p99_ratio.push(r.loaded.1 as f64 / r.quiet.1.max(1) as f64);
+        p50_held.push(r.loaded.0 as f64);
+        p99_held.push(r.loaded.1 as f64);
     }
     println!(
-        "median over {RUNS} runs: RSS growth {:.1} MiB (worst {:.1}) against a {} MiB limit; \
-         calm latency ratio held/quiet p50 {:.2} (worst {:.2}), p99 {:.2} (worst {:.2})",
+        "over {runs} runs: RSS growth median {:.1} MiB (worst {:.1}) against a {} MiB limit, \
+         i.e. limit {:+.1} MiB (worst {:+.1})",
         median(growth.clone()),
-        growth.iter().cloned().fold(0.0, f64::max),
+        worst(&growth),
         LIMIT / MIB,
+        median(over.clone()),
+        worst(&over),
+    );
+    println!(
+        "over {runs} runs: idle streams after reading: RSS growth median {:.1} MiB (worst {:.1})",
+        median(idle_growth.clone()),
+        worst(&idle_growth),
+    );
+    println!(
+        "over {runs} runs: calm round trip while held p50 median {:.0} us (worst {:.0}), \
+         p99 median {:.0} us (worst {:.0}); ratio held/quiet p50 median {:.2} (worst {:.2}), \
+         p99 median {:.2} (worst {:.2})",
+        median(p50_held.clone()),
+        worst(&p50_held),
+        median(p99_held.clone()),
+        worst(&p99_held),
         median(p50_ratio.clone()),
-        p50_ratio.iter().cloned().fold(0.0, f64::max),
+        worst(&p50_ratio),
         median(p99_ratio.clone()),
-        p99_ratio.iter().cloned().fold(0.0, f64::max),
+        worst(&p99_ratio),
     );
 }

@@ -1,9 +1,10 @@
 //! Responses that fit a stock client: deliveries are packed into Fetch
-//! responses and Consume pushes of at most [`MAX_RESPONSE_BYTES`] each,
-//! protobuf encoding and gRPC frame header included, measured with prost's
-//! own `encoded_len` (not estimated from payload sizes). A Consume batch
-//! larger than that goes out as several pushes; a Fetch returns the first
-//! response's worth and hands the rest back.
+//! responses of at most [`MAX_RESPONSE_BYTES`] and Consume pushes of at most
+//! [`MAX_PUSH_BYTES`] each, protobuf encoding and gRPC frame header
+//! included, measured with prost's own `encoded_len` (not estimated from
+//! payload sizes). A Consume batch larger than that goes out as several
+//! pushes; a Fetch returns the first response's worth and hands the rest
+//! back.
 //!
 //! Deliveries are billed when they are claimed (`broker::delivery`), so what
 //! is not handed to the transport is handed back to the broker
@@ -28,6 +29,19 @@ use crate::proto::v1 as pb;
 /// safe with clients that count it.
 pub const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
 
+/// The most bytes one Consume push takes on the wire. Smaller than a Fetch
+/// response because of what a stream keeps: tonic encodes a stream's
+/// responses into one buffer per stream that keeps the allocation of the
+/// largest response it has encoded for as long as the stream is open, even
+/// after that response was sent and acked. Measured (`cargo bench --bench
+/// memory_bound`, second phase): with 4 MiB pushes, 64 idle streams that
+/// had read and acked everything still held 1.75 MiB each, outside the
+/// tenant's delivery-bytes pool. With pushes of at most this size, what a
+/// tenant's 64 streams can keep that way is 64 × 256 KiB = 16 MiB. A single
+/// message larger than this (a plan's message limit is 256 KiB by default)
+/// still goes, alone.
+pub const MAX_PUSH_BYTES: usize = 256 * 1024;
+
 /// gRPC's length-prefixed message header: compressed flag and length.
 const GRPC_FRAME_HEADER: usize = 5;
 
@@ -48,11 +62,17 @@ fn element_len(d: &pb::Delivery) -> usize {
     prost::encoding::message::encoded_len(1, d)
 }
 
-/// Splits `deliveries`, in order, into responses of at most
+/// Splits `deliveries`, in order, into Fetch responses of at most
 /// [`MAX_RESPONSE_BYTES`] each. A single delivery larger than that (only
 /// possible with a plan whose messages are that large) goes alone: nothing
 /// smaller can carry it.
 pub fn pack(deliveries: Vec<Delivered>) -> Vec<Packed> {
+    pack_within(deliveries, MAX_RESPONSE_BYTES)
+}
+
+/// Splits `deliveries`, in order, into responses of at most `max_bytes`
+/// each on the wire; a single larger delivery goes alone.
+fn pack_within(deliveries: Vec<Delivered>, max_bytes: usize) -> Vec<Packed> {
     let mut packs = Vec::new();
     let mut current = Packed::default();
     let mut size = GRPC_FRAME_HEADER;
@@ -60,7 +80,7 @@ pub fn pack(deliveries: Vec<Delivered>) -> Vec<Packed> {
         let unsent = Unsent::from(&d);
         let wire = pb::Delivery::from(d);
         let len = element_len(&wire);
-        if !current.deliveries.is_empty() && size + len > MAX_RESPONSE_BYTES {
+        if !current.deliveries.is_empty() && size + len > max_bytes {
             packs.push(std::mem::take(&mut current));
             size = GRPC_FRAME_HEADER;
         }
@@ -163,11 +183,12 @@ pub fn push_channel(capacity: usize, returner: Returner) -> (PushSender, PushStr
 const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl PushSender {
-    /// Queues `deliveries` as as many pushes as they need. When the client
+    /// Queues `deliveries` as as many pushes (of at most [`MAX_PUSH_BYTES`]
+    /// each) as they need. When the client
     /// is gone, everything it never took (queued and not yet queued) is
     /// handed back and this returns false.
     pub async fn send_deliveries(&self, deliveries: Vec<Delivered>) -> bool {
-        let mut packs = pack(deliveries).into_iter();
+        let mut packs = pack_within(deliveries, MAX_PUSH_BYTES).into_iter();
         while let Some(packed) = packs.next() {
             let response = pb::ConsumeResponse {
                 deliveries: packed.deliveries,
@@ -299,6 +320,28 @@ mod tests {
         let packs = pack(batch);
         assert_eq!(packs.len(), 2);
         assert_eq!(packs[0].deliveries.len(), 15);
+    }
+
+    #[test]
+    fn pushes_are_smaller_than_fetch_responses() {
+        // 64 KiB messages: 3 fit a 256 KiB push (framing puts the 4th over).
+        let batch: Vec<Delivered> = (0..12).map(|i| delivery(i, 64 * 1024)).collect();
+        let pushes = pack_within(batch, MAX_PUSH_BYTES);
+        let sizes: Vec<usize> = pushes.iter().map(|p| p.deliveries.len()).collect();
+        assert_eq!(sizes, vec![3, 3, 3, 3]);
+        for p in &pushes {
+            let response = pb::ConsumeResponse {
+                deliveries: p.deliveries.clone(),
+            };
+            assert!(response.encoded_len() + GRPC_FRAME_HEADER <= MAX_PUSH_BYTES);
+        }
+        // A message of the plan's largest size still goes out, alone.
+        let big = vec![delivery(0, 10), delivery(1, 256 * 1024), delivery(2, 10)];
+        let sizes: Vec<usize> = pack_within(big, MAX_PUSH_BYTES)
+            .iter()
+            .map(|p| p.deliveries.len())
+            .collect();
+        assert_eq!(sizes, vec![1, 1, 1]);
     }
 
     #[test]

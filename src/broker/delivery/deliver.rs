@@ -151,6 +151,10 @@ impl Broker {
             bytes,
         };
         let claimed = self.claim_and_read(topic, &mut state, &claim_rules, now, budget, cache)?;
+        if claimed.held_back {
+            // The stream stalls on credit: its set goes now, not after the commit.
+            *cache = SetCache::default();
+        }
         let units: u64 = claimed
             .delivered
             .iter()
@@ -220,6 +224,9 @@ impl Broker {
         let mut bytes = 0u64;
         while claimed.delivered.len() < budget.messages {
             let Some(next) = state.peek(now, rules) else {
+                // Caught up: the cached set is claimed through, so an idle
+                // stream keeps no decoded set (up to 4 MiB outside its credit).
+                *cache = SetCache::default();
                 break;
             };
             let offset = match next {
