@@ -4,6 +4,7 @@
 # (both change with how well commits batch).
 #
 #   RUNS=3 bash benches/encryption-profile.sh     # RUNS=3 SECONDS_PER_RUN=8 by default
+#   BIN=/path/to/tallyq bash benches/encryption-profile.sh   # another build, not rebuilt
 #
 # Builds the shipped broker, then for each of cost-of-encryption.sh's cases
 # (4 producers x batches of 100 x 1 KiB, durable; produce only, + 1 consumer,
@@ -21,8 +22,11 @@ freq="${PERF_FREQ:-1999}"
 source "$root/benches/lib.sh"
 command -v perf >/dev/null || { echo "perf is not installed (linux-tools)" >&2; exit 1; }
 
-cargo build --release --quiet --manifest-path "$root/Cargo.toml" --bin tallyq
-bin="$root/target/release/tallyq"
+# BIN=path profiles another build of the broker (e.g. an older commit's).
+if [ -z "${BIN:-}" ]; then
+  cargo build --release --quiet --manifest-path "$root/Cargo.toml" --bin tallyq
+fi
+bin="${BIN:-$root/target/release/tallyq}"
 
 # Symbols that are encryption's work and nothing else's.
 crypto_re='ring_core_.*(aes|gcm|ghash|sha256)|ring::(aead|hmac|digest|hkdf)|tallyq::crypto::|getrandom'
