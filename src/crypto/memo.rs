@@ -78,9 +78,18 @@ mod tests {
         }
         assert_eq!(computed, 1);
         // Same plaintext, another kind or field name: another entry.
-        assert_eq!(memo.get_or(Kind::Sealed, "", "dev-1", || b"s".to_vec()), b"s");
-        assert_eq!(memo.get_or(Kind::Sealed, "d", "ev-1", || b"t".to_vec()), b"t");
-        assert_eq!(memo.get_or(Kind::Sealed, "de", "v-1", || b"u".to_vec()), b"u");
+        assert_eq!(
+            memo.get_or(Kind::Sealed, "", "dev-1", || b"s".to_vec()),
+            b"s"
+        );
+        assert_eq!(
+            memo.get_or(Kind::Sealed, "d", "ev-1", || b"t".to_vec()),
+            b"t"
+        );
+        assert_eq!(
+            memo.get_or(Kind::Sealed, "de", "v-1", || b"u".to_vec()),
+            b"u"
+        );
     }
 
     #[test]
