@@ -36,18 +36,19 @@ for i in $(seq "$runs"); do
   for case_id in d0-c0 d0-c1 d100-c1; do
     devices="${case_id#d}"; devices="${devices%-c*}"; consumers="${case_id#*-c}"
     start_tallyq "$bin"
-    for _ in $(seq 100); do [ -s "$server_dir/operator.token" ] && break; sleep 0.1; done
+    for _ in $(seq 300); do [ -s "$server_dir/operator.token" ] && break; sleep 0.1; done
     perf record -q -e cpu-clock -F "$freq" -o "$work/perf.data" -p "$server_pid" -- sleep $((secs + 2)) >/dev/null 2>&1 &
     perf_pid=$!
     line=$(timeout $((secs + 60)) "$bin" --server "http://127.0.0.1:$server_port" --token-file "$server_dir/operator.token" \
-      bench --setup bench --duration-secs "$secs" --server-pid "$server_pid" --consumers "$consumers" --devices "$devices")
+      bench --setup bench --duration-secs "$secs" --server-pid "$server_pid" --consumers "$consumers" --devices "$devices") \
+      || { echo "run $i $case_id failed; left out" >&2; line=""; }
     wait "$perf_pid" || true
     kill "$server_pid"; wait "$server_pid" 2>/dev/null || true
     rm -rf "$server_dir"
     share=$(perf report -i "$work/perf.data" --no-children --sort symbol -F overhead,sym --stdio 2>/dev/null \
       | grep -E "$crypto_re" | awk '{gsub("%","",$1); s+=$1} END {printf "%.2f", s}')
     samples=$(perf report -i "$work/perf.data" --stdio 2>/dev/null | sed -n 's/^# Samples: \([0-9K.]*\).*/\1/p' | head -1)
-    echo "$i $case_id share=$share samples=$samples $line" | tee -a "$results" >&2
+    [ -n "$line" ] && echo "$i $case_id share=$share samples=$samples $line" | tee -a "$results" >&2
   done
 done
 python3 - "$results" "$runs" <<'PY'
