@@ -46,8 +46,8 @@ for i in $(seq "$runs"); do
     kill "$server_pid"; wait "$server_pid" 2>/dev/null || true
     rm -rf "$server_dir"
     share=$(perf report -i "$work/perf.data" --no-children --sort symbol -F overhead,sym --stdio 2>/dev/null \
-      | grep -E "$crypto_re" | awk '{gsub("%","",$1); s+=$1} END {printf "%.2f", s}')
-    samples=$(perf report -i "$work/perf.data" --stdio 2>/dev/null | sed -n 's/^# Samples: \([0-9K.]*\).*/\1/p' | head -1)
+      | grep -E "$crypto_re" | awk '{gsub("%","",$1); s+=$1} END {printf "%.2f", s}' || true)
+    samples=$(perf report -i "$work/perf.data" --stdio 2>/dev/null | sed -n 's/^# Samples: \([0-9K.]*\).*/\1/p' | head -1 || true)
     [ -n "$line" ] && echo "$i $case_id share=$share samples=$samples $line" | tee -a "$results" >&2
   done
 done
