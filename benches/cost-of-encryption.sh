@@ -26,7 +26,17 @@ cargo build --release --quiet --manifest-path "$root/Cargo.toml" --bin tallyq \
 encrypted="$root/target/release/tallyq"
 plaintext="$root/target/unencrypted/release/tallyq"
 
-run() { run_bench "$encrypted" "$@"; } # args: broker binary, then bench flags
+# Like lib.sh's run_bench, but waits for the operator token too (the broker
+# may still be writing it when its port already answers), and prints nothing
+# rather than failing the script when one bench run fails (noted on stderr).
+run() { # args: broker binary, then bench flags
+  start_tallyq "$1"; shift
+  for _ in $(seq 100); do [ -s "$server_dir/operator.token" ] && break; sleep 0.1; done
+  timeout $((secs + 60)) "$encrypted" --server "http://127.0.0.1:$server_port" --token-file "$server_dir/operator.token" \
+    bench --setup bench --duration-secs "$secs" --server-pid "$server_pid" "$@" || echo "a bench run failed: $*" >&2
+  kill "$server_pid"; wait "$server_pid" 2>/dev/null || true
+  rm -rf "$server_dir"
+}
 
 results="$work/results.txt"
 for i in $(seq "$runs"); do
@@ -43,39 +53,50 @@ done
 cat "$results" >&2
 python3 - "$results" "$runs" <<'PY'
 import sys, statistics
+# (case, build) -> {run: (produced msg/s, delivered msg/s, server CPU us/msg)}
 rows = {}
 for line in open(sys.argv[1]):
     parts = line.split()
     f = dict(kv.split("=", 1) for kv in parts[3:] if "=" in kv)
-    rows.setdefault((parts[1], parts[2]), []).append(
-        (float(f["msgs_per_sec"]), float(f["delivered"]) / float(f["seconds"])))
-print(f"\nmedians of {sys.argv[2]} runs, 4 producers x batches of 100 x 1 KiB, durable, loopback\n")
-print("| case | plaintext produce msg/s | encrypted produce msg/s | produce ratio median (worst) | consume ratio median (worst) |")
-print("|---|---|---|---|---|")
+    if "msgs_per_sec" not in f:
+        continue  # a failed run (said on stderr)
+    cpu = None
+    if f.get("server_cpu_s", "-") != "-" and float(f["produced"]) > 0:
+        cpu = float(f["server_cpu_s"]) * 1e6 / float(f["produced"])
+    rows.setdefault((parts[1], parts[2]), {})[parts[0]] = (
+        float(f["msgs_per_sec"]), float(f["delivered"]) / float(f["seconds"]), cpu)
+
+def pairs(case):
+    """(encrypted, plaintext) of the runs where both builds ran, in run order."""
+    e, p = rows.get((case, "encrypted"), {}), rows.get((case, "plaintext"), {})
+    return [(e[r], p[r]) for r in sorted(e) if r in p]
+
+def summary(ratios, worst):
+    return f"{statistics.median(ratios):.3f} ({worst(ratios):.3f})" if ratios else "-"
+
 labels = {"d0-c0": "produce only", "d0-c1": "produce + 1 consumer",
           "d100-c1": "produce + 1 consumer, 100 device ids"}
+print(f"\nmedians of {sys.argv[2]} runs, 4 producers x batches of 100 x 1 KiB, durable, loopback\n")
+print("| case | runs | plaintext produce msg/s | encrypted produce msg/s | produce ratio median (worst) | consume ratio median (worst) |")
+print("|---|---|---|---|---|---|")
 for case, label in labels.items():
-    e, p = rows.get((case, "encrypted"), []), rows.get((case, "plaintext"), [])
-    produce = [a[0] / b[0] for a, b in zip(e, p) if b[0]]
-    consume = [a[1] / b[1] for a, b in zip(e, p) if b[1]]
-    c = f"{statistics.median(consume):.3f} ({min(consume):.3f})" if consume else "-"
-    print(f"| {label} | {statistics.median(x[0] for x in p):.0f} | {statistics.median(x[0] for x in e):.0f} "
-          f"| {statistics.median(produce):.3f} ({min(produce):.3f}) | {c} |")
+    both = pairs(case)
+    if not both:
+        print(f"| {label} | 0 | - | - | - | - |")
+        continue
+    produce = [e[0] / p[0] for e, p in both if p[0]]
+    consume = [e[1] / p[1] for e, p in both if p[1]]
+    print(f"| {label} | {len(both)} | {statistics.median(p[0] for _, p in both):.0f} "
+          f"| {statistics.median(e[0] for e, _ in both):.0f} | {summary(produce, min)} | {summary(consume, min)} |")
 # Server CPU per stored message: steadier than msg/s on a shared machine (it
-# does not count time the broker spent waiting for a core).
-cpu = {}
-for line in open(sys.argv[1]):
-    parts = line.split()
-    f = dict(kv.split("=", 1) for kv in parts[3:] if "=" in kv)
-    if f.get("server_cpu_s", "-") != "-" and float(f["produced"]) > 0:
-        cpu.setdefault((parts[1], parts[2]), []).append(
-            float(f["server_cpu_s"]) * 1e6 / float(f["produced"]))
+# does not count time the broker spent waiting for a core), though it still
+# moves with how well commits batch.
 print("\n| case | plaintext server CPU us/msg | encrypted server CPU us/msg | encrypted / plaintext (per-run: median, worst) |")
 print("|---|---|---|---|")
 for case, label in labels.items():
-    e, p = cpu.get((case, "encrypted"), []), cpu.get((case, "plaintext"), [])
-    r = [a / b for a, b in zip(e, p) if b]
-    if r:
-        print(f"| {label} | {statistics.median(p):.2f} | {statistics.median(e):.2f} "
+    both = [(e[2], p[2]) for e, p in pairs(case) if e[2] and p[2]]
+    if both:
+        r = [e / p for e, p in both]
+        print(f"| {label} | {statistics.median(p for _, p in both):.2f} | {statistics.median(e for e, _ in both):.2f} "
               f"| {statistics.median(r):.3f}, {max(r):.3f} |")
 PY

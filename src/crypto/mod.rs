@@ -12,13 +12,16 @@
 //! - `seal.rs`: the sealed formats (a set body, a small field) and their
 //!   associated data;
 //! - `keyring.rs`: [`Keyring`], the in-memory cache of unwrapped keys the
-//!   hot paths read, loaded from the store at start-up.
+//!   hot paths read, loaded from the store at start-up;
+//! - `memo.rs`: per owner, the device tags and sealed device ids already
+//!   computed, so a device metered with every batch is HMACed once.
 //!
 //! ARCHITECTURE.md ("Encryption at rest") gives the nonce scheme and the
 //! threat model.
 
 mod keyring;
 mod master;
+mod memo;
 mod seal;
 mod tenant;
 

@@ -7,6 +7,7 @@
 use ring::aead::{LessSafeKey, UnboundKey, AES_256_GCM};
 use ring::{hkdf, hmac};
 
+use super::memo::{Kind, Memo};
 use super::random_bytes;
 
 /// Bytes of a data key (AES-256).
@@ -62,6 +63,8 @@ pub struct TenantKeys {
     pub(super) field_nonces: hmac::Key,
     dedup: hmac::Key,
     device: hmac::Key,
+    /// Device tags and deterministically sealed fields already computed.
+    pub(super) memo: Memo,
 }
 
 impl std::fmt::Debug for TenantKeys {
@@ -95,6 +98,7 @@ impl TenantKeys {
             field_nonces: mac(b"field nonces"),
             dedup: mac(b"dedup ids"),
             device: mac(b"device ids"),
+            memo: Memo::default(),
         }
     }
 
@@ -114,15 +118,17 @@ impl TenantKeys {
         DedupTag(context.sign().as_ref().to_vec())
     }
 
-    /// The keyed hash of `device_id` (HMAC-SHA256).
+    /// The keyed hash of `device_id` (HMAC-SHA256), computed once per
+    /// device id while these keys live (`memo.rs`): usage names a device
+    /// with every batch that meters it.
     pub fn device_tag(&self, device_id: &str) -> DeviceTag {
         if cfg!(feature = "bench-unencrypted") {
             return DeviceTag(device_id.as_bytes().to_vec());
         }
-        DeviceTag(
+        DeviceTag(self.memo.get_or(Kind::DeviceTag, "", device_id, || {
             hmac::sign(&self.device, device_id.as_bytes())
                 .as_ref()
-                .to_vec(),
-        )
+                .to_vec()
+        }))
     }
 }
