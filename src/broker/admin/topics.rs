@@ -86,6 +86,8 @@ impl Broker {
         let mut writes = WriteSet::new();
         writes.put_topic(&record);
         writes.put_topic_state(record.id, &state);
+        // Nothing of a new topic is folded into its device counters yet.
+        writes.put_metered_through(record.id, 0);
         writes.put_topic_life(
             &record.tenant,
             record.id,
@@ -102,6 +104,7 @@ impl Broker {
                 state,
                 sets: Default::default(),
                 bytes: 0,
+                device_metered_through: 0,
             },
             self.tenant_bytes_counter(&key.tenant),
         ));
@@ -188,6 +191,9 @@ impl Broker {
         }
         let mut log = topic.log.lock().await;
         let mut writes = WriteSet::new();
+        // Fold first: the per-device usage of its sets, before they go.
+        self.fold_before_deleting(&topic, &mut log, u64::MAX, &mut writes)?;
+        writes.delete_metered_through(topic.id);
         self.store
             .delete_topic(&topic.settings(), &log.sets, &mut writes)?;
         // Topic-days still count the days it existed.

@@ -23,6 +23,7 @@ pub use dedup::DedupEntry;
 pub use pending::PendingProduce;
 pub(super) use room::Room;
 
+use super::device_usage::Billed;
 use super::{Broker, Message};
 use crate::error::{Error, Result};
 use crate::storage::WriteSet;
@@ -118,6 +119,8 @@ impl Broker {
         let appended = room.append(
             &self.store,
             &keys,
+            &self.calendar,
+            Billed::Produced,
             &topic,
             &mut log,
             batch.stored,
@@ -132,7 +135,9 @@ impl Broker {
             }
         };
         let dedup_ids = remember_dedup_ids(&topic, &keys, &batch.dedup, now, &mut writes);
-        // The usage rides in the same atomic write as the messages it counts.
+        // The usage rides in the same atomic write as the messages it counts:
+        // the tenant's and the topic's; the per-device breakdown is derived
+        // from the stored set later (`broker/device_usage.rs`).
         batch
             .usage
             .write(&keys, self.calendar.day_of(now), &mut writes);
