@@ -11,8 +11,11 @@
 //! offset past them, in **one** atomic write. Hence the invariant:
 //!
 //! > the device counters hold exactly the produce usage of the sets below the
-//! > topic's metered-through offset, and no set at or above it has been
-//! > deleted.
+//! > topic's stored metered-through offset, and no set at or above it that
+//! > has a device id has been deleted.
+//!
+//! (In memory the offset may also pass a set without device ids at once,
+//! `produce/mod.rs`: such a set adds nothing whether it is read or not.)
 //!
 //! A crash before the fold's write leaves the old offset and the old
 //! counters (the next fold reads the same sets again); after it, both moved

@@ -115,6 +115,11 @@ impl Broker {
             bytes: batch.bytes,
             reclaimed: 0,
         };
+        // A set without device ids right at the metered-through offset has
+        // nothing to fold: the offset passes it in memory (not stored; after a
+        // restart the fold reads it once more and adds nothing).
+        let first_offset = log.state.next_offset;
+        let nothing_to_fold = batch.stored.iter().all(|m| m.device_id.is_empty());
         // If appending fails, the log is unchanged and nothing is queued.
         let appended = room.append(
             &self.store,
@@ -134,6 +139,9 @@ impl Broker {
                 return Err(e);
             }
         };
+        if nothing_to_fold && log.device_metered_through == first_offset {
+            log.device_metered_through = log.state.next_offset;
+        }
         let dedup_ids = remember_dedup_ids(&topic, &keys, &batch.dedup, now, &mut writes);
         // The usage rides in the same atomic write as the messages it counts:
         // the tenant's and the topic's; the per-device breakdown is derived
