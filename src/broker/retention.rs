@@ -26,7 +26,12 @@ impl Broker {
                 .last()
                 .map(|s| s.end());
             if let Some(end) = expiring_end {
-                self.fold_before_deleting(&topic, &mut log, end, &mut writes)?;
+                let metered = log.device_metered_through;
+                if let Err(e) = self.fold_before_deleting(&topic, &mut log, end, &mut writes) {
+                    // Nothing is written: the offset stays where the store has it.
+                    log.device_metered_through = metered;
+                    return Err(e);
+                }
             }
             let mut expired = 0u64;
             while let Some(expires_ms) = log

@@ -192,10 +192,20 @@ impl Broker {
         let mut log = topic.log.lock().await;
         let mut writes = WriteSet::new();
         // Fold first: the per-device usage of its sets, before they go.
-        self.fold_before_deleting(&topic, &mut log, u64::MAX, &mut writes)?;
+        let metered = log.device_metered_through;
+        let folded = self
+            .fold_before_deleting(&topic, &mut log, u64::MAX, &mut writes)
+            .and_then(|()| {
+                Ok(self
+                    .store
+                    .delete_topic(&topic.settings(), &log.sets, &mut writes)?)
+            });
+        if let Err(e) = folded {
+            // Nothing is written: the offset stays where the store has it.
+            log.device_metered_through = metered;
+            return Err(e);
+        }
         writes.delete_metered_through(topic.id);
-        self.store
-            .delete_topic(&topic.settings(), &log.sets, &mut writes)?;
         // Topic-days still count the days it existed.
         writes.put_topic_life(
             &topic.tenant,

@@ -94,14 +94,27 @@ impl Room {
             .checked_sub(1)
             .and_then(|i| log.sets.get(i))
             .map(|s| s.end());
-        let first_offset = log.append(
-            store, keys, topic.id, messages, self.bytes, publish_ms, writes,
-        )?;
+        // Fold first; if anything fails, the offset is as it was (the
+        // caller drops `writes`, so nothing of this is stored).
+        let metered = log.device_metered_through;
+        let appended = dropped_end
+            .map_or(Ok(()), |end| {
+                fold_locked(store, keys, calendar, topic, log, end, writes)
+            })
+            .and_then(|()| {
+                Ok(log.append(
+                    store, keys, topic.id, messages, self.bytes, publish_ms, writes,
+                )?)
+            });
+        let first_offset = match appended {
+            Ok(first_offset) => first_offset,
+            Err(e) => {
+                log.device_metered_through = metered;
+                return Err(e);
+            }
+        };
         if billed == Billed::NotBilled {
             writes.mark_unbilled_set(topic.id, first_offset);
-        }
-        if let Some(end) = dropped_end {
-            fold_locked(store, keys, calendar, topic, log, end, writes)?;
         }
         let mut reclaimed = 0;
         for _ in 0..self.sets {
