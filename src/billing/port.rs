@@ -24,6 +24,14 @@ pub trait BrokerPort: Send + Sync {
         self.meter_storage_now()
     }
 
+    /// Folds the per-device produce usage of a tenant's stored sets into
+    /// its device counters (`broker/device_usage.rs`), so per-device usage
+    /// read next is complete: by default, nothing to fold.
+    fn fold_device_usage<'a>(&'a self, tenant: &'a str) -> PortFuture<'a> {
+        let _ = tenant;
+        Box::pin(async { Ok(()) })
+    }
+
     /// Erases a tenant's topics, messages and subscriptions (termination;
     /// the ledger and the tenant record are billing's and tenancy's).
     fn erase_tenant_data<'a>(&'a self, tenant: &'a str) -> PortFuture<'a>;

@@ -23,10 +23,12 @@ pub struct UsageLine {
 
 impl Billing {
     /// The tenant's live usage: every day after the last settled one.
-    /// Storage is metered up to now first, and every open day up to today
+    /// Storage is metered up to now and per-device usage folded first, and every open day up to today
     /// has a total line with its topic_days, whether or not it has other usage.
     pub async fn live_usage(&self, tenant: &str) -> Result<(Vec<UsageLine>, Option<i64>)> {
         self.broker.meter_tenant_storage_now(tenant).await?;
+        // Per-device produce usage is derived from the stored sets: fold it.
+        self.broker.fold_device_usage(tenant).await?;
         self.store.sync_counters().await?;
         let record = self.tenancy.get_tenant(tenant)?;
         let last = self.last_settled(&record)?;

@@ -13,6 +13,10 @@ impl BrokerPort for Broker {
         Box::pin(self.sample_tenant_storage(tenant))
     }
 
+    fn fold_device_usage<'a>(&'a self, tenant: &'a str) -> PortFuture<'a> {
+        Box::pin(Broker::fold_device_usage(self, tenant))
+    }
+
     fn erase_tenant_data<'a>(&'a self, tenant: &'a str) -> PortFuture<'a> {
         Box::pin(Broker::erase_tenant_data(self, tenant))
     }

@@ -107,6 +107,8 @@ impl Broker {
             }
             self.export_quarantined(&topic, out).await;
         }
+        // Per-device produce usage is derived from the stored sets: fold it.
+        self.fold_device_usage(tenant).await?;
         self.store.sync_counters().await?;
         let keys = self.tenancy.data_keys(tenant).ok();
         for (day, dimension, u) in self.store.usage_of(tenant, keys.as_deref())? {

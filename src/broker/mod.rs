@@ -50,6 +50,7 @@ pub mod admin;
 mod billing_port;
 pub mod compaction;
 pub mod delivery;
+pub mod device_usage;
 mod disk_space;
 pub mod export;
 mod gauges;
@@ -134,10 +135,16 @@ impl Broker {
     }
 
     fn load_topic(&self, settings: TopicSettings) -> Result<Arc<Topic>> {
-        let log = TopicLog::loaded(
+        let mut log = TopicLog::loaded(
             self.store.topic_state(settings.id)?,
             self.store.load_sets(settings.id)?,
         );
+        // A topic stored before folds existed was metered per device as it
+        // was produced: all of it counts as folded.
+        log.device_metered_through = self
+            .store
+            .metered_through(settings.id)?
+            .unwrap_or(log.state.next_offset);
         let tenant_bytes = self.tenant_bytes_counter(&settings.tenant);
         let topic = Arc::new(Topic::new(settings, log, tenant_bytes));
         let mut subs = BTreeMap::new();

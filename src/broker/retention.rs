@@ -17,6 +17,22 @@ impl Broker {
             let expiry_ms = topic.settings().expiry_seconds as i64 * 1000;
             let mut log = topic.log.lock().await;
             let mut writes = WriteSet::new();
+            // Fold first: the expiring sets' per-device usage, in the same
+            // write as their deletion.
+            let expiring_end = log
+                .sets
+                .iter()
+                .take_while(|s| s.publish_ms + expiry_ms <= now)
+                .last()
+                .map(|s| s.end());
+            if let Some(end) = expiring_end {
+                let metered = log.device_metered_through;
+                if let Err(e) = self.fold_before_deleting(&topic, &mut log, end, &mut writes) {
+                    // Nothing is written: the offset stays where the store has it.
+                    log.device_metered_through = metered;
+                    return Err(e);
+                }
+            }
             let mut expired = 0u64;
             while let Some(expires_ms) = log
                 .sets

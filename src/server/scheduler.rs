@@ -11,6 +11,7 @@
 //! | settlement | `settlement_interval_seconds` | the settlement half of the tick: settle, arrears |
 //! | dead letters | 250 ms | messages past their last lock deadline move to their dead-letter topic |
 //! | compaction | 1 s check, and once at start | a pass at start and every `compaction_interval_seconds`, every second while the disk is below the watermark |
+//! | device usage | 60 s | per-device produce usage folded from the sets stored since the last fold (`broker/device_usage.rs`) |
 //!
 //! A new background job is one more [`Job`] variant: its period and its body.
 
@@ -39,6 +40,9 @@ const DEAD_LETTER_INTERVAL: Duration = Duration::from_millis(250);
 /// How often the compaction job looks at the disk (it compacts under
 /// pressure at once, otherwise every `compaction_interval_seconds`).
 const COMPACTION_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+/// How often per-device produce usage is folded from the stored sets (reads
+/// of per-device usage fold what is left first).
+const DEVICE_FOLD_INTERVAL: Duration = Duration::from_secs(60);
 
 /// The background jobs.
 #[derive(Clone, Copy, Debug)]
@@ -50,10 +54,11 @@ enum Job {
     Disk,
     DeadLetters,
     Compaction,
+    DeviceUsage,
 }
 
 impl Job {
-    const ALL: [Job; 7] = [
+    const ALL: [Job; 8] = [
         Job::Retention,
         Job::Sweeps,
         Job::Gauges,
@@ -61,6 +66,7 @@ impl Job {
         Job::Disk,
         Job::DeadLetters,
         Job::Compaction,
+        Job::DeviceUsage,
     ];
 
     /// Gauges are filled at once, so the first scrape sees them, and
@@ -134,6 +140,7 @@ impl Work {
             Job::Disk => DISK_INTERVAL,
             Job::DeadLetters => DEAD_LETTER_INTERVAL,
             Job::Compaction => COMPACTION_CHECK_INTERVAL,
+            Job::DeviceUsage => DEVICE_FOLD_INTERVAL,
         }
     }
 
@@ -162,6 +169,11 @@ impl Work {
                 }
             }
             Job::Compaction => self.compaction.run(&self.broker).await,
+            Job::DeviceUsage => {
+                if let Err(e) = self.broker.fold_all_device_usage().await {
+                    tracing::error!(error = %e, "per-device usage fold failed");
+                }
+            }
         }
     }
 }

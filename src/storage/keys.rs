@@ -48,6 +48,10 @@ pub const DATA_KEY: u8 = b'W';
 /// A device id sealed under its tenant's key, by tenant, 0, the id's HMAC
 /// (layout in `repo/usage.rs`).
 pub const DEVICE_NAME: u8 = b'N';
+/// A topic's per-device metered-through offset, by topic id (`repo/device_fold.rs`).
+pub const DEVICE_METERED_THROUGH: u8 = b'm';
+/// A set that bills no produced units, by topic id and first offset (`repo/device_fold.rs`).
+pub const UNBILLED_SET: u8 = b'b';
 
 fn with_prefix(prefix: u8, parts: &[&[u8]]) -> Vec<u8> {
     let len = 1 + parts.iter().map(|p| p.len()).sum::<usize>();

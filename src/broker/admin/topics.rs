@@ -86,6 +86,8 @@ impl Broker {
         let mut writes = WriteSet::new();
         writes.put_topic(&record);
         writes.put_topic_state(record.id, &state);
+        // Nothing of a new topic is folded into its device counters yet.
+        writes.put_metered_through(record.id, 0);
         writes.put_topic_life(
             &record.tenant,
             record.id,
@@ -102,6 +104,7 @@ impl Broker {
                 state,
                 sets: Default::default(),
                 bytes: 0,
+                device_metered_through: 0,
             },
             self.tenant_bytes_counter(&key.tenant),
         ));
@@ -188,8 +191,21 @@ impl Broker {
         }
         let mut log = topic.log.lock().await;
         let mut writes = WriteSet::new();
-        self.store
-            .delete_topic(&topic.settings(), &log.sets, &mut writes)?;
+        // Fold first: the per-device usage of its sets, before they go.
+        let metered = log.device_metered_through;
+        let folded = self
+            .fold_before_deleting(&topic, &mut log, u64::MAX, &mut writes)
+            .and_then(|()| {
+                Ok(self
+                    .store
+                    .delete_topic(&topic.settings(), &log.sets, &mut writes)?)
+            });
+        if let Err(e) = folded {
+            // Nothing is written: the offset stays where the store has it.
+            log.device_metered_through = metered;
+            return Err(e);
+        }
+        writes.delete_metered_through(topic.id);
         // Topic-days still count the days it existed.
         writes.put_topic_life(
             &topic.tenant,

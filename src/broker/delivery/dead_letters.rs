@@ -154,6 +154,8 @@ impl Broker {
             room.append(
                 &self.store,
                 &keys,
+                &self.calendar,
+                crate::broker::device_usage::Billed::NotBilled,
                 dlq,
                 &mut log,
                 messages,

@@ -92,7 +92,9 @@ impl Broker {
                 batch.dedup.insert(message.dedup_id.clone(), offset);
             }
             let units = units_for_bytes(size);
-            batch.usage.produced(&topic.name, &message.device_id, units);
+            // Totals only: the device breakdown is folded from the stored
+            // set (`broker/device_usage.rs`), off the produce path.
+            batch.usage.produced(&topic.name, "", units);
             batch.outcome.units += units;
             batch.bytes += size;
             batch.outcome.results.push(ProducedMessage {

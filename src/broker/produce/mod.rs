@@ -23,6 +23,7 @@ pub use dedup::DedupEntry;
 pub use pending::PendingProduce;
 pub(super) use room::Room;
 
+use super::device_usage::Billed;
 use super::{Broker, Message};
 use crate::error::{Error, Result};
 use crate::storage::WriteSet;
@@ -114,10 +115,17 @@ impl Broker {
             bytes: batch.bytes,
             reclaimed: 0,
         };
+        // A set without device ids right at the metered-through offset has
+        // nothing to fold: the offset passes it in memory (not stored; after a
+        // restart the fold reads it once more and adds nothing).
+        let first_offset = log.state.next_offset;
+        let nothing_to_fold = batch.stored.iter().all(|m| m.device_id.is_empty());
         // If appending fails, the log is unchanged and nothing is queued.
         let appended = room.append(
             &self.store,
             &keys,
+            &self.calendar,
+            Billed::Produced,
             &topic,
             &mut log,
             batch.stored,
@@ -131,8 +139,13 @@ impl Broker {
                 return Err(e);
             }
         };
+        if nothing_to_fold && log.device_metered_through == first_offset {
+            log.device_metered_through = log.state.next_offset;
+        }
         let dedup_ids = remember_dedup_ids(&topic, &keys, &batch.dedup, now, &mut writes);
-        // The usage rides in the same atomic write as the messages it counts.
+        // The usage rides in the same atomic write as the messages it counts:
+        // the tenant's and the topic's; the per-device breakdown is derived
+        // from the stored set later (`broker/device_usage.rs`).
         batch
             .usage
             .write(&keys, self.calendar.day_of(now), &mut writes);

@@ -3,10 +3,12 @@
 //! dead-letter move both append through [`Room`], so a topic's cap and
 //! overflow policy hold whoever writes to it.
 
+use crate::broker::device_usage::{fold_locked, Billed};
 use crate::broker::topic::{OverflowPolicy, Topic, TopicLog};
 use crate::broker::Message;
 use crate::crypto::TenantKeys;
 use crate::error::{Error, Result};
+use crate::metering::Calendar;
 use crate::quota::human_bytes;
 use crate::storage::{Store, WriteSet};
 
@@ -70,20 +72,50 @@ impl Room {
     /// ([`Topic::sync_from`]). The messages go to the segment files first: if
     /// that fails, the log is unchanged. Returns how many messages were
     /// reclaimed. The set is sealed under the tenant's `keys`.
+    ///
+    /// The sets it drops are folded into the device counters first, in the
+    /// same write (`broker/device_usage.rs`, on `calendar`); a set that
+    /// bills no produced units (`billed`) is marked so no fold counts it.
     #[allow(clippy::too_many_arguments)]
     pub(in crate::broker) fn append(
         self,
         store: &Store,
         keys: &TenantKeys,
+        calendar: &Calendar,
+        billed: Billed,
         topic: &Topic,
         log: &mut TopicLog,
         messages: Vec<Message>,
         publish_ms: i64,
         writes: &mut WriteSet,
     ) -> Result<u64> {
-        log.append(
-            store, keys, topic.id, messages, self.bytes, publish_ms, writes,
-        )?;
+        let dropped_end = self
+            .sets
+            .checked_sub(1)
+            .and_then(|i| log.sets.get(i))
+            .map(|s| s.end());
+        // Fold first; if anything fails, the offset is as it was (the
+        // caller drops `writes`, so nothing of this is stored).
+        let metered = log.device_metered_through;
+        let appended = dropped_end
+            .map_or(Ok(()), |end| {
+                fold_locked(store, keys, calendar, topic, log, end, writes)
+            })
+            .and_then(|()| {
+                Ok(log.append(
+                    store, keys, topic.id, messages, self.bytes, publish_ms, writes,
+                )?)
+            });
+        let first_offset = match appended {
+            Ok(first_offset) => first_offset,
+            Err(e) => {
+                log.device_metered_through = metered;
+                return Err(e);
+            }
+        };
+        if billed == Billed::NotBilled {
+            writes.mark_unbilled_set(topic.id, first_offset);
+        }
         let mut reclaimed = 0;
         for _ in 0..self.sets {
             if let Some(set) = log.drop_oldest(topic.id, writes) {

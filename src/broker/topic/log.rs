@@ -57,6 +57,9 @@ pub struct TopicLog {
     pub sets: VecDeque<SetSummary>,
     /// Sum of the retained sets' bytes.
     pub bytes: u64,
+    /// Every set below this offset has its per-device produce usage in the
+    /// device counters, no set at or above it has (`broker/device_usage.rs`).
+    pub device_metered_through: u64,
 }
 
 impl TopicLog {
@@ -70,7 +73,12 @@ impl TopicLog {
             state.last_publish_ms = state.last_publish_ms.max(newest.publish_ms);
         }
         let bytes = sets.iter().map(|s| s.bytes).sum();
-        TopicLog { state, sets, bytes }
+        TopicLog {
+            state,
+            sets,
+            bytes,
+            device_metered_through: 0,
+        }
     }
 
     /// The oldest retained offset (the next offset when empty).
@@ -172,6 +180,7 @@ mod tests {
             state: TopicState::default(),
             sets: VecDeque::new(),
             bytes: 0,
+            device_metered_through: 0,
         };
         for &(first, count, publish_ms) in sets {
             log.sets.push_back(SetSummary {

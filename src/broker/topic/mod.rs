@@ -14,6 +14,7 @@ mod reader;
 mod settings;
 
 pub use self::log::{SetSummary, TopicLog, TopicState};
+pub(in crate::broker) use quarantine::is_damage;
 pub use quarantine::Quarantine;
 pub use reader::SetCache;
 pub use settings::{OverflowPolicy, TopicSettings};

@@ -61,7 +61,7 @@ impl Quarantine {
 
 /// Whether a failed set read means the stored set is damaged (checksum,
 /// decode, missing segment, short read), not that reading failed for now.
-pub(super) fn is_damage(e: &StorageError) -> bool {
+pub(in crate::broker) fn is_damage(e: &StorageError) -> bool {
     match e {
         StorageError::Segment(_) | StorageError::Decode { .. } | StorageError::Corrupt { .. } => {
             true

@@ -78,7 +78,12 @@ impl Broker {
     /// header was read (its segment may be gone), an error when it fails with
     /// `offset` still retained.
     /// A set found corrupt is quarantined: `None`, now and on every later read.
-    fn read_set(&self, topic: &Topic, set: &SetSummary, offset: u64) -> Result<Option<MessageSet>> {
+    pub(in crate::broker) fn read_set(
+        &self,
+        topic: &Topic,
+        set: &SetSummary,
+        offset: u64,
+    ) -> Result<Option<MessageSet>> {
         if topic.quarantine.contains(set.first_offset) {
             return Ok(None);
         }

@@ -7,6 +7,7 @@ mod audit;
 mod clock;
 mod data_keys;
 mod dedup;
+mod device_fold;
 mod devices;
 mod ledger;
 mod sets;
