@@ -169,6 +169,7 @@ impl Broker {
                 },
                 sets: VecDeque::new(),
                 bytes: 0,
+                device_metered_through: 0,
             };
             let mut writes = WriteSet::new();
             writes.put_topic(&settings);
@@ -233,6 +234,10 @@ impl Broker {
             log.state.next_offset = log.state.next_offset.max(part.next_offset);
             log.state.last_publish_ms = log.state.last_publish_ms.max(part.last_publish_ms);
             writes.put_topic_state(settings.id, &log.state);
+            // The imported sets were produced, and billed, on the source:
+            // this node's per-device produce usage starts after them.
+            log.device_metered_through = log.state.next_offset;
+            writes.put_metered_through(settings.id, log.state.next_offset);
             let mut subs = Vec::new();
             for sp in &part.subscriptions {
                 subs.push(self.import_subscription(settings.id, sp, now, &mut writes)?);
