@@ -290,6 +290,12 @@ fn unreadable_frame(frame: u64, stored: u64, detail: &str) -> Error {
 
 /// Drives one Consume stream until the client leaves, an error ends it, or
 /// the server shuts down.
+///
+/// Before every delivery pass it applies everything the client has sent
+/// already (acks merged into one commit), so acks free credit as soon as
+/// they arrive, not only once nothing is left to deliver. Stream acks are not
+/// waited for in line ([`ConsumerSession::ack`]): their commits are watched
+/// beside the stream's other work, and a failed one ends the stream.
 async fn run_consume(
     mut session: ConsumerSession,
     mut inbound: Streaming<pb::ConsumeRequest>,
@@ -300,6 +306,17 @@ async fn run_consume(
         if *shutdown.borrow() {
             tx.send_error(Status::unavailable("the broker is shutting down"))
                 .await;
+            return;
+        }
+        let (received, ended) = received_already(&mut inbound);
+        if let Err(e) = apply_requests(&mut session, received).await {
+            tx.send_error(e.into()).await;
+            return;
+        }
+        if ended {
+            // The client closed its side or the connection failed: what it
+            // never read comes back if it is gone.
+            tx.hand_back_once_closed().await;
             return;
         }
         match session.poll().await {
@@ -322,28 +339,18 @@ async fn run_consume(
                 let request = match message {
                     Some(Ok(pb::ConsumeRequest { request: Some(request) })) => request,
                     Some(Ok(_)) => continue,
-                    // The client closed its side or the connection failed:
-                    // what it never read comes back if it is gone.
                     Some(Err(_)) | None => {
                         tx.hand_back_once_closed().await;
                         return;
                     }
                 };
-                let result = match request {
-                    pb::consume_request::Request::Ack(ack) => session.ack(&ack.offsets).await.map(|_| ()),
-                    pb::consume_request::Request::Nack(nack) => session
-                        .nack(&nack.offsets, Duration::from_millis(nack.delay_ms))
-                        .await
-                        .map(|_| ()),
-                    pb::consume_request::Request::Flow(flow) => session.set_window(FlowWindow::new(
-                        flow.max_outstanding_messages,
-                        flow.max_outstanding_bytes,
-                    )),
-                    pb::consume_request::Request::Start(_) => Err(Error::invalid(
-                        "'start' may only be sent once, as the first message of a Consume stream",
-                    )),
-                };
-                if let Err(e) = result {
+                if let Err(e) = apply_requests(&mut session, vec![request]).await {
+                    tx.send_error(e.into()).await;
+                    return;
+                }
+            }
+            durable = session.ack_durable() => {
+                if let Err(e) = durable {
                     tx.send_error(e.into()).await;
                     return;
                 }
@@ -356,4 +363,68 @@ async fn run_consume(
             }
         }
     }
+}
+
+/// Most requests of a Consume stream applied together before a delivery pass.
+const MAX_REQUESTS_AT_ONCE: usize = 256;
+
+/// The requests the client has sent that are ready to read now, without
+/// waiting for more, and whether its side of the stream has ended (closed,
+/// or the connection failed).
+fn received_already(
+    inbound: &mut Streaming<pb::ConsumeRequest>,
+) -> (Vec<pb::consume_request::Request>, bool) {
+    let waker = std::task::Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    let mut received = Vec::new();
+    while received.len() < MAX_REQUESTS_AT_ONCE {
+        match tokio_stream::Stream::poll_next(std::pin::Pin::new(&mut *inbound), &mut cx) {
+            std::task::Poll::Ready(Some(Ok(pb::ConsumeRequest {
+                request: Some(request),
+            }))) => received.push(request),
+            std::task::Poll::Ready(Some(Ok(_))) => {}
+            std::task::Poll::Ready(Some(Err(_)) | None) => return (received, true),
+            std::task::Poll::Pending => break,
+        }
+    }
+    (received, false)
+}
+
+/// Applies a Consume stream's requests in order; consecutive acks go as one
+/// (one state change, one commit). An error ends the stream.
+async fn apply_requests(
+    session: &mut ConsumerSession,
+    requests: Vec<pb::consume_request::Request>,
+) -> crate::error::Result<()> {
+    let mut acks: Vec<u64> = Vec::new();
+    for request in requests {
+        if let pb::consume_request::Request::Ack(ack) = request {
+            acks.extend(ack.offsets);
+            continue;
+        }
+        if !acks.is_empty() {
+            session.ack(&std::mem::take(&mut acks)).await?;
+        }
+        match request {
+            pb::consume_request::Request::Ack(_) => {}
+            pb::consume_request::Request::Nack(nack) => {
+                session
+                    .nack(&nack.offsets, Duration::from_millis(nack.delay_ms))
+                    .await?;
+            }
+            pb::consume_request::Request::Flow(flow) => session.set_window(FlowWindow::new(
+                flow.max_outstanding_messages,
+                flow.max_outstanding_bytes,
+            ))?,
+            pb::consume_request::Request::Start(_) => {
+                return Err(Error::invalid(
+                    "'start' may only be sent once, as the first message of a Consume stream",
+                ))
+            }
+        }
+    }
+    if !acks.is_empty() {
+        session.ack(&acks).await?;
+    }
+    Ok(())
 }

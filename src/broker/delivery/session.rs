@@ -9,8 +9,9 @@
 //! its streams and fetches): credit the pool does not have waits until
 //! another stream of the tenant acks, nacks or closes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -58,6 +59,13 @@ pub const DEFAULT_WINDOW_BYTES: u64 = 4 * 1024 * 1024;
 /// Most messages one push carries.
 const PUSH_BATCH: usize = 1000;
 
+/// Most acks of one stream queued for commit and not yet known durable: one
+/// more first waits for the oldest.
+const MAX_ACKS_IN_FLIGHT: usize = 64;
+
+/// A stream ack's commit: resolves once it is durable.
+type AckCommit = Pin<Box<dyn Future<Output = Result<()>> + Send>>;
+
 /// One consumer on a Consume stream: pushes what the window allows, tracks
 /// what is outstanding on this stream, and frees credit on ack and nack.
 /// Memory held for a slow consumer is bounded by its window.
@@ -82,6 +90,8 @@ pub struct ConsumerSession {
     held: Held,
     /// The pool credit the last poll had (what must be exceeded to help).
     credit_seen: u64,
+    /// Acks queued for commit, oldest first (they become durable in order).
+    acks_in_flight: VecDeque<AckCommit>,
 }
 
 /// Why a poll delivered nothing though something was deliverable.
@@ -131,6 +141,7 @@ impl ConsumerSession {
             next_deadline: None,
             held: Held::No,
             credit_seen: 0,
+            acks_in_flight: VecDeque::new(),
         })
     }
 
@@ -257,12 +268,38 @@ impl ConsumerSession {
         self.pool.release(freed);
     }
 
-    /// Acks on the stream: ends redelivery and frees credit.
+    /// Acks on the stream: ends redelivery and frees credit. The ack is
+    /// applied and queued for commit; the session does not wait for the
+    /// commit here (a stream ack has no answer), but through
+    /// [`ConsumerSession::ack_durable`], so delivering goes on meanwhile. A
+    /// delivery made after it is committed after it: it reaches the client
+    /// only once the ack is durable too.
     pub async fn ack(&mut self, offsets: &[u64]) -> Result<u32> {
         self.release(offsets);
-        self.broker
-            .ack_offsets(&self.key.tenant, &self.sub, offsets)
-            .await
+        if self.acks_in_flight.len() >= MAX_ACKS_IN_FLIGHT {
+            self.ack_durable().await?;
+        }
+        let (acked, commit) = self
+            .broker
+            .queue_ack(&self.key.tenant, &self.sub, offsets)
+            .await?;
+        if let Some(commit) = commit {
+            self.acks_in_flight
+                .push_back(Box::pin(async move { Ok(commit.wait().await?) }));
+        }
+        Ok(acked)
+    }
+
+    /// Resolves when the oldest ack queued on the stream is durable, with
+    /// its commit's error if it failed (the stream then ends); never while
+    /// none is queued. Cancel-safe: a wait given up keeps the ack queued.
+    pub async fn ack_durable(&mut self) -> Result<()> {
+        let Some(commit) = self.acks_in_flight.front_mut() else {
+            return std::future::pending().await;
+        };
+        let result = commit.as_mut().await;
+        self.acks_in_flight.pop_front();
+        result
     }
 
     /// Nacks on the stream: schedules redelivery and frees credit.
