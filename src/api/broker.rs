@@ -293,45 +293,79 @@ fn unreadable_frame(frame: u64, stored: u64, detail: &str) -> Error {
 ///
 /// Before every delivery pass it applies everything the client has sent
 /// already (acks merged into one commit), so acks free credit as soon as
-/// they arrive, not only once nothing is left to deliver. Stream acks are not
-/// waited for in line ([`ConsumerSession::ack`]): their commits are watched
-/// beside the stream's other work, and a failed one ends the stream.
+/// they arrive, not only once nothing is left to deliver. Neither stream
+/// acks nor delivery records are waited for in line: a pass is claimed while
+/// the one before commits ([`ConsumerSession::poll`]), each goes out once
+/// its record is durable, in claim order, and a failed commit ends the
+/// stream.
 async fn run_consume(
     mut session: ConsumerSession,
     mut inbound: Streaming<pb::ConsumeRequest>,
     tx: PushSender,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
+    let ended = consume_loop(&mut session, &mut inbound, &tx, &mut shutdown).await;
+    // Passes claimed and queued still go out (or, to a client that has
+    // gone, are handed back) before the stream ends.
+    while session.has_queued_passes() {
+        match session.next_durable().await {
+            Ok(batch) => {
+                tx.send_deliveries(batch).await;
+            }
+            Err(_) => break,
+        }
+    }
+    match ended {
+        Ended::Error(status) => tx.send_error(status).await,
+        Ended::ClientClosed => tx.hand_back_once_closed().await,
+        Ended::ClientGone => tx.hand_back_unread().await,
+    }
+}
+
+/// How a Consume stream's loop ended.
+enum Ended {
+    /// With an error for the client (or the server shutting down).
+    Error(Status),
+    /// The client closed its side or the connection failed.
+    ClientClosed,
+    /// The response stream was closed: the client is gone.
+    ClientGone,
+}
+
+/// The loop of [`run_consume`], until the stream is to end.
+async fn consume_loop(
+    session: &mut ConsumerSession,
+    inbound: &mut Streaming<pb::ConsumeRequest>,
+    tx: &PushSender,
+    shutdown: &mut tokio::sync::watch::Receiver<bool>,
+) -> Ended {
     loop {
         if *shutdown.borrow() {
-            tx.send_error(Status::unavailable("the broker is shutting down"))
-                .await;
-            return;
+            return Ended::Error(Status::unavailable("the broker is shutting down"));
         }
-        let (received, ended) = received_already(&mut inbound);
-        if let Err(e) = apply_requests(&mut session, received).await {
-            tx.send_error(e.into()).await;
-            return;
+        let (received, ended) = received_already(inbound);
+        if let Err(e) = apply_requests(session, received).await {
+            return Ended::Error(e.into());
         }
         if ended {
-            // The client closed its side or the connection failed: what it
-            // never read comes back if it is gone.
-            tx.hand_back_once_closed().await;
-            return;
+            return Ended::ClientClosed;
+        }
+        // Every pass whose record is durable goes out, in order.
+        while let Some(durable) = session.durable_now() {
+            match durable {
+                // As many pushes as the batch needs, each within 4 MiB.
+                Ok(batch) => {
+                    if !tx.send_deliveries(batch).await {
+                        return Ended::ClientGone;
+                    }
+                }
+                Err(e) => return Ended::Error(e.into()),
+            }
         }
         match session.poll().await {
-            Ok(batch) if !batch.is_empty() => {
-                // As many pushes as the batch needs, each within 4 MiB.
-                if !tx.send_deliveries(batch).await {
-                    return;
-                }
-                continue;
-            }
-            Ok(_) => {}
-            Err(e) => {
-                tx.send_error(e.into()).await;
-                return;
-            }
+            Ok(true) => continue,
+            Ok(false) => {}
+            Err(e) => return Ended::Error(e.into()),
         }
         let ready = session.ready();
         tokio::select! {
@@ -339,28 +373,24 @@ async fn run_consume(
                 let request = match message {
                     Some(Ok(pb::ConsumeRequest { request: Some(request) })) => request,
                     Some(Ok(_)) => continue,
-                    Some(Err(_)) | None => {
-                        tx.hand_back_once_closed().await;
-                        return;
-                    }
+                    Some(Err(_)) | None => return Ended::ClientClosed,
                 };
-                if let Err(e) = apply_requests(&mut session, vec![request]).await {
-                    tx.send_error(e.into()).await;
-                    return;
+                if let Err(e) = apply_requests(session, vec![request]).await {
+                    return Ended::Error(e.into());
                 }
             }
-            durable = session.ack_durable() => {
-                if let Err(e) = durable {
-                    tx.send_error(e.into()).await;
-                    return;
+            durable = session.next_commit() => match durable {
+                Ok(Some(batch)) => {
+                    if !tx.send_deliveries(batch).await {
+                        return Ended::ClientGone;
+                    }
                 }
-            }
+                Ok(None) => {}
+                Err(e) => return Ended::Error(e.into()),
+            },
             _ = ready => {}
             _ = shutdown.changed() => {}
-            _ = tx.closed() => {
-                tx.hand_back_unread().await;
-                return;
-            }
+            _ = tx.closed() => return Ended::ClientGone,
         }
     }
 }

@@ -32,5 +32,6 @@ mod scopes;
 mod service;
 mod startup;
 mod storage_hours;
+mod stream_acks;
 mod strict_input;
 mod write_failures;
