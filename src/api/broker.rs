@@ -290,31 +290,82 @@ fn unreadable_frame(frame: u64, stored: u64, detail: &str) -> Error {
 
 /// Drives one Consume stream until the client leaves, an error ends it, or
 /// the server shuts down.
+///
+/// Before every delivery pass it applies everything the client has sent
+/// already (acks merged into one commit), so acks free credit as soon as
+/// they arrive, not only once nothing is left to deliver. Neither stream
+/// acks nor delivery records are waited for in line: a pass is claimed while
+/// the one before commits ([`ConsumerSession::poll`]), each goes out once
+/// its record is durable, in claim order, and a failed commit ends the
+/// stream.
 async fn run_consume(
     mut session: ConsumerSession,
     mut inbound: Streaming<pb::ConsumeRequest>,
     tx: PushSender,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
+    let ended = consume_loop(&mut session, &mut inbound, &tx, &mut shutdown).await;
+    // Passes claimed and queued still go out (or, to a client that has
+    // gone, are handed back) before the stream ends.
+    while session.has_queued_passes() {
+        match session.next_durable().await {
+            Ok(batch) => {
+                tx.send_deliveries(batch).await;
+            }
+            Err(_) => break,
+        }
+    }
+    match ended {
+        Ended::Error(status) => tx.send_error(status).await,
+        Ended::ClientClosed => tx.hand_back_once_closed().await,
+        Ended::ClientGone => tx.hand_back_unread().await,
+    }
+}
+
+/// How a Consume stream's loop ended.
+enum Ended {
+    /// With an error for the client (or the server shutting down).
+    Error(Status),
+    /// The client closed its side or the connection failed.
+    ClientClosed,
+    /// The response stream was closed: the client is gone.
+    ClientGone,
+}
+
+/// The loop of [`run_consume`], until the stream is to end.
+async fn consume_loop(
+    session: &mut ConsumerSession,
+    inbound: &mut Streaming<pb::ConsumeRequest>,
+    tx: &PushSender,
+    shutdown: &mut tokio::sync::watch::Receiver<bool>,
+) -> Ended {
     loop {
         if *shutdown.borrow() {
-            tx.send_error(Status::unavailable("the broker is shutting down"))
-                .await;
-            return;
+            return Ended::Error(Status::unavailable("the broker is shutting down"));
+        }
+        let (received, ended) = received_already(inbound);
+        if let Err(e) = apply_requests(session, received).await {
+            return Ended::Error(e.into());
+        }
+        if ended {
+            return Ended::ClientClosed;
+        }
+        // Every pass whose record is durable goes out, in order.
+        while let Some(durable) = session.durable_now() {
+            match durable {
+                // As many pushes as the batch needs, each within 4 MiB.
+                Ok(batch) => {
+                    if !tx.send_deliveries(batch).await {
+                        return Ended::ClientGone;
+                    }
+                }
+                Err(e) => return Ended::Error(e.into()),
+            }
         }
         match session.poll().await {
-            Ok(batch) if !batch.is_empty() => {
-                // As many pushes as the batch needs, each within 4 MiB.
-                if !tx.send_deliveries(batch).await {
-                    return;
-                }
-                continue;
-            }
-            Ok(_) => {}
-            Err(e) => {
-                tx.send_error(e.into()).await;
-                return;
-            }
+            Ok(true) => continue,
+            Ok(false) => {}
+            Err(e) => return Ended::Error(e.into()),
         }
         let ready = session.ready();
         tokio::select! {
@@ -322,38 +373,88 @@ async fn run_consume(
                 let request = match message {
                     Some(Ok(pb::ConsumeRequest { request: Some(request) })) => request,
                     Some(Ok(_)) => continue,
-                    // The client closed its side or the connection failed:
-                    // what it never read comes back if it is gone.
-                    Some(Err(_)) | None => {
-                        tx.hand_back_once_closed().await;
-                        return;
-                    }
+                    Some(Err(_)) | None => return Ended::ClientClosed,
                 };
-                let result = match request {
-                    pb::consume_request::Request::Ack(ack) => session.ack(&ack.offsets).await.map(|_| ()),
-                    pb::consume_request::Request::Nack(nack) => session
-                        .nack(&nack.offsets, Duration::from_millis(nack.delay_ms))
-                        .await
-                        .map(|_| ()),
-                    pb::consume_request::Request::Flow(flow) => session.set_window(FlowWindow::new(
-                        flow.max_outstanding_messages,
-                        flow.max_outstanding_bytes,
-                    )),
-                    pb::consume_request::Request::Start(_) => Err(Error::invalid(
-                        "'start' may only be sent once, as the first message of a Consume stream",
-                    )),
-                };
-                if let Err(e) = result {
-                    tx.send_error(e.into()).await;
-                    return;
+                if let Err(e) = apply_requests(session, vec![request]).await {
+                    return Ended::Error(e.into());
                 }
             }
+            durable = session.next_commit() => match durable {
+                Ok(Some(batch)) => {
+                    if !tx.send_deliveries(batch).await {
+                        return Ended::ClientGone;
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => return Ended::Error(e.into()),
+            },
             _ = ready => {}
             _ = shutdown.changed() => {}
-            _ = tx.closed() => {
-                tx.hand_back_unread().await;
-                return;
+            _ = tx.closed() => return Ended::ClientGone,
+        }
+    }
+}
+
+/// Most requests of a Consume stream applied together before a delivery pass.
+const MAX_REQUESTS_AT_ONCE: usize = 256;
+
+/// The requests the client has sent that are ready to read now, without
+/// waiting for more, and whether its side of the stream has ended (closed,
+/// or the connection failed).
+fn received_already(
+    inbound: &mut Streaming<pb::ConsumeRequest>,
+) -> (Vec<pb::consume_request::Request>, bool) {
+    let waker = std::task::Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    let mut received = Vec::new();
+    while received.len() < MAX_REQUESTS_AT_ONCE {
+        match tokio_stream::Stream::poll_next(std::pin::Pin::new(&mut *inbound), &mut cx) {
+            std::task::Poll::Ready(Some(Ok(pb::ConsumeRequest {
+                request: Some(request),
+            }))) => received.push(request),
+            std::task::Poll::Ready(Some(Ok(_))) => {}
+            std::task::Poll::Ready(Some(Err(_)) | None) => return (received, true),
+            std::task::Poll::Pending => break,
+        }
+    }
+    (received, false)
+}
+
+/// Applies a Consume stream's requests in order; consecutive acks go as one
+/// (one state change, one commit). An error ends the stream.
+async fn apply_requests(
+    session: &mut ConsumerSession,
+    requests: Vec<pb::consume_request::Request>,
+) -> crate::error::Result<()> {
+    let mut acks: Vec<u64> = Vec::new();
+    for request in requests {
+        if let pb::consume_request::Request::Ack(ack) = request {
+            acks.extend(ack.offsets);
+            continue;
+        }
+        if !acks.is_empty() {
+            session.ack(&std::mem::take(&mut acks)).await?;
+        }
+        match request {
+            pb::consume_request::Request::Ack(_) => {}
+            pb::consume_request::Request::Nack(nack) => {
+                session
+                    .nack(&nack.offsets, Duration::from_millis(nack.delay_ms))
+                    .await?;
+            }
+            pb::consume_request::Request::Flow(flow) => session.set_window(FlowWindow::new(
+                flow.max_outstanding_messages,
+                flow.max_outstanding_bytes,
+            ))?,
+            pb::consume_request::Request::Start(_) => {
+                return Err(Error::invalid(
+                    "'start' may only be sent once, as the first message of a Consume stream",
+                ))
             }
         }
     }
+    if !acks.is_empty() {
+        session.ack(&acks).await?;
+    }
+    Ok(())
 }

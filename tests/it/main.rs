@@ -33,6 +33,7 @@ mod scopes;
 mod service;
 mod startup;
 mod storage_hours;
+mod stream_acks;
 mod strict_input;
 mod tenant_move;
 mod write_failures;

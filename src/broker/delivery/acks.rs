@@ -9,7 +9,7 @@ use crate::broker::subscription::Subscription;
 use crate::broker::Broker;
 use crate::error::{Error, Result};
 use crate::observability::name;
-use crate::storage::WriteSet;
+use crate::storage::{AfterCommit, PendingCommit, WriteSet};
 use crate::tenancy::TenantKey;
 
 /// Where a seek moves a subscription.
@@ -45,6 +45,25 @@ impl Broker {
         sub: &Subscription,
         offsets: &[u64],
     ) -> Result<u32> {
+        let (acked, commit) = self.queue_ack(tenant, sub, offsets).await?;
+        if let Some(commit) = commit {
+            commit.wait().await?;
+        }
+        Ok(acked)
+    }
+
+    /// Acks `offsets` in the subscription's state and queues the change for
+    /// commit without waiting for it: how many were pending, and the commit
+    /// (none when nothing was pending). The acks are counted in the metrics
+    /// once durable. A Consume stream's acks have no answer, so its session
+    /// waits for these beside its other work; whatever the subscription
+    /// commits after an ack is durable only once the ack is.
+    pub(super) async fn queue_ack(
+        &self,
+        tenant: &str,
+        sub: &Subscription,
+        offsets: &[u64],
+    ) -> Result<(u32, Option<PendingCommit>)> {
         let mut state = sub.state.lock().await;
         let mut acked = 0;
         for &offset in offsets {
@@ -53,13 +72,16 @@ impl Broker {
             }
         }
         if acked == 0 {
-            return Ok(0);
+            return Ok((0, None));
         }
-        self.commit_state(sub, state, WriteSet::new(), None, None)
+        let metrics = self.metrics.clone();
+        let tenant = tenant.to_string();
+        let count: AfterCommit =
+            Box::new(move || metrics.count(name::ACKED_MESSAGES, &tenant, acked as u64));
+        let commit = self
+            .enqueue_state(sub, state, WriteSet::new(), Some(count), None)
             .await?;
-        self.metrics
-            .count(name::ACKED_MESSAGES, tenant, acked as u64);
-        Ok(acked)
+        Ok((acked, Some(commit)))
     }
 
     /// Gives messages back for redelivery after `delay`; returns how many

@@ -17,7 +17,7 @@ use crate::broker::Message;
 use crate::error::{Error, Result};
 use crate::metering::{units_for_bytes, UsageDelta};
 use crate::observability::name;
-use crate::storage::WriteSet;
+use crate::storage::{PendingCommit, WriteSet};
 
 /// The result of one delivery pass.
 pub(super) struct DeliverPass {
@@ -116,6 +116,47 @@ struct Claimed {
     held_back: bool,
 }
 
+/// A delivery pass whose record is queued for commit: its deliveries may go
+/// out once [`QueuedPass::durable`] says the record is on disk.
+pub(super) struct QueuedPass {
+    /// The pass (its deliveries are not to be handed out before the commit).
+    pub(super) pass: DeliverPass,
+    /// The commit that records it; `None` when the pass claimed nothing.
+    commit: Option<PendingCommit>,
+    /// What to count in the metrics once durable.
+    counts: PassCounts,
+}
+
+/// A pass's figures for the metrics.
+#[derive(Default)]
+struct PassCounts {
+    units: u64,
+    dead_lettered: u64,
+}
+
+impl QueuedPass {
+    /// Whether the pass changed the subscription's state (it has a record
+    /// to commit).
+    pub(super) fn records(&self) -> bool {
+        self.commit.is_some()
+    }
+
+    /// Waits until the pass's record is durable (then counts it in the
+    /// metrics) and gives the pass back, its deliveries now free to go out.
+    pub(super) async fn durable(self, broker: &Broker, tenant: &str) -> Result<DeliverPass> {
+        if let Some(commit) = self.commit {
+            commit.wait().await?;
+            broker.count_deliveries(
+                tenant,
+                &self.pass.delivered,
+                self.counts.units,
+                self.counts.dead_lettered,
+            );
+        }
+        Ok(self.pass)
+    }
+}
+
 impl Broker {
     /// Claims up to `max_messages` and `bytes.max` bytes (one larger message
     /// alone when `bytes.alone`) for `sub`, records the deliveries durably
@@ -129,6 +170,24 @@ impl Broker {
         bytes: PassBytes,
         cache: &mut SetCache,
     ) -> Result<DeliverPass> {
+        let queued = self
+            .deliver_queued(topic, sub, max_messages, bytes, cache)
+            .await?;
+        queued.durable(self, &topic.tenant).await
+    }
+
+    /// [`Broker::deliver`] up to queueing the record for commit, without
+    /// waiting for it: a Consume stream claims its next pass while this one
+    /// commits. The subscription's state lock is held until the record is
+    /// queued, so passes commit in claim order.
+    pub(super) async fn deliver_queued(
+        &self,
+        topic: &Arc<Topic>,
+        sub: &Arc<Subscription>,
+        max_messages: usize,
+        bytes: PassBytes,
+        cache: &mut SetCache,
+    ) -> Result<QueuedPass> {
         let pacer = self
             .admission
             .pacer(topic.id, &self.tenancy.plan_of(&topic.tenant));
@@ -144,7 +203,13 @@ impl Broker {
         let wanted = state.deliverable(now, &claim_rules).min(max_messages);
         let granted = match pacer.reserve(&self.clock, wanted) {
             Ok(granted) => granted,
-            Err(wait) => return Ok(DeliverPass::paced(&state, now, wait)),
+            Err(wait) => {
+                return Ok(QueuedPass {
+                    pass: DeliverPass::paced(&state, now, wait),
+                    commit: None,
+                    counts: PassCounts::default(),
+                })
+            }
         };
         let budget = Budget {
             messages: granted,
@@ -163,10 +228,14 @@ impl Broker {
         pacer.settle(granted, units);
         let next_deadline = state.next_deadline();
         if !claimed.any {
-            return Ok(DeliverPass {
-                delivered: claimed.delivered,
-                next_deadline,
-                held_back: claimed.held_back,
+            return Ok(QueuedPass {
+                pass: DeliverPass {
+                    delivered: claimed.delivered,
+                    next_deadline,
+                    held_back: claimed.held_back,
+                },
+                commit: None,
+                counts: PassCounts::default(),
             });
         }
 
@@ -180,13 +249,20 @@ impl Broker {
             None => DeadLetterMove::none(),
         };
         // The dead-letter topic's log lock is released only after the enqueue.
-        self.commit_state(sub, state, writes, dead.after, dead.log)
+        let commit = self
+            .enqueue_state(sub, state, writes, dead.after, dead.log)
             .await?;
-        self.count_deliveries(&topic.tenant, &claimed.delivered, units, dead.moved);
-        Ok(DeliverPass {
-            delivered: claimed.delivered,
-            next_deadline,
-            held_back: claimed.held_back,
+        Ok(QueuedPass {
+            pass: DeliverPass {
+                delivered: claimed.delivered,
+                next_deadline,
+                held_back: claimed.held_back,
+            },
+            commit: Some(commit),
+            counts: PassCounts {
+                units,
+                dead_lettered: dead.moved,
+            },
         })
     }
 

@@ -30,7 +30,7 @@ use super::subscription::{SubState, Subscription};
 use super::topic::TopicLog;
 use super::{Broker, Message};
 use crate::error::Result;
-use crate::storage::{AfterCommit, WriteSet};
+use crate::storage::{AfterCommit, PendingCommit, WriteSet};
 use crate::tenancy::TenantKey;
 
 /// One message handed to a consumer.
@@ -83,17 +83,36 @@ impl Broker {
     async fn commit_state(
         &self,
         sub: &Subscription,
+        state: MutexGuard<'_, SubState>,
+        writes: WriteSet,
+        after: Option<AfterCommit>,
+        topic_log: Option<MutexGuard<'_, TopicLog>>,
+    ) -> Result<()> {
+        let commit = self
+            .enqueue_state(sub, state, writes, after, topic_log)
+            .await?;
+        commit.wait().await?;
+        Ok(())
+    }
+
+    /// [`Broker::commit_state`] without the wait: the change is queued for
+    /// commit (in order, behind every change the subscription made before)
+    /// and the locks are released; the returned commit says when it is
+    /// durable. Anything committed after it is durable only once it is
+    /// (groups commit in queue order, and a failed group fails the store).
+    async fn enqueue_state(
+        &self,
+        sub: &Subscription,
         mut state: MutexGuard<'_, SubState>,
         mut writes: WriteSet,
         after: Option<AfterCommit>,
         topic_log: Option<MutexGuard<'_, TopicLog>>,
-    ) -> Result<()> {
+    ) -> Result<PendingCommit> {
         state.persist(sub.id, &mut writes);
         let commit = self.store.enqueue(writes, after).await?;
         drop(topic_log);
         drop(state);
-        commit.wait().await?;
-        Ok(())
+        Ok(commit)
     }
 }
 

@@ -9,9 +9,11 @@
 //! its streams and fetches): credit the pool does not have waits until
 //! another stream of the tenant acks, nacks or closes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -58,6 +60,17 @@ pub const DEFAULT_WINDOW_BYTES: u64 = 4 * 1024 * 1024;
 /// Most messages one push carries.
 const PUSH_BATCH: usize = 1000;
 
+/// Most acks of one stream queued for commit and not yet known durable: one
+/// more first waits for the oldest.
+const MAX_ACKS_IN_FLIGHT: usize = 64;
+
+/// A stream ack's commit: resolves once it is durable.
+type AckCommit = Pin<Box<dyn Future<Output = Result<()>> + Send>>;
+
+/// A delivery pass queued for commit: resolves to its deliveries once its
+/// record is durable.
+type PassCommit = Pin<Box<dyn Future<Output = Result<Vec<Delivered>>> + Send>>;
+
 /// One consumer on a Consume stream: pushes what the window allows, tracks
 /// what is outstanding on this stream, and frees credit on ack and nack.
 /// Memory held for a slow consumer is bounded by its window.
@@ -82,6 +95,10 @@ pub struct ConsumerSession {
     held: Held,
     /// The pool credit the last poll had (what must be exceeded to help).
     credit_seen: u64,
+    /// Acks queued for commit, oldest first (they become durable in order).
+    acks_in_flight: VecDeque<AckCommit>,
+    /// Delivery passes queued for commit, oldest first.
+    in_commit: VecDeque<PassCommit>,
 }
 
 /// Why a poll delivered nothing though something was deliverable.
@@ -131,6 +148,8 @@ impl ConsumerSession {
             next_deadline: None,
             held: Held::No,
             credit_seen: 0,
+            acks_in_flight: VecDeque::new(),
+            in_commit: VecDeque::new(),
         })
     }
 
@@ -142,8 +161,13 @@ impl ConsumerSession {
         (self.window.max_messages as usize).saturating_sub(self.outstanding.len())
     }
 
-    /// Delivers what is available within the window (possibly nothing).
-    pub async fn poll(&mut self) -> Result<Vec<Delivered>> {
+    /// Claims what is available within the window (possibly nothing) and
+    /// queues its record for commit; true when it claimed or changed
+    /// anything (then polling again may claim more). The deliveries go out
+    /// once their record is durable: [`ConsumerSession::durable_now`] and
+    /// [`ConsumerSession::next_durable`] hand them over, in claim order.
+    /// Claimed deliveries count against the window from the claim on.
+    pub async fn poll(&mut self) -> Result<bool> {
         self.status_rx.borrow_and_update();
         self.broker.tenancy.check_data_plane(&self.key.tenant)?;
         self.topic_rx.borrow_and_update();
@@ -151,7 +175,7 @@ impl ConsumerSession {
         self.pool_rx.borrow_and_update();
         let credit = self.credit().min(PUSH_BATCH);
         if credit == 0 {
-            return Ok(Vec::new());
+            return Ok(false);
         }
         let window_left = self.max_bytes - self.outstanding_bytes;
         let limit = self
@@ -167,23 +191,24 @@ impl ConsumerSession {
         if reserved == 0 && !alone {
             self.held = Held::Pool;
             self.cache = SetCache::default();
-            return Ok(Vec::new());
+            return Ok(false);
         }
         let bytes = PassBytes {
             max: reserved,
             alone,
         };
-        let pass = self
+        let queued = self
             .broker
-            .deliver(&self.topic, &self.sub, credit, bytes, &mut self.cache)
+            .deliver_queued(&self.topic, &self.sub, credit, bytes, &mut self.cache)
             .await;
-        let pass = match pass {
-            Ok(pass) => pass,
+        let queued = match queued {
+            Ok(queued) => queued,
             Err(e) => {
                 self.pool.release(reserved);
                 return Err(e);
             }
         };
+        let pass = &queued.pass;
         let used: u64 = pass.delivered.iter().map(|d| d.bytes).sum();
         self.pool.settle(reserved, used);
         self.held = match (pass.held_back, reserved < window_left) {
@@ -191,11 +216,6 @@ impl ConsumerSession {
             (true, true) => Held::Pool,
             (true, false) => Held::Window,
         };
-        if self.held != Held::No || self.credit() == 0 {
-            // A stalled stream keeps no decoded set: what it holds is its
-            // outstanding deliveries, within its credit.
-            self.cache = SetCache::default();
-        }
         self.next_deadline = pass.next_deadline;
         for d in &pass.delivered {
             if let Some(old) = self.outstanding.insert(d.offset, d.bytes) {
@@ -205,7 +225,75 @@ impl ConsumerSession {
             }
             self.outstanding_bytes += d.bytes;
         }
-        Ok(pass.delivered)
+        if self.held != Held::No || self.credit() == 0 {
+            // A stalled stream keeps no decoded set: what it holds is its
+            // outstanding deliveries, within its credit.
+            self.cache = SetCache::default();
+        }
+        if !queued.records() {
+            return Ok(false);
+        }
+        let broker = self.broker.clone();
+        let tenant = self.key.tenant.clone();
+        self.in_commit.push_back(Box::pin(async move {
+            Ok(queued.durable(&broker, &tenant).await?.delivered)
+        }));
+        Ok(true)
+    }
+
+    /// The deliveries of the oldest queued pass, once its record is durable
+    /// (its commit's error if that failed: the stream then ends); never
+    /// while no pass is queued. Cancel-safe: a wait given up keeps the pass
+    /// queued.
+    pub async fn next_durable(&mut self) -> Result<Vec<Delivered>> {
+        let Some(pass) = self.in_commit.front_mut() else {
+            return std::future::pending().await;
+        };
+        let result = pass.as_mut().await;
+        self.in_commit.pop_front();
+        result
+    }
+
+    /// The deliveries of the oldest queued pass if its record is durable
+    /// already, without waiting; `None` when it is not (or none is queued).
+    pub fn durable_now(&mut self) -> Option<Result<Vec<Delivered>>> {
+        let pass = self.in_commit.front_mut()?;
+        let mut cx = Context::from_waker(Waker::noop());
+        match pass.as_mut().poll(&mut cx) {
+            Poll::Ready(result) => {
+                self.in_commit.pop_front();
+                Some(result)
+            }
+            Poll::Pending => None,
+        }
+    }
+
+    /// Waits until the oldest queued pass or the oldest queued ack is
+    /// durable: the pass's deliveries (`Some`), or `None` for an ack; a
+    /// commit's error if it failed (the stream then ends). Never resolves
+    /// while nothing is queued. Cancel-safe.
+    pub async fn next_commit(&mut self) -> Result<Option<Vec<Delivered>>> {
+        std::future::poll_fn(|cx| {
+            if let Some(pass) = self.in_commit.front_mut() {
+                if let Poll::Ready(result) = pass.as_mut().poll(cx) {
+                    self.in_commit.pop_front();
+                    return Poll::Ready(result.map(Some));
+                }
+            }
+            if let Some(ack) = self.acks_in_flight.front_mut() {
+                if let Poll::Ready(result) = ack.as_mut().poll(cx) {
+                    self.acks_in_flight.pop_front();
+                    return Poll::Ready(result.map(|()| None));
+                }
+            }
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// Whether passes are queued for commit and not yet handed over.
+    pub fn has_queued_passes(&self) -> bool {
+        !self.in_commit.is_empty()
     }
 
     /// A future that resolves when polling again may deliver something. It
@@ -257,12 +345,38 @@ impl ConsumerSession {
         self.pool.release(freed);
     }
 
-    /// Acks on the stream: ends redelivery and frees credit.
+    /// Acks on the stream: ends redelivery and frees credit. The ack is
+    /// applied and queued for commit; the session does not wait for the
+    /// commit here (a stream ack has no answer), but through
+    /// [`ConsumerSession::ack_durable`], so delivering goes on meanwhile. A
+    /// delivery made after it is committed after it: it reaches the client
+    /// only once the ack is durable too.
     pub async fn ack(&mut self, offsets: &[u64]) -> Result<u32> {
         self.release(offsets);
-        self.broker
-            .ack_offsets(&self.key.tenant, &self.sub, offsets)
-            .await
+        if self.acks_in_flight.len() >= MAX_ACKS_IN_FLIGHT {
+            self.ack_durable().await?;
+        }
+        let (acked, commit) = self
+            .broker
+            .queue_ack(&self.key.tenant, &self.sub, offsets)
+            .await?;
+        if let Some(commit) = commit {
+            self.acks_in_flight
+                .push_back(Box::pin(async move { Ok(commit.wait().await?) }));
+        }
+        Ok(acked)
+    }
+
+    /// Resolves when the oldest ack queued on the stream is durable, with
+    /// its commit's error if it failed (the stream then ends); never while
+    /// none is queued. Cancel-safe: a wait given up keeps the ack queued.
+    pub async fn ack_durable(&mut self) -> Result<()> {
+        let Some(commit) = self.acks_in_flight.front_mut() else {
+            return std::future::pending().await;
+        };
+        let result = commit.as_mut().await;
+        self.acks_in_flight.pop_front();
+        result
     }
 
     /// Nacks on the stream: schedules redelivery and frees credit.
