@@ -29,6 +29,22 @@ async fn drain(consumer: &mut Consumer, quiet: Duration) -> Vec<pb::Delivery> {
     got
 }
 
+/// Waits (bounded) until `expected` pushes have arrived, then for anything
+/// beyond them until the stream is quiet: what a loaded machine delays still
+/// arrives, and what should never come is still seen if it comes.
+async fn pushes(consumer: &mut Consumer, expected: usize) -> Vec<pb::Delivery> {
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while got.len() < expected {
+        match tokio::time::timeout_at(deadline, consumer.next()).await {
+            Ok(Ok(Some(batch))) => got.extend(batch),
+            other => panic!("{} of {expected} pushes arrived: {other:?}", got.len()),
+        }
+    }
+    got.extend(drain(consumer, Duration::from_millis(500)).await);
+    got
+}
+
 /// A tenant whose rates do not bind (the manual clock never refills a
 /// bucket), with `overrides` besides.
 async fn tenant_with(server: &TestServer, id: &str, overrides: &[(&str, u64)]) -> Client {
@@ -73,14 +89,14 @@ async fn byte_credit_is_exact_and_a_larger_message_goes_alone() {
 
     // 25,600 bytes of credit: two 10 KiB messages (20,480), never a third.
     let mut consumer = acme.consume("t", "s", 100, 25_600).await.unwrap();
-    let first = drain(&mut consumer, Duration::from_millis(500)).await;
+    let first = pushes(&mut consumer, 2).await;
     assert_eq!(first.len(), 2, "pushed beyond the byte window");
     let stats = sub_stats(&acme, "t", "s").await;
     assert_eq!((stats.in_flight, stats.backlog), (2, 3));
 
     // Acking one frees 10 KiB: exactly one more fits.
     consumer.ack(vec![first[0].offset]).await.unwrap();
-    let second = drain(&mut consumer, Duration::from_millis(500)).await;
+    let second = pushes(&mut consumer, 1).await;
     assert_eq!(second.len(), 1);
     assert_eq!(second[0].offset, 2);
 
@@ -91,7 +107,7 @@ async fn byte_credit_is_exact_and_a_larger_message_goes_alone() {
         .ack(vec![first[1].offset, second[0].offset])
         .await
         .unwrap();
-    let alone = drain(&mut consumer, Duration::from_millis(500)).await;
+    let alone = pushes(&mut consumer, 1).await;
     assert_eq!(
         alone.len(),
         1,
@@ -165,7 +181,7 @@ async fn credit_beyond_the_tenant_limit_waits_for_another_stream_to_ack() {
 
     // The first stream holds 20 KiB of the tenant's 25,600 bytes.
     let mut first = acme.consume("t", "first", 100, 25_600).await.unwrap();
-    let got = drain(&mut first, Duration::from_millis(500)).await;
+    let got = pushes(&mut first, 2).await;
     assert_eq!(got.len(), 2);
     assert_eq!(
         quota_used(&acme, "max_outstanding_delivery_bytes").await,

@@ -67,7 +67,9 @@ async fn the_client_retries_rate_refusals_after_the_hinted_wait() {
         &operator,
         "acme",
         &[
-            ("produce_units_per_second", 50),
+            // Five units refill in a second: the refused produce below
+            // stays refused on a machine too loaded to send it within 100 ms.
+            ("produce_units_per_second", 5),
             ("produce_burst_units", 50),
         ],
     )
