@@ -29,18 +29,11 @@ if [ -z "${TALLYQ_BIN:-}" ]; then
 fi
 tallyq="${TALLYQ_BIN:-$root/target/release/tallyq}"
 
-# start_tallyq, then waits (at most 30 s) for its operator credential file.
-start_broker() {
-  start_tallyq "$tallyq"
-  for _ in $(seq 300); do [ -s "$server_dir/operator.token" ] && return 0; sleep 0.1; done
-  echo "the broker wrote no operator.token in $server_dir" >&2; return 1
-}
-
 # CPU seconds (utime+stime) of a process.
 cpu_of() { python3 -c 'import sys; f=open(f"/proc/{sys.argv[1]}/stat").read().rsplit(")",1)[1].split(); print((int(f[11])+int(f[12]))/100)' "$1"; }
 
 drain_run() {
-  start_broker
+  start_tallyq "$tallyq"
   local cli=("$tallyq" --server "http://127.0.0.1:$server_port" --token-file "$server_dir/operator.token")
   "${cli[@]}" tenant create drain >/dev/null
   "${cli[@]}" tenant update drain --set-quota produce_units_per_second=1000000000 \
@@ -75,7 +68,7 @@ PY
 }
 
 s3_run() {
-  start_broker
+  start_tallyq "$tallyq"
   local line
   line=$(timeout $((secs + 60)) "$tallyq" --server "http://127.0.0.1:$server_port" --token-file "$server_dir/operator.token" \
     bench --setup bench --duration-secs "$secs" --server-pid "$server_pid" --consumers 1 --rate "$rate")

@@ -26,12 +26,11 @@ cargo build --release --quiet --manifest-path "$root/Cargo.toml" --bin tallyq \
 encrypted="$root/target/release/tallyq"
 plaintext="$root/target/unencrypted/release/tallyq"
 
-# Like lib.sh's run_bench, but waits for the operator token too (the broker
-# may still be writing it when its port already answers), and prints nothing
-# rather than failing the script when one bench run fails (noted on stderr).
+# Like lib.sh's run_bench, but prints nothing rather than failing the script
+# when one bench run fails (noted on stderr).
 run() { # args: broker binary, then bench flags
-  start_tallyq "$1"; shift
-  for _ in $(seq 100); do [ -s "$server_dir/operator.token" ] && break; sleep 0.1; done
+  start_tallyq "$1" || { echo "a broker did not start: $*" >&2; return 0; }
+  shift
   timeout $((secs + 60)) "$encrypted" --server "http://127.0.0.1:$server_port" --token-file "$server_dir/operator.token" \
     bench --setup bench --duration-secs "$secs" --server-pid "$server_pid" "$@" || echo "a bench run failed: $*" >&2
   kill "$server_pid"; wait "$server_pid" 2>/dev/null || true

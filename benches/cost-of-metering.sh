@@ -46,8 +46,6 @@ cpu_of() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.3f", ($14 + $15) / hz }' 
 run() {
   local server="$1"; shift
   start_tallyq "$server"
-  # It listens before its store is open; the operator token comes after.
-  for _ in $(seq 300); do [ -s "$server_dir/operator.token" ] && break; sleep 0.1; done
   local url="http://127.0.0.1:$server_port" op="$server_dir/operator.token"
   local line
   line=$(timeout $((secs + 60)) "$client" --server "$url" --token-file "$op" \

@@ -36,7 +36,6 @@ for i in $(seq "$runs"); do
   for case_id in d0-c0 d0-c1 d100-c1; do
     devices="${case_id#d}"; devices="${devices%-c*}"; consumers="${case_id#*-c}"
     start_tallyq "$bin" || { echo "run $i $case_id: the broker did not start; left out" >&2; continue; }
-    for _ in $(seq 300); do [ -s "$server_dir/operator.token" ] && break; sleep 0.1; done
     perf record -q -e cpu-clock -F "$freq" -o "$work/perf.data" -p "$server_pid" -- sleep $((secs + 2)) >/dev/null 2>&1 &
     perf_pid=$!
     line=$(timeout $((secs + 60)) "$bin" --server "http://127.0.0.1:$server_port" --token-file "$server_dir/operator.token" \

@@ -19,8 +19,10 @@ start_tallyq() {
   local mport; mport=$(free_port)
   "$1" serve --data-dir "$server_dir" --listen "127.0.0.1:$server_port" --metrics-listen "127.0.0.1:$mport" >/dev/null 2>&1 &
   server_pid=$!; pids+=("$server_pid"); wait_port "$server_port"
-  # The credential is written just before the broker listens: wait for it too.
-  for _ in $(seq 100); do [ -s "$server_dir/operator.token" ] && return 0; sleep 0.1; done
+  # The credential is written just before the broker listens, and can lag
+  # the port: wait (at most 30 s) for it too.
+  for _ in $(seq 300); do [ -s "$server_dir/operator.token" ] && return 0; sleep 0.1; done
+  echo "the broker wrote no operator.token in $server_dir" >&2; return 1
 }
 
 # Runs CLIENT's `bench` for $secs against a fresh `SERVER serve`, prints the
