@@ -113,11 +113,7 @@ async fn concurrent_single_message_produces_with_dedup_ids_are_exact() {
     let mut clients = vec![acme.clone()];
     for _ in 1..4 {
         let secret = create_key(&operator, "acme", &[1, 2, 3], &[]).await;
-        clients.push(
-            Client::connect(&server.address, &secret)
-                .await
-                .unwrap(),
-        );
+        clients.push(Client::connect(&server.address, &secret).await.unwrap());
     }
     let producers = (0..PRODUCERS).map(|p| {
         let client = clients[p % clients.len()].clone();
@@ -147,7 +143,11 @@ async fn concurrent_single_message_produces_with_dedup_ids_are_exact() {
     let mut offsets: Vec<u64> = stored.iter().map(|r| r.2.offset).collect();
     offsets.sort_unstable();
     let n = stored.len() as u64;
-    assert_eq!(offsets, (0..n).collect::<Vec<_>>(), "offsets unique and contiguous");
+    assert_eq!(
+        offsets,
+        (0..n).collect::<Vec<_>>(),
+        "offsets unique and contiguous"
+    );
     // Each dedup id is stored once; its duplicates answer the original's offset.
     let by_dedup: HashMap<&str, u64> = stored.iter().map(|r| (r.1.as_str(), r.2.offset)).collect();
     assert_eq!(by_dedup.len(), stored.len(), "a dedup id was stored twice");
@@ -176,7 +176,11 @@ async fn concurrent_single_message_produces_with_dedup_ids_are_exact() {
     let metrics = scrape(&server).await;
     let sets = value(&metrics, "tallyq_produced_sets_total", &["tenant=\"acme\""]);
     assert_eq!(
-        value(&metrics, "tallyq_produced_messages_total", &["tenant=\"acme\""]),
+        value(
+            &metrics,
+            "tallyq_produced_messages_total",
+            &["tenant=\"acme\""]
+        ),
         n as f64
     );
     assert!(
@@ -214,7 +218,9 @@ async fn a_full_topic_refuses_exactly_the_produces_that_do_not_fit_and_stores_th
         match reply {
             Ok(reply) => {
                 assert_eq!(reply.units, 1);
-                assert!(stored.insert(reply.results[0].offset, payload(*i)).is_none());
+                assert!(stored
+                    .insert(reply.results[0].offset, payload(*i))
+                    .is_none());
             }
             Err(status) => {
                 assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
@@ -227,7 +233,10 @@ async fn a_full_topic_refuses_exactly_the_produces_that_do_not_fit_and_stores_th
             }
         }
     }
-    assert_eq!(stored.keys().copied().collect::<Vec<_>>(), (0..10).collect::<Vec<_>>());
+    assert_eq!(
+        stored.keys().copied().collect::<Vec<_>>(),
+        (0..10).collect::<Vec<_>>()
+    );
     assert_eq!(consume_all(&acme, "full", "all").await, stored);
     assert_eq!(produced_usage(&acme).await, (10, 10));
     let stats = topic_stats(&acme, "full").await;
@@ -268,8 +277,15 @@ async fn refused_produces_among_concurrent_ones_change_nothing_and_the_others_ar
         let acme = acme.clone();
         let oversized = oversized.clone();
         async move {
-            let payload = if i % 6 == 0 { oversized } else { format!("m{i:02}") };
-            (payload.clone(), acme.produce_once("capped", vec![msg(&payload)]).await)
+            let payload = if i % 6 == 0 {
+                oversized
+            } else {
+                format!("m{i:02}")
+            };
+            (
+                payload.clone(),
+                acme.produce_once("capped", vec![msg(&payload)]).await,
+            )
         }
     }))
     .await;
@@ -284,7 +300,11 @@ async fn refused_produces_among_concurrent_ones_change_nothing_and_the_others_ar
             }
             Err(status) if status.code() == Code::InvalidArgument => {
                 assert_eq!(payload, oversized);
-                assert!(status.message().contains("larger than topic"), "{}", status.message());
+                assert!(
+                    status.message().contains("larger than topic"),
+                    "{}",
+                    status.message()
+                );
                 too_big += 1;
             }
             Err(status) => {
@@ -296,8 +316,14 @@ async fn refused_produces_among_concurrent_ones_change_nothing_and_the_others_ar
     }
     assert_eq!(too_big, 10, "every oversized batch is refused as bad input");
     assert_eq!(stored.len(), 25, "exactly the burst is stored");
-    assert_eq!(rate_refused, 25, "the rest of the small ones are refused by rate");
-    assert_eq!(stored.keys().copied().collect::<Vec<_>>(), (0..25).collect::<Vec<_>>());
+    assert_eq!(
+        rate_refused, 25,
+        "the rest of the small ones are refused by rate"
+    );
+    assert_eq!(
+        stored.keys().copied().collect::<Vec<_>>(),
+        (0..25).collect::<Vec<_>>()
+    );
     assert_eq!(consume_all(&acme, "capped", "all").await, stored);
     assert_eq!(produced_usage(&acme).await, (25, 25));
 }
@@ -363,5 +389,8 @@ async fn a_produce_stream_keeps_its_order_among_concurrent_unary_produces() {
         let expected = format!("stream-{}{}", i / 2, if i % 2 == 0 { "a" } else { "b" });
         assert_eq!(consumed[offset], expected);
     }
-    assert_eq!(consumed.keys().copied().collect::<Vec<_>>(), (0..230).collect::<Vec<_>>());
+    assert_eq!(
+        consumed.keys().copied().collect::<Vec<_>>(),
+        (0..230).collect::<Vec<_>>()
+    );
 }

@@ -54,8 +54,9 @@ pub(super) const PIPELINE: usize = 1;
 /// Most messages one round takes into a set (a produce larger than that is
 /// taken alone).
 pub(super) const MAX_SET_MESSAGES: usize = 4096;
-/// Most counted bytes one round takes into a set (likewise).
-pub(super) const MAX_SET_BYTES: u64 = 4 << 20;
+/// Most counted bytes one round takes into a set (likewise): a reader decodes
+/// a whole set to read one of its messages.
+pub(super) const MAX_SET_BYTES: u64 = 1 << 20;
 
 /// A produce's batch after its own checks, waiting to be stored.
 pub(super) struct Batch {
