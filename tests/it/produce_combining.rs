@@ -131,7 +131,7 @@ async fn concurrent_single_message_produces_with_dedup_ids_are_exact() {
                     .await
                     .unwrap();
                 assert_eq!(reply.results.len(), 1);
-                replies.push((payload, dedup, reply.results[0].clone(), reply.units));
+                replies.push((payload, dedup, reply.results[0], reply.units));
             }
             replies
         }
