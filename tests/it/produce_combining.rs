@@ -394,3 +394,58 @@ async fn a_produce_stream_keeps_its_order_among_concurrent_unary_produces() {
         (0..230).collect::<Vec<_>>()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn combined_sets_fold_into_exact_per_device_usage() {
+    let server = TestServer::start().await;
+    let operator = server.operator().await;
+    let acme = server.tenant("acme").await;
+    lift_rate_limits(&operator, "acme").await;
+    create_topic(&acme, "devices", Default::default()).await;
+
+    // 32 producers, 8 single-message produces each, from 6 devices (and
+    // none), 1 to 3 units each: the sets mix devices and sizes.
+    let replies = join_all((0..32).map(|p| {
+        let acme = acme.clone();
+        async move {
+            let mut billed = Vec::new();
+            for i in 0..8 {
+                let device = match (p + i) % 7 {
+                    6 => String::new(),
+                    d => format!("dev-{d}"),
+                };
+                let payload = "u".repeat(1 + (p * 131 + i * 977) % 3000);
+                let message = pb::Message {
+                    device_id: device.clone(),
+                    ..msg(&payload)
+                };
+                let reply = acme.produce_once("devices", vec![message]).await.unwrap();
+                billed.push((device, reply.units));
+            }
+            billed
+        }
+    }))
+    .await;
+    let mut expected: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for (device, units) in replies.into_iter().flatten() {
+        if !device.is_empty() {
+            let line = expected.entry(device).or_default();
+            line.0 += units;
+            line.1 += 1;
+        }
+    }
+    let usage = acme
+        .admin()
+        .get_usage(pb::GetUsageRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let per_device: BTreeMap<String, (u64, u64)> = usage
+        .lines
+        .iter()
+        .filter(|l| l.dimension == "device")
+        .map(|l| (l.name.clone(), (l.produced_units, l.produced_messages)))
+        .collect();
+    assert_eq!(per_device, expected);
+    assert_eq!(expected.len(), 6);
+}
