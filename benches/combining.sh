@@ -9,6 +9,7 @@
 #   RUNS=3 SECONDS_PER_RUN=8 by default; BEFORE_BIN empty: this build only;
 #   NOW_BIN=path: use that binary as "now" instead of building this tree
 #   CALLGRIND=1 SECONDS_PER_RUN=20 BEFORE_BIN=... bash benches/combining.sh
+#   SCENARIOS="s4p64 s4p256 s1" (default "s4p64 s1")
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 runs="${RUNS:-3}"
@@ -25,8 +26,10 @@ builds="now"; [ -n "$before" ] && builds="now before"
 
 declare -A scenario=(
   [s4p64]="--producers 64 --batch 1 --size 256"
+  [s4p256]="--producers 256 --batch 1 --size 256"
   [s1]="--producers 4 --batch 100 --size 1024"
 )
+scenarios="${SCENARIOS:-s4p64 s1}"
 
 # One run: starts BINARY (under callgrind when asked), benches, prints one line.
 one() { # args: label, binary, scenario name
@@ -64,7 +67,7 @@ one() { # args: label, binary, scenario name
 }
 
 for i in $(seq "$runs"); do
-  for name in s4p64 s1; do
+  for name in $scenarios; do
     order="$builds"; (( i % 2 )) || order=$(tr ' ' '\n' <<<"$builds" | tac | tr '\n' ' ')
     for build in $order; do
       bin="$now"; [ "$build" = before ] && bin="$before"

@@ -6,10 +6,10 @@
 //! Flat combining with a hand-off. A produce that passed its own checks
 //! (`admit_batch`) joins its topic's [`ProduceQueue`]. With no leader, it
 //! becomes the leader at once; otherwise it waits for its [`Turn`]. The
-//! leader runs one round (`round.rs`): it waits, for a unary produce, until at
-//! most [`PIPELINE`]`-1` of the topic's earlier sets are still being
-//! committed (the gate, so the produces that arrive meanwhile join this
-//! round); takes the log lock and a place in the committer's queue; takes
+//! leader runs one round (`round.rs`): it waits, for a unary produce, until
+//! fewer than [`PIPELINE`] of the topic's earlier sets are still being
+//! committed (the gate: with one, until the previous set is durable, so the
+//! produces that arrive meanwhile join this round); takes the log lock and a place in the committer's queue; takes
 //! every waiting produce up to [`MAX_SET_MESSAGES`] / [`MAX_SET_BYTES`]; and
 //! stores them, in queue order, as one set. Each produce gets its own answer
 //! ([`Turn::Done`]): its own [`PendingProduce`] on the shared commit, or its
@@ -172,8 +172,9 @@ impl ProduceQueue {
         ))
     }
 
-    /// The commit a unary round waits for first: the oldest of the topic's
-    /// sets beyond [`PIPELINE`]` - 1` still in the committer.
+    /// The commit a unary round waits for before it starts when
+    /// [`PIPELINE`] of the topic's sets are still in the committer: the
+    /// oldest of them. `None`: it starts at once.
     pub(super) fn gate(&self) -> Option<SharedCommit> {
         let mut state = self.state.lock_unpoisoned();
         while state.in_flight.front().is_some_and(SharedCommit::is_done) {
