@@ -7,7 +7,7 @@ use std::time::Duration;
 /// Why a request was refused or failed. The message of each variant is shown
 /// to the caller, so it names the limit and its value in plain words and never
 /// mentions another tenant.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     /// The shape of a single request is wrong (names, sizes, ranges, enums).
     #[error("{0}")]

@@ -22,6 +22,9 @@ pub mod name {
     pub const PRODUCED_MESSAGES: &str = "tallyq_produced_messages_total";
     /// Bytes of messages stored (counted size).
     pub const PRODUCED_BYTES: &str = "tallyq_produced_bytes_total";
+    /// Message sets stored by produce: concurrent produces to one topic are
+    /// combined into one set, so messages ÷ sets shows how well they combine.
+    pub const PRODUCED_SETS: &str = "tallyq_produced_sets_total";
     /// Deliveries, redeliveries included.
     pub const DELIVERED_MESSAGES: &str = "tallyq_delivered_messages_total";
     /// Bytes delivered.
@@ -87,6 +90,10 @@ const HELP: &[(&str, &str)] = &[
         "Deliveries to consumers, redeliveries included.",
     ),
     (name::DELIVERED_BYTES, "Bytes delivered to consumers."),
+    (
+        name::PRODUCED_SETS,
+        "Message sets stored by produce (concurrent produces to a topic share one).",
+    ),
     (
         name::REDELIVERED_MESSAGES,
         "Redeliveries (delivery attempt above 1).",

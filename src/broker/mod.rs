@@ -30,7 +30,7 @@
 //! | `message` | [`Message`] and [`MessageSet`], the messages it keeps |
 //! | [`topic`] | a topic, its log (`log`) and reading it back (`reader`) |
 //! | [`subscription`] | a subscription's state machine: `state`, `claim`, `runs`, `persist` |
-//! | [`produce`] | `admit`, `dedup`, `room` (shared with dead letters), `pending` |
+//! | [`produce`] | `admit`, `combine` + `round` (concurrent produces share a set), `dedup`, `room` (shared with dead letters), `pending` |
 //! | [`delivery`] | `deliver`, `dead_letters`, `acks`, `fetch`, `session` |
 //! | [`admin`] | topic and subscription management (`topics`, `subscriptions`) and `stats` |
 //! | [`retention`] | expiry of messages and of dedup entries |

@@ -70,8 +70,16 @@ pub(super) struct CommitRequest {
     pub(super) writes: WriteSet,
     /// Run once the write is durable.
     pub(super) after: Option<AfterCommit>,
-    /// Where the writer waits for the answer.
-    pub(super) done: oneshot::Sender<StorageResult<()>>,
+    /// Where the writer (or writers) wait for the answer.
+    pub(super) done: Done,
+}
+
+/// Where the answer to a queued write goes.
+pub(super) enum Done {
+    /// One writer ([`PendingCommit`]).
+    One(oneshot::Sender<StorageResult<()>>),
+    /// Every clone of a [`SharedCommit`](super::SharedCommit).
+    Shared(tokio::sync::watch::Sender<Option<StorageResult<()>>>),
 }
 
 /// Most writes merged into one group commit.
@@ -392,7 +400,14 @@ fn reply(group: Vec<CommitRequest>, committed: &StorageResult<()>, folded: &Stor
             committed.clone()
         };
         // A writer that stopped waiting does not need the answer.
-        let _ = request.done.send(result);
+        match request.done {
+            Done::One(done) => {
+                let _ = done.send(result);
+            }
+            Done::Shared(done) => {
+                done.send_replace(Some(result));
+            }
+        }
     }
 }
 

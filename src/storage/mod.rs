@@ -38,6 +38,7 @@
 //! | --- | --- |
 //! | `store.rs` | [`Store`]: open, reads (`get`, `scan*`, `last_at_or_before`), blobs, ids, size; writes go to the committer |
 //! | `write_set.rs` | [`WriteSet`]: the puts, deletes, increments and blob releases of one atomic commit |
+//! | `shared_commit.rs` | [`SharedCommit`] (one commit many produces wait for) and [`CommitSlot`] (a place reserved in the committer's queue) |
 //! | `committer.rs` | the group-commit thread in named steps, [`CommitterHandle`], [`PendingCommit`], [`AfterCommit`] |
 //! | `counters.rs` | the counter journal: stage, record, fold, recover |
 //! | `segments.rs` | the append-only segment files that hold message payloads |
@@ -73,6 +74,7 @@ mod repair;
 mod repo;
 mod scan;
 mod segments;
+mod shared_commit;
 mod store;
 mod verify;
 mod write_set;
@@ -86,5 +88,6 @@ pub use frame::SetIdentity;
 pub use private::{create_private_dir, restrict_umask};
 pub use repair::{repair, RepairReport};
 pub use repo::SetLocation;
+pub use shared_commit::{CommitSlot, SharedCommit};
 pub use store::Store;
 pub use write_set::WriteSet;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::committer::{CommitRequest, Committer, Job};
+use super::committer::{CommitRequest, Committer, Done, Job};
 use super::counters::CounterJournal;
 use super::disk::DiskMonitor;
 use super::frame::{FrameHeader, SetIdentity};
@@ -26,7 +26,7 @@ pub struct Store {
     db: sled::Db,
     pub(super) tree: sled::Tree,
     segments: Arc<segments::Segments>,
-    commits: mpsc::Sender<Job>,
+    pub(super) commits: mpsc::Sender<Job>,
     health: StoreHealth,
     disk: Arc<DiskMonitor>,
     /// Per topic: one past the highest offset any frame in the segments
@@ -159,7 +159,7 @@ impl Store {
             .send(Job::Commit(CommitRequest {
                 writes,
                 after,
-                done,
+                done: Done::One(done),
             }))
             .await
             .map_err(|_| StorageError::Closed)?;

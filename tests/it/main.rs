@@ -25,6 +25,7 @@ mod limits;
 mod observed;
 mod private_files;
 mod produce;
+mod produce_combining;
 mod quotas;
 mod response_size;
 mod retention;

@@ -58,22 +58,51 @@ impl Broker {
         bytes: u64,
         units: u64,
     ) -> Result<Room> {
-        let room = Room::needed(topic, log, bytes).inspect_err(|e| {
-            if matches!(e, Error::ResourceExhausted { .. }) {
-                self.count_refusal("topic_full", tenant);
+        let room = self.room_for(plan, topic, log, bytes).map_err(|refusal| {
+            if let Some(kind) = refusal.counted_as {
+                self.count_refusal(kind, tenant);
             }
+            refusal.error
         })?;
-        let tenant_bytes = topic.tenant_bytes() - room.freed.min(topic.tenant_bytes());
-        if tenant_bytes + bytes > plan.max_tenant_storage_bytes {
-            self.count_refusal("tenant_storage", tenant);
-            return Err(Error::exhausted(format!(
-                "tenant storage quota: the plan allows {} bytes ({}) of retained messages and \
-                 {tenant_bytes} are in use; this batch needs {bytes} more",
-                plan.max_tenant_storage_bytes,
-                human_bytes(plan.max_tenant_storage_bytes)
-            )));
-        }
         self.admission.admit_produce(tenant, plan, units)?;
         Ok(room)
     }
+
+    /// The storage half of [`Broker::admit_storage`], changing and counting
+    /// nothing: the room for `bytes` under the topic's size cap and the
+    /// tenant's storage quota. Produce combining asks it for a whole set.
+    pub(super) fn room_for(
+        &self,
+        plan: &Plan,
+        topic: &Topic,
+        log: &TopicLog,
+        bytes: u64,
+    ) -> Result<Room, StorageRefusal> {
+        let room = Room::needed(topic, log, bytes).map_err(|error| StorageRefusal {
+            counted_as: matches!(error, Error::ResourceExhausted { .. }).then_some("topic_full"),
+            error,
+        })?;
+        let tenant_bytes = topic.tenant_bytes() - room.freed.min(topic.tenant_bytes());
+        if tenant_bytes + bytes > plan.max_tenant_storage_bytes {
+            return Err(StorageRefusal {
+                counted_as: Some("tenant_storage"),
+                error: Error::exhausted(format!(
+                    "tenant storage quota: the plan allows {} bytes ({}) of retained messages \
+                     and {tenant_bytes} are in use; this batch needs {bytes} more",
+                    plan.max_tenant_storage_bytes,
+                    human_bytes(plan.max_tenant_storage_bytes)
+                )),
+            });
+        }
+        Ok(room)
+    }
+}
+
+/// Why new messages do not fit, and the refusal counter it counts under.
+pub(super) struct StorageRefusal {
+    /// The kind of `tallyq_quota_refusals_total` (none: a batch larger than
+    /// the topic's cap is bad input, not a quota).
+    counted_as: Option<&'static str>,
+    /// What the producer is told.
+    error: Error,
 }

@@ -1,7 +1,7 @@
 //! Dedup: a message whose dedup_id was used within the topic's window is a
 //! duplicate (not stored, not billed, answered with the original's offset).
-//! The original may be earlier in the same batch, queued for commit, or
-//! stored.
+//! The original may be earlier in the same batch, in a batch combined into
+//! the same set before it, queued for commit, or stored.
 
 use std::collections::HashMap;
 
@@ -10,7 +10,7 @@ use crate::broker::topic::Topic;
 use crate::broker::{Broker, Message};
 use crate::crypto::TenantKeys;
 use crate::error::Result;
-use crate::metering::{units_for_bytes, UsageDelta};
+use crate::metering::units_for_bytes;
 use crate::storage::WriteSet;
 use crate::sync::MutexExt;
 
@@ -31,53 +31,57 @@ impl DedupEntry {
     }
 }
 
-/// A batch sorted into what is stored and what duplicates an earlier message.
+/// A batch sorted into what would be stored and what duplicates an earlier
+/// message. The messages stay with the batch until it is taken into a set.
 pub(super) struct SortedBatch {
     /// What happens to each message, in batch order.
     pub(super) outcome: ProduceOutcome,
-    /// The new messages, to append as one set.
-    pub(super) stored: Vec<Message>,
+    /// How many of them are new.
+    pub(super) new: usize,
     /// Their counted bytes.
     pub(super) bytes: u64,
     /// The dedup_ids of the new messages, with their offsets.
     pub(super) dedup: HashMap<String, u64>,
-    /// The usage the new messages bill.
-    pub(super) usage: UsageDelta,
 }
 
 impl Broker {
     /// Decides, message by message, what is new (getting the next offset
     /// from `first_offset` on) and what is a duplicate. `sizes` are the
-    /// messages' counted bytes. Stored dedup ids are looked up by their
+    /// messages' counted bytes. `earlier` holds the dedup_ids of the
+    /// batches combined into the same set before this one (a duplicate of
+    /// one of them is a duplicate). Stored dedup ids are looked up by their
     /// keyed hash under the tenant's `keys`.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn sort_out_duplicates(
         &self,
         topic: &Topic,
         keys: &TenantKeys,
-        messages: Vec<Message>,
+        messages: &[Message],
         sizes: &[u64],
         first_offset: u64,
         now: i64,
         window_ms: i64,
+        earlier: &HashMap<String, u64>,
     ) -> Result<SortedBatch> {
         let mut batch = SortedBatch {
             outcome: ProduceOutcome {
                 results: Vec::with_capacity(messages.len()),
                 units: 0,
             },
-            stored: Vec::with_capacity(messages.len()),
+            new: 0,
             bytes: 0,
             dedup: HashMap::new(),
-            usage: UsageDelta::default(),
         };
-        for (message, &size) in messages.into_iter().zip(sizes) {
+        for (message, &size) in messages.iter().zip(sizes) {
             if !message.dedup_id.is_empty() {
-                let original = batch
+                let original = match batch
                     .dedup
                     .get(&message.dedup_id)
-                    .copied()
-                    .or(self.original_of(topic, keys, &message.dedup_id, now, window_ms)?);
+                    .or_else(|| earlier.get(&message.dedup_id))
+                {
+                    Some(&offset) => Some(offset),
+                    None => self.original_of(topic, keys, &message.dedup_id, now, window_ms)?,
+                };
                 if let Some(offset) = original {
                     batch.outcome.results.push(ProducedMessage {
                         offset,
@@ -87,14 +91,11 @@ impl Broker {
                     continue;
                 }
             }
-            let offset = first_offset + batch.stored.len() as u64;
+            let offset = first_offset + batch.new as u64;
             if !message.dedup_id.is_empty() {
                 batch.dedup.insert(message.dedup_id.clone(), offset);
             }
             let units = units_for_bytes(size);
-            // Totals only: the device breakdown is folded from the stored
-            // set (`broker/device_usage.rs`), off the produce path.
-            batch.usage.produced(&topic.name, "", units);
             batch.outcome.units += units;
             batch.bytes += size;
             batch.outcome.results.push(ProducedMessage {
@@ -102,7 +103,7 @@ impl Broker {
                 duplicate: false,
                 units,
             });
-            batch.stored.push(message);
+            batch.new += 1;
         }
         Ok(batch)
     }
@@ -136,15 +137,15 @@ impl Broker {
 
 /// Stores the new messages' dedup_ids in `writes` (as their keyed hashes
 /// under the tenant's `keys`: the id itself is never stored) and remembers
-/// them as queued for commit (so a produce before the commit sees them);
-/// returns them, to forget once the commit is done.
+/// them as queued for commit (so a produce before the commit sees them; each
+/// produce forgets its own once the commit is done, `PendingProduce::wait`).
 pub(super) fn remember_dedup_ids(
     topic: &Topic,
     keys: &TenantKeys,
     dedup: &HashMap<String, u64>,
     now: i64,
     writes: &mut WriteSet,
-) -> Vec<String> {
+) {
     let entry = |offset: u64| DedupEntry {
         offset,
         publish_ms: now,
@@ -162,5 +163,4 @@ pub(super) fn remember_dedup_ids(
             uncommitted.insert(id.clone(), entry(*offset));
         }
     }
-    dedup.keys().cloned().collect()
 }

@@ -6,13 +6,14 @@ use super::ProduceOutcome;
 use crate::broker::topic::Topic;
 use crate::error::Result;
 use crate::observability::{name, Metrics};
-use crate::storage::PendingCommit;
+use crate::storage::SharedCommit;
 use crate::sync::MutexExt;
 
 /// A produce that is queued for commit; [`PendingProduce::wait`] answers once
 /// it is durable. Lets a stream pipeline batches while keeping replies in order.
+/// Produces combined into one set share its commit (`combine.rs`).
 pub struct PendingProduce {
-    pub(super) commit: Option<PendingCommit>,
+    pub(super) commit: Option<SharedCommit>,
     pub(super) outcome: ProduceOutcome,
     pub(super) topic: Arc<Topic>,
     pub(super) dedup_ids: Vec<String>,
@@ -26,6 +27,9 @@ pub(super) struct StoredFigures {
     pub(super) messages: u64,
     pub(super) bytes: u64,
     pub(super) reclaimed: u64,
+    /// Message sets stored (the produces combined into one set count it
+    /// once, on the first of them).
+    pub(super) sets: u64,
 }
 
 impl PendingProduce {
@@ -59,6 +63,7 @@ impl PendingProduce {
             metrics.count(name::PRODUCED_MESSAGES, tenant, self.stored.messages);
             metrics.count(name::PRODUCED_BYTES, tenant, self.stored.bytes);
             metrics.count(name::RECLAIMED_MESSAGES, tenant, self.stored.reclaimed);
+            metrics.count(name::PRODUCED_SETS, tenant, self.stored.sets);
             metrics.count_part(name::BILLABLE_UNITS, tenant, "produced", self.outcome.units);
         }
         Ok(self.outcome)

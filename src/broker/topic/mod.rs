@@ -25,7 +25,7 @@ use std::sync::{Arc, RwLock};
 
 use tokio::sync::{watch, Mutex};
 
-use super::produce::DedupEntry;
+use super::produce::{DedupEntry, ProduceQueue};
 use super::subscription::Subscription;
 use crate::sync::RwLockExt;
 
@@ -52,6 +52,8 @@ pub struct Topic {
     pub subscriptions: RwLock<BTreeMap<String, Arc<Subscription>>>,
     /// dedup_ids queued for commit but not yet in the store.
     pub uncommitted_dedup: std::sync::Mutex<HashMap<String, DedupEntry>>,
+    /// Produces waiting to be stored together (`produce/combine.rs`).
+    pub produce_queue: ProduceQueue,
     deleted: AtomicBool,
     /// Sets found corrupt at rest, skipped by every reader.
     pub quarantine: Quarantine,
@@ -76,6 +78,7 @@ impl Topic {
             tenant_bytes,
             subscriptions: RwLock::new(BTreeMap::new()),
             uncommitted_dedup: std::sync::Mutex::new(HashMap::new()),
+            produce_queue: ProduceQueue::default(),
             deleted: AtomicBool::new(false),
             quarantine: Quarantine::default(),
         }
