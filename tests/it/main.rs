@@ -20,6 +20,7 @@ mod disk_watermark;
 mod durability;
 mod encryption;
 mod failed_auth;
+mod fetch_hold;
 mod ledger_paging;
 mod limits;
 mod observed;
