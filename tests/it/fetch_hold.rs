@@ -73,7 +73,9 @@ async fn unacked_fetches_over_many_connections_stay_within_the_limit_while_anoth
     let hog_secret = tenant_secret(&server, "hog").await;
     let calm_secret = tenant_secret(&server, "calm").await;
     let hog = Client::connect(&server.address, &hog_secret).await.unwrap();
-    let calm = Client::connect(&server.address, &calm_secret).await.unwrap();
+    let calm = Client::connect(&server.address, &calm_secret)
+        .await
+        .unwrap();
     topic_with(&hog, 10).await;
     topic_with(&calm, 2).await;
 
@@ -110,7 +112,11 @@ async fn unacked_fetches_over_many_connections_stay_within_the_limit_while_anoth
     assert_eq!(ack(&hog, "t", "s", vec![1, 2]).await, 2);
     assert_eq!(outstanding(&hog).await, 0);
     assert_eq!(offsets(&fetch(&hog, "t", "s", 10, 1000).await), [3, 4]);
-    assert_eq!(outstanding(&calm).await, 2 * MESSAGE, "tenants are separate");
+    assert_eq!(
+        outstanding(&calm).await,
+        2 * MESSAGE,
+        "tenants are separate"
+    );
 }
 
 #[tokio::test]

@@ -72,10 +72,14 @@ impl Broker {
     /// lock has ended (`subscription::Holds`): a message due for redelivery
     /// is no longer outstanding, whether or not anyone is connected.
     pub async fn move_due_dead_letters(&self) -> Result<u64> {
+        let topics = self.all_topics();
+        let now = self.clock.now_ms();
+        for sub in topics.iter().flat_map(|t| t.subscription_list()) {
+            sub.release_expired_holds(now);
+        }
         let mut moved = 0;
-        for topic in self.all_topics() {
+        for topic in topics {
             for sub in topic.subscription_list() {
-                sub.release_expired_holds(self.clock.now_ms());
                 moved += self.move_dead_letters_of(&topic, &sub).await?;
             }
         }

@@ -196,6 +196,49 @@ mod tests {
     }
 
     #[test]
+    fn every_change_of_a_pending_message_releases_its_hold() {
+        use super::super::claim::{rules, Claim};
+        use super::super::SubState;
+        let r = rules(10_000, 6);
+        let mut s = SubState::default();
+        for _ in 0..6 {
+            assert!(matches!(s.claim(0, &r), Some(Claim::Deliver { .. })));
+        }
+        let pool = pool_with(6);
+        for offset in 0..6 {
+            s.holds.hold(&pool, offset, 1, 10_000);
+        }
+        assert!(s.ack(0));
+        assert!(s.nack(1, 5_000));
+        s.remove_pending(2);
+        assert!(s.unclaim(3, 1, 0, false));
+        assert_eq!(
+            pool.used(),
+            2,
+            "ack, nack, removal and return each released one"
+        );
+        // Redelivered (the nacked one, due at 5 s): claimed again, released.
+        assert_eq!(
+            s.claim(5_000, &r),
+            Some(Claim::Deliver {
+                offset: 3,
+                attempt: 1
+            })
+        );
+        assert_eq!(
+            s.claim(5_000, &r),
+            Some(Claim::Deliver {
+                offset: 1,
+                attempt: 2
+            })
+        );
+        assert_eq!(pool.used(), 2, "held once each, never twice");
+        s.seek(0);
+        assert_eq!(pool.used(), 0, "a seek releases every pending message");
+        assert_eq!(s.holds.held_bytes(), 0);
+    }
+
+    #[test]
     fn holds_left_when_the_subscription_goes_are_released() {
         let pool = pool_with(10);
         let holds = Holds::default();
