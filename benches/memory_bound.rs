@@ -24,7 +24,8 @@
 //! `MEMORY_BOUND_RUNS=n` (default 3) and `MEMORY_BOUND_WRAP="heaptrack -o
 //! /tmp/ht"` (runs the broker under a profiler; it is stopped with SIGTERM
 //! so the profiler writes its data); `MEMORY_BOUND_PHASES=fetch` runs only
-//! the Fetch phase.
+//! the Fetch phase, `MEMORY_BOUND_FETCH_CONNECTIONS=n` (default 16) sets its
+//! connections.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -453,7 +454,7 @@ fn report_fetch(n: usize, quiet: (u64, u64), f: &fetch::FetchResult) -> (f64, f6
          MiB, growth {:.1} MiB = limit {} MiB {:+.1} MiB (outstanding per GetQuota {:.1} MiB; \
          in flight {} messages = {:.1} MiB); calm p50/p99 held {}/{} us (ratio p50 {:.2}, \
          p99 {:.2})",
-        fetch::CONNECTIONS,
+        fetch::connections(),
         fetch::FETCHES_PER_CONNECTION,
         mib(f.rss_before),
         mib(f.rss_held),

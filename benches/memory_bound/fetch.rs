@@ -19,8 +19,16 @@ use super::{
     outstanding, round_trips, tenant_secret, topic_with_subs, Broker, BACKLOG_BATCHES, HOLD,
 };
 
-/// Connections the hog opens.
+/// Connections the hog opens (`MEMORY_BOUND_FETCH_CONNECTIONS` to vary it).
 pub const CONNECTIONS: usize = 16;
+
+/// The connections of this run.
+pub fn connections() -> usize {
+    std::env::var("MEMORY_BOUND_FETCH_CONNECTIONS")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(CONNECTIONS)
+}
 /// Fetches per connection (the server allows 128 concurrent streams per
 /// connection; an unread answer keeps its stream open).
 pub const FETCHES_PER_CONNECTION: usize = 128;
@@ -67,7 +75,7 @@ fn send_unread(calls: &mut [Option<Call>]) {
 pub async fn fetch_never_read(broker: &Broker, operator: &Client, calm: &Client) -> FetchResult {
     let token = tenant_secret(operator, "fetchhog").await;
     let hog = operator.with_token(&token).unwrap();
-    topic_with_subs(&hog, "f", &["f".to_string()], 600).await;
+    topic_with_subs(&hog, "f", &["f".to_string()], 60).await;
     let batch: Vec<pb::Message> = (0..64)
         .map(|_| pb::Message {
             payload: vec![b'f'; MESSAGE as usize].into(),
@@ -82,7 +90,7 @@ pub async fn fetch_never_read(broker: &Broker, operator: &Client, calm: &Client)
 
     let mut connections = Vec::new();
     let mut calls: Vec<Option<Call>> = Vec::new();
-    for _ in 0..CONNECTIONS {
+    for _ in 0..connections() {
         let endpoint = Client::endpoint(&broker.address)
             .expect("endpoint")
             .initial_stream_window_size(WINDOW)

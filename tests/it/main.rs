@@ -37,4 +37,5 @@ mod storage_hours;
 mod stream_acks;
 mod strict_input;
 mod tenant_move;
+mod transport_limits;
 mod write_failures;
