@@ -88,7 +88,7 @@ pub async fn fetch_never_read(broker: &Broker, operator: &Client, calm: &Client)
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss_before = broker.rss_bytes();
 
-    let mut connections = Vec::new();
+    let mut open = Vec::new();
     let mut calls: Vec<Option<Call>> = Vec::new();
     for _ in 0..connections() {
         let endpoint = Client::endpoint(&broker.address)
@@ -111,7 +111,7 @@ pub async fn fetch_never_read(broker: &Broker, operator: &Client, calm: &Client)
                     .await
             })));
         }
-        connections.push(client);
+        open.push(client);
     }
     send_unread(&mut calls);
 
@@ -136,7 +136,7 @@ pub async fn fetch_never_read(broker: &Broker, operator: &Client, calm: &Client)
     let loaded = round_trips(calm).await;
     rss_held = rss_held.max(broker.rss_bytes());
     drop(calls);
-    drop(connections);
+    drop(open);
     FetchResult {
         rss_before,
         rss_held,
