@@ -9,7 +9,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Waker};
 use std::time::{Duration, Instant};
 
 use tallyq::client::Client;
@@ -62,11 +62,12 @@ type Call =
 fn send_unread(calls: &mut [Option<Call>]) {
     let mut cx = Context::from_waker(Waker::noop());
     for slot in calls.iter_mut() {
-        if let Some(call) = slot {
-            if let Poll::Ready(_) = call.as_mut().poll(&mut cx) {
-                // Answered already (a refusal): nothing left to hold.
-                *slot = None;
-            }
+        let answered = slot
+            .as_mut()
+            .is_some_and(|call| call.as_mut().poll(&mut cx).is_ready());
+        if answered {
+            // Answered already (a refusal): nothing left to hold.
+            *slot = None;
         }
     }
 }
