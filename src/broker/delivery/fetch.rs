@@ -66,8 +66,10 @@ impl Broker {
             if !held_back {
                 let bytes = PassBytes {
                     max: reserved,
-                    // A message larger than all the credit goes alone only
-                    // when nothing else of the tenant is outstanding.
+                    // A message larger than the credit goes alone only when
+                    // the pass got all it asks for: a full answer's worth, or
+                    // the whole limit when that is smaller (nothing else of
+                    // the tenant outstanding).
                     alone: reserved == want,
                 };
                 let pass = self
