@@ -14,17 +14,27 @@
 //! idle with nothing outstanding. Their RSS growth is memory held per stream
 //! outside the delivery-bytes pool (transport and decode buffers).
 //!
+//! A third phase per run (`memory_bound/fetch.rs`): tenant "fetchhog" sends
+//! 16 connections x 128 Fetches for 1000 messages each on a 256 MiB
+//! backlog and never reads an answer nor acks; its RSS growth against the
+//! same 64 MiB limit, and calm's round trip meanwhile.
+//!
 //! Run: `cargo bench --bench memory_bound` (a few minutes). Loopback only,
 //! temp data dirs, every wait bounded. Measurement aids:
 //! `MEMORY_BOUND_RUNS=n` (default 3) and `MEMORY_BOUND_WRAP="heaptrack -o
 //! /tmp/ht"` (runs the broker under a profiler; it is stopped with SIGTERM
-//! so the profiler writes its data).
+//! so the profiler writes its data); `MEMORY_BOUND_PHASES=fetch` runs only
+//! the Fetch phase, `MEMORY_BOUND_FETCH_CONNECTIONS=n` (default 16) sets its
+//! connections.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
+
+#[path = "memory_bound/fetch.rs"]
+mod fetch;
 use tallyq::client::{Client, Consumer};
 use tallyq::proto::v1 as pb;
 
@@ -33,11 +43,11 @@ const MIB: u64 = 1024 * 1024;
 /// The standard plan's delivery bytes outstanding per tenant.
 const LIMIT: u64 = 64 * MIB;
 /// The hog's backlog per subscription: far above the limit.
-const BACKLOG_BATCHES: usize = 64; // x 4 MiB = 256 MiB
+pub(crate) const BACKLOG_BATCHES: usize = 64; // x 4 MiB = 256 MiB
 const STREAMS: usize = 64;
 const SUBS: usize = 5;
 const ROUND_TRIPS: usize = 300;
-const HOLD: Duration = Duration::from_secs(5);
+pub(crate) const HOLD: Duration = Duration::from_secs(5);
 
 struct Broker {
     child: Child,
@@ -150,6 +160,12 @@ impl Drop for Broker {
 }
 
 async fn tenant(operator: &Client, id: &str) -> Client {
+    let secret = tenant_secret(operator, id).await;
+    operator.with_token(&secret).unwrap()
+}
+
+/// Creates tenant `id` with rates that do not bind; returns its key.
+async fn tenant_secret(operator: &Client, id: &str) -> String {
     operator
         .operator()
         .create_tenant(pb::CreateTenantRequest {
@@ -173,7 +189,7 @@ async fn tenant(operator: &Client, id: &str) -> Client {
         })
         .await
         .expect("lift rates");
-    let secret = operator
+    operator
         .operator()
         .create_api_key(pb::CreateApiKeyRequest {
             tenant: id.into(),
@@ -183,8 +199,7 @@ async fn tenant(operator: &Client, id: &str) -> Client {
         .await
         .expect("key")
         .into_inner()
-        .secret;
-    operator.with_token(&secret).unwrap()
+        .secret
 }
 
 async fn topic_with_subs(client: &Client, topic: &str, subs: &[String], lock_seconds: u32) {
@@ -269,6 +284,8 @@ struct RunResult {
     /// RSS before and after the second phase (streams that read, ack and
     /// go idle), and the bytes outstanding then.
     idle: (u64, u64, u64),
+    /// The Fetch-never-read phase.
+    fetch: fetch::FetchResult,
 }
 
 /// The second phase: 64 streams with the default 4 MiB window on one
@@ -396,6 +413,7 @@ async fn run() -> RunResult {
     drop(held);
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle = drain_then_idle(&broker, &hog).await;
+    let fetch = fetch::fetch_never_read(&broker, &operator, &calm).await;
     RunResult {
         rss_before,
         rss_held,
@@ -405,7 +423,69 @@ async fn run() -> RunResult {
         refused_window,
         refused_65th,
         idle,
+        fetch,
     }
+}
+
+/// Only the Fetch phase, on a broker of its own (`MEMORY_BOUND_PHASES=fetch`).
+async fn run_fetch_only() -> ((u64, u64), fetch::FetchResult) {
+    let broker = Broker::start();
+    let operator = Client::connect(
+        &broker.address,
+        "tqop_memory_bound_bench_operator_credential",
+    )
+    .await
+    .expect("connect");
+    let calm = tenant(&operator, "calm").await;
+    topic_with_subs(&calm, "c", &["c".to_string()], 0).await;
+    let quiet = round_trips(&calm).await;
+    let fetch = fetch::fetch_never_read(&broker, &operator, &calm).await;
+    (quiet, fetch)
+}
+
+/// Prints run `n`'s Fetch phase; returns its RSS growth over the limit (MiB)
+/// and calm's p50 and p99 ratio held/quiet.
+fn report_fetch(n: usize, quiet: (u64, u64), f: &fetch::FetchResult) -> (f64, f64, f64) {
+    let grown = f.rss_held.saturating_sub(f.rss_before);
+    let p50 = f.loaded.0 as f64 / quiet.0.max(1) as f64;
+    let p99 = f.loaded.1 as f64 / quiet.1.max(1) as f64;
+    println!(
+        "run {n}: {} connections x {} Fetches never read: RSS before {:.1} MiB, held max {:.1} \
+         MiB, growth {:.1} MiB = limit {} MiB {:+.1} MiB (outstanding per GetQuota {:.1} MiB; \
+         in flight {} messages = {:.1} MiB); calm p50/p99 held {}/{} us (ratio p50 {:.2}, \
+         p99 {:.2})",
+        fetch::connections(),
+        fetch::FETCHES_PER_CONNECTION,
+        mib(f.rss_before),
+        mib(f.rss_held),
+        mib(grown),
+        LIMIT / MIB,
+        mib(grown) - mib(LIMIT),
+        mib(f.held_bytes),
+        f.in_flight,
+        mib(f.in_flight_bytes),
+        f.loaded.0,
+        f.loaded.1,
+        p50,
+        p99,
+    );
+    (mib(grown) - mib(LIMIT), p50, p99)
+}
+
+/// Medians and worst runs of the Fetch phase.
+fn summarize_fetch(runs: usize, over: Vec<f64>, p50: Vec<f64>, p99: Vec<f64>) {
+    println!(
+        "over {runs} runs: Fetch never read: RSS growth over the {} MiB limit median {:+.1} MiB \
+         (worst {:+.1}); calm ratio held/quiet p50 median {:.2} (worst {:.2}), p99 median {:.2} \
+         (worst {:.2})",
+        LIMIT / MIB,
+        median(over.clone()),
+        worst(&over),
+        median(p50.clone()),
+        worst(&p50),
+        median(p99.clone()),
+        worst(&p99),
+    );
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -430,6 +510,18 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    let (mut f_over, mut f_p50, mut f_p99) = (Vec::new(), Vec::new(), Vec::new());
+    if std::env::var("MEMORY_BOUND_PHASES").is_ok_and(|p| p == "fetch") {
+        for n in 1..=runs {
+            let (quiet, f) = rt.block_on(run_fetch_only());
+            let (over, p50, p99) = report_fetch(n, quiet, &f);
+            f_over.push(over);
+            f_p50.push(p50);
+            f_p99.push(p99);
+        }
+        summarize_fetch(runs, f_over, f_p50, f_p99);
+        return;
+    }
     let mut growth = Vec::new();
     let mut idle_growth = Vec::new();
     let mut over = Vec::new();
@@ -471,6 +563,10 @@ fn main() {
             mib(idle_grown) / STREAMS as f64,
             mib(idle_held),
         );
+        let (f, p50, p99) = report_fetch(n, r.quiet, &r.fetch);
+        f_over.push(f);
+        f_p50.push(p50);
+        f_p99.push(p99);
         idle_growth.push(mib(idle_grown));
         growth.push(mib(grown));
         over.push(mib(grown) - mib(LIMIT));
@@ -493,6 +589,7 @@ fn main() {
         median(idle_growth.clone()),
         worst(&idle_growth),
     );
+    summarize_fetch(runs, f_over, f_p50, f_p99);
     println!(
         "over {runs} runs: calm round trip while held p50 median {:.0} us (worst {:.0}), \
          p99 median {:.0} us (worst {:.0}); ratio held/quiet p50 median {:.2} (worst {:.2}), \

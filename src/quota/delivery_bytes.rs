@@ -23,7 +23,8 @@ pub struct DeliveryPool {
 }
 
 impl DeliveryPool {
-    fn new() -> Self {
+    /// An empty pool (the broker keeps one per tenant in its admission).
+    pub fn new() -> Self {
         DeliveryPool {
             used: Mutex::new(0),
             released: watch::channel(0).0,
@@ -88,6 +89,12 @@ impl DeliveryPool {
                 return std::future::pending().await;
             }
         }
+    }
+}
+
+impl Default for DeliveryPool {
+    fn default() -> Self {
+        Self::new()
     }
 }
 

@@ -67,9 +67,18 @@ impl Broker {
     /// limit and a dead-letter topic, moves the messages whose last lock
     /// deadline has passed (SPEC §2: within a second, consumer or not).
     /// Returns how many moved.
+    ///
+    /// The same pass releases the delivery credit of Fetch answers whose
+    /// lock has ended (`subscription::Holds`): a message due for redelivery
+    /// is no longer outstanding, whether or not anyone is connected.
     pub async fn move_due_dead_letters(&self) -> Result<u64> {
+        let topics = self.all_topics();
+        let now = self.clock.now_ms();
+        for sub in topics.iter().flat_map(|t| t.subscription_list()) {
+            sub.release_expired_holds(now);
+        }
         let mut moved = 0;
-        for topic in self.all_topics() {
+        for topic in topics {
             for sub in topic.subscription_list() {
                 moved += self.move_dead_letters_of(&topic, &sub).await?;
             }

@@ -5,17 +5,31 @@
 //! while it waits (SPEC §4: unary long-polls count as streams), and the
 //! bytes it hands out come from the tenant's delivery pool like a Consume
 //! stream's: with the pool used up, it waits for credit within its
-//! `max_wait`.
+//! `max_wait` and then answers with nothing.
+//!
+//! What a Fetch delivers stays counted in the pool after it answers: the
+//! answer may sit unread in the HTTP/2 send path for as long as the client
+//! keeps the connection, so the bytes are held per message
+//! ([`crate::broker::subscription::Holds`]) until the message is acked,
+//! nacked, given back, claimed again or dead-lettered, its lock ends, or the
+//! subscription goes. A tenant whose Fetch answers are never read or acked
+//! thus holds at most its plan's `max_outstanding_delivery_bytes`, however
+//! many connections it opens. An at-most-once subscription's deliveries
+//! have no lock and nothing to ack: their bytes go back when the Fetch
+//! answers.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
 
 use super::{Delivered, PassBytes};
+use crate::broker::subscription::Subscription;
 use crate::broker::topic::SetCache;
 use crate::broker::Broker;
 use crate::clock::Clock;
 use crate::error::Result;
+use crate::quota::admission::DeliveryPool;
 use crate::tenancy::TenantKey;
 
 impl Broker {
@@ -46,20 +60,32 @@ impl Broker {
                 .tenancy
                 .plan_of(&key.tenant)
                 .max_outstanding_delivery_bytes;
-            let reserved = pool.reserve(FETCH_MAX_BYTES, limit);
+            let want = FETCH_MAX_BYTES.min(limit);
+            let reserved = pool.reserve(want, limit);
             let mut held_back = reserved == 0;
             if !held_back {
                 let bytes = PassBytes {
                     max: reserved,
-                    alone: reserved == FETCH_MAX_BYTES,
+                    // A message larger than the credit goes alone only when
+                    // the pass got all it asks for: a full answer's worth, or
+                    // the whole limit when that is smaller (nothing else of
+                    // the tenant outstanding).
+                    alone: reserved == want,
                 };
                 let pass = self
                     .deliver(&topic, &sub, max_messages, bytes, &mut cache)
                     .await;
-                // The answer leaves the broker's hands once the handler returns.
-                pool.release(reserved);
-                let pass = pass?;
+                let pass = match pass {
+                    Ok(pass) => pass,
+                    Err(e) => {
+                        pool.release(reserved);
+                        return Err(e);
+                    }
+                };
+                let used: u64 = pass.delivered.iter().map(|d| d.bytes).sum();
+                pool.settle(reserved, used);
                 if !pass.delivered.is_empty() {
+                    self.hold_delivered(&sub, &pool, &pass.delivered).await;
                     return Ok(pass.delivered);
                 }
                 held_back = pass.held_back;
@@ -83,6 +109,42 @@ impl Broker {
                 return Ok(Vec::new());
             }
         }
+    }
+}
+
+impl Broker {
+    /// Keeps the bytes of `delivered` (counted in `pool` by the pass) held
+    /// until each message stops being outstanding; gives back at once what
+    /// has no lock to wait for: an at-most-once delivery, or one whose
+    /// pending state already moved on (acked, nacked or its lock ended
+    /// before the answer was ready).
+    async fn hold_delivered(
+        &self,
+        sub: &Subscription,
+        pool: &Arc<DeliveryPool>,
+        delivered: &[Delivered],
+    ) {
+        let lock_ms = sub.settings().lock_seconds as i64 * 1000;
+        let state = sub.state.lock().await;
+        let now = self.clock.now_ms();
+        let mut unheld = 0;
+        for d in delivered {
+            let deadline = d.claimed_ms + lock_ms;
+            let locked = lock_ms > 0
+                && deadline > now
+                && !sub.is_deleted()
+                && state
+                    .pending
+                    .get(&d.offset)
+                    .is_some_and(|p| p.attempts == d.attempt && p.deadline_ms == deadline);
+            if locked {
+                state.holds.hold(pool, d.offset, d.bytes, deadline);
+            } else {
+                unheld += d.bytes;
+            }
+        }
+        drop(state);
+        pool.release(unheld);
     }
 }
 

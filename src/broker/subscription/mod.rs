@@ -12,17 +12,21 @@
 //! - `runs`: first deliveries made together, stored as one run record.
 //! - `persist`: what changed, into a write set; and back at start-up
 //!   ([`StoredState`]).
+//! - `holds`: [`Holds`], the delivery credit Fetch answers keep until their
+//!   messages are acked, nacked or their locks end.
 //! - `settings`: [`SubscriptionSettings`], identity and delivery settings.
 //! - this file: [`Subscription`], the shared handle (settings, wake-ups,
 //!   deletion).
 
 mod claim;
+mod holds;
 mod persist;
 mod runs;
 mod settings;
 mod state;
 
 pub use claim::{Claim, ClaimRules};
+pub use holds::Holds;
 pub use persist::{Cursor, StoredState};
 pub use runs::Run;
 pub use settings::SubscriptionSettings;
@@ -49,11 +53,15 @@ pub struct Subscription {
     /// seek, settings) so waiting consumers look again.
     changed: watch::Sender<u64>,
     deleted: AtomicBool,
+    /// The same holds as `state.holds`, reachable without the state's
+    /// async lock (the timer and deletion release them).
+    holds: Holds,
 }
 
 impl Subscription {
     /// Builds a subscription from its stored parts.
     pub fn new(settings: SubscriptionSettings, state: SubState) -> Self {
+        let holds = state.holds.clone();
         Subscription {
             id: settings.id,
             name: settings.name.clone(),
@@ -61,6 +69,7 @@ impl Subscription {
             state: Mutex::new(state),
             changed: watch::channel(0).0,
             deleted: AtomicBool::new(false),
+            holds,
         }
     }
 
@@ -85,10 +94,23 @@ impl Subscription {
         self.changed.subscribe()
     }
 
-    /// Marks the subscription deleted and wakes its consumers so they stop.
+    /// Marks the subscription deleted and wakes its consumers so they stop;
+    /// what its Fetch answers held goes back to the tenant's pool.
     pub fn mark_deleted(&self) {
         self.deleted.store(true, Ordering::SeqCst);
+        self.holds.release_all();
         self.notify();
+    }
+
+    /// Releases the holds of Fetch deliveries whose lock ended at or before
+    /// `now` (no lock needed: the holds have their own); returns the bytes.
+    pub fn release_expired_holds(&self, now: i64) -> u64 {
+        self.holds.release_expired(now)
+    }
+
+    /// Bytes this subscription's Fetch answers hold in the tenant's pool.
+    pub fn held_bytes(&self) -> u64 {
+        self.holds.held_bytes()
     }
 
     /// True once deleted.

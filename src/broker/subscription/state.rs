@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::holds::Holds;
 use super::runs::Run;
 
 /// A delivered, not yet acknowledged message of an at-least-once
@@ -48,10 +49,16 @@ pub struct SubState {
     /// The run that new first deliveries may still extend (created since the
     /// last persist).
     pub(super) open_run: Option<u64>,
+    /// Fetch deliveries whose bytes still count against the tenant's
+    /// delivery pool (in memory only): every change of a message's pending
+    /// state releases its hold.
+    pub holds: Holds,
 }
 
 impl SubState {
     pub(super) fn insert_pending(&mut self, offset: u64, record: Pending) {
+        // A new lock, a nack's delay or a return: the old delivery is over.
+        self.holds.release(offset);
         if let Some(old) = self.pending.insert(offset, record) {
             self.due.remove(&(old.deadline_ms, offset));
         }
@@ -61,6 +68,7 @@ impl SubState {
 
     /// Forgets a pending message; returns whether it was pending.
     pub fn remove_pending(&mut self, offset: u64) -> bool {
+        self.holds.release(offset);
         match self.pending.remove(&offset) {
             Some(old) => {
                 self.due.remove(&(old.deadline_ms, offset));
