@@ -1,6 +1,6 @@
 //! A tower layer, applied once to the whole server, that records every RPC's
-//! latency by method and gRPC status code, and logs it in a span with the
-//! method and code (never the credential or the payload).
+//! latency by method and gRPC status code, and at DEBUG logs it in a span
+//! with the method, tenant and code (never the credential or the payload).
 
 use std::future::Future;
 use std::pin::Pin;
