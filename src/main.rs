@@ -17,8 +17,17 @@ use tallyq::config::LogFormat;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+fn main() -> ExitCode {
+    // mimalloc's arenas on transparent huge pages more than doubled the
+    // broker's resident memory under load (~80 MB against glibc's ~30 MB
+    // here); without them it is ~36 MB at the same CPU per message.
+    #[cfg(target_os = "linux")]
+    let _ = rustix::thread::disable_transparent_huge_pages(true);
+    run()
+}
+
 #[tokio::main]
-async fn main() -> ExitCode {
+async fn run() -> ExitCode {
     let cli = Cli::parse_args();
     let result = match &cli.command {
         Command::Serve(args) => match args.to_config() {
