@@ -11,6 +11,8 @@ use std::cell::RefCell;
 use std::net::SocketAddr;
 
 use dashmap::DashMap;
+// Every produce looks up ~7 series and tenant labels: foldhash, not SipHash.
+use foldhash::fast::RandomState;
 use metrics::{Counter, Histogram, Key, Label, Level, Metadata, Recorder};
 use metrics_exporter_prometheus::{
     BuildError, ExporterFuture, Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
@@ -189,14 +191,14 @@ pub struct Metrics {
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
     node: String,
-    tenants: DashMap<String, ()>,
+    tenants: DashMap<String, (), RandomState>,
     max_tenant_labels: usize,
     /// Counters already registered, by [`series_id`]: a hot path (every
     /// produce counts four) then neither builds a key nor looks it up in
     /// the registry again.
-    counters: DashMap<Box<str>, Counter>,
+    counters: DashMap<Box<str>, Counter, RandomState>,
     /// The RPC histograms already registered, likewise.
-    histograms: DashMap<Box<str>, Histogram>,
+    histograms: DashMap<Box<str>, Histogram, RandomState>,
 }
 
 thread_local! {
@@ -257,10 +259,10 @@ impl Metrics {
                 recorder,
                 handle,
                 node: node.to_string(),
-                tenants: DashMap::new(),
+                tenants: DashMap::default(),
                 max_tenant_labels,
-                counters: DashMap::new(),
-                histograms: DashMap::new(),
+                counters: DashMap::default(),
+                histograms: DashMap::default(),
             },
             exporter,
         ))

@@ -13,6 +13,8 @@
 use std::sync::Arc;
 
 use dashmap::DashMap;
+// Looked up on every data-plane request: foldhash, not SipHash.
+use foldhash::fast::RandomState;
 
 use super::{DataKey, MasterKey, TenantKeys};
 use crate::storage::{StorageError, Store, WriteSet};
@@ -56,7 +58,7 @@ pub struct Keyring {
     server: Arc<TenantKeys>,
     /// The server key wrapped, stored with every write that depends on it.
     server_wrapped: Vec<u8>,
-    tenants: DashMap<String, Arc<TenantKeys>>,
+    tenants: DashMap<String, Arc<TenantKeys>, RandomState>,
 }
 
 impl Keyring {
@@ -84,7 +86,7 @@ impl Keyring {
                 (key, wrapped)
             }
         };
-        let tenants = DashMap::new();
+        let tenants = DashMap::default();
         for (owner, wrapped) in wrapped_tenants {
             let key = master
                 .unwrap_key(&owner, &wrapped)

@@ -9,6 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dashmap::DashMap;
+// Looked up on every produce: foldhash, not SipHash.
+use foldhash::fast::RandomState;
 
 use governor::clock::Clock as GovernorClockTrait;
 use governor::middleware::NoOpMiddleware;
@@ -158,7 +160,7 @@ impl Pacer {
 
 /// One rate bucket per tenant (produce, or control-plane calls).
 #[derive(Default)]
-pub(super) struct TenantBuckets(DashMap<String, Arc<Bucket>>);
+pub(super) struct TenantBuckets(DashMap<String, Arc<Bucket>, RandomState>);
 
 impl TenantBuckets {
     /// The tenant's bucket at `rate` and `burst`.
@@ -182,7 +184,7 @@ impl TenantBuckets {
 
 /// One delivery pacer per topic.
 #[derive(Default)]
-pub(super) struct TopicPacers(DashMap<u64, Arc<Pacer>>);
+pub(super) struct TopicPacers(DashMap<u64, Arc<Pacer>, RandomState>);
 
 impl TopicPacers {
     /// The topic's pacer at `rate`.
@@ -199,7 +201,7 @@ impl TopicPacers {
 /// The entry of `key` when it `fits` the plan in force, else a fresh one from
 /// `build` put in its place.
 fn fitting<K, Q, V>(
-    map: &DashMap<K, Arc<V>>,
+    map: &DashMap<K, Arc<V>, RandomState>,
     key: &Q,
     fits: impl Fn(&V) -> bool,
     build: impl FnOnce() -> V,

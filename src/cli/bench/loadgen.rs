@@ -166,17 +166,25 @@ async fn consume(client: Client, spec: LoadSpec, progress: Arc<Progress>) -> His
 }
 
 /// One producer: sends batches until `spec.duration` has passed since
-/// `start` (paced when `spec.rate` is set) and records produce->ack latency.
+/// `start` (paced when `spec.rate` is set), awaiting each reply before the
+/// next send, and records produce->ack latency. Lean on purpose: on a small
+/// machine the load tool shares the cores with the broker, so its own CPU
+/// per request bounds what a run can measure. One Broker client for the
+/// producer's life (one channel for all producers), the batch built straight
+/// into the request (nothing cloned for a retry that lifted quotas never
+/// need), counts kept locally and added once at the end.
 async fn produce(
     client: Client,
     spec: LoadSpec,
     start: Instant,
     progress: Arc<Progress>,
 ) -> Histogram<u64> {
-    let filler = vec![b'x'; spec.size.max(16)];
+    let size = spec.size.max(16);
     let device_ids: Vec<String> = (0..spec.devices).map(|i| format!("dev-{i}")).collect();
     let mut next_device = 0;
     let mut local = histogram();
+    let mut produced = 0u64;
+    let mut broker = client.broker();
     let interval = (spec.rate > 0).then(|| {
         Duration::from_secs_f64(spec.batch as f64 * spec.producers as f64 / spec.rate as f64)
     });
@@ -190,29 +198,49 @@ async fn produce(
             t.tick().await;
         }
         let sent = now_ns();
-        let messages: Vec<pb::Message> = (0..spec.batch)
-            .map(|_| {
-                let mut payload = filler.clone();
-                payload[..8].copy_from_slice(&sent.to_be_bytes());
-                let device_id = device_ids
-                    .get(next_device % device_ids.len().max(1))
-                    .cloned()
-                    .unwrap_or_default();
-                next_device += 1;
-                pb::Message {
-                    payload: payload.into(),
-                    device_id,
-                    ..Default::default()
-                }
-            })
-            .collect();
         let began = Instant::now();
-        if client.produce(&spec.topic, messages).await.is_ok() {
-            let _ = local.record((began.elapsed().as_micros() as u64).max(1));
-            progress
-                .produced
-                .fetch_add(spec.batch as u64, Ordering::SeqCst);
+        let mut attempt = 0;
+        loop {
+            let messages: Vec<pb::Message> = (0..spec.batch)
+                .map(|i| {
+                    let mut payload = bytes::BytesMut::with_capacity(size);
+                    payload.extend_from_slice(&sent.to_be_bytes());
+                    payload.resize(size, b'x');
+                    let device_id = match device_ids.len() {
+                        0 => String::new(),
+                        n => device_ids[(next_device + i) % n].clone(),
+                    };
+                    pb::Message {
+                        payload: payload.freeze(),
+                        device_id,
+                        ..Default::default()
+                    }
+                })
+                .collect();
+            let request = pb::ProduceRequest {
+                topic: spec.topic.clone(),
+                messages,
+            };
+            match broker.produce(request).await {
+                Ok(_) => {
+                    let _ = local.record((began.elapsed().as_micros() as u64).max(1));
+                    produced += spec.batch as u64;
+                    next_device += spec.batch;
+                }
+                // As `Client::produce` does: a rate refusal is sent again
+                // after the wait the broker asks for, a bounded number of times.
+                Err(status) if attempt < tallyq::client::MAX_RETRIES => {
+                    if let Some(wait) = tallyq::client::retry_after(&status) {
+                        attempt += 1;
+                        tokio::time::sleep(wait.min(tallyq::client::MAX_RETRY_WAIT)).await;
+                        continue;
+                    }
+                }
+                Err(_) => {}
+            }
+            break;
         }
     }
+    progress.produced.fetch_add(produced, Ordering::SeqCst);
     local
 }
