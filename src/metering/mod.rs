@@ -221,6 +221,44 @@ impl UsageDelta {
         });
     }
 
+    /// Records a delivery pass's deliveries on `topic`: (device id, units,
+    /// attempt) each, as [`UsageDelta::delivered`] would one by one, but
+    /// summed per device before it touches the maps (one lookup per
+    /// distinct device, none allocating per message).
+    pub fn delivered_all<'a>(
+        &mut self,
+        topic: &str,
+        deliveries: impl IntoIterator<Item = (&'a str, u64, u32)>,
+    ) {
+        if !METERING_ON {
+            return;
+        }
+        let mut pass = Usage::default();
+        let mut devices: std::collections::HashMap<&'a str, Usage> = Default::default();
+        for (device_id, units, attempt) in deliveries {
+            let add = |u: &mut Usage| {
+                u.delivered_units += units;
+                u.delivered_messages += 1;
+                if attempt > 1 {
+                    u.redelivered_units += units;
+                }
+            };
+            add(&mut pass);
+            if !device_id.is_empty() {
+                add(devices.entry(device_id).or_default());
+            }
+        }
+        if pass.delivered_messages == 0 {
+            return;
+        }
+        self.touched = true;
+        self.total.add(&pass);
+        slot(&mut self.topics, topic).add(&pass);
+        for (device_id, usage) in devices {
+            slot(&mut self.devices, device_id).add(&usage);
+        }
+    }
+
     /// Takes back a delivery of `units` that was billed but never reached
     /// the client (see `broker::delivery::unsent`). The counters add with
     /// wrapping arithmetic, so this subtracts exactly; it always follows the
@@ -264,6 +302,34 @@ impl UsageDelta {
         for (device, usage) in devices {
             writes.add_device_usage(keys, day, &device, &usage);
         }
+    }
+
+    /// True when some of the usage is broken down per device.
+    pub fn has_devices(&self) -> bool {
+        !self.devices.is_empty()
+    }
+
+    /// Like [`UsageDelta::write`], but the per-device breakdown goes into
+    /// **one** journal row `journal_id` (a fresh
+    /// [`Store::generate_id`](crate::storage::Store::generate_id)) instead of
+    /// a counter and a sealed name row per device: the hot paths write one
+    /// row per pass, and a fold adds it to the device counters later
+    /// (`broker/delivery/device_journal.rs`).
+    pub fn write_journaled(
+        self,
+        keys: &TenantKeys,
+        day: i64,
+        journal_id: u64,
+        writes: &mut WriteSet,
+    ) {
+        let devices = self.write_totals(keys.owner(), day, writes);
+        writes.journal_device_usage(
+            keys,
+            journal_id,
+            devices
+                .iter()
+                .map(|(device, usage)| (day, device.as_str(), usage)),
+        );
     }
 
     /// Adds the total and per-topic increments to `writes` for `tenant` on
