@@ -223,8 +223,9 @@ impl UsageDelta {
 
     /// Records a delivery pass's deliveries on `topic`: (device id, units,
     /// attempt) each, as [`UsageDelta::delivered`] would one by one, but
-    /// summed per device before it touches the maps (one lookup per
-    /// distinct device, none allocating per message).
+    /// sorted by device and summed per run before it touches the maps (one
+    /// map insertion per distinct device, no hashing or allocation per
+    /// message).
     pub fn delivered_all<'a>(
         &mut self,
         topic: &str,
@@ -233,19 +234,19 @@ impl UsageDelta {
         if !METERING_ON {
             return;
         }
+        fn add(u: &mut Usage, units: u64, attempt: u32) {
+            u.delivered_units += units;
+            u.delivered_messages += 1;
+            if attempt > 1 {
+                u.redelivered_units += units;
+            }
+        }
         let mut pass = Usage::default();
-        let mut devices: std::collections::HashMap<&'a str, Usage> = Default::default();
+        let mut by_device: Vec<(&'a str, u64, u32)> = Vec::new();
         for (device_id, units, attempt) in deliveries {
-            let add = |u: &mut Usage| {
-                u.delivered_units += units;
-                u.delivered_messages += 1;
-                if attempt > 1 {
-                    u.redelivered_units += units;
-                }
-            };
-            add(&mut pass);
+            add(&mut pass, units, attempt);
             if !device_id.is_empty() {
-                add(devices.entry(device_id).or_default());
+                by_device.push((device_id, units, attempt));
             }
         }
         if pass.delivered_messages == 0 {
@@ -254,8 +255,13 @@ impl UsageDelta {
         self.touched = true;
         self.total.add(&pass);
         slot(&mut self.topics, topic).add(&pass);
-        for (device_id, usage) in devices {
-            slot(&mut self.devices, device_id).add(&usage);
+        by_device.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        for run in by_device.chunk_by(|a, b| a.0 == b.0) {
+            let mut usage = Usage::default();
+            for (_, units, attempt) in run {
+                add(&mut usage, *units, *attempt);
+            }
+            slot(&mut self.devices, run[0].0).add(&usage);
         }
     }
 
@@ -370,6 +376,29 @@ mod tests {
         assert_eq!(2 * units_for_bytes(1536), 4);
         // A 0.5 KiB message produced once and consumed twice: 3 units.
         assert_eq!(3 * units_for_bytes(512), 3);
+    }
+
+    #[test]
+    fn a_pass_meters_as_its_deliveries_one_by_one() {
+        let deliveries = [
+            ("b", 2, 1),
+            ("", 1, 1),
+            ("a", 1, 3),
+            ("b", 3, 2),
+            ("a", 1, 1),
+            ("", 4, 2),
+        ];
+        let mut pass = UsageDelta::default();
+        pass.delivered_all("t", deliveries);
+        let mut one_by_one = UsageDelta::default();
+        for (device, units, attempt) in deliveries {
+            one_by_one.delivered("t", device, units, attempt);
+        }
+        assert_eq!(pass.total, one_by_one.total);
+        assert_eq!(pass.topics, one_by_one.topics);
+        assert_eq!(pass.devices, one_by_one.devices);
+        assert_eq!(pass.total.redelivered_units, 3 + 1 + 4);
+        assert_eq!(pass.devices.len(), 2);
     }
 
     #[test]
