@@ -256,12 +256,20 @@ impl UsageDelta {
         self.total.add(&pass);
         slot(&mut self.topics, topic).add(&pass);
         by_device.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        for run in by_device.chunk_by(|a, b| a.0 == b.0) {
+        let runs = by_device.chunk_by(|a, b| a.0 == b.0).map(|run| {
             let mut usage = Usage::default();
             for (_, units, attempt) in run {
                 add(&mut usage, *units, *attempt);
             }
-            slot(&mut self.devices, run[0].0).add(&usage);
+            (run[0].0, usage)
+        });
+        if self.devices.is_empty() {
+            // Built in one go from the sorted runs (no lookup per device).
+            self.devices = runs.map(|(d, u)| (d.to_string(), u)).collect();
+        } else {
+            for (device_id, usage) in runs {
+                slot(&mut self.devices, device_id).add(&usage);
+            }
         }
     }
 
@@ -399,6 +407,12 @@ mod tests {
         assert_eq!(pass.devices, one_by_one.devices);
         assert_eq!(pass.total.redelivered_units, 3 + 1 + 4);
         assert_eq!(pass.devices.len(), 2);
+        // Into a delta that already holds devices: added to them.
+        pass.delivered_all("t", [("a", 5, 1), ("c", 1, 1)]);
+        one_by_one.delivered("t", "a", 5, 1);
+        one_by_one.delivered("t", "c", 1, 1);
+        assert_eq!(pass.devices, one_by_one.devices);
+        assert_eq!(pass.total, one_by_one.total);
     }
 
     #[test]
