@@ -17,7 +17,10 @@
 # throughput) per produced message, and the CPU of folding the run's
 # per-device usage from the stored sets afterwards (`tallyq usage` folds
 # what the background fold has not: per-device produce usage is derived
-# there, not on the produce path; see src/broker/device_usage.rs). Prints
+# there, not on the produce path; see src/broker/device_usage.rs). Per-device
+# delivery usage is journaled as one row per delivery pass and folded every
+# second in the background (src/broker/delivery/device_journal.rs): that fold
+# runs inside the measured run, so it is in the broker's CPU per message. Prints
 # medians and worst runs of the metered/unmetered ratios, taken within each
 # run (the two builds ran back to back).
 set -euo pipefail

@@ -35,9 +35,11 @@
 //! read again.
 //!
 //! Sets that bill no produced units (dead-letter moves) are marked when they
-//! are written and skipped. Delivery usage per device is still counted when
-//! the delivery is recorded (`delivery/deliver.rs`): it depends on attempts,
-//! which the sets do not hold.
+//! are written and skipped. Delivery usage per device cannot be derived from
+//! the sets (it depends on attempts, which the sets do not hold): a delivery
+//! pass journals it in one row of its own write, folded into the device
+//! counters off the delivery path (`delivery/device_journal.rs`);
+//! [`Broker::fold_device_usage`] folds that journal too.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -203,7 +205,8 @@ impl Broker {
         for topic in self.tenant_topics(tenant) {
             self.fold_topic(&topic).await?;
         }
-        Ok(())
+        // And the per-device delivery usage journaled by delivery passes.
+        self.fold_device_journal(tenant).await
     }
 
     /// [`Broker::fold_device_usage`] for every tenant (background job).

@@ -103,6 +103,8 @@ pub struct Broker {
     topics: DashMap<String, BTreeMap<String, Arc<Topic>>>,
     /// Serialises topic and subscription creation and deletion.
     admin_lock: tokio::sync::Mutex<()>,
+    /// Serialises folds of the per-device usage journal (`delivery/device_journal.rs`).
+    device_journal_fold: tokio::sync::Mutex<()>,
 }
 
 impl Broker {
@@ -125,6 +127,7 @@ impl Broker {
             tenant_bytes: DashMap::new(),
             topics: DashMap::new(),
             admin_lock: tokio::sync::Mutex::new(()),
+            device_journal_fold: tokio::sync::Mutex::new(()),
         };
         for settings in broker.store.topics()? {
             let topic = broker.load_topic(settings)?;

@@ -14,17 +14,20 @@
 //! - `keyring.rs`: [`Keyring`], the in-memory cache of unwrapped keys the
 //!   hot paths read, loaded from the store at start-up;
 //! - `memo.rs`: per owner, the device tags and sealed device ids already
-//!   computed, so a device metered with every batch is HMACed once.
+//!   computed, so a device metered with every batch is HMACed once;
+//! - `journal.rs`: the sealed per-device usage journal record of a delivery pass.
 //!
 //! ARCHITECTURE.md ("Encryption at rest") gives the nonce scheme and the
 //! threat model.
 
+mod journal;
 mod keyring;
 mod master;
 mod memo;
 mod seal;
 mod tenant;
 
+pub use journal::{open_journal, seal_journal};
 pub use keyring::{rewrap_all, Keyring, KeyringError};
 pub use master::{load_or_create_master_key, read_or_generate_master_key, MasterKey};
 pub use seal::{open_set, seal_set, set_header_space, SetAad, SET_OVERHEAD};

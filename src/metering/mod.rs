@@ -221,6 +221,58 @@ impl UsageDelta {
         });
     }
 
+    /// Records a delivery pass's deliveries on `topic`: (device id, units,
+    /// attempt) each, as [`UsageDelta::delivered`] would one by one, but
+    /// sorted by device and summed per run before it touches the maps (one
+    /// map insertion per distinct device, no hashing or allocation per
+    /// message).
+    pub fn delivered_all<'a>(
+        &mut self,
+        topic: &str,
+        deliveries: impl IntoIterator<Item = (&'a str, u64, u32)>,
+    ) {
+        if !METERING_ON {
+            return;
+        }
+        fn add(u: &mut Usage, units: u64, attempt: u32) {
+            u.delivered_units += units;
+            u.delivered_messages += 1;
+            if attempt > 1 {
+                u.redelivered_units += units;
+            }
+        }
+        let mut pass = Usage::default();
+        let mut by_device: Vec<(&'a str, u64, u32)> = Vec::new();
+        for (device_id, units, attempt) in deliveries {
+            add(&mut pass, units, attempt);
+            if !device_id.is_empty() {
+                by_device.push((device_id, units, attempt));
+            }
+        }
+        if pass.delivered_messages == 0 {
+            return;
+        }
+        self.touched = true;
+        self.total.add(&pass);
+        slot(&mut self.topics, topic).add(&pass);
+        by_device.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let runs = by_device.chunk_by(|a, b| a.0 == b.0).map(|run| {
+            let mut usage = Usage::default();
+            for (_, units, attempt) in run {
+                add(&mut usage, *units, *attempt);
+            }
+            (run[0].0, usage)
+        });
+        if self.devices.is_empty() {
+            // Built in one go from the sorted runs (no lookup per device).
+            self.devices = runs.map(|(d, u)| (d.to_string(), u)).collect();
+        } else {
+            for (device_id, usage) in runs {
+                slot(&mut self.devices, device_id).add(&usage);
+            }
+        }
+    }
+
     /// Takes back a delivery of `units` that was billed but never reached
     /// the client (see `broker::delivery::unsent`). The counters add with
     /// wrapping arithmetic, so this subtracts exactly; it always follows the
@@ -266,6 +318,34 @@ impl UsageDelta {
         }
     }
 
+    /// True when some of the usage is broken down per device.
+    pub fn has_devices(&self) -> bool {
+        !self.devices.is_empty()
+    }
+
+    /// Like [`UsageDelta::write`], but the per-device breakdown goes into
+    /// **one** journal row `journal_id` (a fresh
+    /// [`Store::generate_id`](crate::storage::Store::generate_id)) instead of
+    /// a counter and a sealed name row per device: the hot paths write one
+    /// row per pass, and a fold adds it to the device counters later
+    /// (`broker/delivery/device_journal.rs`).
+    pub fn write_journaled(
+        self,
+        keys: &TenantKeys,
+        day: i64,
+        journal_id: u64,
+        writes: &mut WriteSet,
+    ) {
+        let devices = self.write_totals(keys.owner(), day, writes);
+        writes.journal_device_usage(
+            keys,
+            journal_id,
+            devices
+                .iter()
+                .map(|(device, usage)| (day, device.as_str(), usage)),
+        );
+    }
+
     /// Adds the total and per-topic increments to `writes` for `tenant` on
     /// `day`, without any per-device breakdown (for usage that has none, such
     /// as retained storage).
@@ -304,6 +384,35 @@ mod tests {
         assert_eq!(2 * units_for_bytes(1536), 4);
         // A 0.5 KiB message produced once and consumed twice: 3 units.
         assert_eq!(3 * units_for_bytes(512), 3);
+    }
+
+    #[test]
+    fn a_pass_meters_as_its_deliveries_one_by_one() {
+        let deliveries = [
+            ("b", 2, 1),
+            ("", 1, 1),
+            ("a", 1, 3),
+            ("b", 3, 2),
+            ("a", 1, 1),
+            ("", 4, 2),
+        ];
+        let mut pass = UsageDelta::default();
+        pass.delivered_all("t", deliveries);
+        let mut one_by_one = UsageDelta::default();
+        for (device, units, attempt) in deliveries {
+            one_by_one.delivered("t", device, units, attempt);
+        }
+        assert_eq!(pass.total, one_by_one.total);
+        assert_eq!(pass.topics, one_by_one.topics);
+        assert_eq!(pass.devices, one_by_one.devices);
+        assert_eq!(pass.total.redelivered_units, 3 + 1 + 4);
+        assert_eq!(pass.devices.len(), 2);
+        // Into a delta that already holds devices: added to them.
+        pass.delivered_all("t", [("a", 5, 1), ("c", 1, 1)]);
+        one_by_one.delivered("t", "a", 5, 1);
+        one_by_one.delivered("t", "c", 1, 1);
+        assert_eq!(pass.devices, one_by_one.devices);
+        assert_eq!(pass.total, one_by_one.total);
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! | dead letters | 250 ms | messages past their last lock deadline move to their dead-letter topic |
 //! | compaction | 1 s check, and once at start | a pass at start and every `compaction_interval_seconds`, every second while the disk is below the watermark |
 //! | device usage | 60 s | per-device produce usage folded from the sets stored since the last fold (`broker/device_usage.rs`) |
+//! | device journal | 1 s | per-device delivery usage journaled by delivery passes folded into the device counters (`broker/delivery/device_journal.rs`) |
 //!
 //! A new background job is one more [`Job`] variant: its period and its body.
 
@@ -43,6 +44,8 @@ const COMPACTION_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 /// How often per-device produce usage is folded from the stored sets (reads
 /// of per-device usage fold what is left first).
 const DEVICE_FOLD_INTERVAL: Duration = Duration::from_secs(60);
+/// How often the per-device delivery usage journal is folded (keeps it small).
+const DEVICE_JOURNAL_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The background jobs.
 #[derive(Clone, Copy, Debug)]
@@ -55,10 +58,11 @@ enum Job {
     DeadLetters,
     Compaction,
     DeviceUsage,
+    DeviceJournal,
 }
 
 impl Job {
-    const ALL: [Job; 8] = [
+    const ALL: [Job; 9] = [
         Job::Retention,
         Job::Sweeps,
         Job::Gauges,
@@ -67,6 +71,7 @@ impl Job {
         Job::DeadLetters,
         Job::Compaction,
         Job::DeviceUsage,
+        Job::DeviceJournal,
     ];
 
     /// Gauges are filled at once, so the first scrape sees them, and
@@ -141,6 +146,7 @@ impl Work {
             Job::DeadLetters => DEAD_LETTER_INTERVAL,
             Job::Compaction => COMPACTION_CHECK_INTERVAL,
             Job::DeviceUsage => DEVICE_FOLD_INTERVAL,
+            Job::DeviceJournal => DEVICE_JOURNAL_INTERVAL,
         }
     }
 
@@ -172,6 +178,11 @@ impl Work {
             Job::DeviceUsage => {
                 if let Err(e) = self.broker.fold_all_device_usage().await {
                     tracing::error!(error = %e, "per-device usage fold failed");
+                }
+            }
+            Job::DeviceJournal => {
+                if let Err(e) = self.broker.fold_all_device_journals().await {
+                    tracing::error!(error = %e, "per-device usage journal fold failed");
                 }
             }
         }

@@ -52,6 +52,9 @@ pub const DEVICE_NAME: u8 = b'N';
 pub const DEVICE_METERED_THROUGH: u8 = b'm';
 /// A set that bills no produced units, by topic id and first offset (`repo/device_fold.rs`).
 pub const UNBILLED_SET: u8 = b'b';
+/// A delivery pass's per-device usage, not yet folded into the device
+/// counters, by tenant, 0, record id (`repo/device_journal.rs`).
+pub const DEVICE_USAGE_JOURNAL: u8 = b'j';
 
 fn with_prefix(prefix: u8, parts: &[&[u8]]) -> Vec<u8> {
     let len = 1 + parts.iter().map(|p| p.len()).sum::<usize>();

@@ -15,6 +15,7 @@ mod corrupt_sets;
 mod damage;
 mod dead_letter_timer;
 mod delivery;
+mod device_delivery_usage;
 mod device_usage;
 mod disk_watermark;
 mod durability;

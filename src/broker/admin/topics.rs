@@ -174,6 +174,8 @@ impl Broker {
     /// Erases every topic of a tenant (termination).
     pub async fn erase_tenant_data(&self, tenant: &str) -> Result<()> {
         let _guard = self.admin_lock.lock().await;
+        // Journaled per-device delivery usage opens only with the key that goes next.
+        self.fold_device_journal(tenant).await?;
         for topic in self.tenant_topics(tenant) {
             self.delete_topic_locked(topic).await?;
         }

@@ -240,7 +240,7 @@ impl Broker {
         }
 
         let mut writes = WriteSet::new();
-        self.meter_deliveries(topic, &claimed.delivered, now, &mut writes);
+        self.meter_deliveries(topic, &claimed.delivered, now, &mut writes)?;
         let dead = match rules.dead_letters(claimed.dead, now) {
             Some(dead) => {
                 self.move_dead_letters(topic, sub, &mut state, dead, &mut writes)
@@ -352,29 +352,39 @@ impl Broker {
         Ok(claimed)
     }
 
-    /// Bills every delivery in the same atomic write that records it.
+    /// Bills every delivery in the same atomic write that records it: the
+    /// tenant's total and the topic's counters, and the per-device breakdown
+    /// as one journal row of the pass (folded into the device counters off
+    /// this path, `device_journal.rs`).
     fn meter_deliveries(
         &self,
         topic: &Topic,
         delivered: &[Delivered],
         now: i64,
         writes: &mut WriteSet,
-    ) {
+    ) -> Result<()> {
         let mut usage = UsageDelta::default();
-        for d in delivered {
-            usage.delivered(
-                &topic.name,
-                &d.message.device_id,
-                units_for_bytes(d.bytes),
-                d.attempt,
-            );
-        }
+        usage.delivered_all(
+            &topic.name,
+            delivered.iter().map(|d| {
+                (
+                    d.message.device_id.as_str(),
+                    units_for_bytes(d.bytes),
+                    d.attempt,
+                )
+            }),
+        );
         let day = self.calendar.day_of(now);
         match self.tenancy.data_keys(&topic.tenant) {
+            Ok(keys) if usage.has_devices() => {
+                let journal_id = self.store.generate_id()?;
+                usage.write_journaled(&keys, day, journal_id, writes);
+            }
             Ok(keys) => usage.write(&keys, day, writes),
             // A tenant whose key is destroyed keeps no device ids.
             Err(_) => usage.write_without_devices(&topic.tenant, day, writes),
         }
+        Ok(())
     }
 
     /// Counts a durable pass in the metrics: deliveries, bytes,

@@ -10,10 +10,12 @@
 //! - `fetch`: the long-poll behind Fetch.
 //! - `session`: [`ConsumerSession`] and its [`FlowWindow`].
 //! - `unsent`: taking back deliveries that never reached the client.
+//! - `device_journal`: per-device delivery usage, folded off the delivery path.
 
 mod acks;
 mod dead_letters;
 mod deliver;
+mod device_journal;
 mod fetch;
 mod session;
 mod unsent;

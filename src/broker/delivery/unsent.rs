@@ -71,6 +71,11 @@ impl Broker {
         }
         let mut writes = WriteSet::new();
         match self.tenancy.data_keys(tenant) {
+            // Per device as the pass billed it: one journal row (`device_journal.rs`).
+            Ok(keys) if usage.has_devices() => {
+                let journal_id = self.store.generate_id()?;
+                usage.write_journaled(&keys, today, journal_id, &mut writes);
+            }
             Ok(keys) => usage.write(&keys, today, &mut writes),
             // A tenant whose key is destroyed keeps no device ids.
             Err(_) => usage.write_without_devices(tenant, today, &mut writes),

@@ -8,6 +8,7 @@ mod clock;
 mod data_keys;
 mod dedup;
 mod device_fold;
+mod device_journal;
 mod devices;
 mod ledger;
 mod sets;
