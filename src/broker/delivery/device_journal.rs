@@ -62,6 +62,7 @@ impl Broker {
             let full = rows.len() >= ROWS_PER_FOLD;
             let mut sums: BTreeMap<(i64, String), Usage> = BTreeMap::new();
             let mut writes = WriteSet::new();
+            let mut folded = 0usize;
             for (id, entries) in rows {
                 let Some(entries) = entries else {
                     // Kept, not dropped: the next fold tries again.
@@ -76,6 +77,7 @@ impl Broker {
                     add_wrapping(sums.entry((day, device)).or_default(), &usage);
                 }
                 writes.delete_device_journal(tenant, id);
+                folded += 1;
             }
             for ((day, device), usage) in &sums {
                 writes.add_device_usage(&keys, *day, device, usage);
@@ -84,7 +86,9 @@ impl Broker {
                 // Still under the lock: the next fold reads after this write.
                 self.store.commit(writes).await?;
             }
-            if !full {
+            // A full batch of rows that none opened would be read again and
+            // again: stop, and let the next fold warn about them once more.
+            if !full || folded == 0 {
                 return Ok(());
             }
         }
