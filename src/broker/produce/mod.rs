@@ -33,7 +33,7 @@ pub(super) use room::Room;
 use super::{Broker, Message};
 use crate::error::Result;
 use crate::tenancy::TenantKey;
-use combine::{Batch, Gate};
+use combine::{Batch, Gate, GATHER_BELOW_MESSAGES};
 
 /// What happened to one message of a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,7 +64,14 @@ impl Broker {
         topic: &str,
         messages: Vec<Message>,
     ) -> Result<ProduceOutcome> {
-        self.queue_produce(key, topic, messages, Gate::Wait)
+        // A batch already a set's worth gains nothing by waiting for the
+        // topic's previous set, and would add that commit to its latency.
+        let gate = if messages.len() >= GATHER_BELOW_MESSAGES {
+            Gate::Skip
+        } else {
+            Gate::Wait
+        };
+        self.queue_produce(key, topic, messages, gate)
             .await?
             .wait()
             .await
