@@ -45,7 +45,13 @@ struct Combined {
     keys: Option<Arc<TenantKeys>>,
     /// The produces in the set, in order.
     members: Vec<Taken>,
+    /// Produces of duplicates only, answered once the set is durable: their
+    /// originals may be in it (nothing is confirmed before it is on disk).
+    duplicates_only: Vec<(Reply, ProduceOutcome)>,
 }
+
+/// Where a produce hears its turn.
+type Reply = tokio::sync::oneshot::Sender<Turn>;
 
 /// A produce taken into the set, and what it will be told.
 struct Taken {
@@ -123,8 +129,12 @@ impl Broker {
         while let Some(member) = round.next() {
             let answer = match self.join_set(topic, log, &mut set, &member.batch, now, window_ms) {
                 Joined::Refused(e) => Err(e),
-                Joined::NothingNew(outcome) => {
+                Joined::NothingNew(outcome) if set.members.is_empty() => {
                     Ok(PendingProduce::nothing_stored(outcome, topic.clone()))
+                }
+                Joined::NothingNew(outcome) => {
+                    set.duplicates_only.push((member.reply, outcome));
+                    continue;
                 }
                 Joined::Taken(sorted) => {
                     set.add(topic, member, sorted);
@@ -212,13 +222,21 @@ impl Broker {
             room,
             keys,
             members,
+            duplicates_only,
         } = set;
+        let answer_all =
+            |error: &Error, members: Vec<Taken>, duplicates_only: Vec<(Reply, ProduceOutcome)>| {
+                for member in members {
+                    let _ = member.reply.send(Turn::Done(Err(error.clone())));
+                }
+                for (reply, _) in duplicates_only {
+                    let _ = reply.send(Turn::Done(Err(error.clone())));
+                }
+            };
         let (Some(room), Some(keys)) = (room, keys) else {
             // Every taken produce set both; answer rather than lose them.
             let error = Error::Unavailable("produce combining lost its set; retry".into());
-            for member in members {
-                let _ = member.reply.send(Turn::Done(Err(error.clone())));
-            }
+            answer_all(&error, members, duplicates_only);
             return;
         };
         let mut writes = WriteSet::new();
@@ -247,9 +265,7 @@ impl Broker {
             Ok(reclaimed) => reclaimed,
             Err(e) => {
                 log.state.storage_metered_ms = metered;
-                for member in members {
-                    let _ = member.reply.send(Turn::Done(Err(e.clone())));
-                }
+                answer_all(&e, members, duplicates_only);
                 return;
             }
         };
@@ -290,6 +306,16 @@ impl Broker {
                 },
             };
             let _ = member.reply.send(Turn::Done(Ok(pending)));
+        }
+        for (reply, outcome) in duplicates_only {
+            let pending = PendingProduce {
+                commit: Some(commit.clone()),
+                outcome,
+                topic: topic.clone(),
+                dedup_ids: Vec::new(),
+                stored: StoredFigures::default(),
+            };
+            let _ = reply.send(Turn::Done(Ok(pending)));
         }
     }
 }
