@@ -30,7 +30,7 @@
 //! `MEMORY_BOUND_BROKER=path` measures another tallyq binary.
 //! `MEMORY_BOUND_PHASES=refetch` runs only the re-fetch phase
 //! (`memory_bound/fetch.rs`): tenant "refetch" keeps 16 connections open
-//! and re-fetches on new streams after each lock expiry (2 s locks, 4
+//! and re-fetches on new streams after each lock expiry (10 s locks, 4
 //! rounds), never reading nor acking; its RSS growth against the limit.
 
 use std::io::{BufRead, BufReader};

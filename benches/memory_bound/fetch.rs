@@ -152,8 +152,8 @@ pub async fn fetch_never_read(broker: &Broker, operator: &Client, calm: &Client)
 pub const REFETCH_ROUNDS: usize = 4;
 /// Fetches per connection and round in the re-fetch phase.
 pub const REFETCHES_PER_ROUND: usize = 8;
-/// The re-fetch phase's lock (seconds): short, so its rounds are quick.
-const REFETCH_LOCK_SECONDS: u32 = 2;
+/// The re-fetch phase's lock (seconds): the shortest a plan allows, so its rounds are quick.
+const REFETCH_LOCK_SECONDS: u32 = 10;
 /// How long a re-fetch waits for credit (ms).
 const REFETCH_WAIT_MS: u32 = 2000;
 
@@ -171,7 +171,7 @@ pub struct RefetchResult {
 /// The re-fetch phase: tenant "refetch" keeps its connections (64 KiB
 /// windows) open and, in each round, sends Fetches on new streams of them
 /// that it never reads nor acks; the next round starts once the last
-/// round's locks (2 s) have ended. Before answers kept their credit until
+/// round's locks (10 s) have ended. Before answers kept their credit until
 /// they left the broker, each round pinned another limit's worth (the
 /// expired holds gave the credit back while the answers still sat unsent).
 pub async fn refetch_after_expiry(
