@@ -483,7 +483,10 @@ fn refetch_runs(rt: &tokio::runtime::Runtime, runs: usize) {
             .map(|b| format!("{:.1}", mib(*b)))
             .collect();
         println!(
-            "run {n}: {} connections kept open, {} rounds of {} Fetches each after the last              round's locks ended, never read: RSS before {:.1} MiB, held max {:.1} MiB, growth              {:.1} MiB = limit {} MiB {:+.1} MiB (outstanding per GetQuota after each round: {}              MiB); calm p99 quiet/held {}/{} us (ratio {:.2})",
+            "run {n}: {} connections kept open, {} rounds of {} Fetches each after the last \
+             round's locks ended, never read: RSS before {:.1} MiB, held max {:.1} MiB, growth \
+             {:.1} MiB = limit {} MiB {:+.1} MiB (outstanding per GetQuota after each round: {} \
+             MiB); calm p99 quiet/held {}/{} us (ratio {:.2})",
             fetch::connections(),
             fetch::REFETCH_ROUNDS,
             fetch::connections() * fetch::REFETCHES_PER_ROUND,
@@ -501,7 +504,8 @@ fn refetch_runs(rt: &tokio::runtime::Runtime, runs: usize) {
         p99.push(ratio);
     }
     println!(
-        "over {runs} runs: re-fetch after lock expiry: RSS growth over the {} MiB limit median          {:+.1} MiB (worst {:+.1}); calm p99 ratio held/quiet median {:.2} (worst {:.2})",
+        "over {runs} runs: re-fetch after lock expiry: RSS growth over the {} MiB limit median \
+         {:+.1} MiB (worst {:+.1}); calm p99 ratio held/quiet median {:.2} (worst {:.2})",
         LIMIT / MIB,
         median(over.clone()),
         worst(&over),
