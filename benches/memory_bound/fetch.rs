@@ -3,7 +3,8 @@
 //! Fetch may ask for, and never reads an answer (each connection's HTTP/2
 //! windows are 64 KiB, so what the broker answered stays in the broker's
 //! send path) and never acks. Its delivered bytes stay counted in its
-//! delivery pool until acked or their locks end, so the broker's RSS growth
+//! delivery pool until acked or their locks end and the answers have left
+//! the broker (the re-fetch phase below checks the latter), so RSS growth
 //! should stay under the plan limit plus a small constant while tenant
 //! "calm" is served as before.
 
