@@ -26,6 +26,12 @@
 //! so the profiler writes its data); `MEMORY_BOUND_PHASES=fetch` runs only
 //! the Fetch phase, `MEMORY_BOUND_FETCH_CONNECTIONS=n` (default 16) sets its
 //! connections.
+//!
+//! `MEMORY_BOUND_BROKER=path` measures another tallyq binary.
+//! `MEMORY_BOUND_PHASES=refetch` runs only the re-fetch phase
+//! (`memory_bound/fetch.rs`): tenant "refetch" keeps 16 connections open
+//! and re-fetches on new streams after each lock expiry (10 s locks, 4
+//! rounds), never reading nor acking; its RSS growth against the limit.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -69,13 +75,17 @@ impl Broker {
         let wrap: Vec<String> = std::env::var("MEMORY_BOUND_WRAP")
             .map(|w| w.split_whitespace().map(str::to_string).collect())
             .unwrap_or_default();
+        // MEMORY_BOUND_BROKER: another tallyq binary to measure (e.g. a
+        // build from before a change), instead of this tree's.
+        let binary = std::env::var("MEMORY_BOUND_BROKER")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_tallyq").to_string());
         let mut command = match wrap.split_first() {
             Some((program, args)) => {
                 let mut c = Command::new(program);
-                c.args(args).arg(env!("CARGO_BIN_EXE_tallyq"));
+                c.args(args).arg(&binary);
                 c
             }
-            None => Command::new(env!("CARGO_BIN_EXE_tallyq")),
+            None => Command::new(&binary),
         };
         let mut child = command
             .args([
@@ -443,6 +453,67 @@ async fn run_fetch_only() -> ((u64, u64), fetch::FetchResult) {
     (quiet, fetch)
 }
 
+/// Only the re-fetch phase, on a broker of its own
+/// (`MEMORY_BOUND_PHASES=refetch`).
+async fn run_refetch_only() -> ((u64, u64), fetch::RefetchResult) {
+    let broker = Broker::start();
+    let operator = Client::connect(
+        &broker.address,
+        "tqop_memory_bound_bench_operator_credential",
+    )
+    .await
+    .expect("connect");
+    let calm = tenant(&operator, "calm").await;
+    topic_with_subs(&calm, "c", &["c".to_string()], 0).await;
+    let quiet = round_trips(&calm).await;
+    let refetch = fetch::refetch_after_expiry(&broker, &operator, &calm).await;
+    (quiet, refetch)
+}
+
+/// Runs the re-fetch phase `runs` times; prints each run, medians and worst.
+fn refetch_runs(rt: &tokio::runtime::Runtime, runs: usize) {
+    let (mut over, mut p99) = (Vec::new(), Vec::new());
+    for n in 1..=runs {
+        let (quiet, r) = rt.block_on(run_refetch_only());
+        let grown = r.rss_held.saturating_sub(r.rss_before);
+        let ratio = r.loaded.1 as f64 / quiet.1.max(1) as f64;
+        let held: Vec<String> = r
+            .held_bytes
+            .iter()
+            .map(|b| format!("{:.1}", mib(*b)))
+            .collect();
+        println!(
+            "run {n}: {} connections kept open, {} rounds of {} Fetches each after the last \
+             round's locks ended, never read: RSS before {:.1} MiB, held max {:.1} MiB, growth \
+             {:.1} MiB = limit {} MiB {:+.1} MiB (outstanding per GetQuota after each round: {} \
+             MiB); calm p99 quiet/held {}/{} us (ratio {:.2})",
+            fetch::connections(),
+            fetch::REFETCH_ROUNDS,
+            fetch::connections() * fetch::REFETCHES_PER_ROUND,
+            mib(r.rss_before),
+            mib(r.rss_held),
+            mib(grown),
+            LIMIT / MIB,
+            mib(grown) - mib(LIMIT),
+            held.join(", "),
+            quiet.1,
+            r.loaded.1,
+            ratio,
+        );
+        over.push(mib(grown) - mib(LIMIT));
+        p99.push(ratio);
+    }
+    println!(
+        "over {runs} runs: re-fetch after lock expiry: RSS growth over the {} MiB limit median \
+         {:+.1} MiB (worst {:+.1}); calm p99 ratio held/quiet median {:.2} (worst {:.2})",
+        LIMIT / MIB,
+        median(over.clone()),
+        worst(&over),
+        median(p99.clone()),
+        worst(&p99),
+    );
+}
+
 /// Prints run `n`'s Fetch phase; returns its RSS growth over the limit (MiB)
 /// and calm's p50 and p99 ratio held/quiet.
 fn report_fetch(n: usize, quiet: (u64, u64), f: &fetch::FetchResult) -> (f64, f64, f64) {
@@ -511,6 +582,10 @@ fn main() {
         .build()
         .unwrap();
     let (mut f_over, mut f_p50, mut f_p99) = (Vec::new(), Vec::new(), Vec::new());
+    if std::env::var("MEMORY_BOUND_PHASES").is_ok_and(|p| p == "refetch") {
+        refetch_runs(&rt, runs);
+        return;
+    }
     if std::env::var("MEMORY_BOUND_PHASES").is_ok_and(|p| p == "fetch") {
         for n in 1..=runs {
             let (quiet, f) = rt.block_on(run_fetch_only());

@@ -200,27 +200,33 @@ impl BrokerApi for BrokerService {
                 )
                 .await;
             let first = match fetched {
-                Ok(deliveries) => {
+                Ok(fetched) => {
                     // One response's worth goes out; the rest is due again at once.
-                    let mut packs = pack(deliveries).into_iter();
+                    let mut packs = pack(fetched.deliveries).into_iter();
                     let first = packs.next().unwrap_or_default();
                     returner
                         .give_back(packs.flat_map(|p| p.unsent).collect())
                         .await;
-                    Ok(first)
+                    Ok((first, fetched.credit))
                 }
                 Err(e) => Err(e),
             };
-            if let Err(Ok(first)) = tx.send(first) {
+            if let Err(Ok((first, _credit))) = tx.send(first) {
                 returner.give_back(first.unsent).await;
             }
         });
-        let first = rx
+        let (first, credit) = rx
             .await
             .map_err(|_| Status::unavailable("the fetch ended without an answer"))??;
-        reply(pb::FetchResponse {
+        let mut response = Response::new(pb::FetchResponse {
             deliveries: first.deliveries,
-        })
+        });
+        // The answer keeps its credit until it has left the broker (the
+        // edge's answer body carries it on; see server::connection).
+        if let Some(credit) = credit {
+            response.extensions_mut().insert(credit);
+        }
+        Ok(response)
     }
 
     async fn ack(

@@ -79,7 +79,7 @@ use crate::tenancy::Tenancy;
 use subscription::{SubState, Subscription};
 use topic::{Topic, TopicLog, TopicSettings};
 
-pub use delivery::{ConsumerSession, Delivered, FlowWindow, Unsent};
+pub use delivery::{ConsumerSession, Delivered, Fetched, FlowWindow, Unsent};
 pub use message::{Message, MessageSet};
 pub use produce::{ProduceOutcome, ProducedMessage};
 

@@ -17,6 +17,7 @@
 //! | `domain.rs` | credentials and metrics (once); the store, the clock, tenancy, admission, broker, billing (per round) |
 //! | `round.rs` | one serving round over one loaded domain, until stop or a failed store |
 //! | `gate.rs` | the layer that keeps a failed store's domain from answering |
+//! | `answer_body.rs` | the layer that keeps a Fetch answer's credit counted until its bytes have left the process |
 //! | `recovery.rs` | waiting for the disk (probe), reopening, reloading; the recovering server (health only) |
 //! | `services.rs` | the four services behind their interceptors, health (one list), reflection, transport settings |
 //! | `scheduler.rs` | every background job, on one loop with one sleep-or-shutdown |
@@ -36,6 +37,7 @@ use tokio::net::TcpListener;
 
 use crate::config::Config;
 
+mod answer_body;
 pub mod clock_store;
 mod domain;
 mod error;

@@ -19,6 +19,7 @@ use tonic_health::server::{HealthReporter, HealthService};
 use tonic_health::ServingStatus;
 use tower::layer::util::{Identity, Stack};
 
+use super::answer_body::{self, AnswerBodyLayer};
 use super::domain::Domain;
 use super::gate::GateLayer;
 use super::tls::tls_config;
@@ -42,8 +43,9 @@ use crate::wire::{
     MAX_CONCURRENT_STREAMS_PER_CONNECTION, REQUEST_TIMEOUT_SECS,
 };
 
-/// The layers around every route: RPC metrics outside, the store gate inside.
-type Layers = Stack<GateLayer, Stack<RpcMetricsLayer, Identity>>;
+/// The layers around every route: the answers' credit outermost (on the
+/// body hyper hands to h2), RPC metrics, the store gate inside.
+type Layers = Stack<GateLayer, Stack<RpcMetricsLayer, Stack<AnswerBodyLayer, Identity>>>;
 
 /// The routed services, ready to serve.
 pub(super) type Routes = Router<Layers>;
@@ -176,6 +178,7 @@ fn transport(
         .timeout(Duration::from_secs(REQUEST_TIMEOUT_SECS))
         .http2_keepalive_interval(Some(Duration::from_secs(HTTP2_KEEPALIVE_INTERVAL_SECS)))
         .http2_keepalive_timeout(Some(Duration::from_secs(HTTP2_KEEPALIVE_TIMEOUT_SECS)))
+        .layer(answer_body::layer())
         .layer(RpcMetricsLayer::new(metrics))
         .layer(gate))
 }

@@ -33,6 +33,7 @@ mod response_size;
 mod retention;
 mod router;
 mod scopes;
+mod send_hold;
 mod service;
 mod startup;
 mod storage_hours;

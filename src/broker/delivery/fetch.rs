@@ -7,33 +7,35 @@
 //! stream's: with the pool used up, it waits for credit within its
 //! `max_wait` and then answers with nothing.
 //!
-//! What a Fetch delivers stays counted in the pool after it answers: the
-//! answer may sit unread in the HTTP/2 send path for as long as the client
-//! keeps the connection, so the bytes are held per message
-//! ([`crate::broker::subscription::Holds`]) until the message is acked,
-//! nacked, given back, claimed again or dead-lettered, its lock ends, or the
-//! subscription goes. A tenant whose Fetch answers are never read or acked
-//! thus holds at most its plan's `max_outstanding_delivery_bytes`, however
-//! many connections it opens. An at-most-once subscription's deliveries
-//! have no lock and nothing to ack: their bytes go back when the Fetch
-//! answers.
+//! What a Fetch delivers stays counted in the pool after it answers, owned
+//! twice: per message by its hold ([`crate::broker::subscription::Holds`])
+//! until the message is acked, nacked, given back, claimed again or
+//! dead-lettered, its lock ends, or the subscription goes; and by the answer
+//! itself ([`AnswerCredit`], returned with the deliveries), which the edge
+//! keeps alive until the answer has left the broker (the answer may sit
+//! unread in the HTTP/2 send path for as long as the client keeps the
+//! connection, also after the lock ended). A byte goes back when both are
+//! done. A tenant whose Fetch answers are never read or acked thus holds at
+//! most its plan's `max_outstanding_delivery_bytes`, however many
+//! connections it opens and whatever the locks do. An at-most-once
+//! subscription's deliveries have no lock and nothing to ack: the answer
+//! alone keeps their bytes.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
 
 use super::{Delivered, PassBytes};
-use crate::broker::subscription::Subscription;
+use crate::broker::subscription::{AnswerCredit, Subscription, ToHold};
 use crate::broker::topic::SetCache;
 use crate::broker::Broker;
 use crate::clock::Clock;
 use crate::error::Result;
-use crate::quota::admission::DeliveryPool;
 use crate::tenancy::TenantKey;
 
 impl Broker {
     /// Long-poll: waits up to `max_wait` (real time) for up to `max_messages`.
+    /// The answer's credit comes with it: keep it until the answer has left.
     pub async fn fetch(
         &self,
         key: &TenantKey,
@@ -41,7 +43,7 @@ impl Broker {
         subscription: &str,
         max_messages: usize,
         max_wait: Duration,
-    ) -> Result<Vec<Delivered>> {
+    ) -> Result<Fetched> {
         self.check_consume(key, topic_name)?;
         let (topic, sub) = self.subscription(&key.tenant, topic_name, subscription)?;
         let plan = self.tenancy.plan_of(&key.tenant);
@@ -85,8 +87,12 @@ impl Broker {
                 let used: u64 = pass.delivered.iter().map(|d| d.bytes).sum();
                 pool.settle(reserved, used);
                 if !pass.delivered.is_empty() {
-                    self.hold_delivered(&sub, &pool, &pass.delivered).await;
-                    return Ok(pass.delivered);
+                    let credit = AnswerCredit::new(pool.clone(), used);
+                    self.hold_delivered(&sub, &credit, &pass.delivered).await;
+                    return Ok(Fetched {
+                        deliveries: pass.delivered,
+                        credit: Some(credit),
+                    });
                 }
                 held_back = pass.held_back;
                 if !held_back {
@@ -98,7 +104,7 @@ impl Broker {
                         pass.next_deadline,
                     );
                     if tokio::time::timeout_at(give_up, woke).await.is_err() {
-                        return Ok(Vec::new());
+                        return Ok(Fetched::default());
                     }
                     continue;
                 }
@@ -106,45 +112,52 @@ impl Broker {
             // Credit is what is missing: wait for the tenant's other streams.
             let more = pool.wait_for_more(pool_rx, reserved, limit);
             if tokio::time::timeout_at(give_up, more).await.is_err() {
-                return Ok(Vec::new());
+                return Ok(Fetched::default());
             }
         }
     }
 }
 
+/// A Fetch's answer: the deliveries and, when there are any, the credit
+/// they keep counted while the answer is on its way out.
+#[derive(Debug, Default)]
+pub struct Fetched {
+    /// What was delivered, in order.
+    pub deliveries: Vec<Delivered>,
+    /// The answer's side of the deliveries' credit (see the module doc).
+    pub credit: Option<AnswerCredit>,
+}
+
 impl Broker {
-    /// Keeps the bytes of `delivered` (counted in `pool` by the pass) held
-    /// until each message stops being outstanding; gives back at once what
-    /// has no lock to wait for: an at-most-once delivery, or one whose
-    /// pending state already moved on (acked, nacked or its lock ended
-    /// before the answer was ready).
+    /// Holds the bytes of `delivered` (counted in the pool, owned by
+    /// `credit`) until each message stops being outstanding, in one round
+    /// of the holds' lock; what has no lock to wait for (an at-most-once
+    /// delivery, or one whose pending state already moved on: acked, nacked
+    /// or its lock ended before the answer was ready) is kept by the answer
+    /// alone. Nothing is held once the subscription is deleted (the holds
+    /// refuse, so a deletion racing this pass cannot leave a hold behind).
     async fn hold_delivered(
         &self,
         sub: &Subscription,
-        pool: &Arc<DeliveryPool>,
+        credit: &AnswerCredit,
         delivered: &[Delivered],
     ) {
         let lock_ms = sub.settings().lock_seconds as i64 * 1000;
+        if lock_ms == 0 {
+            return;
+        }
         let state = sub.state.lock().await;
         let now = self.clock.now_ms();
-        let mut unheld = 0;
-        for d in delivered {
-            let deadline = d.claimed_ms + lock_ms;
-            let locked = lock_ms > 0
-                && deadline > now
-                && !sub.is_deleted()
-                && state
-                    .pending
-                    .get(&d.offset)
-                    .is_some_and(|p| p.attempts == d.attempt && p.deadline_ms == deadline);
-            if locked {
-                state.holds.hold(pool, d.offset, d.bytes, deadline);
-            } else {
-                unheld += d.bytes;
-            }
-        }
-        drop(state);
-        pool.release(unheld);
+        let locked: Vec<ToHold> = delivered
+            .iter()
+            .filter_map(|d| {
+                let deadline = d.claimed_ms + lock_ms;
+                let pending = state.pending.get(&d.offset)?;
+                (deadline > now && pending.attempts == d.attempt && pending.deadline_ms == deadline)
+                    .then_some((d.offset, d.bytes, deadline))
+            })
+            .collect();
+        state.holds.hold_many(credit, &locked);
     }
 }
 

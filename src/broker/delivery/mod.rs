@@ -21,6 +21,7 @@ mod session;
 mod unsent;
 
 pub use acks::SeekTarget;
+pub use fetch::Fetched;
 pub use session::{ConsumerSession, FlowWindow};
 pub use unsent::Unsent;
 

@@ -14,11 +14,14 @@
 //!   ([`StoredState`]).
 //! - `holds`: [`Holds`], the delivery credit Fetch answers keep until their
 //!   messages are acked, nacked or their locks end.
+//! - `credit`: [`AnswerCredit`], the answer's own side of that credit: a
+//!   byte goes back when its hold has ended and its answer has left.
 //! - `settings`: [`SubscriptionSettings`], identity and delivery settings.
 //! - this file: [`Subscription`], the shared handle (settings, wake-ups,
 //!   deletion).
 
 mod claim;
+mod credit;
 mod holds;
 mod persist;
 mod runs;
@@ -26,7 +29,8 @@ mod settings;
 mod state;
 
 pub use claim::{Claim, ClaimRules};
-pub use holds::Holds;
+pub use credit::AnswerCredit;
+pub use holds::{Holds, ToHold};
 pub use persist::{Cursor, StoredState};
 pub use runs::Run;
 pub use settings::SubscriptionSettings;
