@@ -210,6 +210,51 @@ impl UsageDelta {
         });
     }
 
+    /// Records a produced set's stored messages on `topic`: (device id,
+    /// units) each, as [`UsageDelta::produced`] would one by one, but sorted
+    /// by device and summed per run before it touches the maps (one map
+    /// insertion per distinct device, no hashing or allocation per message).
+    pub fn produced_all<'a>(
+        &mut self,
+        topic: &str,
+        messages: impl IntoIterator<Item = (&'a str, u64)>,
+    ) {
+        if !METERING_ON {
+            return;
+        }
+        let mut set = Usage::default();
+        let mut by_device: Vec<(&'a str, u64)> = Vec::new();
+        for (device_id, units) in messages {
+            set.produced_units += units;
+            set.produced_messages += 1;
+            if !device_id.is_empty() {
+                by_device.push((device_id, units));
+            }
+        }
+        if set.produced_messages == 0 {
+            return;
+        }
+        self.touched = true;
+        self.total.add(&set);
+        slot(&mut self.topics, topic).add(&set);
+        by_device.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let runs = by_device.chunk_by(|a, b| a.0 == b.0).map(|run| {
+            let usage = Usage {
+                produced_units: run.iter().map(|(_, units)| units).sum(),
+                produced_messages: run.len() as u64,
+                ..Usage::default()
+            };
+            (run[0].0, usage)
+        });
+        if self.devices.is_empty() {
+            self.devices = runs.map(|(d, u)| (d.to_string(), u)).collect();
+        } else {
+            for (device_id, usage) in runs {
+                slot(&mut self.devices, device_id).add(&usage);
+            }
+        }
+    }
+
     /// Records a delivery of `units` (attempt > 1 is a redelivery).
     pub fn delivered(&mut self, topic: &str, device_id: &str, units: u64, attempt: u32) {
         self.add(topic, device_id, |u| {
@@ -413,6 +458,26 @@ mod tests {
         one_by_one.delivered("t", "c", 1, 1);
         assert_eq!(pass.devices, one_by_one.devices);
         assert_eq!(pass.total, one_by_one.total);
+    }
+
+    #[test]
+    fn a_set_meters_as_its_messages_one_by_one() {
+        let messages = [("b", 2), ("", 1), ("a", 1), ("b", 3), ("a", 1)];
+        let mut set = UsageDelta::default();
+        set.produced_all("t", messages);
+        let mut one_by_one = UsageDelta::default();
+        for (device, units) in messages {
+            one_by_one.produced("t", device, units);
+        }
+        assert_eq!(set.total, one_by_one.total);
+        assert_eq!(set.topics, one_by_one.topics);
+        assert_eq!(set.devices, one_by_one.devices);
+        assert_eq!(set.devices["b"].produced_units, 5);
+        assert_eq!(set.total.produced_messages, 5);
+        set.produced_all("t", [("a", 4), ("c", 1)]);
+        one_by_one.produced("t", "a", 4);
+        one_by_one.produced("t", "c", 1);
+        assert_eq!(set.devices, one_by_one.devices);
     }
 
     #[test]
