@@ -7,6 +7,7 @@
 #   bash benches/metering-profile.sh            # both builds, both cases
 #   CASES="c0" CG_SECS=20 bash benches/metering-profile.sh
 #   METERED_BIN=... UNMETERED_BIN=... bash benches/metering-profile.sh
+#   BUILDS=metered ...                          # one build only
 #
 # Per build and case: the broker runs under valgrind on a fresh data dir;
 # after a 1 s warm-up its counters are zeroed; `tallyq bench --producers 4
@@ -20,6 +21,7 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 source "$root/benches/lib.sh"
 CG_SECS="${CG_SECS:-20}"
 cases="${CASES:-c0 c1}"
+builds="${BUILDS:-metered unmetered}"
 if [ -z "${METERED_BIN:-}${UNMETERED_BIN:-}" ]; then
   cargo build --release --quiet --manifest-path "$root/Cargo.toml" --bin tallyq
   cargo build --release --quiet --manifest-path "$root/Cargo.toml" --bin tallyq \
@@ -83,6 +85,8 @@ profile() { # build label, binary, consumers
 
 for c in $cases; do
   consumers="${c#c}"
-  profile metered "$metered" "$consumers"
-  profile unmetered "$unmetered" "$consumers"
+  for b in $builds; do
+    bin="$metered"; [ "$b" = unmetered ] && bin="$unmetered"
+    profile "$b" "$bin" "$consumers"
+  done
 done
