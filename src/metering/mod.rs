@@ -380,12 +380,7 @@ impl UsageDelta {
         self.write_totals(tenant, day, writes);
     }
 
-    fn write_totals(
-        self,
-        tenant: &str,
-        day: i64,
-        writes: &mut WriteSet,
-    ) -> DeviceMap {
+    fn write_totals(self, tenant: &str, day: i64, writes: &mut WriteSet) -> DeviceMap {
         if !self.touched {
             return Default::default();
         }

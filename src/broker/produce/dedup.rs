@@ -95,7 +95,9 @@ impl Broker {
             }
             let offset = first_offset + batch.new as u64;
             if !message.dedup_id.is_empty() {
-                batch.dedup.insert(Arc::from(message.dedup_id.as_str()), offset);
+                batch
+                    .dedup
+                    .insert(Arc::from(message.dedup_id.as_str()), offset);
             }
             let units = units_for_bytes(size);
             batch.outcome.units += units;

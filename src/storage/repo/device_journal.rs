@@ -193,7 +193,9 @@ fn journal_key(tenant: &str, id: u64) -> Vec<u8> {
 }
 
 /// Encodes per-device usage as one columnar record (see the module doc).
-fn encode_record<'a>(entries: impl IntoIterator<Item = (i64, &'a str, &'a Usage)>) -> JournalRecord {
+fn encode_record<'a>(
+    entries: impl IntoIterator<Item = (i64, &'a str, &'a Usage)>,
+) -> JournalRecord {
     let mut record = JournalRecord::default();
     let mut columns: [Vec<u64>; 6] = Default::default();
     for (day, device_id, u) in entries {
