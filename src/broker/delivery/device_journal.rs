@@ -69,8 +69,10 @@ impl Broker {
             let rows = self.store.device_journal(&keys, after, ROWS_PER_FOLD)?;
             let full = rows.len() >= ROWS_PER_FOLD;
             after = rows.last().map(|(id, _)| *id);
-            // Summed per device and day, borrowing the ids from the rows.
-            let mut sums: HashMap<(i64, &str), Usage> = HashMap::new();
+            // Summed per device and day, borrowing the ids from the rows
+            // (foldhash: SipHash was ~200 instructions per folded message).
+            let mut sums: HashMap<(i64, &str), Usage, foldhash::fast::RandomState> =
+                HashMap::default();
             let mut writes = WriteSet::new();
             for (id, row) in &rows {
                 let Some(row) = row else {

@@ -196,8 +196,14 @@ fn journal_key(tenant: &str, id: u64) -> Vec<u8> {
 fn encode_record<'a>(
     entries: impl IntoIterator<Item = (i64, &'a str, &'a Usage)>,
 ) -> JournalRecord {
-    let mut record = JournalRecord::default();
-    let mut columns: [Vec<u64>; 6] = Default::default();
+    let entries = entries.into_iter();
+    let n = entries.size_hint().0;
+    let mut record = JournalRecord {
+        device_lens: Vec::with_capacity(n),
+        days: Vec::with_capacity(n),
+        ..JournalRecord::default()
+    };
+    let mut columns: [Vec<u64>; 6] = std::array::from_fn(|_| Vec::with_capacity(n));
     for (day, device_id, u) in entries {
         record.devices.push_str(device_id);
         record.device_lens.push(device_id.len() as u32);
