@@ -1,4 +1,4 @@
-//! Per-device delivery usage, folded off the delivery path.
+//! Per-device delivery (and produce) usage, folded off the hot paths.
 //!
 //! A delivery pass bills its deliveries in the same atomic write that
 //! records them, as always: the tenant's total and the topic's counters are
