@@ -14,13 +14,14 @@
 #
 # Per run it records the produced msgs/s, the broker's CPU (utime + stime from
 # /proc, which the other load on a shared machine moves far less than
-# throughput) per produced message, and the CPU of folding the run's
-# per-device usage from the stored sets afterwards (`tallyq usage` folds
-# what the background fold has not: per-device produce usage is derived
-# there, not on the produce path; see src/broker/device_usage.rs). Per-device
-# delivery usage is journaled as one row per delivery pass and folded every
-# second in the background (src/broker/delivery/device_journal.rs): that fold
-# runs inside the measured run, so it is in the broker's CPU per message. Prints
+# throughput) per produced message, and the CPU of the folds that run
+# afterwards (`tallyq usage` folds what the background folds have not).
+# Per-device usage is journaled as one row per produced set and one per
+# delivery pass, and folded every second in the background
+# (src/broker/delivery/device_journal.rs): that fold runs inside the measured
+# run, so it is in the broker's CPU per message. (Until round 6 the produce
+# side was derived from the stored sets by a fold after the run; sets of a
+# data dir of an earlier version still are, src/broker/device_usage.rs.) Prints
 # medians and worst runs of the metered/unmetered ratios, taken within each
 # run (the two builds ran back to back).
 set -euo pipefail

@@ -1,5 +1,16 @@
-//! Per-device produce usage, derived from the stored message sets at fold
-//! time instead of counted on every produce.
+//! Per-device produce usage of sets that did not journal it, derived from
+//! the stored message sets at fold time.
+//!
+//! Since round 6 a produced set journals its per-device usage itself: one
+//! sealed columnar row in the set's own write (`produce/round.rs`, the same
+//! journal delivery passes write, `delivery/device_journal.rs`), and moves
+//! the metered-through offset below past itself in that write, when every
+//! set before it is folded. What follows still folds the other sets — those
+//! written before (a data dir of an earlier version) and those produced
+//! behind the offset (after those, or after dead letters not folded yet) —
+//! exactly as it did. (Re-reading and decrypting every stored message to
+//! count its device was most of metering's cost with device ids:
+//! `benches/metering-profile.sh`.)
 //!
 //! A produce writes its tenant and topic usage in the same atomic write as
 //! its set, as before. The per-device breakdown of produced usage is not

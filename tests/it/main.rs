@@ -16,6 +16,8 @@ mod damage;
 mod dead_letter_timer;
 mod delivery;
 mod device_delivery_usage;
+mod device_journal_damage;
+mod device_produce_journal;
 mod device_usage;
 mod disk_watermark;
 mod durability;

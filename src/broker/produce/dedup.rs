@@ -4,6 +4,7 @@
 //! the same set before it, queued for commit, or stored.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use super::{ProduceOutcome, ProducedMessage};
 use crate::broker::topic::Topic;
@@ -40,8 +41,9 @@ pub(super) struct SortedBatch {
     pub(super) new: usize,
     /// Their counted bytes.
     pub(super) bytes: u64,
-    /// The dedup_ids of the new messages, with their offsets.
-    pub(super) dedup: HashMap<String, u64>,
+    /// The dedup_ids of the new messages, with their offsets (each id
+    /// copied once from its message, then shared).
+    pub(super) dedup: HashMap<Arc<str>, u64>,
 }
 
 impl Broker {
@@ -61,7 +63,7 @@ impl Broker {
         first_offset: u64,
         now: i64,
         window_ms: i64,
-        earlier: &HashMap<String, u64>,
+        earlier: &HashMap<Arc<str>, u64>,
     ) -> Result<SortedBatch> {
         let mut batch = SortedBatch {
             outcome: ProduceOutcome {
@@ -76,8 +78,8 @@ impl Broker {
             if !message.dedup_id.is_empty() {
                 let original = match batch
                     .dedup
-                    .get(&message.dedup_id)
-                    .or_else(|| earlier.get(&message.dedup_id))
+                    .get(message.dedup_id.as_str())
+                    .or_else(|| earlier.get(message.dedup_id.as_str()))
                 {
                     Some(&offset) => Some(offset),
                     None => self.original_of(topic, keys, &message.dedup_id, now, window_ms)?,
@@ -93,7 +95,9 @@ impl Broker {
             }
             let offset = first_offset + batch.new as u64;
             if !message.dedup_id.is_empty() {
-                batch.dedup.insert(message.dedup_id.clone(), offset);
+                batch
+                    .dedup
+                    .insert(Arc::from(message.dedup_id.as_str()), offset);
             }
             let units = units_for_bytes(size);
             batch.outcome.units += units;
@@ -142,7 +146,7 @@ impl Broker {
 pub(super) fn remember_dedup_ids(
     topic: &Topic,
     keys: &TenantKeys,
-    dedup: &HashMap<String, u64>,
+    dedup: &HashMap<Arc<str>, u64>,
     now: i64,
     writes: &mut WriteSet,
 ) {
@@ -160,7 +164,7 @@ pub(super) fn remember_dedup_ids(
     if !dedup.is_empty() {
         let mut uncommitted = topic.uncommitted_dedup.lock_unpoisoned();
         for (id, offset) in dedup {
-            uncommitted.insert(id.clone(), entry(*offset));
+            uncommitted.insert(Arc::clone(id), entry(*offset));
         }
     }
 }

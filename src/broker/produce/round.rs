@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use super::combine::{Batch, Gate, LeadToken, Member, Turn};
 use super::dedup::{remember_dedup_ids, SortedBatch};
-use super::pending::StoredFigures;
+use super::pending::{QueuedDedupIds, StoredFigures};
 use super::{PendingProduce, ProduceOutcome, Room};
 use crate::broker::device_usage::Billed;
 use crate::broker::topic::{Topic, TopicLog};
@@ -33,12 +33,12 @@ use crate::storage::{CommitSlot, WriteSet};
 struct Combined {
     /// The new messages, in offset order.
     messages: Vec<Message>,
+    /// Their units, in the same order.
+    units: Vec<u64>,
     /// Their counted bytes.
     bytes: u64,
     /// The dedup_ids of the new messages, with their offsets.
-    dedup: HashMap<String, u64>,
-    /// The tenant and topic usage they bill.
-    usage: UsageDelta,
+    dedup: HashMap<Arc<str>, u64>,
     /// The room the whole set needs (measured last, for the whole).
     room: Option<Room>,
     /// The keys of the set's first produce (one tenant per topic).
@@ -57,7 +57,7 @@ type Reply = tokio::sync::oneshot::Sender<Turn>;
 struct Taken {
     reply: tokio::sync::oneshot::Sender<Turn>,
     outcome: ProduceOutcome,
-    dedup_ids: Vec<String>,
+    dedup_ids: Vec<Arc<str>>,
     messages: u64,
     bytes: u64,
 }
@@ -137,7 +137,7 @@ impl Broker {
                     continue;
                 }
                 Joined::Taken(sorted) => {
-                    set.add(topic, member, sorted);
+                    set.add(member, sorted);
                     continue;
                 }
                 Joined::NextRound => {
@@ -216,9 +216,9 @@ impl Broker {
     ) {
         let Combined {
             messages,
+            units,
             bytes,
             dedup,
-            usage,
             room,
             keys,
             members,
@@ -239,16 +239,29 @@ impl Broker {
             answer_all(&error, members, duplicates_only);
             return;
         };
+        // The usage it bills: the tenant's, the topic's and each device's.
+        let mut usage = UsageDelta::default();
+        usage.produced_all(
+            &topic.name,
+            messages
+                .iter()
+                .zip(&units)
+                .map(|(m, units)| (m.device_id.as_str(), *units)),
+        );
+        let journal_id = match usage.has_devices().then(|| self.store.generate_id()) {
+            Some(Err(e)) => {
+                answer_all(&Error::from(e), members, duplicates_only);
+                return;
+            }
+            Some(Ok(id)) => Some(id),
+            None => None,
+        };
         let mut writes = WriteSet::new();
         // The retained bytes change: close the storage interval they held
         // (reopened as it was if the append fails and nothing changes).
         let metered = log.state.storage_metered_ms;
         self.close_storage_interval(topic, log, now, &mut writes);
-        // A set without device ids right at the metered-through offset has
-        // nothing to fold: the offset passes it in memory (not stored; after a
-        // restart the fold reads it once more and adds nothing).
         let first_offset = log.state.next_offset;
-        let nothing_to_fold = messages.iter().all(|m| m.device_id.is_empty());
         // If appending fails, the log is unchanged and nothing is queued.
         let appended = room.append(
             &self.store,
@@ -270,19 +283,37 @@ impl Broker {
             }
         };
         debug_assert_eq!(log.sets.back().map(|s| s.bytes), Some(bytes));
-        if nothing_to_fold && log.device_metered_through == first_offset {
-            log.device_metered_through = log.state.next_offset;
+        // Right at the metered-through offset (every set before it folded),
+        // the set's per-device usage is journaled in this write (one row)
+        // and the offset passes it, stored in this same write, so no fold
+        // derives it from the set again (`broker/device_usage.rs`). A set
+        // without device ids adds nothing to a fold: the offset passes it in
+        // memory only (after a restart the fold reads it once more and adds
+        // nothing). Behind the offset (sets before it not folded yet: a data
+        // dir of an earlier version, dead letters), nothing is journaled and
+        // the fold derives the set's usage from it, as before.
+        let day = self.calendar.day_of(now);
+        let new_end = log.state.next_offset;
+        let at_offset = log.device_metered_through == first_offset;
+        let journal_id = journal_id.filter(|_| at_offset);
+        if at_offset {
+            log.device_metered_through = new_end;
+            if journal_id.is_some() {
+                writes.put_metered_through(topic.id, new_end);
+            }
         }
         remember_dedup_ids(topic, &keys, &dedup, now, &mut writes);
-        // The usage rides in the same atomic write as the messages it counts:
-        // the tenant's and the topic's; the per-device breakdown is derived
-        // from the stored set later (`broker/device_usage.rs`).
-        usage.write(&keys, self.calendar.day_of(now), &mut writes);
+        // The usage rides in the same atomic write as the messages it counts;
+        // the per-device breakdown as one journal row, folded into the device
+        // counters off the produce path (`delivery/device_journal.rs`).
+        match journal_id {
+            Some(id) => usage.write_journaled(&keys, day, id, &mut writes),
+            None => usage.write_without_devices(keys.owner(), day, &mut writes),
+        }
         // The new set's header records the new end and publish time
         // (start-up takes them from the newest header); the stored counters
         // carry the storage interval just closed (and any reclaim).
         writes.put_topic_state(topic.id, &log.state);
-        let new_end = log.state.next_offset;
         let visible = topic.clone();
         let commit = slot.send(
             writes,
@@ -295,7 +326,7 @@ impl Broker {
                 commit: Some(commit.clone()),
                 outcome: member.outcome,
                 topic: topic.clone(),
-                dedup_ids: member.dedup_ids,
+                dedup_ids: QueuedDedupIds::new(topic.clone(), member.dedup_ids, commit.clone()),
                 stored: StoredFigures {
                     metrics: Some(self.metrics.clone()),
                     messages: member.messages,
@@ -312,7 +343,7 @@ impl Broker {
                 commit: Some(commit.clone()),
                 outcome,
                 topic: topic.clone(),
-                dedup_ids: Vec::new(),
+                dedup_ids: QueuedDedupIds::none(),
                 stored: StoredFigures::default(),
             };
             let _ = reply.send(Turn::Done(Ok(pending)));
@@ -322,17 +353,17 @@ impl Broker {
 
 impl Combined {
     /// Takes `member`'s new messages (as sorted) into the set.
-    fn add(&mut self, topic: &Topic, member: Member, sorted: SortedBatch) {
+    fn add(&mut self, member: Member, sorted: SortedBatch) {
         let Member { batch, reply } = member;
         for (message, result) in batch.messages.into_iter().zip(&sorted.outcome.results) {
             if !result.duplicate {
-                // Totals only: the device breakdown is folded from the stored
-                // set (`broker/device_usage.rs`), off the produce path.
-                self.usage.produced(&topic.name, "", result.units);
+                self.units.push(result.units);
                 self.messages.push(message);
             }
         }
         self.bytes += sorted.bytes;
+        // Shared, not copied: the set's map, the member's list and the
+        // topic's uncommitted map hold the same `Arc<str>` of each id.
         let dedup_ids = sorted.dedup.keys().cloned().collect();
         self.dedup.extend(sorted.dedup);
         self.members.push(Taken {

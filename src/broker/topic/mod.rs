@@ -51,7 +51,7 @@ pub struct Topic {
     /// Subscriptions by name.
     pub subscriptions: RwLock<BTreeMap<String, Arc<Subscription>>>,
     /// dedup_ids queued for commit but not yet in the store.
-    pub uncommitted_dedup: std::sync::Mutex<HashMap<String, DedupEntry>>,
+    pub uncommitted_dedup: std::sync::Mutex<HashMap<Arc<str>, DedupEntry>>,
     /// Produces waiting to be stored together (`produce/combine.rs`).
     pub produce_queue: ProduceQueue,
     deleted: AtomicBool,
