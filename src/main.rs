@@ -14,6 +14,9 @@ use tallyq::config::LogFormat;
 /// mimalloc instead of glibc malloc: a one-message produce makes ~100 small
 /// allocations across tonic, hyper, h2 and the broker; mimalloc's thread-local
 /// free lists make each a few dozen instructions (BENCHMARKS.md "Per-request edge").
+/// The `bench-system-alloc` measurement build keeps glibc malloc instead
+/// (benches/allocator.sh).
+#[cfg(not(feature = "bench-system-alloc"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
