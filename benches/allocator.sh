@@ -5,7 +5,7 @@
 # malloc), same commit, same everything else.
 #
 #   bash benches/allocator.sh              # RUNS=3 SECONDS_PER_RUN=8 by default
-#   PARTS="cpu" bash benches/allocator.sh  # only some parts (default: "memory cpu")
+#   PARTS="cpu" bash benches/allocator.sh  # only some parts (default: "memory cpu"; also "kernel")
 #   CALLGRIND=1 ...                        # also benches/edge-profile.sh's callgrind per build
 #   MIMALLOC_TRY="MIMALLOC_PURGE_DELAY=1000 MIMALLOC_PURGE_DELAY=10" ...
 #       cpu part: also the mimalloc build with each of these variables set
@@ -29,11 +29,21 @@ secs="${SECONDS_PER_RUN:-8}"
 parts=" ${PARTS:-memory cpu} "
 source "$root/benches/lib.sh"
 
-cargo build --release --quiet --manifest-path "$root/Cargo.toml" --bin tallyq
-cargo build --release --quiet --manifest-path "$root/Cargo.toml" --bin tallyq \
-  --features bench-system-alloc --target-dir "$root/target/system-alloc"
-mimalloc="$root/target/release/tallyq"
-glibc="$root/target/system-alloc/release/tallyq"
+# MIMALLOC_BIN / GLIBC_BIN: measure other builds (cpu and kernel parts) instead
+# of building this checkout's.
+if [ -z "${MIMALLOC_BIN:-}${GLIBC_BIN:-}" ]; then
+  cargo build --release --quiet --manifest-path "$root/Cargo.toml" --bin tallyq
+  cargo build --release --quiet --manifest-path "$root/Cargo.toml" --bin tallyq \
+    --features bench-system-alloc --target-dir "$root/target/system-alloc"
+fi
+mimalloc="${MIMALLOC_BIN:-$root/target/release/tallyq}"
+glibc="${GLIBC_BIN:-$root/target/system-alloc/release/tallyq}"
+
+for var in ${MIMALLOC_TRY:-}; do
+  # A broker started with VAR=VALUE in its environment (exec keeps the pid).
+  printf '#!/bin/sh\nexec env %q %q "$@"\n' "$var" "$mimalloc" >"$work/$var"
+  chmod +x "$work/$var"
+done
 
 if [[ "$parts" == *" memory "* ]]; then
   for build in mimalloc glibc; do
@@ -51,12 +61,7 @@ fi
 if [[ "$parts" == *" cpu "* ]]; then
   results="$work/cpu.txt"
   load=(--producers 64 --batch 1 --size 256 --consumers 0)
-  builds=(mimalloc glibc)
-  for var in ${MIMALLOC_TRY:-}; do
-    # A broker started with VAR=VALUE in its environment (exec keeps the pid).
-    printf '#!/bin/sh\nexec env %q %q "$@"\n' "$var" "$mimalloc" >"$work/$var"
-    chmod +x "$work/$var"; builds+=("$var")
-  done
+  builds=(mimalloc glibc ${MIMALLOC_TRY:-})
   for i in $(seq "$runs"); do
     # Rotate the order every run.
     order=("${builds[@]:$(( (i - 1) % ${#builds[@]} ))}" "${builds[@]:0:$(( (i - 1) % ${#builds[@]} ))}")
@@ -97,6 +102,40 @@ for b in rows:
               f"{', '.join(f'{x:.3f}' for x in ratios)}; median {statistics.median(ratios):.3f}, "
               f"worst {max(ratios):.3f}")
 PY
+fi
+
+# kernel: what returning memory costs the kernel, which neither callgrind nor
+# the allocator's own counters see: madvise (mimalloc's purge) and munmap
+# calls and page faults per stored message, counted by `perf stat` on the
+# broker during one scenario 4 run per build (and per MIMALLOC_TRY setting).
+if [[ "$parts" == *" kernel "* ]]; then
+  load=(--producers 64 --batch 1 --size 256 --consumers 0)
+  events=syscalls:sys_enter_madvise,syscalls:sys_enter_munmap,page-faults
+  echo "scenario 4 load, per stored message (perf stat on the broker; $secs s per build):"
+  for build in mimalloc glibc ${MIMALLOC_TRY:-}; do
+    case "$build" in mimalloc) bin="$mimalloc" ;; glibc) bin="$glibc" ;; *) bin="$work/$build" ;; esac
+    start_tallyq "$bin"
+    perf stat -x, -e "$events" -p "$server_pid" -o "$work/perf.txt" &
+    perf_pid=$!
+    line=$(timeout $((secs + 60)) "$mimalloc" --server "http://127.0.0.1:$server_port" \
+      --token-file "$server_dir/operator.token" bench --setup bench --duration-secs "$secs" \
+      --server-pid "$server_pid" "${load[@]}")
+    kill -INT "$perf_pid"; wait "$perf_pid" 2>/dev/null || true
+    kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; rm -rf "$server_dir"
+    python3 - "$build" "$line" "$work/perf.txt" <<'PY'
+import re, sys
+build, line, perf = sys.argv[1:]
+n = int(re.search(r"produced=(\d+)", line).group(1))
+counts = {}
+for row in open(perf):
+    f = row.strip().split(",")
+    if len(f) > 2 and f[0].isdigit():
+        counts[f[2].split(":")[-1]] = int(f[0])
+cpu = float(re.search(r"server_cpu_s=([0-9.]+)", line).group(1)) * 1e6 / max(n, 1)
+print(f"  {build}: {n} messages, broker CPU {cpu:.1f} us/msg; per message: " + ", ".join(
+    f"{k.replace('sys_enter_', '')} {v / max(n, 1):.3f}" for k, v in counts.items()))
+PY
+  done
 fi
 
 if [ -n "${CALLGRIND:-}" ]; then
