@@ -3,6 +3,7 @@
 # produce throughput).
 #
 #   RUNS=3 bash benches/cost-of-encryption.sh     # RUNS=5 SECONDS_PER_RUN=6 by default
+#   ALLOC=glibc RUNS=3 bash benches/cost-of-encryption.sh   # both builds on glibc malloc
 #
 # Builds the broker twice: as shipped (message sets sealed with AES-256-GCM,
 # dedup and device ids HMACed), and with the `bench-unencrypted` feature (sets
@@ -20,11 +21,26 @@ runs="${RUNS:-5}"
 secs="${SECONDS_PER_RUN:-6}"
 source "$root/benches/lib.sh"
 
-cargo build --release --quiet --manifest-path "$root/Cargo.toml" --bin tallyq
-cargo build --release --quiet --manifest-path "$root/Cargo.toml" --bin tallyq \
-  --features bench-unencrypted --target-dir "$root/target/unencrypted"
-encrypted="$root/target/release/tallyq"
-plaintext="$root/target/unencrypted/release/tallyq"
+# ALLOC=glibc: both builds with the `bench-system-alloc` feature (glibc malloc
+# instead of mimalloc; benches/allocator.sh), to tell the allocator's part.
+if [ "${ALLOC:-mimalloc}" = glibc ]; then
+  features=(--features bench-system-alloc); enc_dir="$root/target/system-alloc"
+  plain_features="bench-unencrypted,bench-system-alloc"; plain_dir="$root/target/system-alloc-unencrypted"
+else
+  features=(); enc_dir="$root/target"
+  plain_features="bench-unencrypted"; plain_dir="$root/target/unencrypted"
+fi
+# ENCRYPTED_BIN / PLAINTEXT_BIN: measure other builds (e.g. an older commit's)
+# instead of building this checkout's.
+if [ -z "${ENCRYPTED_BIN:-}${PLAINTEXT_BIN:-}" ]; then
+  cargo build --release --quiet --manifest-path "$root/Cargo.toml" --bin tallyq \
+    "${features[@]}" --target-dir "$enc_dir"
+  cargo build --release --quiet --manifest-path "$root/Cargo.toml" --bin tallyq \
+    --features "$plain_features" --target-dir "$plain_dir"
+fi
+encrypted="${ENCRYPTED_BIN:-$enc_dir/release/tallyq}"
+plaintext="${PLAINTEXT_BIN:-$plain_dir/release/tallyq}"
+echo "allocator: ${ALLOC:-mimalloc}; encrypted $encrypted, plaintext $plaintext" >&2
 
 # Like lib.sh's run_bench, but prints nothing rather than failing the script
 # when one bench run fails (noted on stderr).
