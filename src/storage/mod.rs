@@ -42,6 +42,7 @@
 //! | `committer.rs` | the group-commit thread in named steps, [`CommitterHandle`], [`PendingCommit`], [`AfterCommit`] |
 //! | `counters.rs` | the counter journal: stage, record, fold, recover |
 //! | `segments.rs` | the append-only segment files that hold message payloads |
+//! | `writeback.rs` | starts a segment's writeback right after an append, so the commit's `fdatasync` waits less |
 //! | `compaction.rs` | compaction's storage side: segment statistics, opaque copies of sets, moving a set's header to its copy |
 //! | `frame.rs` | the self-describing frame every stored set is written in: magic, version, topic, offsets, lengths, CRCs |
 //! | `scan.rs` | reading a segment's frame headers, bodies skipped |
@@ -78,6 +79,7 @@ mod shared_commit;
 mod store;
 mod verify;
 mod write_set;
+mod writeback;
 
 pub use committer::{AfterCommit, CommitterHandle, PendingCommit};
 pub use compaction::SegmentStats;
