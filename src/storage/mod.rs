@@ -39,7 +39,8 @@
 //! | `store.rs` | [`Store`]: open, reads (`get`, `scan*`, `last_at_or_before`), blobs, ids, size; writes go to the committer |
 //! | `write_set.rs` | [`WriteSet`]: the puts, deletes, increments and blob releases of one atomic commit |
 //! | `shared_commit.rs` | [`SharedCommit`] (one commit many produces wait for) and [`CommitSlot`] (a place reserved in the committer's queue) |
-//! | `committer.rs` | the group-commit thread in named steps, [`CommitterHandle`], [`PendingCommit`], [`AfterCommit`] |
+//! | `committer.rs` | the group commit in named steps: the thread that gathers and syncs segments, [`CommitterHandle`], [`PendingCommit`], [`AfterCommit`] |
+//! | `applier.rs` | the group commit's second thread: applies, flushes and answers the synced groups in order |
 //! | `counters.rs` | the counter journal: stage, record, fold, recover |
 //! | `segments.rs` | the append-only segment files that hold message payloads |
 //! | `writeback.rs` | starts a segment's writeback right after an append, so the commit's `fdatasync` waits less |
@@ -60,6 +61,7 @@
 //! `keys` and `records` are private: the rest of the crate reads and writes
 //! through the repositories, which hand back domain types.
 
+mod applier;
 mod committer;
 mod compaction;
 mod counters;
@@ -69,6 +71,8 @@ mod failure;
 mod frame;
 mod keys;
 mod mark;
+#[cfg(test)]
+mod pipeline_tests;
 mod private;
 mod records;
 mod repair;
