@@ -43,7 +43,6 @@
 //! | `applier.rs` | the group commit's second thread: applies, flushes and answers the synced groups in order |
 //! | `counters.rs` | the counter journal: stage, record, fold, recover |
 //! | `segments.rs` | the append-only segment files that hold message payloads |
-//! | `writeback.rs` | starts a segment's writeback right after an append, so the commit's `fdatasync` waits less |
 //! | `compaction.rs` | compaction's storage side: segment statistics, opaque copies of sets, moving a set's header to its copy |
 //! | `frame.rs` | the self-describing frame every stored set is written in: magic, version, topic, offsets, lengths, CRCs |
 //! | `scan.rs` | reading a segment's frame headers, bodies skipped |
@@ -83,7 +82,6 @@ mod shared_commit;
 mod store;
 mod verify;
 mod write_set;
-mod writeback;
 
 pub use committer::{AfterCommit, CommitterHandle, PendingCommit};
 pub use compaction::SegmentStats;

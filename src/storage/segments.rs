@@ -176,9 +176,6 @@ impl Segments {
                 e,
             ));
         }
-        // The transfer starts now and overlaps the commit still running; the
-        // committer's fdatasync still makes it durable (`writeback.rs`).
-        super::writeback::start(&file, position, len);
         // Marked after the write: a commit queued after this returns finds it.
         self.dirty.lock_unpoisoned().insert(id);
         Ok(blob)
