@@ -3,9 +3,10 @@
 //! Everything lives in one sled tree, split into keyspaces by a leading byte
 //! ([`keys`]). Writes are collected in a [`WriteSet`] and handed to the
 //! [`Store::commit`] group committer: one thread gathers every write queued
-//! while the previous flush ran, applies them as one atomic `sled::Batch`,
-//! flushes once, runs each write's after-commit hook in queue order, and only
-//! then answers the writers. So a reply that says "stored" always follows the
+//! while the previous group was being synced and `fdatasync`s the segments
+//! they wrote; a second thread applies each group, in that order, as one
+//! atomic `sled::Batch`, flushes once, runs each write's after-commit hook in
+//! queue order, and only then answers the writers. So a reply that says "stored" always follows the
 //! flush that made it durable, and many concurrent requests share one flush.
 //!
 //! Message payloads do not go through sled: they are appended to segment
