@@ -44,3 +44,5 @@ mod strict_input;
 mod tenant_move;
 mod transport_limits;
 mod write_failures;
+// r6-commitpipe: SIGKILL under scenario 1 load (two-thread group commit).
+mod batched_kill;
