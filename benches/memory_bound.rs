@@ -437,8 +437,9 @@ async fn run() -> RunResult {
     }
 }
 
-/// Only the Fetch phase, on a broker of its own (`MEMORY_BOUND_PHASES=fetch`).
-async fn run_fetch_only() -> ((u64, u64), fetch::FetchResult) {
+/// A broker of its own with a calm tenant, and that tenant's quiet round
+/// trips (the baseline a phase's held latency is compared with).
+async fn calm_broker() -> (Broker, Client, Client, (u64, u64)) {
     let broker = Broker::start();
     let operator = Client::connect(
         &broker.address,
@@ -449,6 +450,12 @@ async fn run_fetch_only() -> ((u64, u64), fetch::FetchResult) {
     let calm = tenant(&operator, "calm").await;
     topic_with_subs(&calm, "c", &["c".to_string()], 0).await;
     let quiet = round_trips(&calm).await;
+    (broker, operator, calm, quiet)
+}
+
+/// Only the Fetch phase, on a broker of its own (`MEMORY_BOUND_PHASES=fetch`).
+async fn run_fetch_only() -> ((u64, u64), fetch::FetchResult) {
+    let (broker, operator, calm, quiet) = calm_broker().await;
     let fetch = fetch::fetch_never_read(&broker, &operator, &calm).await;
     (quiet, fetch)
 }
@@ -456,16 +463,7 @@ async fn run_fetch_only() -> ((u64, u64), fetch::FetchResult) {
 /// Only the re-fetch phase, on a broker of its own
 /// (`MEMORY_BOUND_PHASES=refetch`).
 async fn run_refetch_only() -> ((u64, u64), fetch::RefetchResult) {
-    let broker = Broker::start();
-    let operator = Client::connect(
-        &broker.address,
-        "tqop_memory_bound_bench_operator_credential",
-    )
-    .await
-    .expect("connect");
-    let calm = tenant(&operator, "calm").await;
-    topic_with_subs(&calm, "c", &["c".to_string()], 0).await;
-    let quiet = round_trips(&calm).await;
+    let (broker, operator, calm, quiet) = calm_broker().await;
     let refetch = fetch::refetch_after_expiry(&broker, &operator, &calm).await;
     (quiet, refetch)
 }

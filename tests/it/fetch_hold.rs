@@ -27,16 +27,6 @@ fn sized() -> pb::Message {
     }
 }
 
-/// Creates tenant `id` with [`LIMIT`] delivery bytes and rates that do not
-/// bind; returns its key's secret.
-async fn tenant_secret(server: &TestServer, id: &str) -> String {
-    let operator = server.operator().await;
-    create_tenant(&operator, id).await;
-    lift_rate_limits(&operator, id).await;
-    set_overrides(&operator, id, &[("max_outstanding_delivery_bytes", LIMIT)]).await;
-    create_key(&operator, id, &[1, 2, 3], &[]).await
-}
-
 /// Topic `t` with `messages` messages and subscription `s` (30 s locks).
 async fn topic_with(client: &Client, messages: usize) {
     create_topic(client, "t", Default::default()).await;
@@ -47,21 +37,6 @@ async fn topic_with(client: &Client, messages: usize) {
         .unwrap();
 }
 
-/// Delivery bytes the tenant has outstanding, as its GetQuota says.
-async fn outstanding(client: &Client) -> u64 {
-    client
-        .admin()
-        .get_quota(pb::GetQuotaRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .quotas
-        .into_iter()
-        .find(|q| q.name == "max_outstanding_delivery_bytes")
-        .expect("GetQuota names max_outstanding_delivery_bytes")
-        .used
-}
-
 fn offsets(deliveries: &[pb::Delivery]) -> Vec<u64> {
     deliveries.iter().map(|d| d.offset).collect()
 }
@@ -70,8 +45,8 @@ fn offsets(deliveries: &[pb::Delivery]) -> Vec<u64> {
 async fn unacked_fetches_over_many_connections_stay_within_the_limit_while_another_tenant_is_served(
 ) {
     let server = TestServer::start().await;
-    let hog_secret = tenant_secret(&server, "hog").await;
-    let calm_secret = tenant_secret(&server, "calm").await;
+    let hog_secret = delivery_limited_tenant(&server, "hog", LIMIT).await;
+    let calm_secret = delivery_limited_tenant(&server, "calm", LIMIT).await;
     let hog = Client::connect(&server.address, &hog_secret).await.unwrap();
     let calm = Client::connect(&server.address, &calm_secret)
         .await
@@ -88,7 +63,7 @@ async fn unacked_fetches_over_many_connections_stay_within_the_limit_while_anoth
         connections.push(c);
     }
     assert_eq!(offsets(&got), [0, 1], "delivered beyond the tenant's limit");
-    assert_eq!(outstanding(&hog).await, 2 * MESSAGE);
+    assert_eq!(outstanding_delivery_bytes(&hog).await, 2 * MESSAGE);
     let stats = sub_stats(&hog, "t", "s").await;
     assert_eq!((stats.in_flight, stats.backlog), (2, 8));
 
@@ -105,15 +80,15 @@ async fn unacked_fetches_over_many_connections_stay_within_the_limit_while_anoth
     assert_eq!(ack(&connections[0], "t", "s", vec![0]).await, 1);
     let next = waiting.await.unwrap();
     assert_eq!(offsets(&next), [2], "the freed credit fits one message");
-    assert_eq!(outstanding(&hog).await, 2 * MESSAGE);
+    assert_eq!(outstanding_delivery_bytes(&hog).await, 2 * MESSAGE);
     assert!(fetch(&connections[1], "t", "s", 10, 200).await.is_empty());
 
     // Acking everything gives all the credit back.
     assert_eq!(ack(&hog, "t", "s", vec![1, 2]).await, 2);
-    assert_eq!(outstanding(&hog).await, 0);
+    assert_eq!(outstanding_delivery_bytes(&hog).await, 0);
     assert_eq!(offsets(&fetch(&hog, "t", "s", 10, 1000).await), [3, 4]);
     assert_eq!(
-        outstanding(&calm).await,
+        outstanding_delivery_bytes(&calm).await,
         2 * MESSAGE,
         "tenants are separate"
     );
@@ -123,16 +98,16 @@ async fn unacked_fetches_over_many_connections_stay_within_the_limit_while_anoth
 async fn credit_comes_back_on_ack_nack_lock_expiry_seek_and_delete_and_a_redelivery_counts_once() {
     let server = TestServer::start().await;
     let operator = server.operator().await;
-    let secret = tenant_secret(&server, "acme").await;
+    let secret = delivery_limited_tenant(&server, "acme", LIMIT).await;
     let acme = Client::connect(&server.address, &secret).await.unwrap();
     topic_with(&acme, 6).await;
 
     // Ack.
     let first = fetch(&acme, "t", "s", 10, 0).await;
     assert_eq!(offsets(&first), [0, 1]);
-    assert_eq!(outstanding(&acme).await, 2 * MESSAGE);
+    assert_eq!(outstanding_delivery_bytes(&acme).await, 2 * MESSAGE);
     assert_eq!(ack(&acme, "t", "s", vec![0, 1]).await, 2);
-    assert_eq!(outstanding(&acme).await, 0);
+    assert_eq!(outstanding_delivery_bytes(&acme).await, 0);
 
     // Nack: the messages are due again, no longer outstanding.
     let second = fetch(&acme, "t", "s", 10, 0).await;
@@ -150,29 +125,33 @@ async fn credit_comes_back_on_ack_nack_lock_expiry_seek_and_delete_and_a_redeliv
         .into_inner()
         .nacked;
     assert_eq!(nacked, 2);
-    assert_eq!(outstanding(&acme).await, 0);
+    assert_eq!(outstanding_delivery_bytes(&acme).await, 0);
 
     // Fetched again: counted once per outstanding delivery.
     let again = fetch(&acme, "t", "s", 10, 0).await;
     assert_eq!(offsets(&again), [2, 3]);
     assert!(again.iter().all(|d| d.delivery_attempt == 2));
-    assert_eq!(outstanding(&acme).await, 2 * MESSAGE);
+    assert_eq!(outstanding_delivery_bytes(&acme).await, 2 * MESSAGE);
 
     // Lock expiry with nobody connected: the credit comes back at the
     // deadline, not at the next fetch.
     drop(acme);
     advance(&operator, 29_999).await;
     let acme = Client::connect(&server.address, &secret).await.unwrap();
-    assert_eq!(outstanding(&acme).await, 2 * MESSAGE, "locks still run");
+    assert_eq!(
+        outstanding_delivery_bytes(&acme).await,
+        2 * MESSAGE,
+        "locks still run"
+    );
     drop(acme);
     advance(&operator, 1).await;
     let acme = Client::connect(&server.address, &secret).await.unwrap();
-    assert_eq!(outstanding(&acme).await, 0);
+    assert_eq!(outstanding_delivery_bytes(&acme).await, 0);
     // The redeliveries claim the full credit again, once.
     let third = fetch(&acme, "t", "s", 10, 0).await;
     assert_eq!(offsets(&third), [2, 3]);
     assert!(third.iter().all(|d| d.delivery_attempt == 3));
-    assert_eq!(outstanding(&acme).await, 2 * MESSAGE);
+    assert_eq!(outstanding_delivery_bytes(&acme).await, 2 * MESSAGE);
 
     // Seek releases every pending message.
     acme.broker()
@@ -184,12 +163,12 @@ async fn credit_comes_back_on_ack_nack_lock_expiry_seek_and_delete_and_a_redeliv
         })
         .await
         .unwrap();
-    assert_eq!(outstanding(&acme).await, 0);
+    assert_eq!(outstanding_delivery_bytes(&acme).await, 0);
 
     // Deleting the subscription releases what its Fetches held.
     create_sub(&acme, "t", "other", 30).await;
     assert_eq!(offsets(&fetch(&acme, "t", "other", 10, 0).await), [0, 1]);
-    assert_eq!(outstanding(&acme).await, 2 * MESSAGE);
+    assert_eq!(outstanding_delivery_bytes(&acme).await, 2 * MESSAGE);
     acme.admin()
         .delete_subscription(pb::DeleteSubscriptionRequest {
             topic: "t".into(),
@@ -197,7 +176,7 @@ async fn credit_comes_back_on_ack_nack_lock_expiry_seek_and_delete_and_a_redeliv
         })
         .await
         .unwrap();
-    assert_eq!(outstanding(&acme).await, 0);
+    assert_eq!(outstanding_delivery_bytes(&acme).await, 0);
 
     // Nothing leaked: a Fetch gets the tenant's full credit.
     create_sub(&acme, "t", "last", 30).await;
@@ -208,14 +187,14 @@ async fn credit_comes_back_on_ack_nack_lock_expiry_seek_and_delete_and_a_redeliv
 async fn a_consume_stream_and_fetches_on_one_subscription_share_the_credit_exactly() {
     let server = TestServer::start().await;
     let operator = server.operator().await;
-    let secret = tenant_secret(&server, "acme").await;
+    let secret = delivery_limited_tenant(&server, "acme", LIMIT).await;
     let acme = Client::connect(&server.address, &secret).await.unwrap();
     topic_with(&acme, 3).await;
 
     // Fetched, never acked, then their locks end.
     assert_eq!(offsets(&fetch(&acme, "t", "s", 10, 0).await), [0, 1]);
     advance(&operator, 30_000).await;
-    assert_eq!(outstanding(&acme).await, 0);
+    assert_eq!(outstanding_delivery_bytes(&acme).await, 0);
 
     // A stream on the same subscription gets the redeliveries: the stream
     // counts them now, the Fetch no longer does.
@@ -230,7 +209,7 @@ async fn a_consume_stream_and_fetches_on_one_subscription_share_the_credit_exact
         pushed.extend(batch);
     }
     assert_eq!(offsets(&pushed), [0, 1]);
-    assert_eq!(outstanding(&acme).await, 2 * MESSAGE);
+    assert_eq!(outstanding_delivery_bytes(&acme).await, 2 * MESSAGE);
 
     // The stream narrows its window to one message and acks one: the
     // freed credit lets a Fetch have the third message, and the stream's
@@ -245,14 +224,14 @@ async fn a_consume_stream_and_fetches_on_one_subscription_share_the_credit_exact
         }
     }
     assert_eq!(offsets(&fetched), [2]);
-    assert_eq!(outstanding(&acme).await, 2 * MESSAGE);
+    assert_eq!(outstanding_delivery_bytes(&acme).await, 2 * MESSAGE);
     consumer.ack(vec![1, 2]).await.unwrap();
     for _ in 0..400 {
-        if outstanding(&acme).await == 0 {
+        if outstanding_delivery_bytes(&acme).await == 0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    assert_eq!(outstanding(&acme).await, 0);
+    assert_eq!(outstanding_delivery_bytes(&acme).await, 0);
     assert_eq!(sub_stats(&acme, "t", "s").await.in_flight, 0);
 }

@@ -203,6 +203,32 @@ pub async fn set_overrides(operator: &Client, tenant: &str, overrides: &[(&str, 
         .unwrap();
 }
 
+/// Creates tenant `id` whose delivery bytes outstanding are limited to
+/// `limit`, with rates that do not bind; returns its key's secret (every
+/// scope). The Fetch-credit tests start from it.
+pub async fn delivery_limited_tenant(server: &TestServer, id: &str, limit: u64) -> String {
+    let operator = server.operator().await;
+    create_tenant(&operator, id).await;
+    lift_rate_limits(&operator, id).await;
+    set_overrides(&operator, id, &[("max_outstanding_delivery_bytes", limit)]).await;
+    create_key(&operator, id, &[1, 2, 3], &[]).await
+}
+
+/// Delivery bytes the client's tenant has outstanding, as its GetQuota says.
+pub async fn outstanding_delivery_bytes(client: &Client) -> u64 {
+    client
+        .admin()
+        .get_quota(pb::GetQuotaRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .quotas
+        .into_iter()
+        .find(|q| q.name == "max_outstanding_delivery_bytes")
+        .expect("GetQuota names max_outstanding_delivery_bytes")
+        .used
+}
+
 /// A message with a text payload.
 pub fn msg(payload: &str) -> pb::Message {
     pb::Message {

@@ -33,16 +33,6 @@ fn sized() -> pb::Message {
     }
 }
 
-/// Tenant `id` with [`LIMIT`] delivery bytes and rates that do not bind;
-/// returns its key's secret.
-async fn tenant_secret(server: &TestServer, id: &str) -> String {
-    let operator = server.operator().await;
-    create_tenant(&operator, id).await;
-    lift_rate_limits(&operator, id).await;
-    set_overrides(&operator, id, &[("max_outstanding_delivery_bytes", LIMIT)]).await;
-    create_key(&operator, id, &[1, 2, 3], &[]).await
-}
-
 /// Topic `t` with `messages` messages and subscription `s` with `lock_seconds`
 /// (0: at-most-once).
 async fn topic_with(client: &Client, messages: usize, lock_seconds: u32) {
@@ -54,32 +44,21 @@ async fn topic_with(client: &Client, messages: usize, lock_seconds: u32) {
         .unwrap();
 }
 
-/// Delivery bytes the tenant has outstanding, as its GetQuota says.
-async fn outstanding(client: &Client) -> u64 {
-    client
-        .admin()
-        .get_quota(pb::GetQuotaRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .quotas
-        .into_iter()
-        .find(|q| q.name == "max_outstanding_delivery_bytes")
-        .expect("GetQuota names max_outstanding_delivery_bytes")
-        .used
-}
-
 /// Waits until the tenant has `bytes` outstanding (credit goes back once
 /// the broker has written the answer out, just after the client has it);
 /// fails if it never does.
 async fn outstanding_becomes(client: &Client, bytes: u64) {
     for _ in 0..200 {
-        if outstanding(client).await == bytes {
+        if outstanding_delivery_bytes(client).await == bytes {
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(outstanding(client).await, bytes, "outstanding bytes");
+    assert_eq!(
+        outstanding_delivery_bytes(client).await,
+        bytes,
+        "outstanding bytes"
+    );
 }
 
 fn offsets(deliveries: &[pb::Delivery]) -> Vec<u64> {
@@ -177,8 +156,8 @@ async fn read_answer(mut body: h2::RecvStream) -> Vec<pb::Delivery> {
 async fn an_unread_answer_keeps_its_credit_after_its_lock_ended_on_every_stream_and_connection() {
     let server = TestServer::start().await;
     let operator = server.operator().await;
-    let hog_secret = tenant_secret(&server, "hog").await;
-    let calm_secret = tenant_secret(&server, "calm").await;
+    let hog_secret = delivery_limited_tenant(&server, "hog", LIMIT).await;
+    let calm_secret = delivery_limited_tenant(&server, "calm", LIMIT).await;
     let hog = Client::connect(&server.address, &hog_secret).await.unwrap();
     let calm = Client::connect(&server.address, &calm_secret)
         .await
@@ -190,14 +169,14 @@ async fn an_unread_answer_keeps_its_credit_after_its_lock_ended_on_every_stream_
     // cannot leave the broker through a 1 KiB window.
     let mut raw = Raw::connect(&server).await;
     let unread = raw.fetch(&hog_secret, 1000).await;
-    assert_eq!(outstanding(&hog).await, 2 * MESSAGE);
+    assert_eq!(outstanding_delivery_bytes(&hog).await, 2 * MESSAGE);
 
     // The locks end: the messages are due again, but their bytes are still
     // in the broker, so they stay counted.
     advance(&operator, 30_000).await;
     let stats = sub_stats(&hog, "t", "s").await;
     assert_eq!(stats.in_flight, 0, "the locks ended");
-    assert_eq!(outstanding(&hog).await, 2 * MESSAGE);
+    assert_eq!(outstanding_delivery_bytes(&hog).await, 2 * MESSAGE);
 
     // Nothing beyond the limit: not on a new stream of the same
     // connection, not on another connection.
@@ -209,7 +188,7 @@ async fn an_unread_answer_keeps_its_credit_after_its_lock_ended_on_every_stream_
     assert!(read_answer(second.fetch(&hog_secret, 300).await)
         .await
         .is_empty());
-    assert_eq!(outstanding(&hog).await, 2 * MESSAGE);
+    assert_eq!(outstanding_delivery_bytes(&hog).await, 2 * MESSAGE);
 
     // Another tenant is served meanwhile.
     assert_eq!(offsets(&fetch(&calm, "t", "s", 10, 1000).await), [0, 1]);
@@ -223,14 +202,14 @@ async fn an_unread_answer_keeps_its_credit_after_its_lock_ended_on_every_stream_
     assert_eq!(offsets(&redelivered), [0, 1]);
     assert!(redelivered.iter().all(|d| d.delivery_attempt == 2));
     assert_eq!(ack(&other, "t", "s", vec![0, 1]).await, 2);
-    assert_eq!(outstanding(&hog).await, 0);
+    assert_eq!(outstanding_delivery_bytes(&hog).await, 0);
 
     // An unread answer on a connection the client then closes: the credit
     // comes back with the connection.
     let unread = second.fetch(&hog_secret, 1000).await;
-    assert_eq!(outstanding(&hog).await, 2 * MESSAGE);
+    assert_eq!(outstanding_delivery_bytes(&hog).await, 2 * MESSAGE);
     advance(&operator, 30_000).await;
-    assert_eq!(outstanding(&hog).await, 2 * MESSAGE);
+    assert_eq!(outstanding_delivery_bytes(&hog).await, 2 * MESSAGE);
     second.close();
     drop(unread);
     outstanding_becomes(&hog, 0).await;
@@ -241,14 +220,14 @@ async fn an_unread_answer_keeps_its_credit_after_its_lock_ended_on_every_stream_
 #[tokio::test]
 async fn an_unread_at_most_once_answer_keeps_its_credit_until_it_is_sent() {
     let server = TestServer::start().await;
-    let hog_secret = tenant_secret(&server, "hog").await;
+    let hog_secret = delivery_limited_tenant(&server, "hog", LIMIT).await;
     let hog = Client::connect(&server.address, &hog_secret).await.unwrap();
     topic_with(&hog, 10, 0).await;
 
     let mut raw = Raw::connect(&server).await;
     let unread = raw.fetch(&hog_secret, 1000).await;
     assert_eq!(
-        outstanding(&hog).await,
+        outstanding_delivery_bytes(&hog).await,
         2 * MESSAGE,
         "an at-most-once answer counts until it is sent"
     );
@@ -266,7 +245,7 @@ async fn an_unread_at_most_once_answer_keeps_its_credit_until_it_is_sent() {
 
     // Unread and the connection closed: it comes back too.
     let unread = raw.fetch(&hog_secret, 1000).await;
-    assert_eq!(outstanding(&hog).await, 2 * MESSAGE);
+    assert_eq!(outstanding_delivery_bytes(&hog).await, 2 * MESSAGE);
     raw.close();
     drop(unread);
     outstanding_becomes(&hog, 0).await;
@@ -276,14 +255,18 @@ async fn an_unread_at_most_once_answer_keeps_its_credit_until_it_is_sent() {
 #[tokio::test]
 async fn a_reading_client_gets_its_credit_back_at_ack_as_before() {
     let server = TestServer::start().await;
-    let secret = tenant_secret(&server, "acme").await;
+    let secret = delivery_limited_tenant(&server, "acme", LIMIT).await;
     let acme = Client::connect(&server.address, &secret).await.unwrap();
     topic_with(&acme, 8, 30).await;
 
     for round in 0..3u64 {
         let got = fetch(&acme, "t", "s", 10, 1000).await;
         assert_eq!(offsets(&got), [2 * round, 2 * round + 1]);
-        assert_eq!(outstanding(&acme).await, 2 * MESSAGE, "held until acked");
+        assert_eq!(
+            outstanding_delivery_bytes(&acme).await,
+            2 * MESSAGE,
+            "held until acked"
+        );
         assert!(fetch(&acme, "t", "s", 10, 0).await.is_empty());
         assert_eq!(ack(&acme, "t", "s", offsets(&got)).await, 2);
         outstanding_becomes(&acme, 0).await;
@@ -292,7 +275,11 @@ async fn a_reading_client_gets_its_credit_back_at_ack_as_before() {
     let mut raw = Raw::connect(&server).await;
     let read = read_answer(raw.fetch(&secret, 1000).await).await;
     assert_eq!(offsets(&read), [6, 7]);
-    assert_eq!(outstanding(&acme).await, 2 * MESSAGE, "held until acked");
+    assert_eq!(
+        outstanding_delivery_bytes(&acme).await,
+        2 * MESSAGE,
+        "held until acked"
+    );
     assert_eq!(ack(&acme, "t", "s", vec![6, 7]).await, 2);
     outstanding_becomes(&acme, 0).await;
     raw.close();
