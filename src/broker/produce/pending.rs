@@ -185,11 +185,13 @@ mod tests {
         // Its caller is gone before the commit was answered.
         drop(pending);
         commit.wait().await.unwrap();
-        for _ in 0..100 {
-            if topic.uncommitted_dedup.lock_unpoisoned().is_empty() {
-                break;
-            }
-            tokio::task::yield_now().await;
+        // The forgetting task runs once the answer wakes it: give it up to
+        // 5 s of wall time (a count of yields was too short under load).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !topic.uncommitted_dedup.lock_unpoisoned().is_empty()
+            && std::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
         assert!(
             topic.uncommitted_dedup.lock_unpoisoned().is_empty(),
