@@ -20,6 +20,9 @@
 #             or its publish ack (NATS) before it sends the next; produce only;
 #             against both NATS settings. Both clients share one connection
 #             among their producers (one tonic channel, one async-nats client).
+#             Then the same with each tallyq producer keeping one ProduceStream
+#             open and sending each message on it after the previous reply
+#             (s4s; S4_MODES="unary stream" picks), against NATS default again.
 # Scenario 5: scenario 3 repeated RUNS_S5 (5) times, alternating; the table
 #             gives the worst run beside the median.
 # Scenario 1 also runs NATS with the strictest sync it offers (`sync_interval:
@@ -126,9 +129,16 @@ if wants 3; then
 fi
 if wants 4; then
   for p in ${S4_PRODUCERS:-64 256}; do
-    echo "scenario 4: $p producers, one 256 B message per request, produce only" >&2
     flags="--consumers 0 --producers $p --batch 1 --size 256"
-    alternate "s4p$p" "$runs" "$flags" "$flags" always
+    for mode in ${S4_MODES:-unary stream}; do
+      if [ "$mode" = unary ]; then
+        echo "scenario 4: $p producers, one 256 B message per request, produce only" >&2
+        alternate "s4p$p" "$runs" "$flags" "$flags" always
+      else
+        echo "scenario 4: $p producers, one 256 B message at a time on a ProduceStream each" >&2
+        alternate "s4s$p" "$runs" "$flags --produce-stream" "$flags"
+      fi
+    done
   done
 fi
 if wants 5; then

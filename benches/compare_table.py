@@ -87,6 +87,8 @@ def label_of(scenario):
         return f"scenario 3, repeated ({half_tq} / {half_nats} msg/s)", consume_keys
     if scenario.startswith("s4p"):
         return f"{scenario[3:]} producers, 1 x 256 B per request", produce_keys
+    if scenario.startswith("s4s"):
+        return f"{scenario[3:]} producers, 1 x 256 B at a time, one ProduceStream each", produce_keys
     return scenario, produce_keys
 
 

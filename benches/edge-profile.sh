@@ -14,12 +14,15 @@
 #    is an upper bound.)
 # 2. /proc: $RUNS (3) native runs of $SECS (8) s: broker CPU (utime+stime) and
 #    the load tool's CPU (/usr/bin/time) per message.
+# EXTRA="--produce-stream" profiles the same load with each producer on its own
+# ProduceStream (one message at a time) instead of one request per message.
 # KEEP_PROFILE=FILE keeps the annotated profile. Needs valgrind (callgrind_annotate) and /usr/bin/time.
 root="$(cd "$(dirname "$0")/.." && pwd)"
 source "$root/benches/lib.sh"
 bin="${1:-$root/target/release/tallyq}"
 CG_SECS="${CG_SECS:-20}"; SECS="${SECS:-8}"; RUNS="${RUNS:-3}"
-load=(--producers 64 --batch 1 --size 256 --consumers 0)
+# shellcheck disable=SC2206
+load=(--producers 64 --batch 1 --size 256 --consumers 0 ${EXTRA:-})
 
 wait_token() { for _ in $(seq 600); do [ -s "$1/operator.token" ] && return 0; sleep 0.2; done; return 1; }
 

@@ -1,5 +1,7 @@
 //! The `tallyq.v1.Broker` service: produce, streams, fetch, ack, nack, seek.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
@@ -66,6 +68,11 @@ impl BrokerApi for BrokerService {
         let broker = self.state.broker.clone();
         let (queued_tx, mut queued_rx) = mpsc::channel(PRODUCE_PIPELINE_DEPTH);
         let (out_tx, out_rx) = mpsc::channel(PRODUCE_PIPELINE_DEPTH);
+        // Batches read and not yet answered: a batch with none before it
+        // waits at the combining gate as a unary produce does
+        // (`Broker::submit_produce`).
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let answered = in_flight.clone();
         let mut shutdown = self.state.shutdown.clone();
         // Reader: check and queue each batch as it arrives (pipelining), until
         // the client ends its side, a frame cannot be read, or the server
@@ -97,10 +104,13 @@ impl BrokerApi for BrokerService {
                         break;
                     }
                 };
+                let earlier_in_flight = in_flight.fetch_add(1, Ordering::AcqRel) > 0;
                 let queued = match key.require_topics(req.topics()) {
                     Ok(()) => {
                         let messages = req.messages.into_iter().map(Into::into).collect();
-                        broker.submit_produce(&key, &req.topic, messages).await
+                        broker
+                            .submit_produce(&key, &req.topic, messages, earlier_in_flight)
+                            .await
                     }
                     Err(e) => Err(e),
                 };
@@ -116,6 +126,7 @@ impl BrokerApi for BrokerService {
             let _permit = permit;
             let mut stored = 0u64;
             while let Some(queued) = queued_rx.recv().await {
+                let batch = matches!(queued, Queued::Batch(_));
                 let result = match queued {
                     Queued::Batch(Ok(pending)) => pending.wait().await,
                     Queued::Batch(Err(e)) => Err(e),
@@ -126,6 +137,9 @@ impl BrokerApi for BrokerService {
                 let failed = result.is_err();
                 stored += u64::from(!failed);
                 let reply = result.map(Into::into).map_err(Status::from);
+                if batch {
+                    answered.fetch_sub(1, Ordering::AcqRel);
+                }
                 if out_tx.send(reply).await.is_err() || failed {
                     break;
                 }

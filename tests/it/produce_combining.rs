@@ -395,6 +395,77 @@ async fn a_produce_stream_keeps_its_order_among_concurrent_unary_produces() {
     );
 }
 
+/// IoT producers that keep one ProduceStream open and send one message at a
+/// time, each after the previous reply, are combined as unary produces are
+/// (a stream with nothing in flight waits at the gate), and each still sees
+/// its own order and exact offsets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_at_a_time_produce_streams_are_combined_and_exact() {
+    let server = TestServer::start().await;
+    let operator = server.operator().await;
+    let acme = server.tenant("acme").await;
+    lift_rate_limits(&operator, "acme").await;
+    create_topic(&acme, "t", Default::default()).await;
+
+    const STREAMS: usize = 32;
+    const EACH: usize = 10;
+    let streams = join_all((0..STREAMS).map(|p| {
+        let acme = acme.clone();
+        async move {
+            let (requests, outbound) = tokio::sync::mpsc::channel(1);
+            let mut replies = acme
+                .broker()
+                .produce_stream(tokio_stream::wrappers::ReceiverStream::new(outbound))
+                .await
+                .unwrap()
+                .into_inner();
+            let mut sent = Vec::new();
+            for i in 0..EACH {
+                let payload = format!("s{p}-{i}");
+                requests
+                    .send(pb::ProduceRequest {
+                        topic: "t".into(),
+                        messages: vec![msg(&payload)],
+                    })
+                    .await
+                    .unwrap();
+                let reply = replies.next().await.expect("a reply per frame").unwrap();
+                assert_eq!(reply.results.len(), 1);
+                sent.push((reply.results[0].offset, payload));
+            }
+            drop(requests);
+            assert!(
+                replies.next().await.is_none(),
+                "the stream ends after its last reply"
+            );
+            sent
+        }
+    }))
+    .await;
+
+    let n = (STREAMS * EACH) as u64;
+    for sent in &streams {
+        assert!(
+            sent.windows(2).all(|w| w[0].0 < w[1].0),
+            "a stream's messages are stored in its order: {sent:?}"
+        );
+    }
+    let acknowledged: BTreeMap<u64, String> = streams.into_iter().flatten().collect();
+    assert_eq!(
+        acknowledged.keys().copied().collect::<Vec<_>>(),
+        (0..n).collect::<Vec<_>>(),
+        "offsets unique and contiguous"
+    );
+    assert_eq!(consume_all(&acme, "t", "all").await, acknowledged);
+    assert_eq!(produced_usage(&acme).await, (n, n));
+    let metrics = scrape(&server).await;
+    let sets = value(&metrics, "tallyq_produced_sets_total", &["tenant=\"acme\""]);
+    assert!(
+        sets >= 1.0 && sets < n as f64,
+        "{n} messages from {STREAMS} one-at-a-time streams were stored in {sets} sets"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn combined_sets_fold_into_exact_per_device_usage() {
     let server = TestServer::start().await;

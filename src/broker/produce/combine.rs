@@ -23,11 +23,13 @@
 //! before it was taken is dropped, unstored, as a cancelled produce was
 //! before combining.
 //!
-//! A stream's produce (`submit_produce`) skips the gate: a ProduceStream
-//! reads its next batch only once the previous one was queued, so waiting
-//! there would cap the stream at one batch per commit; it still joins a
-//! round that is waiting. So does a unary produce of a batch already a
-//! set's worth ([`GATHER_BELOW_MESSAGES`] messages or more).
+//! A stream's produce (`submit_produce`) skips the gate while the stream has
+//! earlier batches unanswered: a ProduceStream reads its next batch only once
+//! the previous one was queued, so waiting there would cap a pipelining
+//! stream at one batch per commit; it still joins a round that is waiting.
+//! A stream with nothing else in flight (its producer waits for each reply)
+//! waits at the gate as a unary produce does. A batch already a set's worth
+//! ([`GATHER_BELOW_MESSAGES`] messages or more) always skips it.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};

@@ -64,30 +64,36 @@ impl Broker {
         topic: &str,
         messages: Vec<Message>,
     ) -> Result<ProduceOutcome> {
-        // A batch already a set's worth gains nothing by waiting for the
-        // topic's previous set, and would add that commit to its latency.
-        let gate = if messages.len() >= GATHER_BELOW_MESSAGES {
-            Gate::Skip
-        } else {
-            Gate::Wait
-        };
+        let gate = lone_batch_gate(&messages);
         self.queue_produce(key, topic, messages, gate)
             .await?
             .wait()
             .await
     }
 
-    /// Checks and queues a batch; the returned handle resolves when durable.
-    /// A refused batch changes nothing. Handles resolve in the order their
-    /// batches were queued (a stream's replies keep its order).
+    /// Checks and queues a stream's batch; the returned handle resolves when
+    /// durable. A refused batch changes nothing. Handles resolve in the order
+    /// their batches were queued (a stream's replies keep its order).
+    ///
+    /// `earlier_in_flight`: the stream has batches queued and not yet
+    /// answered. Such a batch skips the gate, which would cap a pipelining
+    /// stream at one batch per commit. A stream with nothing else in flight
+    /// (a producer that waits for each reply) is a unary producer on a
+    /// long-lived stream, and its small batch waits at the gate as a unary
+    /// produce does, so concurrent one-at-a-time streams share a set.
     pub async fn submit_produce(
         &self,
         key: &TenantKey,
         topic_name: &str,
         messages: Vec<Message>,
+        earlier_in_flight: bool,
     ) -> Result<PendingProduce> {
-        self.queue_produce(key, topic_name, messages, Gate::Skip)
-            .await
+        let gate = if earlier_in_flight {
+            Gate::Skip
+        } else {
+            lone_batch_gate(&messages)
+        };
+        self.queue_produce(key, topic_name, messages, gate).await
     }
 
     /// The batch's own checks, then its round in the topic's produce queue.
@@ -110,5 +116,16 @@ impl Broker {
             bytes,
         };
         self.combine(&topic, batch, gate).await
+    }
+}
+
+/// The gate for a batch with nothing of its producer's in flight before it:
+/// a batch already a set's worth gains nothing by waiting for the topic's
+/// previous set, and would add that commit to its latency.
+fn lone_batch_gate(messages: &[Message]) -> Gate {
+    if messages.len() >= GATHER_BELOW_MESSAGES {
+        Gate::Skip
+    } else {
+        Gate::Wait
     }
 }

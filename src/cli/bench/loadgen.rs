@@ -42,6 +42,9 @@ pub struct LoadSpec {
     pub topic: String,
     /// Subscription to consume from.
     pub subscription: String,
+    /// Each producer sends its batches on one ProduceStream instead of one
+    /// Produce request each.
+    pub produce_stream: bool,
 }
 
 /// What producers and consumers share while a run is under way.
@@ -72,12 +75,12 @@ pub async fn run(client: &Client, spec: &LoadSpec, server_pid: Option<u32>) -> L
     let start = Instant::now();
     let producers: Vec<_> = (0..spec.producers)
         .map(|_| {
-            tokio::spawn(produce(
-                client.clone(),
-                spec.clone(),
-                start,
-                progress.clone(),
-            ))
+            let (client, spec, progress) = (client.clone(), spec.clone(), progress.clone());
+            if spec.produce_stream {
+                tokio::spawn(produce_on_stream(client, spec, start, progress))
+            } else {
+                tokio::spawn(produce(client, spec, start, progress))
+            }
         })
         .collect();
 
@@ -179,20 +182,12 @@ async fn produce(
     start: Instant,
     progress: Arc<Progress>,
 ) -> Histogram<u64> {
-    let size = spec.size.max(16);
-    let device_ids: Vec<String> = (0..spec.devices).map(|i| format!("dev-{i}")).collect();
+    let device_ids = device_ids(&spec);
     let mut next_device = 0;
     let mut local = histogram();
     let mut produced = 0u64;
     let mut broker = client.broker();
-    let interval = (spec.rate > 0).then(|| {
-        Duration::from_secs_f64(spec.batch as f64 * spec.producers as f64 / spec.rate as f64)
-    });
-    let mut tick = interval.map(|i| {
-        let mut t = tokio::time::interval(i);
-        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        t
-    });
+    let mut tick = pacing(&spec);
     while start.elapsed() < spec.duration {
         if let Some(t) = tick.as_mut() {
             t.tick().await;
@@ -201,26 +196,7 @@ async fn produce(
         let began = Instant::now();
         let mut attempt = 0;
         loop {
-            let messages: Vec<pb::Message> = (0..spec.batch)
-                .map(|i| {
-                    let mut payload = bytes::BytesMut::with_capacity(size);
-                    payload.extend_from_slice(&sent.to_be_bytes());
-                    payload.resize(size, b'x');
-                    let device_id = match device_ids.len() {
-                        0 => String::new(),
-                        n => device_ids[(next_device + i) % n].clone(),
-                    };
-                    pb::Message {
-                        payload: payload.freeze(),
-                        device_id,
-                        ..Default::default()
-                    }
-                })
-                .collect();
-            let request = pb::ProduceRequest {
-                topic: spec.topic.clone(),
-                messages,
-            };
+            let request = batch_request(&spec, sent, &device_ids, next_device);
             match broker.produce(request).await {
                 Ok(_) => {
                     let _ = local.record((began.elapsed().as_micros() as u64).max(1));
@@ -239,6 +215,103 @@ async fn produce(
                 Err(_) => {}
             }
             break;
+        }
+    }
+    progress.produced.fetch_add(produced, Ordering::SeqCst);
+    local
+}
+
+/// One producer's pace when the run offers a fixed total rate (`spec.rate`
+/// messages/s over all producers); none at full speed.
+fn pacing(spec: &LoadSpec) -> Option<tokio::time::Interval> {
+    (spec.rate > 0).then(|| {
+        let each = spec.batch as f64 * spec.producers as f64 / spec.rate as f64;
+        let mut t = tokio::time::interval(Duration::from_secs_f64(each));
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        t
+    })
+}
+
+/// The device ids a run's messages carry, in turn.
+fn device_ids(spec: &LoadSpec) -> Vec<String> {
+    (0..spec.devices).map(|i| format!("dev-{i}")).collect()
+}
+
+/// One produce request of `spec.batch` messages, each stamped with `sent`
+/// and carrying the next device ids from `next_device` on.
+fn batch_request(
+    spec: &LoadSpec,
+    sent: u64,
+    device_ids: &[String],
+    next_device: usize,
+) -> pb::ProduceRequest {
+    let size = spec.size.max(16);
+    let messages = (0..spec.batch)
+        .map(|i| {
+            let mut payload = bytes::BytesMut::with_capacity(size);
+            payload.extend_from_slice(&sent.to_be_bytes());
+            payload.resize(size, b'x');
+            let device_id = match device_ids.len() {
+                0 => String::new(),
+                n => device_ids[(next_device + i) % n].clone(),
+            };
+            pb::Message {
+                payload: payload.freeze(),
+                device_id,
+                ..Default::default()
+            }
+        })
+        .collect();
+    pb::ProduceRequest {
+        topic: spec.topic.clone(),
+        messages,
+    }
+}
+
+/// One producer on its own ProduceStream (`--produce-stream`): as
+/// [`produce`], one batch in flight, the next sent when the reply that says
+/// "stored" arrived, but every batch a message on one long-lived stream
+/// instead of its own request (as Pulsar and Kafka producers keep one
+/// connection). A stream that ends or fails is opened again; a batch whose
+/// stream failed is not counted.
+async fn produce_on_stream(
+    client: Client,
+    spec: LoadSpec,
+    start: Instant,
+    progress: Arc<Progress>,
+) -> Histogram<u64> {
+    let device_ids = device_ids(&spec);
+    let mut next_device = 0;
+    let mut local = histogram();
+    let mut produced = 0u64;
+    let mut broker = client.broker();
+    let mut tick = pacing(&spec);
+    'streams: while start.elapsed() < spec.duration {
+        let (requests, outbound) = tokio::sync::mpsc::channel(1);
+        let outbound = tokio_stream::wrappers::ReceiverStream::new(outbound);
+        let Ok(replies) = broker.produce_stream(outbound).await else {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        let mut replies = replies.into_inner();
+        while start.elapsed() < spec.duration {
+            if let Some(t) = tick.as_mut() {
+                t.tick().await;
+            }
+            let sent = now_ns();
+            let began = Instant::now();
+            let request = batch_request(&spec, sent, &device_ids, next_device);
+            if requests.send(request).await.is_err() {
+                continue 'streams;
+            }
+            match replies.message().await {
+                Ok(Some(_)) => {
+                    let _ = local.record((began.elapsed().as_micros() as u64).max(1));
+                    produced += spec.batch as u64;
+                    next_device += spec.batch;
+                }
+                Ok(None) | Err(_) => continue 'streams,
+            }
         }
     }
     progress.produced.fetch_add(produced, Ordering::SeqCst);

@@ -43,6 +43,10 @@ pub struct BenchArgs {
     /// (consumers then stop when producing stops instead of draining).
     #[arg(long, default_value_t = 0)]
     pub ack_delay_ms: u64,
+    /// Each producer keeps one ProduceStream open and sends its batches on
+    /// it, one in flight (default: one Produce request per batch).
+    #[arg(long)]
+    pub produce_stream: bool,
     /// Topic.
     #[arg(long, default_value = "bench")]
     pub topic: String,
@@ -80,6 +84,7 @@ pub(super) async fn bench(client: &Client, args: &BenchArgs) -> Result<()> {
         ack_delay: Duration::from_millis(args.ack_delay_ms),
         topic: args.topic.clone(),
         subscription: args.subscription.clone(),
+        produce_stream: args.produce_stream,
     };
     let report = loadgen::run(&client, &spec, args.server_pid).await;
     println!("system=tallyq {}", report.line());
