@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Where the group commit's threads spend scenario 1's time (benches/compare.sh s1:
 # 4 producers x batches of 100 x 1 KiB, produce only): runs the load against a fresh
-# broker, traces the committer thread (gather + segment fdatasync) and the applier
-# thread (sled apply + flush + log fdatasync + replies) with `perf trace` for TRACE_SECS
+# broker, traces the committer thread (gather, segment fdatasync, sled apply + flush +
+# log fdatasync, replies; and the applier thread of the reverted two-thread commit
+# when the build has one, BIN=) with `perf trace` for TRACE_SECS
 # in the middle of the run, and prints per thread: fdatasync count and median, the
 # share of the traced time in fdatasync, parked on a futex (waiting for work, for the
 # hand-off or for sled's flush) and the rest (CPU or runnable), plus the bench line

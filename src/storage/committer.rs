@@ -1,21 +1,15 @@
-//! The group committer: two threads that turn queued [`WriteSet`]s into
+//! The group committer: one thread that turns queued [`WriteSet`]s into
 //! durable sled batches, many writers per flush.
 //!
-//! Each group goes through named steps. On the committer thread
-//! ([`Committer::run`]):
+//! Each round ([`Committer::run`]) goes through named steps:
 //! 1. [`gather`]: wait for the first queued write, then take whatever else is
 //!    queued already, up to [`MAX_GROUP_WRITES`] writes or [`MAX_GROUP_BYTES`];
-//! 2. [`stage`]: merge the group's puts and deletes into one `sled::Batch`
-//!    and sum its counter increments;
+//! 2. [`stage`]: merge the group's puts and deletes into one `sled::Batch`,
+//!    sum its counter increments and write them into the same batch as
+//!    counter-journal entries ([`CounterJournal::stage`]);
 //! 3. sync segments: `fdatasync` every segment file written since the last
-//!    group, so a blob reference is never durable before the blob's bytes;
-//!    then hand the group to the applier thread (`applier.rs`) and go back
-//!    to 1, so this sync overlaps the previous group's steps 4 and 5.
-//!
-//! On the applier thread, one group at a time in the order they were
-//! gathered:
-//! 4. write the counter increments into the batch as counter-journal entries
-//!    ([`CounterJournal::stage`]) and apply the batch, atomically;
+//!    round, so a blob reference is never durable before the blob's bytes;
+//! 4. apply the batch, atomically;
 //! 5. flush: sled's `flush`, then `fdatasync` of sled's log file (sled 0.34
 //!    only `sync_file_range`s it; see the module doc of `storage`);
 //! 6. release the blobs the group unreferenced, note its journal entries
@@ -35,32 +29,27 @@
 //! answered: from then on every group is answered [`StorageError::Failed`]
 //! at once and nothing more reaches sled (sled stays failed after an I/O
 //! error, and the in-memory state above the store may be ahead of the disk;
-//! the owner reopens the store, see `failure.rs`). The applier judges this in
-//! group order: a segment sync that failed on the committer thread fails the
-//! store when its group comes up, after every group gathered before it
-//! completed, and every group behind it fails. A failed fold (7) fails
+//! the owner reopens the store, see `failure.rs`). A failed fold (7) fails
 //! only the writers that asked for it; the group's writes are durable, so
 //! their hooks run and their writers hear so. A fold that sled itself failed
 //! fails the store too.
 //!
-//! Shutdown: the committer thread stops when its queue is closed and empty.
-//! That happens by itself once the last [`Store`](super::Store) clone is
-//! dropped, or on purpose through [`CommitterHandle::join`], which queues a
-//! stop sign: the committer commits every write queued before it, closes the
-//! queue (a later commit gets [`StorageError::Closed`]), commits what was
-//! already queued behind the sign, lets go of the hand-off and waits for the
-//! applier, which applies what it was handed, folds the counter journal,
-//! flushes and `fdatasync`s sled's log once more, and ends. A failed store
-//! skips that last fold and flush: nothing more reaches sled.
+//! Shutdown: the thread stops when its queue is closed and empty. That
+//! happens by itself once the last [`Store`](super::Store) clone is dropped,
+//! or on purpose through [`CommitterHandle::join`], which queues a stop sign:
+//! the committer commits every write queued before it, closes the queue (a
+//! later commit gets [`StorageError::Closed`]), commits what was already
+//! queued behind the sign, folds the counter journal, flushes and
+//! `fdatasync`s sled's log once more, and ends. A failed store skips that
+//! last fold and flush: nothing more reaches sled.
 
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::applier::{Applier, Synced, SYNCED_AHEAD};
 use super::counters::{CounterJournal, Deltas};
-use super::records::BlobRef;
-use super::{segments, StorageError, StorageResult, StoreHealth, WriteSet};
+use super::records::{BlobRef, CountersRecord};
+use super::{keys, segments, StorageError, StorageResult, StoreHealth, WriteSet};
 
 /// A hook run on the committer thread right after the write it belongs to is
 /// durable, in commit order. Must be quick and must not block.
@@ -184,106 +173,138 @@ pub(super) struct Committer {
 }
 
 impl Committer {
-    /// Starts the committer thread and its applier thread; returns the queue
-    /// writers send to.
+    /// Starts the committer thread; returns the queue writers send to.
     pub(super) fn start(self) -> std::io::Result<(mpsc::Sender<Job>, CommitterHandle)> {
-        let Committer {
-            db,
-            sled_log,
-            tree,
-            segments,
-            journal,
-            health,
-            disk,
-            mark,
-            seq,
-        } = self;
-        let front = Front {
-            segments: segments.clone(),
-            health: health.clone(),
-            disk,
-        };
-        let applier = Applier {
-            db,
-            sled_log,
-            tree,
-            segments,
-            journal,
-            health,
-            mark,
-            seq,
-        };
         let (queue, rx) = mpsc::channel(MAX_GROUP_WRITES);
-        let (to_applier, synced) = std::sync::mpsc::sync_channel(SYNCED_AHEAD);
-        let applier = std::thread::Builder::new()
-            .name("tallyq-applier".into())
-            .spawn(move || applier.run(synced))?;
         let thread = std::thread::Builder::new()
             .name("tallyq-committer".into())
-            .spawn(move || {
-                front.run(rx, to_applier);
-                if applier.join().is_err() {
-                    tracing::error!("the applier thread panicked");
-                }
-            })?;
+            .spawn(move || self.run(rx))?;
         let handle = CommitterHandle {
             thread,
             queue: queue.downgrade(),
         };
         Ok((queue, handle))
     }
-}
 
-/// What the committer thread owns (steps 1 to 3).
-struct Front {
-    /// The segment files, synced before each hand-off.
-    segments: Arc<segments::Segments>,
-    /// Read to skip the sync of a failed store's groups.
-    health: StoreHealth,
-    /// Read before each group, so the watermark follows what is written.
-    disk: Arc<super::disk::DiskMonitor>,
-}
-
-impl Front {
-    /// The loop: one group per round until the queue is closed and empty;
-    /// then the hand-off is dropped, which lets the applier finish.
-    fn run(self, mut queue: mpsc::Receiver<Job>, to_applier: std::sync::mpsc::SyncSender<Synced>) {
+    /// The loop: one group per round until the queue is closed and empty, then
+    /// a last fold and flush.
+    fn run(mut self, mut queue: mpsc::Receiver<Job>) {
         while let Some(Group { requests, stop }) = gather(&mut queue) {
             if !requests.is_empty() {
-                let synced = self.sync(requests);
-                if to_applier.send(synced).is_err() {
-                    // It panicked: the writers of this group and of what is
-                    // still queued see their answer dropped (outcome unknown).
-                    tracing::error!("the applier thread stopped; no more commits");
-                    return;
-                }
+                self.round(requests);
             }
             if stop {
                 // What is queued already still commits; nothing new gets in.
                 queue.close();
             }
         }
+        if self.health.is_failed() {
+            tracing::warn!("the store failed: no final fold and flush");
+            return;
+        }
+        if let Err(e) = self.journal.fold(&self.tree) {
+            tracing::error!(error = %e, "final counter fold failed");
+        }
+        if let Err(e) = self.flush() {
+            tracing::error!(error = %e, "final flush failed");
+        }
+        if let Err(e) = self.mark.sync() {
+            tracing::error!(error = %e, "final sync of the high-water mark failed");
+        }
     }
 
-    /// Stages one group and makes the segments its writes appended to
-    /// durable (steps 2 and 3).
-    fn sync(&self, mut requests: Vec<CommitRequest>) -> Synced {
-        let staged = stage(&mut requests);
-        let synced = match self.health.failure() {
-            Some(cause) => Err(StorageError::Failed(Box::new(cause))),
-            None => {
-                self.disk.refresh();
-                // Blobs first: a reference must never be durable before its
-                // bytes.
-                self.segments
-                    .sync_dirty()
-                    .map_err(StorageError::not_applied)
+    /// One group, from commit to replies (steps 2 to 9 of the module doc).
+    fn round(&mut self, mut group: Vec<CommitRequest>) {
+        if let Some(cause) = self.health.failure() {
+            reply(group, &Err(StorageError::Failed(Box::new(cause))), &Ok(()));
+            return;
+        }
+        self.disk.refresh();
+        let committed = self.commit(&mut group);
+        if let Err(e) = &committed {
+            tracing::error!(error = %e, writes = group.len(), "group commit failed");
+            // Before anyone hears: a writer told "failed" must find the store
+            // failed when it tries again.
+            self.health.fail(e);
+            reply(group, &committed, &Ok(()));
+            return;
+        }
+        let fold_requested = group.iter().any(|request| request.writes.fold_counters);
+        let folded = self.fold_if_due(fold_requested);
+        run_hooks(&mut group);
+        reply(group, &committed, &folded);
+        if let Err(e) = self.mark.sync_if_due() {
+            tracing::warn!(error = %e, path = %self.mark.path().display(),
+                "cannot sync the high-water mark");
+        }
+    }
+
+    /// Makes one group durable (steps 2 to 6 of the module doc). Fails
+    /// [`StorageError::NotApplied`] up to the batch, and
+    /// [`StorageError::OutcomeUnknown`] once it is in sled's tree.
+    fn commit(&mut self, group: &mut [CommitRequest]) -> StorageResult<()> {
+        let Staged {
+            mut batch,
+            deltas,
+            released,
+        } = stage(group);
+        let journaled = self.journal.stage(deltas, &mut batch);
+        // The group's sequence rides in its own batch (see `mark.rs`).
+        let seq = self.seq + 1;
+        batch.insert(
+            keys::commit_seq(),
+            prost::Message::encode_to_vec(&CountersRecord { values: vec![seq] }),
+        );
+        // Blobs first: a reference must never be durable before its bytes.
+        self.segments
+            .sync_dirty()
+            .map_err(StorageError::not_applied)?;
+        // sled applies a batch atomically on recovery: an error here leaves
+        // nothing of it on disk (its tree may hold part of it until reopened).
+        self.tree
+            .apply_batch(batch)
+            .map_err(|e| StorageError::from(e).not_applied())?;
+        self.flush().map_err(StorageError::outcome_unknown)?;
+        self.seq = seq;
+        if let Err(e) = self.mark.record(seq) {
+            // The index is durable; a lagging mark only hides damage later.
+            tracing::warn!(error = %e, path = %self.mark.path().display(),
+                "cannot write the high-water mark");
+        }
+        self.segments.release(&released);
+        self.journal.record(journaled);
+        Ok(())
+    }
+
+    /// sled's flush, then `fdatasync` of its log (see the module doc).
+    fn flush(&self) -> StorageResult<()> {
+        self.db.flush()?;
+        self.sled_log
+            .sync_data()
+            .map_err(|e| StorageError::io("cannot sync sled's log to disk", e))
+    }
+
+    /// Folds the counter journal when a reader asked or a periodic fold is
+    /// due. A failed periodic fold is logged and tried again later (the
+    /// journal entries are durable and the deltas stay pending, so nothing is
+    /// lost); a failed fold a reader asked for is that reader's error, since
+    /// it would read short counters.
+    fn fold_if_due(&mut self, requested: bool) -> StorageResult<()> {
+        if !requested && !self.journal.fold_due() {
+            return Ok(());
+        }
+        let folded = self.journal.fold(&self.tree);
+        if let Err(e @ StorageError::Sled(_)) = &folded {
+            // sled failed under the fold: its tree may hold part of it.
+            self.health.fail(e);
+        }
+        match folded {
+            Err(e) if requested => Err(e),
+            Err(e) => {
+                tracing::error!(error = %e, "folding counters failed");
+                Ok(())
             }
-        };
-        Synced {
-            requests,
-            staged,
-            synced,
+            Ok(()) => Ok(()),
         }
     }
 }
@@ -327,13 +348,13 @@ fn gather(queue: &mut mpsc::Receiver<Job>) -> Option<Group> {
 }
 
 /// A group's writes merged.
-pub(super) struct Staged {
+struct Staged {
     /// Every put and delete, in queue order.
-    pub(super) batch: sled::Batch,
+    batch: sled::Batch,
     /// The group's counter increments, summed by counter.
-    pub(super) deltas: Deltas,
+    deltas: Deltas,
     /// Blobs to release once the batch is durable.
-    pub(super) released: Vec<BlobRef>,
+    released: Vec<BlobRef>,
 }
 
 /// Merges the group's write sets (moving their contents out) into one batch.
@@ -361,7 +382,7 @@ fn stage(group: &mut [CommitRequest]) -> Staged {
 
 /// Runs each write's after-commit hook, in queue order (only after the group
 /// is durable).
-pub(super) fn run_hooks(group: &mut [CommitRequest]) {
+fn run_hooks(group: &mut [CommitRequest]) {
     for request in group {
         if let Some(after) = request.after.take() {
             after();
@@ -371,11 +392,7 @@ pub(super) fn run_hooks(group: &mut [CommitRequest]) {
 
 /// Answers every writer of the group: whether the group committed, and for
 /// a writer that asked for a fold, whether the fold succeeded too.
-pub(super) fn reply(
-    group: Vec<CommitRequest>,
-    committed: &StorageResult<()>,
-    folded: &StorageResult<()>,
-) {
+fn reply(group: Vec<CommitRequest>, committed: &StorageResult<()>, folded: &StorageResult<()>) {
     for request in group {
         let result = if request.writes.fold_counters {
             committed.clone().and(folded.clone())

@@ -3,10 +3,9 @@
 //! Everything lives in one sled tree, split into keyspaces by a leading byte
 //! ([`keys`]). Writes are collected in a [`WriteSet`] and handed to the
 //! [`Store::commit`] group committer: one thread gathers every write queued
-//! while the previous group was being synced and `fdatasync`s the segments
-//! they wrote; a second thread applies each group, in that order, as one
-//! atomic `sled::Batch`, flushes once, runs each write's after-commit hook in
-//! queue order, and only then answers the writers. So a reply that says "stored" always follows the
+//! while the previous flush ran, applies them as one atomic `sled::Batch`,
+//! flushes once, runs each write's after-commit hook in queue order, and only
+//! then answers the writers. So a reply that says "stored" always follows the
 //! flush that made it durable, and many concurrent requests share one flush.
 //!
 //! Message payloads do not go through sled: they are appended to segment
@@ -40,8 +39,7 @@
 //! | `store.rs` | [`Store`]: open, reads (`get`, `scan*`, `last_at_or_before`), blobs, ids, size; writes go to the committer |
 //! | `write_set.rs` | [`WriteSet`]: the puts, deletes, increments and blob releases of one atomic commit |
 //! | `shared_commit.rs` | [`SharedCommit`] (one commit many produces wait for) and [`CommitSlot`] (a place reserved in the committer's queue) |
-//! | `committer.rs` | the group commit in named steps: the thread that gathers and syncs segments, [`CommitterHandle`], [`PendingCommit`], [`AfterCommit`] |
-//! | `applier.rs` | the group commit's second thread: applies, flushes and answers the synced groups in order |
+//! | `committer.rs` | the group-commit thread in named steps, [`CommitterHandle`], [`PendingCommit`], [`AfterCommit`] |
 //! | `counters.rs` | the counter journal: stage, record, fold, recover |
 //! | `segments.rs` | the append-only segment files that hold message payloads |
 //! | `compaction.rs` | compaction's storage side: segment statistics, opaque copies of sets, moving a set's header to its copy |
@@ -61,7 +59,6 @@
 //! `keys` and `records` are private: the rest of the crate reads and writes
 //! through the repositories, which hand back domain types.
 
-mod applier;
 mod committer;
 mod compaction;
 mod counters;
@@ -71,8 +68,6 @@ mod failure;
 mod frame;
 mod keys;
 mod mark;
-#[cfg(test)]
-mod pipeline_tests;
 mod private;
 mod records;
 mod repair;

@@ -1,7 +1,7 @@
 //! SIGKILL under scenario 1's load (benches/compare.sh: 4 producers, batches
-//! of 100 messages of 1 KiB, each waiting for its reply): the group commit's
-//! two threads keep several groups in flight (one syncing segments, one
-//! flushing sled), and a kill at any instant loses no acknowledged message.
+//! of 100 messages of 1 KiB, each waiting for its reply): with several
+//! batches in the group commit at any instant, a kill loses no acknowledged
+//! message.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

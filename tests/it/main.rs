@@ -44,5 +44,5 @@ mod strict_input;
 mod tenant_move;
 mod transport_limits;
 mod write_failures;
-// r6-commitpipe: SIGKILL under scenario 1 load (two-thread group commit).
+// SIGKILL under scenario 1 load (kept from the reverted two-thread group commit).
 mod batched_kill;
