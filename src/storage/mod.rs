@@ -59,6 +59,8 @@
 //! `keys` and `records` are private: the rest of the crate reads and writes
 //! through the repositories, which hand back domain types.
 
+#[cfg(test)]
+mod commit_tests;
 mod committer;
 mod compaction;
 mod counters;
