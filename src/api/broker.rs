@@ -98,6 +98,8 @@ impl BrokerApi for BrokerService {
                     }
                     None => {
                         if *shutdown.borrow() {
+                            // Counted as a batch: the writer answers it as one.
+                            in_flight.fetch_add(1, Ordering::AcqRel);
                             let ended = Error::Unavailable("the broker is shutting down".into());
                             let _ = queued_tx.send(Queued::Batch(Err(ended))).await;
                         }

@@ -6,7 +6,8 @@
 //! Flat combining with a hand-off. A produce that passed its own checks
 //! (`admit_batch`) joins its topic's [`ProduceQueue`]. With no leader, it
 //! becomes the leader at once; otherwise it waits for its [`Turn`]. The
-//! leader runs one round (`round.rs`): it waits, for a unary produce, until
+//! leader runs one round (`round.rs`): it waits, for a produce that waits for
+//! its reply (unary, or a stream with nothing else in flight), until
 //! fewer than [`PIPELINE`] of the topic's earlier sets are still being
 //! committed (the gate: with one, until the previous set is durable, so the
 //! produces that arrive meanwhile join this round); takes the log lock and a place in the committer's queue; takes
@@ -46,7 +47,7 @@ use crate::storage::{SharedCommit, StorageError};
 use crate::sync::MutexExt;
 
 /// How many of a topic's sets may be in the committer (queued or being
-/// committed) when a unary produce's round starts; a round waits for the
+/// committed) when a gated produce's round starts; a round waits for the
 /// oldest beyond that. One: every produce that arrives while a set commits
 /// shares the next set, so a topic has one set per commit. (Two, one
 /// committing while the next is queued, made half as large sets and more
@@ -91,8 +92,9 @@ pub(super) enum Turn {
     Lead(LeadToken, Batch),
 }
 
-/// A unary produce of fewer messages than this waits at the gate to gather
-/// others; a larger batch skips it like a stream's (measured: batches of 100
+/// A produce of fewer messages than this with nothing of its producer's in
+/// flight waits at the gate to gather others; a larger batch skips it like a
+/// pipelining stream's (measured: batches of 100
 /// waiting at the gate cut `compare.sh` scenario 1 from 132,000 to 101,000
 /// msg/s, one commit of latency added to each batch).
 pub(super) const GATHER_BELOW_MESSAGES: usize = 16;
@@ -100,9 +102,10 @@ pub(super) const GATHER_BELOW_MESSAGES: usize = 16;
 /// Whether a produce's round waits for the topic's earlier sets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Gate {
-    /// A unary produce: it answers after the commit anyway.
+    /// A produce whose producer waits for its reply (unary, or a stream
+    /// with nothing else in flight): it answers after the commit anyway.
     Wait,
-    /// A stream's produce (see the module doc).
+    /// A pipelining stream's produce, or a set's worth (see the module doc).
     Skip,
 }
 
@@ -181,7 +184,7 @@ impl ProduceQueue {
         ))
     }
 
-    /// The commit a unary round waits for before it starts when
+    /// The commit a gated round waits for before it starts when
     /// [`PIPELINE`] of the topic's sets are still in the committer: the
     /// oldest of them. `None`: it starts at once.
     pub(super) fn gate(&self) -> Option<SharedCommit> {

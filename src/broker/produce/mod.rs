@@ -88,11 +88,7 @@ impl Broker {
         messages: Vec<Message>,
         earlier_in_flight: bool,
     ) -> Result<PendingProduce> {
-        let gate = if earlier_in_flight {
-            Gate::Skip
-        } else {
-            lone_batch_gate(&messages)
-        };
+        let gate = stream_batch_gate(earlier_in_flight, &messages);
         self.queue_produce(key, topic_name, messages, gate).await
     }
 
@@ -119,6 +115,17 @@ impl Broker {
     }
 }
 
+/// The gate for a stream's batch: a pipelining stream (earlier batches
+/// unanswered) skips it, a stream with nothing in flight is gated as a unary
+/// produce.
+fn stream_batch_gate(earlier_in_flight: bool, messages: &[Message]) -> Gate {
+    if earlier_in_flight {
+        Gate::Skip
+    } else {
+        lone_batch_gate(messages)
+    }
+}
+
 /// The gate for a batch with nothing of its producer's in flight before it:
 /// a batch already a set's worth gains nothing by waiting for the topic's
 /// previous set, and would add that commit to its latency.
@@ -127,5 +134,33 @@ fn lone_batch_gate(messages: &[Message]) -> Gate {
         Gate::Skip
     } else {
         Gate::Wait
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(n: usize) -> Vec<Message> {
+        vec![Message::default(); n]
+    }
+
+    #[test]
+    fn a_small_batch_waits_at_the_gate_unless_its_stream_is_pipelining() {
+        // A unary produce, or a stream that waits for each reply: gathered.
+        assert_eq!(lone_batch_gate(&batch(1)), Gate::Wait);
+        assert_eq!(stream_batch_gate(false, &batch(1)), Gate::Wait);
+        assert_eq!(
+            stream_batch_gate(false, &batch(GATHER_BELOW_MESSAGES - 1)),
+            Gate::Wait
+        );
+        // A stream with earlier batches unanswered must not wait for them.
+        assert_eq!(stream_batch_gate(true, &batch(1)), Gate::Skip);
+        // A set's worth never waits.
+        assert_eq!(lone_batch_gate(&batch(GATHER_BELOW_MESSAGES)), Gate::Skip);
+        assert_eq!(
+            stream_batch_gate(false, &batch(GATHER_BELOW_MESSAGES)),
+            Gate::Skip
+        );
     }
 }

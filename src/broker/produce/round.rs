@@ -76,7 +76,7 @@ enum Joined {
 
 impl Broker {
     /// Leads one round of `token`'s topic, `own` first: waits at the gate
-    /// (unary produces), takes the log lock and a commit slot, takes the
+    /// ([`Gate::Wait`]), takes the log lock and a commit slot, takes the
     /// waiting produces, stores them and answers each; then hands the lead
     /// on (dropping `token`).
     pub(super) async fn lead_round(&self, token: LeadToken, own: Member, gate: Gate) {
