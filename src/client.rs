@@ -112,6 +112,8 @@ type Authed = InterceptedService<Channel, BearerAuth>;
 pub struct Client {
     channel: Channel,
     auth: BearerAuth,
+    /// Where `channel` goes, to open more connections there.
+    endpoint: Endpoint,
 }
 
 impl Client {
@@ -167,6 +169,25 @@ impl Client {
         Ok(Client {
             channel,
             auth: bearer(token)?,
+            endpoint,
+        })
+    }
+
+    /// Another connection to the same broker with the same credential. The
+    /// broker serves at most [`crate::wire::MAX_CONCURRENT_STREAMS_PER_CONNECTION`]
+    /// concurrent streams (each request is one) per connection, so a client
+    /// with more concurrent calls spreads them over several.
+    pub async fn new_connection(&self) -> Result<Self, ClientError> {
+        let address = self.endpoint.uri().to_string();
+        let channel = self
+            .endpoint
+            .connect()
+            .await
+            .map_err(|source| ClientError::Connect { address, source })?;
+        Ok(Client {
+            channel,
+            auth: self.auth.clone(),
+            endpoint: self.endpoint.clone(),
         })
     }
 
@@ -175,6 +196,7 @@ impl Client {
         Ok(Client {
             channel: self.channel.clone(),
             auth: bearer(token)?,
+            endpoint: self.endpoint.clone(),
         })
     }
 

@@ -72,10 +72,12 @@ pub async fn run(client: &Client, spec: &LoadSpec, server_pid: Option<u32>) -> L
     let consumers: Vec<_> = (0..spec.consumers)
         .map(|_| tokio::spawn(consume(client.clone(), spec.clone(), progress.clone())))
         .collect();
+    let connections = producer_connections(client, spec.producers).await;
     let start = Instant::now();
     let producers: Vec<_> = (0..spec.producers)
-        .map(|_| {
-            let (client, spec, progress) = (client.clone(), spec.clone(), progress.clone());
+        .map(|p| {
+            let client = connections[p % connections.len()].clone();
+            let (spec, progress) = (spec.clone(), progress.clone());
             if spec.produce_stream {
                 tokio::spawn(produce_on_stream(client, spec, start, progress))
             } else {
@@ -114,6 +116,29 @@ pub async fn run(client: &Client, spec: &LoadSpec, server_pid: Option<u32>) -> L
         },
         server_peak_rss: usage.map(|u| u.1),
     }
+}
+
+/// Producers sharing one connection. The broker serves at most 128
+/// concurrent streams per connection (`wire.rs`); a producer beyond that
+/// would wait for a free stream (a ProduceStream for the whole run) instead
+/// of producing, so the producers are spread over one connection per this
+/// many, as a client with that many concurrent calls would.
+const PRODUCERS_PER_CONNECTION: usize = 100;
+const _: () =
+    assert!(PRODUCERS_PER_CONNECTION as u32 <= tallyq::wire::MAX_CONCURRENT_STREAMS_PER_CONNECTION);
+
+/// `client` and, for more than [`PRODUCERS_PER_CONNECTION`] producers, more
+/// connections like it (one that cannot be opened is left out: its
+/// producers share the others).
+async fn producer_connections(client: &Client, producers: usize) -> Vec<Client> {
+    let mut connections = vec![client.clone()];
+    for _ in 1..producers.div_ceil(PRODUCERS_PER_CONNECTION) {
+        match client.new_connection().await {
+            Ok(more) => connections.push(more),
+            Err(e) => eprintln!("bench: another connection failed, producers share the rest: {e}"),
+        }
+    }
+    connections
 }
 
 /// One consumer stream: acks what it receives and records produce->deliver
@@ -272,8 +297,8 @@ fn batch_request(
 /// [`produce`], one batch in flight, the next sent when the reply that says
 /// "stored" arrived, but every batch a message on one long-lived stream
 /// instead of its own request (as Pulsar and Kafka producers keep one
-/// connection). A stream that ends or fails is opened again; a batch whose
-/// stream failed is not counted.
+/// connection). A stream that ends or fails is opened again (after the wait
+/// a refusal asks for); a batch whose stream failed is not counted.
 async fn produce_on_stream(
     client: Client,
     spec: LoadSpec,
@@ -310,7 +335,16 @@ async fn produce_on_stream(
                     produced += spec.batch as u64;
                     next_device += spec.batch;
                 }
-                Ok(None) | Err(_) => continue 'streams,
+                Ok(None) => continue 'streams,
+                // The stream ended on a refusal: open the next one after the
+                // wait the broker asks for (rate), or a short pause.
+                Err(status) => {
+                    let wait = tallyq::client::retry_after(&status)
+                        .unwrap_or(Duration::from_millis(10))
+                        .min(tallyq::client::MAX_RETRY_WAIT);
+                    tokio::time::sleep(wait).await;
+                    continue 'streams;
+                }
             }
         }
     }
