@@ -18,8 +18,10 @@
 # Scenario 4: many small clients: 64 and 256 concurrent producers, one 256 B
 #             message per request, each producer waiting for its reply (tallyq)
 #             or its publish ack (NATS) before it sends the next; produce only;
-#             against both NATS settings. Both clients share one connection
-#             among their producers (one tonic channel, one async-nats client).
+#             against both NATS settings. NATS's client shares one connection
+#             among its producers (one async-nats client); tallyq's opens one
+#             per 100 producers (one tonic channel each), as the broker serves
+#             at most 128 concurrent streams per connection.
 #             Then the same with each tallyq producer keeping one ProduceStream
 #             open and sending each message on it after the previous reply
 #             (s4s; S4_MODES="unary stream" picks), against NATS default again.
@@ -131,13 +133,15 @@ if wants 4; then
   for p in ${S4_PRODUCERS:-64 256}; do
     flags="--consumers 0 --producers $p --batch 1 --size 256"
     for mode in ${S4_MODES:-unary stream}; do
-      if [ "$mode" = unary ]; then
-        echo "scenario 4: $p producers, one 256 B message per request, produce only" >&2
-        alternate "s4p$p" "$runs" "$flags" "$flags" always
-      else
-        echo "scenario 4: $p producers, one 256 B message at a time on a ProduceStream each" >&2
-        alternate "s4s$p" "$runs" "$flags --produce-stream" "$flags"
-      fi
+      case "$mode" in
+        unary)
+          echo "scenario 4: $p producers, one 256 B message per request, produce only" >&2
+          alternate "s4p$p" "$runs" "$flags" "$flags" always ;;
+        stream)
+          echo "scenario 4: $p producers, one 256 B message at a time on a ProduceStream each" >&2
+          alternate "s4s$p" "$runs" "$flags --produce-stream" "$flags" ;;
+        *) echo "S4_MODES: unknown mode '$mode' (unary, stream)" >&2; exit 2 ;;
+      esac
     done
   done
 fi
