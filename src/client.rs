@@ -161,6 +161,11 @@ impl Client {
 
     /// Connects through a prepared endpoint.
     pub async fn connect_endpoint(endpoint: Endpoint, token: &str) -> Result<Self, ClientError> {
+        Self::connect_with(endpoint, bearer(token)?).await
+    }
+
+    /// Connects to `endpoint`, every call carrying `auth`.
+    async fn connect_with(endpoint: Endpoint, auth: BearerAuth) -> Result<Self, ClientError> {
         let address = endpoint.uri().to_string();
         let channel = endpoint
             .connect()
@@ -168,7 +173,7 @@ impl Client {
             .map_err(|source| ClientError::Connect { address, source })?;
         Ok(Client {
             channel,
-            auth: bearer(token)?,
+            auth,
             endpoint,
         })
     }
@@ -178,17 +183,7 @@ impl Client {
     /// concurrent streams (each request is one) per connection, so a client
     /// with more concurrent calls spreads them over several.
     pub async fn new_connection(&self) -> Result<Self, ClientError> {
-        let address = self.endpoint.uri().to_string();
-        let channel = self
-            .endpoint
-            .connect()
-            .await
-            .map_err(|source| ClientError::Connect { address, source })?;
-        Ok(Client {
-            channel,
-            auth: self.auth.clone(),
-            endpoint: self.endpoint.clone(),
-        })
+        Self::connect_with(self.endpoint.clone(), self.auth.clone()).await
     }
 
     /// The same connection with another credential.

@@ -207,27 +207,16 @@ async fn produce(
     start: Instant,
     progress: Arc<Progress>,
 ) -> Histogram<u64> {
-    let device_ids = device_ids(&spec);
-    let mut next_device = 0;
-    let mut local = histogram();
-    let mut produced = 0u64;
+    let mut producer = ProducerState::new(&spec);
     let mut broker = client.broker();
-    let mut tick = pacing(&spec);
     while start.elapsed() < spec.duration {
-        if let Some(t) = tick.as_mut() {
-            t.tick().await;
-        }
+        producer.pace().await;
         let sent = now_ns();
         let began = Instant::now();
         let mut attempt = 0;
         loop {
-            let request = batch_request(&spec, sent, &device_ids, next_device);
-            match broker.produce(request).await {
-                Ok(_) => {
-                    let _ = local.record((began.elapsed().as_micros() as u64).max(1));
-                    produced += spec.batch as u64;
-                    next_device += spec.batch;
-                }
+            match broker.produce(producer.request(&spec, sent)).await {
+                Ok(_) => producer.stored(&spec, began),
                 // As `Client::produce` does: a rate refusal is sent again
                 // after the wait the broker asks for, a bounded number of times.
                 Err(status) if attempt < tallyq::client::MAX_RETRIES => {
@@ -242,54 +231,85 @@ async fn produce(
             break;
         }
     }
-    progress.produced.fetch_add(produced, Ordering::SeqCst);
-    local
+    producer.finish(&progress)
 }
 
-/// One producer's pace when the run offers a fixed total rate (`spec.rate`
-/// messages/s over all producers); none at full speed.
-fn pacing(spec: &LoadSpec) -> Option<tokio::time::Interval> {
-    (spec.rate > 0).then(|| {
-        let each = spec.batch as f64 * spec.producers as f64 / spec.rate as f64;
-        let mut t = tokio::time::interval(Duration::from_secs_f64(each));
-        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        t
-    })
-}
-
-/// The device ids a run's messages carry, in turn.
-fn device_ids(spec: &LoadSpec) -> Vec<String> {
-    (0..spec.devices).map(|i| format!("dev-{i}")).collect()
-}
-
-/// One produce request of `spec.batch` messages, each stamped with `sent`
-/// and carrying the next device ids from `next_device` on.
-fn batch_request(
-    spec: &LoadSpec,
-    sent: u64,
-    device_ids: &[String],
+/// What one producer keeps between its sends, whichever way it sends: its
+/// pace, the device ids its messages take in turn, its latencies and its
+/// count (added to the run's once, at the end).
+struct ProducerState {
+    tick: Option<tokio::time::Interval>,
+    device_ids: Vec<String>,
     next_device: usize,
-) -> pb::ProduceRequest {
-    let size = spec.size.max(16);
-    let messages = (0..spec.batch)
-        .map(|i| {
-            let mut payload = bytes::BytesMut::with_capacity(size);
-            payload.extend_from_slice(&sent.to_be_bytes());
-            payload.resize(size, b'x');
-            let device_id = match device_ids.len() {
-                0 => String::new(),
-                n => device_ids[(next_device + i) % n].clone(),
-            };
-            pb::Message {
-                payload: payload.freeze(),
-                device_id,
-                ..Default::default()
-            }
-        })
-        .collect();
-    pb::ProduceRequest {
-        topic: spec.topic.clone(),
-        messages,
+    latencies: Histogram<u64>,
+    produced: u64,
+}
+
+impl ProducerState {
+    fn new(spec: &LoadSpec) -> Self {
+        // Paced when the run offers a fixed total rate (`spec.rate`
+        // messages/s over all producers); none at full speed.
+        let tick = (spec.rate > 0).then(|| {
+            let each = spec.batch as f64 * spec.producers as f64 / spec.rate as f64;
+            let mut t = tokio::time::interval(Duration::from_secs_f64(each));
+            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            t
+        });
+        ProducerState {
+            tick,
+            device_ids: (0..spec.devices).map(|i| format!("dev-{i}")).collect(),
+            next_device: 0,
+            latencies: histogram(),
+            produced: 0,
+        }
+    }
+
+    /// Waits for the next send's turn (at once at full speed).
+    async fn pace(&mut self) {
+        if let Some(t) = self.tick.as_mut() {
+            t.tick().await;
+        }
+    }
+
+    /// The next request: `spec.batch` messages, each stamped with `sent` and
+    /// carrying the next device ids.
+    fn request(&self, spec: &LoadSpec, sent: u64) -> pb::ProduceRequest {
+        let size = spec.size.max(16);
+        let messages = (0..spec.batch)
+            .map(|i| {
+                let mut payload = bytes::BytesMut::with_capacity(size);
+                payload.extend_from_slice(&sent.to_be_bytes());
+                payload.resize(size, b'x');
+                let device_id = match self.device_ids.len() {
+                    0 => String::new(),
+                    n => self.device_ids[(self.next_device + i) % n].clone(),
+                };
+                pb::Message {
+                    payload: payload.freeze(),
+                    device_id,
+                    ..Default::default()
+                }
+            })
+            .collect();
+        pb::ProduceRequest {
+            topic: spec.topic.clone(),
+            messages,
+        }
+    }
+
+    /// The batch sent at `began` was stored.
+    fn stored(&mut self, spec: &LoadSpec, began: Instant) {
+        let _ = self
+            .latencies
+            .record((began.elapsed().as_micros() as u64).max(1));
+        self.produced += spec.batch as u64;
+        self.next_device += spec.batch;
+    }
+
+    /// Adds the count to the run's; the latencies.
+    fn finish(self, progress: &Progress) -> Histogram<u64> {
+        progress.produced.fetch_add(self.produced, Ordering::SeqCst);
+        self.latencies
     }
 }
 
@@ -305,12 +325,8 @@ async fn produce_on_stream(
     start: Instant,
     progress: Arc<Progress>,
 ) -> Histogram<u64> {
-    let device_ids = device_ids(&spec);
-    let mut next_device = 0;
-    let mut local = histogram();
-    let mut produced = 0u64;
+    let mut producer = ProducerState::new(&spec);
     let mut broker = client.broker();
-    let mut tick = pacing(&spec);
     'streams: while start.elapsed() < spec.duration {
         let (requests, outbound) = tokio::sync::mpsc::channel(1);
         let outbound = tokio_stream::wrappers::ReceiverStream::new(outbound);
@@ -320,21 +336,14 @@ async fn produce_on_stream(
         };
         let mut replies = replies.into_inner();
         while start.elapsed() < spec.duration {
-            if let Some(t) = tick.as_mut() {
-                t.tick().await;
-            }
+            producer.pace().await;
             let sent = now_ns();
             let began = Instant::now();
-            let request = batch_request(&spec, sent, &device_ids, next_device);
-            if requests.send(request).await.is_err() {
+            if requests.send(producer.request(&spec, sent)).await.is_err() {
                 continue 'streams;
             }
             match replies.message().await {
-                Ok(Some(_)) => {
-                    let _ = local.record((began.elapsed().as_micros() as u64).max(1));
-                    produced += spec.batch as u64;
-                    next_device += spec.batch;
-                }
+                Ok(Some(_)) => producer.stored(&spec, began),
                 Ok(None) => continue 'streams,
                 // The stream ended on a refusal: open the next one after the
                 // wait the broker asks for (rate), or a short pause.
@@ -348,6 +357,5 @@ async fn produce_on_stream(
             }
         }
     }
-    progress.produced.fetch_add(produced, Ordering::SeqCst);
-    local
+    producer.finish(&progress)
 }
